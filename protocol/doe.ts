@@ -1,0 +1,158 @@
+/**
+ * PCIe DOE data objects (PROTOCOL-FACTS 1.3–1.5). A data object is a 2-DW header followed by the
+ * payload, every DW little-endian. Pure codecs: bytes in, typed values out, DecodeError on bad input.
+ */
+import { Parser } from "binary-parser";
+import { DecodeError, requireBytes } from "./errors.js";
+
+export const PCI_SIG_VENDOR_ID = 0x0001;
+
+/** Data object types of vendor PCI-SIG. */
+export const DoeType = {
+  DISCOVERY: 0x00,
+  CMA_SPDM: 0x01,
+  SECURED_CMA_SPDM: 0x02,
+} as const;
+
+export const DOE_HEADER_BYTES = 8;
+/** 2^18 DW, the largest object; its Length field is written as 0. */
+export const DOE_MAX_DW = 1 << 18;
+export const DOE_MAX_BYTES = DOE_MAX_DW * 4;
+
+/** A protocol a mailbox speaks: the (vendor ID, data object type) pair discovery reports. */
+export interface DoeProtocol {
+  vendorId: number;
+  type: number;
+}
+
+export interface DoeObject extends DoeProtocol {
+  /** Payload bytes after the header, including any zero padding up to a DW multiple. */
+  payload: Buffer;
+}
+
+export interface DoeHeader extends DoeProtocol {
+  /** Object length in DW including the header, 0 already expanded to 2^18. */
+  lengthDw: number;
+}
+
+const PROTOCOL_NAMES: Record<string, string> = {
+  "0001:00": "DOE Discovery",
+  "0001:01": "CMA/SPDM",
+  "0001:02": "Secured CMA/SPDM",
+  "0001:03": "SPDM_CONN_ID",
+  "0001:04": "SECURED_SPDM_CONN_ID",
+  "1e98:00": "CXL Compliance",
+  "1e98:02": "CXL Table Access (CDAT)",
+};
+
+const hex = (n: number, digits: number) => n.toString(16).padStart(digits, "0");
+
+/** "VVVV:TT", the form Linux uses in sysfs doe_features. */
+export function protocolId(p: DoeProtocol): string {
+  return `${hex(p.vendorId, 4)}:${hex(p.type, 2)}`;
+}
+
+export function protocolName(p: DoeProtocol): string {
+  return PROTOCOL_NAMES[protocolId(p)] ?? "unknown";
+}
+
+/** Parses "VVVV:TT" (hex). Returns undefined when the text is not of that form. */
+export function parseProtocolId(text: string): DoeProtocol | undefined {
+  const m = /^([0-9a-fA-F]{4}):([0-9a-fA-F]{2})$/.exec(text);
+  if (!m) return undefined;
+  return { vendorId: Number.parseInt(m[1]!, 16), type: Number.parseInt(m[2]!, 16) };
+}
+
+const headerParser = new Parser()
+  .endianness("little")
+  .uint16("vendorId")
+  .uint8("type")
+  .uint8("reserved0")
+  .uint32("lengthField");
+
+/** Decodes the 8-byte header at the start of `buf`; the rest of `buf` is not looked at. */
+export function decodeDoeHeader(buf: Uint8Array): DoeHeader {
+  requireBytes(buf, 0, DOE_HEADER_BYTES, "doe.header");
+  const h = headerParser.parse(buf) as {
+    vendorId: number;
+    type: number;
+    reserved0: number;
+    lengthField: number;
+  };
+  if (h.reserved0 !== 0) throw new DecodeError("doe.reserved", 3, `must be 0, is 0x${hex(h.reserved0, 2)}`);
+  if (h.lengthField >>> 18 !== 0) {
+    throw new DecodeError("doe.length", 4, `reserved bits [31:18] set (0x${hex(h.lengthField >>> 0, 8)})`);
+  }
+  const lengthDw = h.lengthField === 0 ? DOE_MAX_DW : h.lengthField;
+  if (lengthDw < 2) throw new DecodeError("doe.length", 4, `${lengthDw} DW is shorter than the 2-DW header`);
+  return { vendorId: h.vendorId, type: h.type, lengthDw };
+}
+
+/** Decodes one whole data object. Its Length must account for exactly the bytes given. */
+export function decodeDoeObject(buf: Uint8Array): DoeObject {
+  const h = decodeDoeHeader(buf);
+  if (h.lengthDw * 4 !== buf.length) {
+    throw new DecodeError(
+      "doe.length",
+      4,
+      `header says ${h.lengthDw} DW (${h.lengthDw * 4} bytes), got ${buf.length} bytes`,
+    );
+  }
+  const bytes = Buffer.from(buf.buffer, buf.byteOffset, buf.byteLength);
+  return { vendorId: h.vendorId, type: h.type, payload: bytes.subarray(DOE_HEADER_BYTES) };
+}
+
+/** Encodes a data object, zero-padding the payload to a DW multiple. Throws RangeError above 1 MiB. */
+export function encodeDoeObject(obj: DoeObject): Buffer {
+  const payloadDw = Math.ceil(obj.payload.length / 4);
+  const lengthDw = 2 + payloadDw;
+  if (lengthDw > DOE_MAX_DW) throw new RangeError(`DOE object of ${lengthDw} DW exceeds 2^18 DW`);
+  const out = Buffer.alloc(lengthDw * 4);
+  out.writeUInt16LE(obj.vendorId, 0);
+  out.writeUInt8(obj.type, 2);
+  out.writeUInt32LE(lengthDw === DOE_MAX_DW ? 0 : lengthDw, 4);
+  obj.payload.copy(out, DOE_HEADER_BYTES);
+  return out;
+}
+
+// ---- DOE Discovery (type 0), one DW each way -------------------------------------------------
+
+export interface DiscoveryRequest {
+  index: number;
+  version: number;
+}
+
+export interface DiscoveryResponse extends DoeProtocol {
+  nextIndex: number;
+}
+
+const discoveryRequestParser = new Parser().uint8("index").uint8("version").uint16le("reserved");
+const discoveryResponseParser = new Parser().uint16le("vendorId").uint8("type").uint8("nextIndex");
+
+export function encodeDiscoveryRequest(req: DiscoveryRequest): Buffer {
+  return Buffer.from([req.index, req.version, 0, 0]);
+}
+
+/** Decodes a discovery request payload (the 4 bytes after the DOE header). */
+export function decodeDiscoveryRequest(payload: Uint8Array): DiscoveryRequest {
+  if (payload.length !== 4)
+    throw new DecodeError("discovery.request", 0, `payload is ${payload.length} bytes, not 4`);
+  const r = discoveryRequestParser.parse(payload) as { index: number; version: number };
+  return { index: r.index, version: r.version };
+}
+
+export function encodeDiscoveryResponse(rsp: DiscoveryResponse): Buffer {
+  const out = Buffer.alloc(4);
+  out.writeUInt16LE(rsp.vendorId, 0);
+  out.writeUInt8(rsp.type, 2);
+  out.writeUInt8(rsp.nextIndex, 3);
+  return out;
+}
+
+/** Decodes a discovery response payload; like Linux, it must be exactly 4 bytes. */
+export function decodeDiscoveryResponse(payload: Uint8Array): DiscoveryResponse {
+  if (payload.length !== 4)
+    throw new DecodeError("discovery.response", 0, `payload is ${payload.length} bytes, not 4`);
+  const r = discoveryResponseParser.parse(payload) as DiscoveryResponse;
+  return { vendorId: r.vendorId, type: r.type, nextIndex: r.nextIndex };
+}

@@ -1,0 +1,180 @@
+/**
+ * PCI configuration-space constants (PROTOCOL-FACTS 1.1–1.2, 2), named after Linux
+ * include/uapi/linux/pci_regs.h, and the few pure helpers every reader of config space needs.
+ */
+
+/** A PCIe function's config space: 256 legacy bytes plus the extended space. */
+export const CONFIG_SPACE_BYTES = 0x1000;
+export const LEGACY_CONFIG_BYTES = 0x100;
+
+/** Type-0 header offsets. */
+export const Header = {
+  VENDOR_ID: 0x00,
+  DEVICE_ID: 0x02,
+  COMMAND: 0x04,
+  STATUS: 0x06,
+  REVISION_ID: 0x08,
+  /** 3 bytes: prog IF, sub-class, base class; read as a DW from 0x08 it is `class << 8 | revision`. */
+  CLASS_PROG: 0x09,
+  CACHE_LINE_SIZE: 0x0c,
+  LATENCY_TIMER: 0x0d,
+  HEADER_TYPE: 0x0e,
+  BIST: 0x0f,
+  BAR0: 0x10,
+  SUBSYSTEM_VENDOR_ID: 0x2c,
+  SUBSYSTEM_ID: 0x2e,
+  ROM_ADDRESS: 0x30,
+  CAPABILITY_LIST: 0x34,
+  INTERRUPT_LINE: 0x3c,
+  INTERRUPT_PIN: 0x3d,
+} as const;
+
+/** Vendor ID of an absent function; a read of any width there returns all ones. */
+export const NO_FUNCTION_VENDOR_ID = 0xffff;
+
+export const Command = { IO: 0x0001, MEMORY: 0x0002, MASTER: 0x0004, INTX_DISABLE: 0x0400 } as const;
+export const Status = {
+  CAP_LIST: 0x0010,
+  /** The error bits software clears by writing 1 (parity, target/master aborts, SERR). */
+  RW1C_ERRORS: 0xf900,
+} as const;
+export const HeaderType = { NORMAL: 0x00, BRIDGE: 0x01, MULTI_FUNCTION: 0x80 } as const;
+
+/** Legacy capability: byte 0 ID, byte 1 next pointer. Capabilities start at or above 0x40. */
+export const CAP_LIST_ID = 0;
+export const CAP_LIST_NEXT = 1;
+export const FIRST_LEGACY_CAP = 0x40;
+export const CapId = { PM: 0x01, MSI: 0x05, EXP: 0x10, MSIX: 0x11 } as const;
+
+/** PCI Express capability register offsets, from the capability. */
+export const PciExp = {
+  FLAGS: 0x02,
+  DEVCAP: 0x04,
+  DEVCTL: 0x08,
+  DEVSTA: 0x0a,
+  LNKCAP: 0x0c,
+  LNKCTL: 0x10,
+  LNKSTA: 0x12,
+  DEVCAP2: 0x24,
+  DEVCTL2: 0x28,
+  LNKCAP2: 0x2c,
+  LNKCTL2: 0x30,
+  LNKSTA2: 0x32,
+  /** Size of a version-2 capability of an endpoint (PCI_CAP_EXP_ENDPOINT_SIZEOF_V2). */
+  SIZEOF_V2: 0x3c,
+} as const;
+
+/** Version of the PCI Express capability layout (2 since PCIe 2.0). */
+export const PCI_EXP_CAP_VERSION = 2;
+export const PciExpFlags = { VERSION_MASK: 0x000f, TYPE_SHIFT: 4, TYPE_MASK: 0x00f0 } as const;
+
+/** Device/Port type, PCIe Capabilities bits [7:4]. */
+export const PciExpType = {
+  ENDPOINT: 0x0,
+  LEGACY_ENDPOINT: 0x1,
+  ROOT_PORT: 0x4,
+  UPSTREAM: 0x5,
+  DOWNSTREAM: 0x6,
+  PCI_BRIDGE: 0x7,
+  PCIE_BRIDGE: 0x8,
+  RC_END: 0x9,
+  RC_EC: 0xa,
+} as const;
+
+export const DevCap = {
+  /** Role-based error reporting; every PCIe 1.1+ function sets it. */
+  RBER: 0x0000_8000,
+  FLR: 0x1000_0000,
+  /** TEE-IO Supported (PCI_EXP_DEVCAP_TEE). */
+  TEE: 0x4000_0000,
+} as const;
+
+export const DevCtl = {
+  /** Initiate Function Level Reset; reads as 0. */
+  BCR_FLR: 0x8000,
+} as const;
+/** Device Status error bits [3:0], write 1 to clear. */
+export const DEVSTA_RW1C = 0x000f;
+
+/** Extended capability header: [15:0] ID, [19:16] version, [31:20] next offset. */
+export const FIRST_EXT_CAP = 0x100;
+export const ExtCapId = {
+  SRIOV: 0x0010,
+  ARI: 0x000e,
+  ATS: 0x000f,
+  PASID: 0x001b,
+  DVSEC: 0x0023,
+  DOE: 0x002e,
+  DEV3: 0x002f,
+  IDE: 0x0030,
+} as const;
+
+export interface ExtCapHeader {
+  id: number;
+  version: number;
+  /** Offset of the next extended capability; 0 ends the list. */
+  next: number;
+}
+
+export function encodeExtCapHeader(h: ExtCapHeader): number {
+  return ((h.next << 20) | ((h.version & 0xf) << 16) | (h.id & 0xffff)) >>> 0;
+}
+
+/** As Linux reads it: the next offset is masked to a DW boundary (`(hdr >> 20) & 0xffc`). */
+export function decodeExtCapHeader(dw: number): ExtCapHeader {
+  return { id: dw & 0xffff, version: (dw >>> 16) & 0xf, next: (dw >>> 20) & 0xffc };
+}
+
+/** DOE extended capability register offsets, from the capability header (PROTOCOL-FACTS 1.2). */
+export const Doe = {
+  CAP: 0x04,
+  CTRL: 0x08,
+  STATUS: 0x0c,
+  WRITE: 0x10,
+  READ: 0x14,
+  SIZEOF: 0x18,
+  /** QEMU advertises version 1; Linux then sends discovery version 0. */
+  CAP_VERSION: 1,
+} as const;
+export const DoeCap = { INT_SUP: 0x0000_0001, INT_MSG_NUM: 0x0000_0ffe } as const;
+export const DoeCtrl = { ABORT: 0x0000_0001, INT_EN: 0x0000_0002, GO: 0x8000_0000 } as const;
+export const DoeStatus = {
+  BUSY: 0x0000_0001,
+  INT_STATUS: 0x0000_0002,
+  ERROR: 0x0000_0004,
+  DATA_OBJECT_READY: 0x8000_0000,
+} as const;
+
+/** SR-IOV extended capability register offsets (PROTOCOL-FACTS 2.4). */
+export const Sriov = {
+  CAP: 0x04,
+  CTRL: 0x08,
+  STATUS: 0x0a,
+  INITIAL_VF: 0x0c,
+  TOTAL_VF: 0x0e,
+  NUM_VF: 0x10,
+  FUNC_LINK: 0x12,
+  VF_OFFSET: 0x14,
+  VF_STRIDE: 0x16,
+  VF_DID: 0x1a,
+  SUP_PGSIZE: 0x1c,
+  SYS_PGSIZE: 0x20,
+  BAR0: 0x24,
+  VFM: 0x3c,
+  SIZEOF: 0x40,
+} as const;
+export const SriovCtrl = { VFE: 0x0001, VFM: 0x0002, INTR: 0x0004, MSE: 0x0008, ARI: 0x0010 } as const;
+
+/** Routing ID: bus[15:8], device[7:3], function[2:0]. */
+export const routingId = (bus: number, device: number, fn: number): number =>
+  ((bus & 0xff) << 8) | ((device & 0x1f) << 3) | (fn & 0x7);
+
+const hex2 = (n: number) => n.toString(16).padStart(2, "0");
+/** "bb:dd.f", as lspci prints it. */
+export const formatRoutingId = (rid: number): string =>
+  `${hex2(rid >> 8)}:${hex2((rid >> 3) & 0x1f)}.${rid & 0x7}`;
+
+export type ConfigWidth = 1 | 2 | 4;
+
+/** All ones of `width` bytes: what a read of an absent function returns. */
+export const allOnes = (width: ConfigWidth): number => (width === 4 ? 0xffff_ffff : (1 << (width * 8)) - 1);

@@ -1,0 +1,418 @@
+/**
+ * A small field-list language for SPDM layouts: each message is one array of fields, and the same
+ * array drives decoding and encoding, so the two can't drift apart. binary-parser is not used
+ * because sizes here depend on the version, on earlier fields and on the negotiated context, and
+ * every short read must become a DecodeError naming the field.
+ */
+import { DecodeError, requireBytes } from "../errors.js";
+import type { DecodeContext } from "./context.js";
+
+type Obj = Record<string, unknown>;
+/** Counts and lengths read before the data they describe (e.g. PSK_EXCHANGE's three lengths). */
+type Scratch = Map<string, number>;
+
+export class Reader {
+  off = 0;
+  constructor(readonly buf: Buffer) {}
+
+  get remaining(): number {
+    return this.buf.length - this.off;
+  }
+
+  /** A copy, so decoded messages don't alias the caller's (possibly reused) buffer. */
+  take(n: number, field: string): Buffer {
+    requireBytes(this.buf, this.off, n, field);
+    const out = Buffer.from(this.buf.subarray(this.off, this.off + n));
+    this.off += n;
+    return out;
+  }
+
+  uint(size: number, field: string): number {
+    requireBytes(this.buf, this.off, size, field);
+    const v = this.buf.readUIntLE(this.off, size);
+    this.off += size;
+    return v;
+  }
+}
+
+export class Writer {
+  private readonly parts: Buffer[] = [];
+  length = 0;
+
+  bytes(b: Uint8Array): Buffer {
+    const copy = Buffer.from(b);
+    this.parts.push(copy);
+    this.length += copy.length;
+    return copy;
+  }
+
+  /** Throws RangeError when `v` is not an integer that fits. */
+  uint(v: unknown, size: number, field: string): Buffer {
+    if (typeof v !== "number" || !Number.isInteger(v) || v < 0 || v >= 2 ** (8 * size)) {
+      throw new RangeError(`${field}: ${String(v)} is not a ${8 * size}-bit unsigned integer`);
+    }
+    const b = Buffer.alloc(size);
+    b.writeUIntLE(v, 0, size);
+    return this.bytes(b);
+  }
+
+  finish(): Buffer {
+    return Buffer.concat(this.parts, this.length);
+  }
+}
+
+type SizeKey =
+  | "hashSize"
+  | "asymSignatureSize"
+  | "reqAsymSignatureSize"
+  | "dheExchangeSize"
+  | "measurementHashSize"
+  | "measurementSummaryHashType";
+type FlagKey = "multiKeyConn" | "handshakeInTheClear" | "measurementSignatureRequested";
+
+/** Context access during a decode: a missing value is a DecodeError naming it, at the current offset. */
+export class Need {
+  constructor(
+    readonly ctx: DecodeContext,
+    readonly r: Reader,
+    readonly where: string,
+  ) {}
+
+  child(name: string): Need {
+    return new Need(this.ctx, this.r, `${this.where}.${name}`);
+  }
+
+  num(key: SizeKey): number {
+    const v = this.ctx[key];
+    if (v === undefined) throw new DecodeError(`context.${key}`, this.r.off, `${this.where} needs it`);
+    if (!Number.isSafeInteger(v) || v < 0)
+      throw new DecodeError(`context.${key}`, this.r.off, `${v} is not usable`);
+    return v;
+  }
+
+  flag(key: FlagKey): boolean {
+    const v = this.ctx[key];
+    if (v === undefined) throw new DecodeError(`context.${key}`, this.r.off, `${this.where} needs it`);
+    return v;
+  }
+
+  /** H when the request asked for a measurement summary hash, else 0. */
+  summaryHashSize(): number {
+    return this.num("measurementSummaryHashType") === 0 ? 0 : this.num("hashSize");
+  }
+}
+
+interface EncState {
+  where: string;
+  /** Length fields waiting for their structure's end: [patch target, start offset]. */
+  lengths: [Buffer, number][];
+}
+
+export interface Field<M> {
+  /** Message keys this field fills (empty for reserved bytes and counts). */
+  readonly keys: readonly string[];
+  dec(r: Reader, m: Obj, n: Need, s: Scratch): void;
+  enc(w: Writer, m: M, e: EncState): void;
+}
+
+/** One element of a list: digests, version entries, algorithm tables. */
+export interface Elem<E> {
+  dec(r: Reader, n: Need, field: string): E;
+  enc(w: Writer, v: E, field: string): void;
+}
+
+type KeysOf<M, T> = { [K in keyof M]-?: [NonNullable<M[K]>] extends [T] ? K : never }[keyof M] & string;
+type Size<M> = number | ((m: M, n: Need) => number);
+type Cond<M> = (m: M) => boolean;
+
+const val = (m: unknown, k: string): unknown => (m as Obj)[k];
+
+function lengthOf(v: unknown, field: string): number {
+  if (Buffer.isBuffer(v) || Array.isArray(v)) return v.length;
+  throw new RangeError(`${field}: missing`);
+}
+
+function buf(v: unknown, field: string): Buffer {
+  if (Buffer.isBuffer(v)) return v;
+  throw new RangeError(`${field}: missing (Buffer expected)`);
+}
+
+/** Decodes `schema` into `into` (which may already hold code and version for conditions). */
+export function decodeFields(schema: readonly Field<unknown>[], r: Reader, n: Need, into: Obj = {}): Obj {
+  const s: Scratch = new Map();
+  for (const f of schema) f.dec(r, into, n, s);
+  return into;
+}
+
+export function encodeFields<M>(schema: readonly Field<M>[], w: Writer, m: M, where: string): void {
+  const e: EncState = { where, lengths: [] };
+  for (const f of schema) f.enc(w, m, e);
+}
+
+const uintField = (size: number) => (k: string) => ({
+  keys: [k],
+  dec(r: Reader, m: Obj, n: Need) {
+    m[k] = r.uint(size, `${n.where}.${k}`);
+  },
+  enc(w: Writer, m: unknown, e: EncState) {
+    w.uint(val(m, k), size, `${e.where}.${k}`);
+  },
+});
+
+const prefixField = (size: number) => (k: string) => ({
+  keys: [],
+  dec(r: Reader, _m: Obj, n: Need, s: Scratch) {
+    s.set(k, r.uint(size, `${n.where}.${k}.length`));
+  },
+  enc(w: Writer, m: unknown, e: EncState) {
+    w.uint(lengthOf(val(m, k), `${e.where}.${k}`), size, `${e.where}.${k}.length`);
+  },
+});
+
+function prefixed(s: Scratch, k: string): number {
+  const v = s.get(k);
+  if (v === undefined) throw new Error(`schema bug: no count/length read for ${k}`);
+  return v;
+}
+
+const impl = {
+  u8: uintField(1),
+  u16: uintField(2),
+  u24: uintField(3),
+  u32: uintField(4),
+  len8: prefixField(1),
+  len16: prefixField(2),
+  len24: prefixField(3),
+  len32: prefixField(4),
+
+  /** A u16 length immediately followed by that many bytes (opaque data). */
+  lp16: (k: string) => ({
+    keys: [k],
+    dec(r: Reader, m: Obj, n: Need) {
+      m[k] = r.take(r.uint(2, `${n.where}.${k}.length`), `${n.where}.${k}`);
+    },
+    enc(w: Writer, m: unknown, e: EncState) {
+      const b = buf(val(m, k), `${e.where}.${k}`);
+      w.uint(b.length, 2, `${e.where}.${k}.length`);
+      w.bytes(b);
+    },
+  }),
+
+  reserved: (size: number) => ({
+    keys: [],
+    dec(r: Reader, _m: Obj, n: Need) {
+      r.take(size, `${n.where}.reserved`); // ignored, as receivers must
+    },
+    enc(w: Writer) {
+      w.bytes(Buffer.alloc(size));
+    },
+  }),
+
+  bytes: (k: string, size: Size<unknown>) => ({
+    keys: [k],
+    dec(r: Reader, m: Obj, n: Need) {
+      const len = typeof size === "number" ? size : size(m, n);
+      m[k] = r.take(len, `${n.where}.${k}`);
+    },
+    enc(w: Writer, m: unknown, e: EncState) {
+      const b = buf(val(m, k), `${e.where}.${k}`);
+      if (typeof size === "number" && b.length !== size) {
+        throw new RangeError(`${e.where}.${k}: ${b.length} bytes, must be ${size}`);
+      }
+      w.bytes(b);
+    },
+  }),
+
+  /** Bytes whose length an earlier lenN(k) gave. */
+  data: (k: string) => ({
+    keys: [k],
+    dec(r: Reader, m: Obj, n: Need, s: Scratch) {
+      m[k] = r.take(prefixed(s, k), `${n.where}.${k}`);
+    },
+    enc(w: Writer, m: unknown, e: EncState) {
+      w.bytes(buf(val(m, k), `${e.where}.${k}`));
+    },
+  }),
+
+  list: <E>(k: string, count: "prefixed" | ((m: unknown, n: Need) => number), elem: Elem<E>) => ({
+    keys: [k],
+    dec(r: Reader, m: Obj, n: Need, s: Scratch) {
+      const c = count === "prefixed" ? prefixed(s, k) : count(m, n);
+      const out: E[] = [];
+      for (let i = 0; i < c; i++) out.push(elem.dec(r, n, `${n.where}.${k}[${i}]`));
+      m[k] = out;
+    },
+    enc(w: Writer, m: unknown, e: EncState) {
+      const v = val(m, k);
+      if (!Array.isArray(v)) throw new RangeError(`${e.where}.${k}: missing (array expected)`);
+      for (const [i, x] of (v as E[]).entries()) elem.enc(w, x, `${e.where}.${k}[${i}]`);
+    },
+  }),
+
+  struct: (k: string, schema: readonly Field<unknown>[]) => ({
+    keys: [k],
+    dec(r: Reader, m: Obj, n: Need) {
+      m[k] = decodeFields(schema, r, n.child(k));
+    },
+    enc(w: Writer, m: unknown, e: EncState) {
+      const v = val(m, k);
+      if (typeof v !== "object" || v === null) throw new RangeError(`${e.where}.${k}: missing`);
+      encodeFields(schema, w, v, `${e.where}.${k}`);
+    },
+  }),
+
+  /**
+   * Fields present when `cond` holds on what was decoded so far (version, params). Encoding checks
+   * the message agrees: required when `cond` holds, absent otherwise.
+   */
+  when: (cond: (m: unknown) => boolean, ...fields: Field<unknown>[]) => ({
+    keys: fields.flatMap((f) => f.keys),
+    dec(r: Reader, m: Obj, n: Need, s: Scratch) {
+      if (cond(m)) for (const f of fields) f.dec(r, m, n, s);
+    },
+    enc(w: Writer, m: unknown, e: EncState) {
+      if (cond(m)) {
+        for (const f of fields) f.enc(w, m, e);
+        return;
+      }
+      const extra = fields.flatMap((f) => f.keys).filter((k) => val(m, k) !== undefined);
+      if (extra.length > 0) throw new RangeError(`${e.where}: ${extra.join(", ")} not allowed here`);
+    },
+  }),
+
+  /** Fields whose presence the negotiated context decides; an encoder writes them iff they are set. */
+  ctxWhen: (cond: (m: unknown, n: Need) => boolean, ...fields: Field<unknown>[]) => {
+    const keys = fields.flatMap((f) => f.keys);
+    return {
+      keys,
+      dec(r: Reader, m: Obj, n: Need, s: Scratch) {
+        if (cond(m, n)) for (const f of fields) f.dec(r, m, n, s);
+      },
+      enc(w: Writer, m: unknown, e: EncState) {
+        const set = keys.filter((k) => val(m, k) !== undefined).length;
+        if (set === 0) return;
+        if (set !== keys.length) throw new RangeError(`${e.where}: ${keys.join(", ")} go together`);
+        for (const f of fields) f.enc(w, m, e);
+      },
+    };
+  },
+
+  /**
+   * The rest of the buffer, or the part `measure` says belongs to the message. Left unset when
+   * empty; written when set.
+   */
+  rest: (k: string, measure?: (tail: Buffer, n: Need) => number) => ({
+    keys: [k],
+    dec(r: Reader, m: Obj, n: Need) {
+      const len = measure ? measure(r.buf.subarray(r.off), n) : r.remaining;
+      if (len > 0) m[k] = r.take(len, `${n.where}.${k}`);
+    },
+    enc(w: Writer, m: unknown, e: EncState) {
+      const v = val(m, k);
+      if (v !== undefined) w.bytes(buf(v, `${e.where}.${k}`));
+    },
+  }),
+
+  /** A u16 Length counting from `at` bytes before it to lengthEnd(); computed when encoding. */
+  lengthStart: (at: number) => ({
+    keys: [],
+    dec(r: Reader, _m: Obj, n: Need, s: Scratch) {
+      s.set("$lengthAt", r.off);
+      s.set("$lengthStart", r.off - at);
+      s.set("$length", r.uint(2, `${n.where}.length`));
+    },
+    enc(w: Writer, _m: unknown, e: EncState) {
+      const start = w.length - at;
+      e.lengths.push([w.bytes(Buffer.alloc(2)), start]);
+    },
+  }),
+
+  lengthEnd: () => ({
+    keys: [],
+    dec(r: Reader, _m: Obj, n: Need, s: Scratch) {
+      const declared = prefixed(s, "$length");
+      const actual = r.off - prefixed(s, "$lengthStart");
+      if (declared !== actual) {
+        throw new DecodeError(
+          `${n.where}.length`,
+          prefixed(s, "$lengthAt"),
+          `says ${declared} bytes, the fields take ${actual}`,
+        );
+      }
+    },
+    enc(w: Writer, _m: unknown, e: EncState) {
+      const pending = e.lengths.pop();
+      if (!pending) throw new Error("schema bug: lengthEnd without lengthStart");
+      const [target, start] = pending;
+      const len = w.length - start;
+      if (len > 0xffff) throw new RangeError(`${e.where}.length: ${len} does not fit in 16 bits`);
+      target.writeUInt16LE(len, 0);
+    },
+  }),
+
+  /** A decode-time consistency check on the fields so far. */
+  check: (fn: (m: unknown, n: Need) => void) => ({
+    keys: [],
+    dec(_r: Reader, m: Obj, n: Need) {
+      fn(m, n);
+    },
+    enc() {},
+  }),
+};
+
+/** The field builders, typed so that each key names a property of M of the right type. */
+export interface Builder<M> {
+  u8(k: KeysOf<M, number>): Field<M>;
+  u16(k: KeysOf<M, number>): Field<M>;
+  u24(k: KeysOf<M, number>): Field<M>;
+  u32(k: KeysOf<M, number>): Field<M>;
+  /** A count or byte length of k, read/written here; k itself comes later via data() or list(). */
+  len8(k: KeysOf<M, Buffer | readonly unknown[]>): Field<M>;
+  len16(k: KeysOf<M, Buffer | readonly unknown[]>): Field<M>;
+  len24(k: KeysOf<M, Buffer | readonly unknown[]>): Field<M>;
+  len32(k: KeysOf<M, Buffer | readonly unknown[]>): Field<M>;
+  lp16(k: KeysOf<M, Buffer>): Field<M>;
+  reserved(size: number): Field<M>;
+  bytes(k: KeysOf<M, Buffer>, size: Size<M>): Field<M>;
+  data(k: KeysOf<M, Buffer>): Field<M>;
+  list<E>(
+    k: KeysOf<M, readonly E[]>,
+    count: "prefixed" | ((m: M, n: Need) => number),
+    elem: Elem<E>,
+  ): Field<M>;
+  struct<K extends KeysOf<M, object>>(k: K, schema: readonly Field<NonNullable<M[K]>>[]): Field<M>;
+  when(cond: Cond<M>, ...fields: Field<M>[]): Field<M>;
+  ctxWhen(cond: (m: M, n: Need) => boolean, ...fields: Field<M>[]): Field<M>;
+  rest(k: KeysOf<M, Buffer>, measure?: (tail: Buffer, n: Need) => number): Field<M>;
+  lengthStart(at: number): Field<M>;
+  lengthEnd(): Field<M>;
+  check(fn: (m: M, n: Need) => void): Field<M>;
+}
+
+/** Builds a schema for M: `schema<Foo>((f) => [f.u8("a"), ...])`. */
+export function schema<M>(build: (f: Builder<M>) => Field<M>[]): Field<M>[] {
+  return build(impl as unknown as Builder<M>);
+}
+
+// ---- list elements ----------------------------------------------------------------------------
+
+export const u8Elem: Elem<number> = {
+  dec: (r, _n, field) => r.uint(1, field),
+  enc: (w, v, field) => w.uint(v, 1, field),
+};
+
+export const u16Elem: Elem<number> = {
+  dec: (r, _n, field) => r.uint(2, field),
+  enc: (w, v, field) => w.uint(v, 2, field),
+};
+
+/** Fixed-size byte strings whose size the context gives (e.g. digests of H bytes). */
+export const bytesElem = (size: (n: Need) => number): Elem<Buffer> => ({
+  dec: (r, n, field) => r.take(size(n), field),
+  enc: (w, v, field) => w.bytes(buf(v, field)),
+});
+
+export const structElem = <S>(fields: readonly Field<S>[]): Elem<S> => ({
+  dec: (r, n, field) => decodeFields(fields as readonly Field<unknown>[], r, new Need(n.ctx, r, field)) as S,
+  enc: (w, v, field) => encodeFields(fields, w, v, field),
+});

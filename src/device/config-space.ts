@@ -1,0 +1,252 @@
+/**
+ * The 4 KiB config space of one function (PROTOCOL-FACTS 2): bytes with per-byte write masks
+ * (read-only, read-write, write-1-to-clear) and register blocks with side effects (the DOE
+ * mailboxes). It is laid out from a type-0 header and two lists of capability builders, legacy ones
+ * chained from 0x40 and extended ones from 0x100, so SR-IOV or IDE is one more builder.
+ * Callers pass legal accesses only (checkConfigAccess in protocol/control.ts decides that).
+ */
+import {
+  CAP_LIST_ID,
+  CAP_LIST_NEXT,
+  CapId,
+  CONFIG_SPACE_BYTES,
+  Command,
+  type ConfigWidth,
+  DEVSTA_RW1C,
+  DevCap,
+  Doe,
+  ExtCapId,
+  encodeExtCapHeader,
+  FIRST_EXT_CAP,
+  FIRST_LEGACY_CAP,
+  Header,
+  HeaderType,
+  LEGACY_CONFIG_BYTES,
+  PCI_EXP_CAP_VERSION,
+  PciExp,
+  PciExpFlags,
+  Status,
+} from "../../protocol/pci.js";
+import { type FunctionDescription, PORT_TYPES } from "./description.js";
+
+/** Registers whose accesses have side effects; offsets are relative to the block's base. */
+export interface RegisterBlock {
+  read(offset: number, width: ConfigWidth): number;
+  write(offset: number, width: ConfigWidth, value: number): void;
+}
+
+interface Mapping {
+  base: number;
+  from: number;
+  to: number;
+  block: RegisterBlock;
+}
+
+export interface Masks {
+  /** Bits software may write. */
+  rw?: number;
+  /** Bits cleared by writing 1. */
+  w1c?: number;
+}
+
+function putLE(buf: Buffer, offset: number, width: number, value: number): void {
+  for (let i = 0; i < width; i++) buf[offset + i] = (value >>> (8 * i)) & 0xff;
+}
+
+function getLE(buf: Buffer, offset: number, width: number): number {
+  let v = 0;
+  for (let i = width - 1; i >= 0; i--) v = v * 256 + buf[offset + i]!;
+  return v;
+}
+
+export class ConfigSpace {
+  private readonly data = Buffer.alloc(CONFIG_SPACE_BYTES);
+  private readonly rw = Buffer.alloc(CONFIG_SPACE_BYTES);
+  private readonly w1c = Buffer.alloc(CONFIG_SPACE_BYTES);
+  private readonly mappings: Mapping[] = [];
+
+  /** Sets a register's reset value and which of its bits are writable; unset bits are read-only. */
+  define(offset: number, width: number, value: number, masks: Masks = {}): void {
+    putLE(this.data, offset, width, value);
+    putLE(this.rw, offset, width, masks.rw ?? 0);
+    putLE(this.w1c, offset, width, masks.w1c ?? 0);
+  }
+
+  /** Routes accesses to [base + from, base + to) to `block`, with offsets relative to `base`. DW-aligned bounds. */
+  mapRegisters(base: number, from: number, to: number, block: RegisterBlock): void {
+    this.mappings.push({ base, from: base + from, to: base + to, block });
+  }
+
+  read(offset: number, width: ConfigWidth): number {
+    const m = this.mappingAt(offset);
+    return m ? m.block.read(offset - m.base, width) : getLE(this.data, offset, width);
+  }
+
+  /** As PCI hardware does: read-only bits keep their value, RW bits take the new one, RW1C bits clear on 1. */
+  write(offset: number, width: ConfigWidth, value: number): void {
+    const m = this.mappingAt(offset);
+    if (m) {
+      m.block.write(offset - m.base, width, value);
+      return;
+    }
+    for (let i = 0; i < width; i++) {
+      const at = offset + i;
+      const v = (value >>> (8 * i)) & 0xff;
+      const rw = this.rw[at]!;
+      this.data[at] = ((this.data[at]! & ~rw) | (v & rw)) & ~(v & this.w1c[at]!);
+    }
+  }
+
+  /** Accesses are aligned and at most a DW, and mappings DW-aligned, so an access is wholly in or out. */
+  private mappingAt(offset: number): Mapping | undefined {
+    return this.mappings.find((m) => offset >= m.from && offset < m.to);
+  }
+}
+
+/** A capability's body; the layout writes its ID and next pointer (and version, if extended). */
+export interface CapabilityBuilder {
+  id: number;
+  size: number;
+  /** Defines the registers after the header; `base` is the capability's config offset. */
+  init(space: ConfigSpace, base: number): void;
+}
+
+export interface ExtendedCapabilityBuilder extends CapabilityBuilder {
+  version: number;
+}
+
+export interface HeaderFields {
+  vendorId: number;
+  deviceId: number;
+  revision: number;
+  classCode: number;
+  multiFunction: boolean;
+}
+
+export interface BuiltConfigSpace {
+  space: ConfigSpace;
+  /** Config offset of each extended capability, in the order given. */
+  extendedOffsets: number[];
+}
+
+const align4 = (n: number) => (n + 3) & ~3;
+
+function defineHeader(space: ConfigSpace, h: HeaderFields, hasCaps: boolean): void {
+  space.define(Header.VENDOR_ID, 2, h.vendorId);
+  space.define(Header.DEVICE_ID, 2, h.deviceId);
+  // The bits a driver toggles; the function has no BARs and no I/O space.
+  space.define(Header.COMMAND, 2, 0, { rw: Command.MEMORY | Command.MASTER | Command.INTX_DISABLE });
+  space.define(Header.STATUS, 2, hasCaps ? Status.CAP_LIST : 0, { w1c: Status.RW1C_ERRORS });
+  space.define(Header.REVISION_ID, 1, h.revision);
+  space.define(Header.CLASS_PROG, 3, h.classCode);
+  space.define(Header.CACHE_LINE_SIZE, 1, 0, { rw: 0xff });
+  space.define(Header.HEADER_TYPE, 1, HeaderType.NORMAL | (h.multiFunction ? HeaderType.MULTI_FUNCTION : 0));
+  space.define(Header.INTERRUPT_LINE, 1, 0, { rw: 0xff });
+}
+
+/** Lays out the header, then legacy capabilities chained from 0x40 and extended ones from 0x100. */
+export function buildConfigSpace(
+  header: HeaderFields,
+  legacy: readonly CapabilityBuilder[],
+  extended: readonly ExtendedCapabilityBuilder[],
+): BuiltConfigSpace {
+  const space = new ConfigSpace();
+  defineHeader(space, header, legacy.length > 0);
+
+  const legacyOffsets = place(legacy, FIRST_LEGACY_CAP, LEGACY_CONFIG_BYTES, "legacy");
+  space.define(Header.CAPABILITY_LIST, 1, legacyOffsets[0] ?? 0);
+  legacy.forEach((cap, i) => {
+    const base = legacyOffsets[i]!;
+    space.define(base + CAP_LIST_ID, 1, cap.id);
+    space.define(base + CAP_LIST_NEXT, 1, legacyOffsets[i + 1] ?? 0);
+    cap.init(space, base);
+  });
+
+  // With no extended capability the DW at 0x100 stays 0, which means "none".
+  const extendedOffsets = place(extended, FIRST_EXT_CAP, CONFIG_SPACE_BYTES, "extended");
+  extended.forEach((cap, i) => {
+    const base = extendedOffsets[i]!;
+    space.define(
+      base,
+      4,
+      encodeExtCapHeader({ id: cap.id, version: cap.version, next: extendedOffsets[i + 1] ?? 0 }),
+    );
+    cap.init(space, base);
+  });
+  return { space, extendedOffsets };
+}
+
+function place(caps: readonly CapabilityBuilder[], start: number, end: number, what: string): number[] {
+  const offsets: number[] = [];
+  let at = start;
+  for (const cap of caps) {
+    offsets.push(at);
+    at = align4(at + cap.size);
+  }
+  if (at > end)
+    throw new RangeError(
+      `${what} capabilities need ${at - start} bytes from 0x${start.toString(16)}, past 0x${end.toString(16)}`,
+    );
+  return offsets;
+}
+
+/** PCI Express capability, version 2, of an endpoint-like function. */
+export function pciExpressCapability(fn: Pick<FunctionDescription, "portType" | "teeIo">): CapabilityBuilder {
+  return {
+    id: CapId.EXP,
+    size: PciExp.SIZEOF_V2,
+    init(space, base) {
+      space.define(
+        base + PciExp.FLAGS,
+        2,
+        PCI_EXP_CAP_VERSION | (PORT_TYPES[fn.portType] << PciExpFlags.TYPE_SHIFT),
+      );
+      space.define(base + PciExp.DEVCAP, 4, DevCap.RBER | DevCap.FLR | (fn.teeIo ? DevCap.TEE : 0));
+      // Bit 15 (initiate FLR) is left out of the mask so it reads 0; FLR itself is not modelled.
+      space.define(base + PciExp.DEVCTL, 2, 0, { rw: 0x7fff });
+      space.define(base + PciExp.DEVSTA, 2, 0, { w1c: DEVSTA_RW1C });
+      // A x1 link at 2.5 GT/s, trained: what lspci and ASPM code expect to find.
+      space.define(base + PciExp.LNKCAP, 4, 0x11);
+      space.define(base + PciExp.LNKCTL, 2, 0, { rw: 0x01c3 });
+      space.define(base + PciExp.LNKSTA, 2, 0x11);
+    },
+  };
+}
+
+/** One DOE extended capability whose registers are `block` (a DoeRegisters). */
+export function doeCapability(block: RegisterBlock): ExtendedCapabilityBuilder {
+  return {
+    id: ExtCapId.DOE,
+    version: Doe.CAP_VERSION,
+    size: Doe.SIZEOF,
+    init(space, base) {
+      space.mapRegisters(base, Doe.CAP, Doe.SIZEOF, block);
+    },
+  };
+}
+
+export interface FunctionConfigSpace {
+  space: ConfigSpace;
+  /** Config offset of the DOE capability of each mailbox, in mailbox order. */
+  doeOffsets: number[];
+}
+
+/** The config space of a described function, one DOE capability per register block given. */
+export function functionConfigSpace(
+  fn: FunctionDescription,
+  multiFunction: boolean,
+  doe: readonly RegisterBlock[],
+): FunctionConfigSpace {
+  const { space, extendedOffsets } = buildConfigSpace(
+    {
+      vendorId: fn.vendorId,
+      deviceId: fn.deviceId,
+      revision: fn.revision,
+      classCode: fn.classCode,
+      multiFunction,
+    },
+    [pciExpressCapability(fn)],
+    doe.map(doeCapability),
+  );
+  return { space, doeOffsets: extendedOffsets.slice(0, doe.length) };
+}

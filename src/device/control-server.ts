@@ -1,0 +1,67 @@
+/**
+ * The control endpoint (W2): config reads and writes by routing ID, and the device identity.
+ * Each request frame gets exactly one reply carrying its tag; a bad request gets an ERROR reply and
+ * the connection stays up, while broken framing closes it (FramedConnection does that).
+ */
+import {
+  CONTROL_MAX_PAYLOAD,
+  ControlError,
+  ControlErrorCode,
+  type ControlMessage,
+  decodeControlFrame,
+  encodeControlFrame,
+} from "../../protocol/control.js";
+import { DecodeError } from "../../protocol/errors.js";
+import type { SocketFrame } from "../../protocol/socket.js";
+import { type Logger, silentLogger } from "../log.js";
+import { FramedServer } from "../net/framed.js";
+import type { DeviceModel } from "./model.js";
+
+export interface ControlServerOptions {
+  model: DeviceModel;
+  host: string;
+  port: number;
+  log?: Logger;
+}
+
+export function startControlServer(opts: ControlServerOptions): Promise<FramedServer> {
+  const log = opts.log ?? silentLogger;
+  return FramedServer.listen({
+    host: opts.host,
+    port: opts.port,
+    maxPayload: CONTROL_MAX_PAYLOAD,
+    log,
+    onConnection: (conn) => {
+      conn.on("frame", (frame) =>
+        conn.send(encodeControlFrame(frame.transport, answer(opts.model, frame, log))),
+      );
+    },
+  });
+}
+
+function answer(model: DeviceModel, frame: SocketFrame, log: Logger): ControlMessage {
+  try {
+    const msg = decodeControlFrame(frame);
+    switch (msg.kind) {
+      case "cfgRead":
+        return { kind: "cfgReadRsp", value: model.configRead(msg.rid, msg.offset, msg.width) };
+      case "cfgWrite":
+        model.configWrite(msg.rid, msg.offset, msg.width, msg.value);
+        return { kind: "cfgWriteRsp" };
+      case "identity":
+        return { kind: "identityRsp", identity: model.identity() };
+      default:
+        return {
+          kind: "error",
+          code: ControlErrorCode.UNEXPECTED,
+          message: `${msg.kind} is not a request the control endpoint serves`,
+        };
+    }
+  } catch (e) {
+    if (e instanceof DecodeError)
+      return { kind: "error", code: ControlErrorCode.MALFORMED, message: e.message };
+    if (e instanceof ControlError) return { kind: "error", code: e.code, message: e.message };
+    log.error({ err: (e as Error).stack }, "control request failed");
+    return { kind: "error", code: ControlErrorCode.INTERNAL, message: "internal error" };
+  }
+}

@@ -1,0 +1,130 @@
+/**
+ * One emulated device: its mailboxes (each a TCP endpoint), its config space behind the control
+ * endpoint, and optionally its hotplug announcement to a host. Usable in-process (tests, fixture)
+ * and as the body of the `doe-emu device` process.
+ */
+import { type DoeProtocol, DoeType, PCI_SIG_VENDOR_ID } from "../../protocol/doe.js";
+import { formatRoutingId, routingId } from "../../protocol/pci.js";
+import type { Logger } from "../log.js";
+import type { Endpoint, FramedServer } from "../net/framed.js";
+import { announce } from "./announce.js";
+import { startControlServer } from "./control-server.js";
+import { DEFAULT_MAILBOX_PORT, type DeviceDescription } from "./description.js";
+import { Mailbox } from "./mailbox.js";
+import { startMailboxEndpoint } from "./mailbox-endpoint.js";
+import { DeviceModel } from "./model.js";
+import { unsupportedSpdm } from "./spdm-stub.js";
+
+export interface DeviceOptions {
+  description: DeviceDescription;
+  /** Address every endpoint binds to. */
+  ip?: string;
+  /** Port of the first mailbox (overrides the description); later mailboxes without a port take any free one. */
+  port?: number;
+  controlPort?: number;
+  /** The host's hotplug endpoint to announce this device to. */
+  host?: Endpoint;
+  log: Logger;
+  /** Called once when a peer sends SHUTDOWN. */
+  onShutdown?: () => void;
+}
+
+export interface MailboxInfo {
+  /** "bb:dd.f/i": the function and the mailbox's index on it. */
+  id: string;
+  functionIndex: number;
+  index: number;
+  endpoint: Endpoint;
+  protocols: DoeProtocol[];
+}
+
+export interface RunningDevice {
+  name: string;
+  mailboxes: MailboxInfo[];
+  control: Endpoint;
+  model: DeviceModel;
+  /** Closes every endpoint and connection; idempotent. */
+  stop(): Promise<void>;
+}
+
+export async function startDevice(opts: DeviceOptions): Promise<RunningDevice> {
+  const { description: desc, log } = opts;
+  const ip = opts.ip ?? "127.0.0.1";
+  const servers: FramedServer[] = [];
+  const mailboxes: Mailbox[][] = [];
+  const endpoints: Endpoint[][] = [];
+  const infos: MailboxInfo[] = [];
+  let shutdownCalled = false;
+  const onShutdown = () => {
+    if (shutdownCalled) return;
+    shutdownCalled = true;
+    opts.onShutdown?.();
+  };
+  const closeAll = async () => {
+    await Promise.all(servers.map((s) => s.close()));
+  };
+
+  try {
+    let first = true;
+    for (const [fi, fn] of desc.functions.entries()) {
+      const fnMailboxes: Mailbox[] = [];
+      const fnEndpoints: Endpoint[] = [];
+      for (const [mi, mb] of fn.mailboxes.entries()) {
+        const id = `${formatRoutingId(routingId(desc.bus, desc.device, fn.function))}/${mi}`;
+        const mlog = log.child({ mailbox: id });
+        const mailbox = new Mailbox(mb.protocols, mlog);
+        mailbox.register({ vendorId: PCI_SIG_VENDOR_ID, type: DoeType.CMA_SPDM }, unsupportedSpdm);
+        mailbox.register({ vendorId: PCI_SIG_VENDOR_ID, type: DoeType.SECURED_CMA_SPDM }, unsupportedSpdm);
+        const port =
+          first && opts.port !== undefined ? opts.port : (mb.port ?? (first ? DEFAULT_MAILBOX_PORT : 0));
+        first = false;
+        const server = await startMailboxEndpoint({ mailbox, host: ip, port, log: mlog, onShutdown });
+        servers.push(server);
+        fnMailboxes.push(mailbox);
+        fnEndpoints.push(server.address);
+        infos.push({
+          id,
+          functionIndex: fi,
+          index: mi,
+          endpoint: server.address,
+          protocols: [...mb.protocols],
+        });
+      }
+      mailboxes.push(fnMailboxes);
+      endpoints.push(fnEndpoints);
+    }
+    const model = new DeviceModel(desc, mailboxes, endpoints);
+    const control = await startControlServer({
+      model,
+      host: ip,
+      port: opts.controlPort ?? 0,
+      log: log.child({ endpoint: "control" }),
+    });
+    servers.push(control);
+    const announcement = opts.host
+      ? await announce({
+          host: opts.host,
+          control: control.address,
+          model,
+          log: log.child({ endpoint: "announce" }),
+        })
+      : undefined;
+    let stopped: Promise<void> | undefined;
+    return {
+      name: desc.name,
+      mailboxes: infos,
+      control: control.address,
+      model,
+      stop: () => {
+        stopped ??= (async () => {
+          announcement?.close();
+          await closeAll();
+        })();
+        return stopped;
+      },
+    };
+  } catch (e) {
+    await closeAll();
+    throw e;
+  }
+}

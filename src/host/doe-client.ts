@@ -1,0 +1,123 @@
+/**
+ * Host-side DOE client over a mailbox endpoint (W1): TEST handshake, discovery (cached), and
+ * object exchanges with a per-request timeout, checked the way Linux drivers/pci/doe.c checks them.
+ */
+import {
+  type DoeObject,
+  type DoeProtocol,
+  decodeDoeObject,
+  encodeDoeObject,
+  protocolId,
+} from "../../protocol/doe.js";
+import { DecodeError } from "../../protocol/errors.js";
+import {
+  commandName,
+  SocketCommand,
+  TEST_CLIENT_HELLO,
+  TEST_SERVER_HELLO,
+  TransportType,
+} from "../../protocol/socket.js";
+import type { Logger } from "../log.js";
+import { type Endpoint, FramedClient, formatEndpoint } from "../net/framed.js";
+import { DISCOVERY, DoeError, walkDiscovery } from "./discovery.js";
+
+export { DoeError };
+
+export interface DoeClientOptions {
+  /** Per-request timeout in ms; 1 s as Linux's PCI_DOE_TIMEOUT. */
+  timeoutMs?: number;
+  log?: Logger;
+}
+
+export class DoeClient {
+  /** The protocols discovery reported, in index order. */
+  protocols: DoeProtocol[] = [];
+
+  private constructor(
+    private readonly client: FramedClient,
+    readonly endpoint: Endpoint,
+  ) {}
+
+  /** Connects, does the TEST handshake and runs discovery. */
+  static async connect(endpoint: Endpoint, opts: DoeClientOptions = {}): Promise<DoeClient> {
+    const client = await FramedClient.connect(endpoint, { timeoutMs: opts.timeoutMs ?? 1000, log: opts.log });
+    const doe = new DoeClient(client, endpoint);
+    try {
+      await doe.hello();
+      await doe.discover();
+    } catch (e) {
+      client.close();
+      throw e;
+    }
+    return doe;
+  }
+
+  private async hello(): Promise<void> {
+    const rsp = await this.client.request({
+      command: SocketCommand.TEST,
+      transport: TransportType.PCI_DOE,
+      payload: TEST_CLIENT_HELLO,
+    });
+    if (rsp.command !== SocketCommand.TEST || !rsp.payload.equals(TEST_SERVER_HELLO)) {
+      throw new DoeError(
+        `${formatEndpoint(this.endpoint)} answered TEST with ${commandName(rsp.command)} "${rsp.payload.toString("latin1")}"`,
+      );
+    }
+  }
+
+  /** Walks the discovery table from index 0 and caches it. */
+  async discover(): Promise<DoeProtocol[]> {
+    this.protocols = await walkDiscovery((req) => this.exchange(req));
+    return this.protocols;
+  }
+
+  supports(p: DoeProtocol): boolean {
+    return this.protocols.some((q) => q.vendorId === p.vendorId && q.type === p.type);
+  }
+
+  /** Sends one object and returns the response object, which must carry the request's vendor and type. */
+  async exchange(request: DoeObject): Promise<DoeObject> {
+    const isDiscovery = request.vendorId === DISCOVERY.vendorId && request.type === DISCOVERY.type;
+    if (!isDiscovery && !this.supports(request)) {
+      throw new DoeError(
+        `protocol ${protocolId(request)} was not listed by discovery on ${formatEndpoint(this.endpoint)}`,
+      );
+    }
+    const rsp = await this.client.request({
+      command: SocketCommand.NORMAL,
+      transport: TransportType.PCI_DOE,
+      payload: encodeDoeObject(request),
+    });
+    if (rsp.command !== SocketCommand.NORMAL)
+      throw new DoeError(`expected NORMAL, got ${commandName(rsp.command)}`);
+    if (rsp.payload.length === 0)
+      throw new DoeError(`the mailbox discarded the ${protocolId(request)} object (no response)`);
+    let obj: DoeObject;
+    try {
+      obj = decodeDoeObject(rsp.payload);
+    } catch (e) {
+      if (e instanceof DecodeError) throw new DoeError(`malformed response object: ${e.message}`);
+      throw e;
+    }
+    if (obj.vendorId !== request.vendorId || obj.type !== request.type) {
+      throw new DoeError(`response is ${protocolId(obj)}, request was ${protocolId(request)}`);
+    }
+    return obj;
+  }
+
+  /** Asks the device process to exit (spdm-emu SHUTDOWN); resolves once it echoes. */
+  async shutdown(): Promise<void> {
+    const rsp = await this.client.request({
+      command: SocketCommand.SHUTDOWN,
+      transport: TransportType.PCI_DOE,
+      payload: Buffer.alloc(0),
+    });
+    this.client.close();
+    if (rsp.command !== SocketCommand.SHUTDOWN)
+      throw new DoeError(`SHUTDOWN answered with ${commandName(rsp.command)}`);
+  }
+
+  close(): void {
+    this.client.close();
+  }
+}

@@ -1,0 +1,248 @@
+/**
+ * Framed TCP transport shared by every endpoint and client: the spdm-emu frame codec over a
+ * socket, with TCP_NODELAY, one write per frame, quick ACKs re-armed after every read, a payload
+ * bound checked before allocation, connection tracking and request timeouts.
+ */
+import { EventEmitter } from "node:events";
+import net from "node:net";
+import { DecodeError } from "../../protocol/errors.js";
+import {
+  DEFAULT_MAX_FRAME_PAYLOAD,
+  encodeFrame,
+  FrameDecoder,
+  type SocketFrame,
+} from "../../protocol/socket.js";
+import { type Logger, silentLogger } from "../log.js";
+import { armQuickAck } from "./quickack.js";
+
+export interface Endpoint {
+  host: string;
+  port: number;
+}
+
+export const formatEndpoint = (e: Endpoint): string =>
+  e.host.includes(":") ? `[${e.host}]:${e.port}` : `${e.host}:${e.port}`;
+
+/** Parses "HOST:PORT" or "[v6]:PORT"; throws with a readable message otherwise. */
+export function parseEndpoint(text: string): Endpoint {
+  const m = /^(?:\[([^\]]+)\]|([^:]+)):(\d{1,5})$/.exec(text);
+  const port = m ? Number(m[3]) : Number.NaN;
+  if (!m || port > 65535) throw new Error(`"${text}" is not HOST:PORT`);
+  return { host: (m[1] ?? m[2])!, port };
+}
+
+export interface ConnectionOptions {
+  maxPayload?: number;
+  log?: Logger;
+}
+
+interface FramedConnectionEvents {
+  frame: [SocketFrame];
+  close: [];
+}
+
+/** One framed socket. Emits "frame" per received frame and "close" once. Bad framing closes it. */
+export class FramedConnection extends EventEmitter<FramedConnectionEvents> {
+  readonly peer: string;
+  private readonly decoder: FrameDecoder;
+  private readonly log: Logger;
+
+  constructor(
+    readonly socket: net.Socket,
+    opts: ConnectionOptions = {},
+  ) {
+    super();
+    this.decoder = new FrameDecoder(opts.maxPayload ?? DEFAULT_MAX_FRAME_PAYLOAD);
+    this.peer = `${socket.remoteAddress}:${socket.remotePort}`;
+    this.log = opts.log ?? silentLogger;
+    socket.setNoDelay(true);
+    armQuickAck(socket, (msg) => this.log.warn(msg));
+    socket.on("data", (chunk) => this.onData(chunk));
+    socket.on("error", (err) => this.log.debug({ err: err.message }, "socket error"));
+    socket.once("close", () => this.emit("close"));
+  }
+
+  get closed(): boolean {
+    return this.socket.destroyed;
+  }
+
+  private onData(chunk: Buffer): void {
+    let frames: SocketFrame[];
+    try {
+      frames = this.decoder.push(chunk);
+    } catch (e) {
+      if (!(e instanceof DecodeError)) throw e;
+      this.log.warn({ err: e.message }, "broken framing; closing connection");
+      this.socket.destroy();
+      return;
+    }
+    // Part of a frame is still to come: ACK now, so a peer that sends each header field on its
+    // own with Nagle on releases the next piece at once. A whole frame gets its ACK on our answer.
+    if (this.decoder.pending > 0) armQuickAck(this.socket, (msg) => this.log.warn(msg));
+    for (const f of frames) {
+      if (this.socket.destroyed) return;
+      this.emit("frame", f);
+    }
+  }
+
+  /** Sends one frame in a single write. Returns false if the connection is already gone. */
+  send(frame: SocketFrame): boolean {
+    if (this.socket.destroyed) return false;
+    this.socket.write(encodeFrame(frame));
+    return true;
+  }
+
+  /** Sends what is queued, then closes. */
+  end(): void {
+    this.socket.end();
+  }
+
+  destroy(): void {
+    this.socket.destroy();
+  }
+}
+
+export interface ServerOptions extends ConnectionOptions {
+  host: string;
+  port: number;
+  onConnection: (conn: FramedConnection) => void;
+}
+
+/** A listening endpoint that tracks its connections so it can close all of them. */
+export class FramedServer {
+  readonly connections = new Set<FramedConnection>();
+
+  private constructor(
+    private readonly server: net.Server,
+    readonly address: Endpoint,
+  ) {}
+
+  static listen(opts: ServerOptions): Promise<FramedServer> {
+    return new Promise((resolve, reject) => {
+      const server = net.createServer();
+      const onError = (err: Error) => reject(err);
+      server.once("error", onError);
+      server.listen({ host: opts.host, port: opts.port }, () => {
+        server.off("error", onError);
+        const addr = server.address() as net.AddressInfo;
+        const fs = new FramedServer(server, { host: addr.address, port: addr.port });
+        server.on("connection", (socket) => {
+          const conn = new FramedConnection(socket, opts);
+          fs.connections.add(conn);
+          conn.once("close", () => fs.connections.delete(conn));
+          opts.onConnection(conn);
+        });
+        resolve(fs);
+      });
+    });
+  }
+
+  /** Stops listening and drops every connection. */
+  close(): Promise<void> {
+    for (const c of this.connections) c.destroy();
+    return new Promise((resolve) => this.server.close(() => resolve()));
+  }
+}
+
+export class TimeoutError extends Error {
+  override readonly name = "TimeoutError";
+}
+
+export class ConnectionClosedError extends Error {
+  override readonly name = "ConnectionClosedError";
+}
+
+export interface ClientOptions extends ConnectionOptions {
+  /** Per-request timeout; past it the connection is closed, as Linux aborts a mailbox. */
+  timeoutMs?: number;
+  connectTimeoutMs?: number;
+}
+
+/**
+ * The client side: strict request/response over one connection. Requests queue, one in flight at
+ * a time; a timeout or an unexpected frame closes the connection and fails what is pending.
+ */
+export class FramedClient {
+  private tail: Promise<unknown> = Promise.resolve();
+  private waiter: { resolve: (f: SocketFrame) => void; reject: (e: Error) => void } | undefined;
+  readonly timeoutMs: number;
+
+  private constructor(
+    readonly conn: FramedConnection,
+    opts: ClientOptions,
+  ) {
+    this.timeoutMs = opts.timeoutMs ?? 1000;
+    conn.on("frame", (f) => {
+      const w = this.waiter;
+      this.waiter = undefined;
+      if (w) w.resolve(f);
+      else conn.destroy(); // a frame nobody asked for: the stream is out of step
+    });
+    conn.once("close", () => {
+      const w = this.waiter;
+      this.waiter = undefined;
+      w?.reject(new ConnectionClosedError(`connection to ${conn.peer} closed`));
+    });
+  }
+
+  static connect(endpoint: Endpoint, opts: ClientOptions = {}): Promise<FramedClient> {
+    return new Promise((resolve, reject) => {
+      const socket = net.connect({ host: endpoint.host, port: endpoint.port });
+      const timer = setTimeout(() => {
+        socket.destroy();
+        reject(new TimeoutError(`connecting to ${formatEndpoint(endpoint)} timed out`));
+      }, opts.connectTimeoutMs ?? 5000);
+      socket.once("error", (err) => {
+        clearTimeout(timer);
+        reject(new Error(`cannot connect to ${formatEndpoint(endpoint)}: ${err.message}`));
+      });
+      socket.once("connect", () => {
+        clearTimeout(timer);
+        resolve(new FramedClient(new FramedConnection(socket, opts), opts));
+      });
+    });
+  }
+
+  get closed(): boolean {
+    return this.conn.closed;
+  }
+
+  /** Sends a frame and resolves with the next frame received. */
+  request(frame: SocketFrame, timeoutMs = this.timeoutMs): Promise<SocketFrame> {
+    const result = this.tail.then(() => this.exchange(frame, timeoutMs));
+    this.tail = result.catch(() => undefined);
+    return result;
+  }
+
+  /** Sends a frame that gets no answer frame (or whose answer is not awaited). */
+  post(frame: SocketFrame): void {
+    this.conn.send(frame);
+  }
+
+  private exchange(frame: SocketFrame, timeoutMs: number): Promise<SocketFrame> {
+    if (this.conn.closed)
+      return Promise.reject(new ConnectionClosedError(`connection to ${this.conn.peer} is closed`));
+    return new Promise((resolve, reject) => {
+      const timer = setTimeout(() => {
+        this.waiter = undefined;
+        this.conn.destroy();
+        reject(new TimeoutError(`no response from ${this.conn.peer} within ${timeoutMs} ms`));
+      }, timeoutMs);
+      this.waiter = {
+        resolve: (f) => {
+          clearTimeout(timer);
+          resolve(f);
+        },
+        reject: (e) => {
+          clearTimeout(timer);
+          reject(e);
+        },
+      };
+      this.conn.send(frame);
+    });
+  }
+
+  close(): void {
+    this.conn.destroy();
+  }
+}

@@ -1,0 +1,95 @@
+/**
+ * The connection transcripts both SPDM roles keep (PROTOCOL-FACTS 3.8, 3.10), with libspdm's
+ * reset rules (libspdm_reset_message_buffer_via_request_code), so that our responder and requester
+ * sign and verify exactly what DMTF's do:
+ *   A = VCA; B = digests/certificates; C = challenge; M = measurements (one log per scope).
+ * Messages are exact SPDM messages, never transport padding.
+ */
+import { SpdmRequestCode } from "../../protocol/spdm/codes.js";
+
+/** Requests that, before authentication completes, drop B and C (CHALLENGE skipped). */
+const RESETS_BC_BEFORE_AUTH: ReadonlySet<number> = new Set([
+  SpdmRequestCode.KEY_EXCHANGE,
+  SpdmRequestCode.GET_MEASUREMENTS,
+  SpdmRequestCode.FINISH,
+  SpdmRequestCode.PSK_EXCHANGE,
+  SpdmRequestCode.PSK_FINISH,
+  SpdmRequestCode.KEY_UPDATE,
+  SpdmRequestCode.HEARTBEAT,
+  SpdmRequestCode.GET_ENCAPSULATED_REQUEST,
+  SpdmRequestCode.DELIVER_ENCAPSULATED_RESPONSE,
+  SpdmRequestCode.END_SESSION,
+  SpdmRequestCode.GET_MEASUREMENT_EXTENSION_LOG,
+]);
+
+export class Transcript {
+  private a: Buffer[] = [];
+  private b: Buffer[] = [];
+  private c: Buffer[] = [];
+  private m: Buffer[] = [];
+  /** A CHALLENGE completed since the last GET_VERSION. */
+  authenticated = false;
+
+  /** Applies the reset rules for a request that is about to be processed (outside a session). */
+  onRequest(code: number): void {
+    if (code === SpdmRequestCode.GET_VERSION) {
+      this.a = [];
+      this.b = [];
+      this.c = [];
+      this.m = [];
+      this.authenticated = false;
+      return;
+    }
+    if (code !== SpdmRequestCode.GET_MEASUREMENTS) this.m = [];
+    if (code === SpdmRequestCode.GET_DIGESTS) this.b = [];
+    if (!this.authenticated && RESETS_BC_BEFORE_AUTH.has(code)) {
+      this.b = [];
+      this.c = [];
+    }
+  }
+
+  /** GET_VERSION..ALGORITHMS pairs. */
+  addVca(request: Uint8Array, response: Uint8Array): void {
+    this.a.push(Buffer.from(request), Buffer.from(response));
+  }
+
+  /** GET_DIGESTS/DIGESTS and GET_CERTIFICATE/CERTIFICATE pairs. */
+  addCertificateExchange(request: Uint8Array, response: Uint8Array): void {
+    this.b.push(Buffer.from(request), Buffer.from(response));
+  }
+
+  /** M1/M2 for a CHALLENGE: A ‖ B ‖ CHALLENGE ‖ CHALLENGE_AUTH without its signature. B and C reset after. */
+  challenge(request: Uint8Array, responseWithoutSignature: Uint8Array): Buffer {
+    const m1 = Buffer.concat([...this.a, ...this.b, Buffer.from(request), Buffer.from(responseWithoutSignature)]);
+    this.b = [];
+    this.c = [];
+    return m1;
+  }
+
+  /** Marks a successful CHALLENGE (libspdm's AUTHENTICATED connection state). */
+  markAuthenticated(): void {
+    this.authenticated = true;
+  }
+
+  /**
+   * Logs a GET_MEASUREMENTS exchange. For a signed response (signature cut off by the caller) it
+   * returns L1/L2 = [A if version >= 1.2] ‖ M and starts a new log.
+   */
+  measurements(version: number, request: Uint8Array, response: Uint8Array, signed: boolean): Buffer | undefined {
+    this.m.push(Buffer.from(request), Buffer.from(response));
+    if (!signed) return undefined;
+    const l = Buffer.concat([...(version >= 0x12 ? this.a : []), ...this.m]);
+    this.m = [];
+    return l;
+  }
+
+  /** An ERROR answered a GET_MEASUREMENTS: libspdm drops the measurement log. */
+  resetMeasurements(): void {
+    this.m = [];
+  }
+
+  /** A, the VCA messages (part of the session transcripts later). */
+  get vca(): Buffer {
+    return Buffer.concat(this.a);
+  }
+}

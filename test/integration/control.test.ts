@@ -1,0 +1,239 @@
+import net from "node:net";
+import { setTimeout as sleep } from "node:timers/promises";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import {
+  ControlCommand,
+  ControlError,
+  ControlErrorCode,
+  type ControlMessage,
+  decodeControlFrame,
+} from "../../protocol/control.js";
+import {
+  type DoeObject,
+  type DoeProtocol,
+  decodeDiscoveryResponse,
+  encodeDiscoveryRequest,
+  encodeDoeObject,
+} from "../../protocol/doe.js";
+import { type ConfigWidth, Doe, DoeCtrl, DoeStatus } from "../../protocol/pci.js";
+import { FrameDecoder } from "../../protocol/socket.js";
+import { AnnounceError, announce } from "../../src/device/announce.js";
+import { startControlServer } from "../../src/device/control-server.js";
+import { defaultDescription } from "../../src/device/description.js";
+import { Mailbox } from "../../src/device/mailbox.js";
+import { DeviceModel } from "../../src/device/model.js";
+import { ControlClient, DoeRegisterClient } from "../../src/host/control-client.js";
+import { DoeError } from "../../src/host/doe-client.js";
+import { silentLogger } from "../../src/log.js";
+import { FramedClient, type FramedServer } from "../../src/net/framed.js";
+
+const RID = 0x0100;
+const CAP = 0x100;
+const DISCOVERY: DoeProtocol = { vendorId: 1, type: 0 };
+const ECHO: DoeProtocol = { vendorId: 1, type: 1 };
+const SLOW: DoeProtocol = { vendorId: 1, type: 2 };
+
+const dws = (buf: Buffer) => Array.from({ length: buf.length / 4 }, (_, i) => buf.readUInt32LE(i * 4));
+
+describe("control endpoint (W2) over TCP", () => {
+  const description = defaultDescription();
+  const mailbox = new Mailbox(description.functions[0]!.mailboxes[0]!.protocols, silentLogger);
+  const model = new DeviceModel(description, [[mailbox]], [[{ host: "127.0.0.1", port: 2323 }]]);
+  // The secured type stands in for a slow protocol: it answers only once the test releases it.
+  let release: (() => void) | undefined;
+  mailbox.register(ECHO, (req) => req.payload);
+  mailbox.register(SLOW, (req) => new Promise<Buffer>((resolve) => (release = () => resolve(req.payload))));
+
+  let server: FramedServer;
+  let client: ControlClient;
+  let doe: DoeRegisterClient;
+  const status = () => client.cfgRead(RID, CAP + Doe.STATUS, 4);
+  const reg = (off: number, value: number) => client.cfgWrite(RID, CAP + off, 4, value);
+
+  beforeAll(async () => {
+    server = await startControlServer({ model, host: "127.0.0.1", port: 0, log: silentLogger });
+    client = await ControlClient.connect(server.address);
+    doe = new DoeRegisterClient(client, RID, CAP);
+    await doe.abort();
+  });
+  afterAll(async () => {
+    client.close();
+    await server.close();
+  });
+
+  it("serves the identity: which mailbox endpoint sits behind which DOE capability", async () => {
+    expect(await client.identity()).toEqual({
+      name: "doe-emu",
+      bus: 1,
+      mailboxes: [{ rid: RID, doeCapOffset: CAP, mailbox: 0, host: "127.0.0.1", port: 2323 }],
+    });
+  });
+
+  it("reads all ones from a missing function and refuses a bad access without dropping the connection", async () => {
+    expect(await client.cfgRead(0x0101, 0, 4)).toBe(0xffffffff);
+    expect(await client.cfgRead(0x0200, 0, 2)).toBe(0xffff);
+    expect(await client.cfgRead(RID, 0, 2)).toBe(0x1b36);
+    const refused = await client.cfgRead(RID, 0, 3 as ConfigWidth).catch((e: unknown) => e);
+    expect(refused).toBeInstanceOf(ControlError);
+    expect((refused as ControlError).code).toBe(ControlErrorCode.BAD_WIDTH);
+    await expect(client.cfgRead(RID, 2, 4)).rejects.toMatchObject({ code: ControlErrorCode.MISALIGNED });
+    expect(await client.cfgRead(RID, 0, 4)).toBe(0xde001b36);
+  });
+
+  it("answers a malformed or misdirected frame with ERROR, echoing its tag", async () => {
+    const raw = await FramedClient.connect(server.address);
+    const replies: ControlMessage[] = [];
+    for (const [command, payload] of [
+      [ControlCommand.CFG_READ, Buffer.from([0, 1])],
+      [ControlCommand.CFG_READ_RSP, Buffer.alloc(4)],
+    ] as const) {
+      const frame = await raw.request({ command, transport: 0xabcd, payload });
+      expect(frame.transport).toBe(0xabcd);
+      replies.push(decodeControlFrame(frame));
+    }
+    expect(replies.map((r) => r.kind === "error" && r.code)).toEqual([
+      ControlErrorCode.MALFORMED,
+      ControlErrorCode.UNEXPECTED,
+    ]);
+    raw.close();
+  });
+
+  it("runs DOE discovery through the registers: write DWs, Go, poll, read and ack", async () => {
+    const found = await doe.discover();
+    expect(found).toEqual([DISCOVERY, ECHO, SLOW]);
+  });
+
+  it("exposes each step at register level, and an ack past the end sets Error", async () => {
+    const request = encodeDoeObject({ ...ECHO, payload: Buffer.from("0123456789ab") });
+    for (const dw of dws(request)) await reg(Doe.WRITE, dw);
+    expect(await status()).toBe(0); // nothing happens before Go
+    await reg(Doe.CTRL, DoeCtrl.GO);
+    let s = await status();
+    while (!(s & DoeStatus.DATA_OBJECT_READY)) s = await status();
+    expect(s).toBe(DoeStatus.DATA_OBJECT_READY);
+    const got: number[] = [];
+    for (let i = 0; i < 5; i++) {
+      got.push(await client.cfgRead(RID, CAP + Doe.READ, 4));
+      await reg(Doe.READ, 0);
+    }
+    expect(got).toEqual(dws(request)); // the echo: same header, same payload
+    expect(await status()).toBe(0); // the last ack reset the mailbox
+    expect(await client.cfgRead(RID, CAP + Doe.READ, 4)).toBe(0);
+    await reg(Doe.READ, 0);
+    expect(await status()).toBe(DoeStatus.ERROR);
+    await expect(doe.exchange({ ...ECHO, payload: Buffer.alloc(4) })).rejects.toThrow(DoeError);
+    await doe.abort();
+    expect(await status()).toBe(0);
+  });
+
+  const echo = async (payload: string): Promise<DoeObject> =>
+    doe.exchange({ ...ECHO, payload: Buffer.from(payload) });
+
+  it("Abort after part of an object drops the DWs written so far", async () => {
+    const request = dws(encodeDoeObject({ ...ECHO, payload: Buffer.from("partial object") }));
+    for (const dw of request.slice(0, 3)) await reg(Doe.WRITE, dw);
+    await doe.abort();
+    // Had the 3 DWs stayed, this object's DW count would not match its Length and it would be discarded.
+    expect((await echo("next")).payload.toString()).toBe("next");
+  });
+
+  it("Abort while a response is half read clears Ready and drops the rest", async () => {
+    for (const dw of dws(encodeDoeObject({ ...ECHO, payload: Buffer.from("half-read response") })))
+      await reg(Doe.WRITE, dw);
+    await reg(Doe.CTRL, DoeCtrl.GO);
+    while (!((await status()) & DoeStatus.DATA_OBJECT_READY)) await sleep(1);
+    for (let i = 0; i < 3; i++) {
+      await client.cfgRead(RID, CAP + Doe.READ, 4);
+      await reg(Doe.READ, 0);
+    }
+    await reg(Doe.CTRL, DoeCtrl.ABORT);
+    expect(await status()).toBe(0);
+    expect(await client.cfgRead(RID, CAP + Doe.READ, 4)).toBe(0);
+    expect((await echo("after")).payload.toString()).toBe("after\0\0\0");
+  });
+
+  it("Abort while Busy drops the response that arrives later", async () => {
+    for (const dw of dws(encodeDoeObject({ ...SLOW, payload: Buffer.from("slow") })))
+      await reg(Doe.WRITE, dw);
+    await reg(Doe.CTRL, DoeCtrl.GO);
+    expect(await status()).toBe(DoeStatus.BUSY);
+    await reg(Doe.CTRL, DoeCtrl.ABORT);
+    expect(await status()).toBe(0);
+    release?.();
+    await sleep(5);
+    expect(await status()).toBe(0);
+    expect((await echo("fresh")).payload.toString()).toBe("fresh\0\0\0");
+  });
+
+  it("discards an object whose DW count differs from its Length: no Busy, no Ready", async () => {
+    const request = dws(encodeDoeObject({ ...ECHO, payload: Buffer.alloc(8) }));
+    for (const dw of request.slice(0, -1)) await reg(Doe.WRITE, dw);
+    await reg(Doe.CTRL, DoeCtrl.GO);
+    for (let i = 0; i < 5; i++) {
+      expect(await status()).toBe(0);
+      await sleep(1);
+    }
+    expect((await echo("ok")).payload.toString()).toBe("ok\0\0");
+  });
+
+  it("an object the mailbox discards gets no response and the driver times out", async () => {
+    const quick = new DoeRegisterClient(client, RID, CAP, { timeoutMs: 50 });
+    await expect(quick.exchange({ vendorId: 0x1234, type: 7, payload: Buffer.alloc(4) })).rejects.toThrow(
+      /no response/,
+    );
+    expect(await status()).toBe(0);
+    expect((await echo("still fine")).payload.toString()).toBe("still fine\0\0");
+  });
+});
+
+describe("hotplug announce", () => {
+  const description = defaultDescription();
+  const mailbox = new Mailbox(description.functions[0]!.mailboxes[0]!.protocols, silentLogger);
+  const model = new DeviceModel(description, [[mailbox]], [[{ host: "127.0.0.1", port: 2323 }]]);
+
+  it("connects to the host's hotplug port, sends ANNOUNCE, and closing the connection is the removal", async () => {
+    const received: ControlMessage[] = [];
+    let gotAnnounce!: () => void;
+    const announced = new Promise<void>((r) => (gotAnnounce = r));
+    let removed!: () => void;
+    const gone = new Promise<void>((r) => (removed = r));
+    const host = net.createServer((socket) => {
+      const decoder = new FrameDecoder();
+      socket.on("data", (chunk) => {
+        for (const frame of decoder.push(chunk)) received.push(decodeControlFrame(frame));
+        gotAnnounce();
+      });
+      socket.on("close", () => removed());
+    });
+    await new Promise<void>((r) => host.listen(0, "127.0.0.1", r));
+    const port = (host.address() as net.AddressInfo).port;
+
+    const handle = await announce({
+      host: { host: "127.0.0.1", port },
+      control: { host: "127.0.0.1", port: 4242 },
+      model,
+    });
+    await announced;
+    expect(received).toEqual([
+      { kind: "announce", control: { host: "127.0.0.1", port: 4242 }, identity: model.identity() },
+    ]);
+    handle.close();
+    await gone;
+    await handle.closed;
+    await new Promise((r) => host.close(r));
+  });
+
+  it("reports an unreachable host as an AnnounceError", async () => {
+    const probe = net.createServer();
+    await new Promise<void>((r) => probe.listen(0, "127.0.0.1", r));
+    const port = (probe.address() as net.AddressInfo).port;
+    await new Promise((r) => probe.close(r)); // a port nobody listens on any more
+    const failed = announce({
+      host: { host: "127.0.0.1", port },
+      control: { host: "127.0.0.1", port: 1 },
+      model,
+    });
+    await expect(failed).rejects.toThrow(AnnounceError);
+    await expect(failed).rejects.toThrow(/hotplug announce to host 127\.0\.0\.1:\d+ failed/);
+  });
+});

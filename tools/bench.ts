@@ -1,0 +1,97 @@
+/**
+ * `npm run bench`: a report, not a test. Each benchmark runs for a fixed time against real
+ * processes on loopback and prints its rate; comparisons run in the same invocation so that the
+ * machine's state is the same for both sides.
+ */
+import { spawn } from "node:child_process";
+import net from "node:net";
+import { createInterface } from "node:readline";
+import { DoeType, encodeDiscoveryRequest, PCI_SIG_VENDOR_ID } from "../protocol/doe.js";
+import { spawnDevice } from "../src/fixture/spawn-device.js";
+import { DoeClient } from "../src/host/doe-client.js";
+
+const SECONDS = Number(process.env.BENCH_SECONDS ?? 3);
+
+/** Runs `op` back to back for SECONDS after a short warm-up; returns operations per second. */
+async function rate(op: () => Promise<unknown>): Promise<number> {
+  const warmUntil = performance.now() + 300;
+  while (performance.now() < warmUntil) await op();
+  let n = 0;
+  const start = performance.now();
+  const end = start + SECONDS * 1000;
+  while (performance.now() < end) {
+    await op();
+    n++;
+  }
+  return n / ((performance.now() - start) / 1000);
+}
+
+/** A plain echo server in its own process, so both sides of the comparison cross a process boundary. */
+async function startEchoProcess(): Promise<{ port: number; stop: () => void }> {
+  const code = `const s=require("net").createServer(c=>{c.setNoDelay(true);c.on("data",d=>c.write(d));c.on("error",()=>{})});
+s.listen(0,"127.0.0.1",()=>console.log(s.address().port));`;
+  const child = spawn(process.execPath, ["-e", code], { stdio: ["ignore", "pipe", "inherit"] });
+  const line = await new Promise<string>((resolve) =>
+    createInterface({ input: child.stdout! }).once("line", resolve),
+  );
+  return { port: Number(line), stop: () => child.kill() };
+}
+
+/** Ping-pong of `size` bytes each way over a raw socket: the floor any framed protocol sits on. */
+async function rawPingPong(port: number, size: number): Promise<number> {
+  const socket = net.connect({ port, host: "127.0.0.1" });
+  await new Promise((r) => socket.once("connect", r));
+  socket.setNoDelay(true);
+  const msg = Buffer.alloc(size, 0x5a);
+  let got = 0;
+  let done: (() => void) | undefined;
+  socket.on("data", (d) => {
+    got += d.length;
+    if (got >= size) {
+      got -= size;
+      done?.();
+    }
+  });
+  const r = await rate(
+    () =>
+      new Promise<void>((resolve) => {
+        done = resolve;
+        socket.write(msg);
+      }),
+  );
+  socket.destroy();
+  return r;
+}
+
+async function discoveryVsRaw(): Promise<string[]> {
+  const dev = await spawnDevice();
+  const echo = await startEchoProcess();
+  try {
+    const doe = await DoeClient.connect(dev.mailboxes[0]!.endpoint);
+    const request = {
+      vendorId: PCI_SIG_VENDOR_ID,
+      type: DoeType.DISCOVERY,
+      payload: encodeDiscoveryRequest({ index: 1, version: 0 }),
+    };
+    const ours = await rate(() => doe.exchange(request));
+    doe.close();
+    // A discovery exchange is a 24-byte frame each way (12-byte socket header + 12-byte DOE object).
+    const raw = await rawPingPong(echo.port, 24);
+    return [
+      `DOE discovery round trips, one connection to a device process: ${ours.toFixed(0)}/s`,
+      `raw TCP ping-pong of 24 bytes to an echo process:               ${raw.toFixed(0)}/s`,
+      `ratio ours/raw: ${(ours / raw).toFixed(2)} (goal >= 0.85)`,
+    ];
+  } finally {
+    echo.stop();
+    await dev.stop();
+  }
+}
+
+const benches: [string, () => Promise<string[]>][] = [["DOE transport", discoveryVsRaw]];
+
+console.log(`doe-emu benchmarks (${SECONDS} s each; BENCH_SECONDS to change)\n`);
+for (const [name, bench] of benches) {
+  console.log(`== ${name}`);
+  for (const line of await bench()) console.log(`  ${line}`);
+}
