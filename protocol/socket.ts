@@ -3,7 +3,6 @@
  * (command, transport type, payload size) and the payload. Used by spdm_requester_emu,
  * spdm_responder_emu and QEMU's spdm-socket.
  */
-import { Parser } from "binary-parser";
 import { DOE_MAX_BYTES } from "./doe.js";
 import { DecodeError } from "./errors.js";
 
@@ -56,21 +55,13 @@ export interface SocketFrame {
   payload: Buffer;
 }
 
-const headerParser = new Parser()
-  .endianness("big")
-  .uint32("command")
-  .uint32("transport")
-  .uint32("payloadSize");
-
+/** Read directly, not with binary-parser: this runs for every frame (see decodeDoeHeader). */
 export function decodeFrameHeader(buf: Uint8Array, offset = 0): FrameHeader {
   if (buf.length - offset < FRAME_HEADER_BYTES) {
-    throw new DecodeError(
-      "frame.header",
-      offset,
-      `needs ${FRAME_HEADER_BYTES} bytes, ${buf.length - offset} left`,
-    );
+    throw new DecodeError("frame.header", offset, `needs ${FRAME_HEADER_BYTES} bytes, ${buf.length - offset} left`);
   }
-  return headerParser.parse(buf.subarray(offset, offset + FRAME_HEADER_BYTES)) as FrameHeader;
+  const dv = new DataView(buf.buffer, buf.byteOffset + offset, FRAME_HEADER_BYTES);
+  return { command: dv.getUint32(0), transport: dv.getUint32(4), payloadSize: dv.getUint32(8) };
 }
 
 /** The header and payload in one buffer, so a frame goes out in a single write. */

@@ -14,16 +14,36 @@ const SECONDS = Number(process.env.BENCH_SECONDS ?? 3);
 
 /** Runs `op` back to back for SECONDS after a short warm-up; returns operations per second. */
 async function rate(op: () => Promise<unknown>): Promise<number> {
-  const warmUntil = performance.now() + 300;
-  while (performance.now() < warmUntil) await op();
-  let n = 0;
-  const start = performance.now();
-  const end = start + SECONDS * 1000;
-  while (performance.now() < end) {
-    await op();
-    n++;
+  const [r] = await interleaved([op]);
+  return r!;
+}
+
+/**
+ * Rates of several operations measured in alternating 200 ms slices over SECONDS each, so that a
+ * change in machine load during the run touches every side of a comparison alike.
+ */
+async function interleaved(ops: readonly (() => Promise<unknown>)[]): Promise<number[]> {
+  for (const op of ops) {
+    const warmUntil = performance.now() + 200;
+    while (performance.now() < warmUntil) await op();
   }
-  return n / ((performance.now() - start) / 1000);
+  const counts = ops.map(() => 0);
+  const times = ops.map(() => 0);
+  const slices = Math.max(1, Math.round((SECONDS * 1000) / 200));
+  for (let s = 0; s < slices; s++) {
+    for (const [i, op] of ops.entries()) {
+      const start = performance.now();
+      const end = start + 200;
+      let n = 0;
+      while (performance.now() < end) {
+        await op();
+        n++;
+      }
+      counts[i]! += n;
+      times[i]! += performance.now() - start;
+    }
+  }
+  return counts.map((n, i) => n / (times[i]! / 1000));
 }
 
 /** A plain echo server in its own process, so both sides of the comparison cross a process boundary. */
@@ -37,8 +57,8 @@ s.listen(0,"127.0.0.1",()=>console.log(s.address().port));`;
   return { port: Number(line), stop: () => child.kill() };
 }
 
-/** Ping-pong of `size` bytes each way over a raw socket: the floor any framed protocol sits on. */
-async function rawPingPong(port: number, size: number): Promise<number> {
+/** A ping-pong of `size` bytes each way over a raw socket: the floor any framed protocol sits on. */
+async function rawPingPong(port: number, size: number): Promise<{ op: () => Promise<void>; close: () => void }> {
   const socket = net.connect({ port, host: "127.0.0.1" });
   await new Promise((r) => socket.once("connect", r));
   socket.setNoDelay(true);
@@ -52,15 +72,12 @@ async function rawPingPong(port: number, size: number): Promise<number> {
       done?.();
     }
   });
-  const r = await rate(
-    () =>
-      new Promise<void>((resolve) => {
-        done = resolve;
-        socket.write(msg);
-      }),
-  );
-  socket.destroy();
-  return r;
+  const op = () =>
+    new Promise<void>((resolve) => {
+      done = resolve;
+      socket.write(msg);
+    });
+  return { op, close: () => socket.destroy() };
 }
 
 async function discoveryVsRaw(): Promise<string[]> {
@@ -73,14 +90,15 @@ async function discoveryVsRaw(): Promise<string[]> {
       type: DoeType.DISCOVERY,
       payload: encodeDiscoveryRequest({ index: 1, version: 0 }),
     };
-    const ours = await rate(() => doe.exchange(request));
-    doe.close();
     // A discovery exchange is a 24-byte frame each way (12-byte socket header + 12-byte DOE object).
     const raw = await rawPingPong(echo.port, 24);
+    const [ours, floor] = await interleaved([() => doe.exchange(request), raw.op]);
+    doe.close();
+    raw.close();
     return [
-      `DOE discovery round trips, one connection to a device process: ${ours.toFixed(0)}/s`,
-      `raw TCP ping-pong of 24 bytes to an echo process:               ${raw.toFixed(0)}/s`,
-      `ratio ours/raw: ${(ours / raw).toFixed(2)} (goal >= 0.85)`,
+      `DOE discovery round trips, one connection to a device process: ${ours!.toFixed(0)}/s`,
+      `raw TCP ping-pong of 24 bytes to an echo process:               ${floor!.toFixed(0)}/s`,
+      `ratio ours/raw: ${(ours! / floor!).toFixed(2)} (goal >= 0.85)`,
     ];
   } finally {
     echo.stop();

@@ -30,10 +30,18 @@ export type DoeHandler = (req: DoeRequest) => Promise<Buffer | undefined> | Buff
 
 const DISCOVERY: DoeProtocol = { vendorId: PCI_SIG_VENDOR_ID, type: DoeType.DISCOVERY };
 
+const key = (p: DoeProtocol) => (p.vendorId << 8) | p.type;
+
+interface Job {
+  object: Buffer;
+  origin: string;
+  resolve: (response: Buffer | undefined) => void;
+}
+
 export class Mailbox {
-  private readonly handlers = new Map<string, DoeHandler>();
-  private tail: Promise<unknown> = Promise.resolve();
-  private inFlight = 0;
+  private readonly handlers = new Map<number, DoeHandler>();
+  private readonly queue: Job[] = [];
+  private busy = false;
 
   constructor(
     readonly protocols: readonly DoeProtocol[],
@@ -44,7 +52,7 @@ export class Mailbox {
 
   /** Installs the handler for a protocol; it only receives objects if the mailbox lists that protocol. */
   register(protocol: DoeProtocol, handler: DoeHandler): void {
-    this.handlers.set(protocolId(protocol), handler);
+    this.handlers.set(key(protocol), handler);
   }
 
   lists(protocol: DoeProtocol): boolean {
@@ -53,23 +61,27 @@ export class Mailbox {
 
   /** Objects queued or being processed. */
   get depth(): number {
-    return this.inFlight;
+    return this.queue.length + (this.busy ? 1 : 0);
   }
 
   /**
    * Queues one whole data object (header included). Resolves with the encoded response object,
-   * or undefined when the mailbox discards the request.
+   * or undefined when the mailbox discards the request. Never rejects.
    */
   exchange(object: Buffer, origin: string): Promise<Buffer | undefined> {
-    this.inFlight++;
-    const result = this.tail.then(() => this.process(object, origin));
-    // The queue survives whatever one exchange does.
-    this.tail = result
-      .catch(() => undefined)
-      .finally(() => {
-        this.inFlight--;
-      });
-    return result;
+    return new Promise((resolve) => {
+      this.queue.push({ object, origin, resolve });
+      if (!this.busy) void this.drain();
+    });
+  }
+
+  /** Processes queued objects one at a time, in arrival order. */
+  private async drain(): Promise<void> {
+    this.busy = true;
+    for (let job = this.queue.shift(); job; job = this.queue.shift()) {
+      job.resolve(await this.process(job.object, job.origin));
+    }
+    this.busy = false;
   }
 
   private async process(object: Buffer, origin: string): Promise<Buffer | undefined> {
@@ -77,28 +89,22 @@ export class Mailbox {
     try {
       req = { ...decodeDoeObject(object), origin };
     } catch (e) {
-      if (!(e instanceof DecodeError)) throw e;
-      this.log.warn({ origin, err: e.message, bytes: object.length }, "discarded malformed DOE object");
+      this.log.warn({ origin, err: (e as Error).message, bytes: object.length }, "discarded malformed DOE object");
       return undefined;
     }
-    const id = protocolId(req);
-    const handler = this.lists(req) ? this.handlers.get(id) : undefined;
+    const handler = this.lists(req) ? this.handlers.get(key(req)) : undefined;
     if (!handler) {
-      this.log.warn(
-        { origin, protocol: id },
-        "discarded DOE object of a protocol this mailbox does not list",
-      );
+      this.log.warn({ origin, protocol: protocolId(req) }, "discarded DOE object of a protocol this mailbox does not list");
       return undefined;
     }
     try {
       const payload = await handler(req);
       if (payload === undefined) return undefined;
-      this.log.debug({ origin, protocol: id, req: req.payload.length, rsp: payload.length }, "exchange");
       return encodeDoeObject({ vendorId: req.vendorId, type: req.type, payload });
     } catch (e) {
-      if (e instanceof DecodeError)
-        this.log.warn({ origin, protocol: id, err: e.message }, "discarded malformed request");
-      else this.log.error({ origin, protocol: id, err: (e as Error).stack }, "handler failed; no response");
+      const protocol = protocolId(req);
+      if (e instanceof DecodeError) this.log.warn({ origin, protocol, err: e.message }, "discarded malformed request");
+      else this.log.error({ origin, protocol, err: (e as Error).stack }, "handler failed; no response");
       return undefined;
     }
   }

@@ -56,7 +56,6 @@ export class FramedConnection extends EventEmitter<FramedConnectionEvents> {
     this.peer = `${socket.remoteAddress}:${socket.remotePort}`;
     this.log = opts.log ?? silentLogger;
     socket.setNoDelay(true);
-    armQuickAck(socket, (msg) => this.log.warn(msg));
     socket.on("data", (chunk) => this.onData(chunk));
     socket.on("error", (err) => this.log.debug({ err: err.message }, "socket error"));
     socket.once("close", () => this.emit("close"));
