@@ -71,7 +71,12 @@ export function parseProtocolId(text: string): DoeProtocol | undefined {
 export function decodeDoeHeader(buf: Uint8Array): DoeHeader {
   requireBytes(buf, 0, DOE_HEADER_BYTES, "doe.header");
   const dv = new DataView(buf.buffer, buf.byteOffset, DOE_HEADER_BYTES);
-  const h = { vendorId: dv.getUint16(0, true), type: buf[2]!, reserved0: buf[3]!, lengthField: dv.getUint32(4, true) };
+  const h = {
+    vendorId: dv.getUint16(0, true),
+    type: buf[2]!,
+    reserved0: buf[3]!,
+    lengthField: dv.getUint32(4, true),
+  };
   if (h.reserved0 !== 0) throw new DecodeError("doe.reserved", 3, `must be 0, is 0x${hex(h.reserved0, 2)}`);
   if (h.lengthField >>> 18 !== 0) {
     throw new DecodeError("doe.length", 4, `reserved bits [31:18] set (0x${hex(h.lengthField >>> 0, 8)})`);

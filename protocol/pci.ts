@@ -169,10 +169,43 @@ export const SriovCtrl = { VFE: 0x0001, VFM: 0x0002, INTR: 0x0004, MSE: 0x0008, 
 export const routingId = (bus: number, device: number, fn: number): number =>
   ((bus & 0xff) << 8) | ((device & 0x1f) << 3) | (fn & 0x7);
 
+/**
+ * Routing ID of VF `vf` (0-based) of the PF at `pfRid`, as Linux pci_iov_virtfn_bus/devfn compute
+ * it; it may spill onto following bus numbers, and past 0xffff it names no function.
+ */
+export const vfRoutingId = (pfRid: number, firstVfOffset: number, vfStride: number, vf: number): number =>
+  pfRid + firstVfOffset + vfStride * vf;
+
+/** The SR-IOV registers that place a PF's VFs. */
+export interface SriovPlacement {
+  /** VF Enable in SR-IOV Control. */
+  enabled: boolean;
+  numVfs: number;
+  firstVfOffset: number;
+  vfStride: number;
+}
+
+/** Which VF of the PF at `pfRid` answers at `rid`, or undefined when none of its enabled VFs does. */
+export function vfIndexAt(rid: number, pfRid: number, s: SriovPlacement): number | undefined {
+  if (!s.enabled || s.numVfs === 0) return undefined;
+  const delta = rid - (pfRid + s.firstVfOffset);
+  if (delta < 0) return undefined;
+  const vf = s.vfStride === 0 ? (delta === 0 ? 0 : -1) : delta / s.vfStride;
+  return Number.isInteger(vf) && vf >= 0 && vf < s.numVfs ? vf : undefined;
+}
+
 const hex2 = (n: number) => n.toString(16).padStart(2, "0");
 /** "bb:dd.f", as lspci prints it. */
 export const formatRoutingId = (rid: number): string =>
   `${hex2(rid >> 8)}:${hex2((rid >> 3) & 0x1f)}.${rid & 0x7}`;
+
+/** The inverse of formatRoutingId ("bb:dd.f", hex bus and device); undefined for anything else. */
+export function parseRoutingId(text: string): number | undefined {
+  const m = /^([0-9a-fA-F]{2}):([0-9a-fA-F]{2})\.([0-7])$/.exec(text);
+  if (!m) return undefined;
+  const device = Number.parseInt(m[2]!, 16);
+  return device > 0x1f ? undefined : routingId(Number.parseInt(m[1]!, 16), device, Number(m[3]));
+}
 
 export type ConfigWidth = 1 | 2 | 4;
 

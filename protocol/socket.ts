@@ -58,7 +58,11 @@ export interface SocketFrame {
 /** Read directly, not with binary-parser: this runs for every frame (see decodeDoeHeader). */
 export function decodeFrameHeader(buf: Uint8Array, offset = 0): FrameHeader {
   if (buf.length - offset < FRAME_HEADER_BYTES) {
-    throw new DecodeError("frame.header", offset, `needs ${FRAME_HEADER_BYTES} bytes, ${buf.length - offset} left`);
+    throw new DecodeError(
+      "frame.header",
+      offset,
+      `needs ${FRAME_HEADER_BYTES} bytes, ${buf.length - offset} left`,
+    );
   }
   const dv = new DataView(buf.buffer, buf.byteOffset + offset, FRAME_HEADER_BYTES);
   return { command: dv.getUint32(0), transport: dv.getUint32(4), payloadSize: dv.getUint32(8) };

@@ -4,19 +4,15 @@
  * machine's state is the same for both sides.
  */
 import { spawn } from "node:child_process";
+import { readFileSync } from "node:fs";
 import net from "node:net";
 import { createInterface } from "node:readline";
 import { DoeType, encodeDiscoveryRequest, PCI_SIG_VENDOR_ID } from "../protocol/doe.js";
 import { spawnDevice } from "../src/fixture/spawn-device.js";
+import { startTopology } from "../src/fixture/topology.js";
 import { DoeClient } from "../src/host/doe-client.js";
 
 const SECONDS = Number(process.env.BENCH_SECONDS ?? 3);
-
-/** Runs `op` back to back for SECONDS after a short warm-up; returns operations per second. */
-async function rate(op: () => Promise<unknown>): Promise<number> {
-  const [r] = await interleaved([op]);
-  return r!;
-}
 
 /**
  * Rates of several operations measured in alternating 200 ms slices over SECONDS each, so that a
@@ -58,7 +54,10 @@ s.listen(0,"127.0.0.1",()=>console.log(s.address().port));`;
 }
 
 /** A ping-pong of `size` bytes each way over a raw socket: the floor any framed protocol sits on. */
-async function rawPingPong(port: number, size: number): Promise<{ op: () => Promise<void>; close: () => void }> {
+async function rawPingPong(
+  port: number,
+  size: number,
+): Promise<{ op: () => Promise<void>; close: () => void }> {
   const socket = net.connect({ port, host: "127.0.0.1" });
   await new Promise((r) => socket.once("connect", r));
   socket.setNoDelay(true);
@@ -106,7 +105,69 @@ async function discoveryVsRaw(): Promise<string[]> {
   }
 }
 
-const benches: [string, () => Promise<string[]>][] = [["DOE transport", discoveryVsRaw]];
+/** Resident set size of a process, from /proc (Linux). */
+function rssMiB(pid: number): number {
+  const kb = /VmRSS:\s+(\d+)/.exec(readFileSync(`/proc/${pid}/status`, "utf8"))?.[1];
+  return Number(kb) / 1024;
+}
+
+const TOPOLOGY_DEVICES = Number(process.env.BENCH_DEVICES ?? 64);
+
+/** `launch` of many device processes: the time until the host has bound every TDEV/TDI, and RSS. */
+async function launchMany(): Promise<string[]> {
+  const devices = Array.from({ length: TOPOLOGY_DEVICES }, (_, i) => ({
+    name: `dev${i}`,
+    bus: i + 1,
+    description: {},
+  }));
+  const start = performance.now();
+  const t = await startTopology({ devices }, { readyTimeoutMs: 120_000 });
+  const ms = performance.now() - start;
+  try {
+    const view = await t.topology();
+    const rss = t.devices.map((d) => rssMiB(d.pid!));
+    const mean = rss.reduce((a, b) => a + b, 0) / rss.length;
+    return [
+      `${TOPOLOGY_DEVICES} device processes + host to ${view.tdevs.length} TDEVs / ${view.tdis.length} TDIs bound: ${(ms / 1000).toFixed(2)} s (goal <= 3 s)`,
+      `RSS per device process: mean ${mean.toFixed(1)} MiB, max ${Math.max(...rss).toFixed(1)} MiB (goal <= 60 MB); host ${rssMiB(t.host.pid).toFixed(1)} MiB`,
+    ];
+  } finally {
+    await t.stop();
+  }
+}
+
+/** DOE round trips through a TDEV's bouncer against the same mailbox directly. */
+async function bounceVsDirect(): Promise<string[]> {
+  const t = await startTopology({ devices: [{ name: "bench", bus: 1, description: {} }] });
+  try {
+    const direct = await DoeClient.connect(t.devices[0]!.mailboxes[0]!.endpoint);
+    const bounced = await DoeClient.connect(t.tdevs[0]!.bounce);
+    const request = {
+      vendorId: PCI_SIG_VENDOR_ID,
+      type: DoeType.DISCOVERY,
+      payload: encodeDiscoveryRequest({ index: 1, version: 0 }),
+    };
+    const [viaBounce, viaDirect] = await interleaved([
+      () => bounced.exchange(request),
+      () => direct.exchange(request),
+    ]);
+    direct.close();
+    bounced.close();
+    return [
+      `DOE discovery round trips through the bouncer: ${viaBounce!.toFixed(0)}/s`,
+      `the same, directly to the mailbox:             ${viaDirect!.toFixed(0)}/s`,
+      `ratio bounced/direct: ${(viaBounce! / viaDirect!).toFixed(2)} (goal >= 0.7)`,
+    ];
+  } finally {
+    await t.stop();
+  }
+}
+
+const benches: [string, () => Promise<string[]>][] = [
+  ["DOE transport", discoveryVsRaw],
+  ["Topology launch", launchMany],
+  ["Bouncer overhead", bounceVsDirect],
+];
 
 console.log(`doe-emu benchmarks (${SECONDS} s each; BENCH_SECONDS to change)\n`);
 for (const [name, bench] of benches) {

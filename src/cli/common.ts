@@ -9,7 +9,11 @@ export const logOptions = <T>(y: Argv<T>) =>
       default: "info" as LogLevel,
       describe: "Least severe log event printed (stderr)",
     })
-    .option("pretty", { type: "boolean", default: false, describe: "Human-readable log lines instead of JSON" });
+    .option("pretty", {
+      type: "boolean",
+      default: false,
+      describe: "Human-readable log lines instead of JSON",
+    });
 
 /** Runs a command body; a failure becomes one line on stderr (the stack with DOE_EMU_DEBUG=1) and exit code 1. */
 export const run =

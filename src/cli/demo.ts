@@ -16,7 +16,7 @@ async function runDemo(): Promise<void> {
       const doe = await DoeClient.connect(m.endpoint);
       console.log(`DOE discovery on mailbox ${m.id}:`);
       for (const p of doe.protocols) console.log(`  ${protocolId(p)}  ${protocolName(p)}`);
-      await doe.shutdown();
+      await doe.end("SHUTDOWN");
     }
     const code = await device.exited;
     console.log(`\ndevice process exited with ${code} after SHUTDOWN`);

@@ -5,21 +5,28 @@ import { defaultDescription, loadDescription } from "../device/description.js";
 import { startDevice } from "../device/device.js";
 import { createLogger, type LogLevel } from "../log.js";
 import { formatEndpoint, parseEndpoint } from "../net/framed.js";
+import { withSlotFiles } from "../spdm/responder-settings.js";
 import { logOptions, run } from "./common.js";
 
 interface DeviceArgs {
   config?: string;
+  bus?: number;
   ip: string;
   port?: number;
   "control-port": number;
   host?: string;
+  "cert-chain"?: string;
+  "private-key"?: string;
   "log-level": LogLevel;
   pretty: boolean;
 }
 
 async function runDevice(argv: DeviceArgs): Promise<void> {
   const log = createLogger({ level: argv["log-level"], pretty: argv.pretty, name: "device" });
-  const description = argv.config ? loadDescription(argv.config) : defaultDescription();
+  const described = argv.config ? loadDescription(argv.config) : defaultDescription();
+  const description = argv.bus === undefined ? described : { ...described, bus: argv.bus };
+  const [certChain, privateKey] = [argv["cert-chain"], argv["private-key"]];
+  if (certChain && privateKey) description.spdm = withSlotFiles(description.spdm, 0, certChain, privateKey);
   let exiting = false;
   const exit = (why: string) => {
     if (exiting) return;
@@ -36,24 +43,34 @@ async function runDevice(argv: DeviceArgs): Promise<void> {
     log,
     onShutdown: () => exit("SHUTDOWN"),
   });
+  // Before "ready" is printed: a parent may signal as soon as it reads that line.
+  process.once("SIGTERM", () => exit("SIGTERM"));
+  process.once("SIGINT", () => exit("SIGINT"));
   for (const m of device.mailboxes) {
     const protocols = m.protocols.map(protocolId).join(",");
     console.log(`mailbox ${m.id} listening on ${formatEndpoint(m.endpoint)} protocols ${protocols}`);
   }
   console.log(`control listening on ${formatEndpoint(device.control)}`);
   console.log(`device ${device.name} pid ${process.pid} ready`);
-  process.once("SIGTERM", () => exit("SIGTERM"));
-  process.once("SIGINT", () => exit("SIGINT"));
 }
 
 export const deviceCommand = {
   command: "device",
-  describe: "Run one emulated device: a TCP endpoint per DOE mailbox, plus a control endpoint for config space",
+  describe:
+    "Run one emulated device: a TCP endpoint per DOE mailbox, plus a control endpoint for config space",
   builder: (y: Argv) =>
     logOptions(y)
       .option("config", {
         type: "string",
         describe: "Device description (JSON); built-in default: one function, one mailbox",
+      })
+      .option("bus", {
+        type: "number",
+        describe: "Bus number of the device's routing IDs (default: the description's, else 1)",
+        coerce: (n: number) => {
+          if (!Number.isInteger(n) || n < 0 || n > 255) throw new Error(`--bus ${n} is not 0..255`);
+          return n;
+        },
       })
       .option("ip", { type: "string", default: "127.0.0.1", describe: "Address every endpoint binds to" })
       .option("port", {
@@ -65,7 +82,20 @@ export const deviceCommand = {
         default: 0,
         describe: "Port of the control endpoint (0 = any free port)",
       })
-      .option("host", { type: "string", describe: "Announce this device to a TSM host's hotplug endpoint ADDR:PORT" })
+      .option("host", {
+        type: "string",
+        describe: "Announce this device to a TSM host's hotplug endpoint ADDR:PORT",
+      })
+      .option("cert-chain", {
+        type: "string",
+        implies: "private-key",
+        describe: "SPDM slot 0 certificate chain: DER-concatenated or PEM certificates, root first",
+      })
+      .option("private-key", {
+        type: "string",
+        implies: "cert-chain",
+        describe: "SPDM slot 0 private key (PEM or DER; PKCS#8 or SEC1)",
+      })
       .example("$0 device --port 23230", "serve the default device's mailbox on 127.0.0.1:23230"),
   handler: run(runDevice),
 };

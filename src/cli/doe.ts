@@ -21,7 +21,11 @@ export const doeCommand = {
         "List the protocols a mailbox endpoint reports through DOE discovery",
         (y2) =>
           y2
-            .positional("endpoint", { type: "string", demandOption: true, describe: "Mailbox endpoint HOST:PORT" })
+            .positional("endpoint", {
+              type: "string",
+              demandOption: true,
+              describe: "Mailbox endpoint HOST:PORT",
+            })
             .option("timeout", { type: "number", default: 1000, describe: "Per-request timeout in ms" }),
         run(runDiscover),
       )

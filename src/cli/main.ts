@@ -4,9 +4,13 @@
  */
 import yargs from "yargs";
 import { hideBin } from "yargs/helpers";
+import { certsCommand } from "./certs.js";
 import { demoCommand } from "./demo.js";
 import { deviceCommand } from "./device.js";
 import { doeCommand } from "./doe.js";
+import { hostCommand } from "./host.js";
+import { launchCommand } from "./launch.js";
+import { requesterCommand } from "./requester.js";
 
 await yargs(hideBin(process.argv))
   .scriptName("doe-emu")
@@ -15,7 +19,11 @@ await yargs(hideBin(process.argv))
   )
   .command(deviceCommand)
   .command(doeCommand)
+  .command(requesterCommand)
   .command(demoCommand)
+  .command(certsCommand)
+  .command(hostCommand)
+  .command(launchCommand)
   .demandCommand(1, "name a command")
   .strict()
   .help()

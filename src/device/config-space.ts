@@ -25,9 +25,13 @@ import {
   PCI_EXP_CAP_VERSION,
   PciExp,
   PciExpFlags,
+  Sriov,
+  SriovCtrl,
   Status,
 } from "../../protocol/pci.js";
 import { type FunctionDescription, PORT_TYPES } from "./description.js";
+
+export type SriovDescription = NonNullable<FunctionDescription["sriov"]>;
 
 /** Registers whose accesses have side effects; offsets are relative to the block's base. */
 export interface RegisterBlock {
@@ -225,10 +229,43 @@ export function doeCapability(block: RegisterBlock): ExtendedCapabilityBuilder {
   };
 }
 
+/**
+ * SR-IOV extended capability of a PF (PROTOCOL-FACTS 2.4). The registers are the VFs' state: a
+ * VF exists while VF Enable is set and its index is below NumVFs (see DeviceModel). NumVFs, VF
+ * Enable and VF MSE are writable, as a PF driver writes them; VF migration is not offered.
+ */
+export function sriovCapability(
+  sriov: SriovDescription,
+  pf: { function: number; deviceId: number },
+): ExtendedCapabilityBuilder {
+  return {
+    id: ExtCapId.SRIOV,
+    version: 1,
+    size: Sriov.SIZEOF,
+    init(space, base) {
+      space.define(base + Sriov.CTRL, 2, sriov.vfEnable ? SriovCtrl.VFE : 0, {
+        rw: SriovCtrl.VFE | SriovCtrl.MSE | SriovCtrl.ARI,
+      });
+      space.define(base + Sriov.INITIAL_VF, 2, sriov.totalVfs);
+      space.define(base + Sriov.TOTAL_VF, 2, sriov.totalVfs);
+      space.define(base + Sriov.NUM_VF, 2, sriov.numVfs, { rw: 0xffff });
+      space.define(base + Sriov.FUNC_LINK, 1, pf.function);
+      space.define(base + Sriov.VF_OFFSET, 2, sriov.firstVfOffset);
+      space.define(base + Sriov.VF_STRIDE, 2, sriov.vfStride);
+      space.define(base + Sriov.VF_DID, 2, sriov.vfDeviceId ?? pf.deviceId);
+      // 4 KiB to 4 MiB pages supported; the system page size starts at 4 KiB.
+      space.define(base + Sriov.SUP_PGSIZE, 4, 0x553);
+      space.define(base + Sriov.SYS_PGSIZE, 4, 0x1, { rw: 0xffff_ffff });
+    },
+  };
+}
+
 export interface FunctionConfigSpace {
   space: ConfigSpace;
   /** Config offset of the DOE capability of each mailbox, in mailbox order. */
   doeOffsets: number[];
+  /** Config offset of the SR-IOV capability, when the function has one. */
+  sriovOffset?: number;
 }
 
 /** The config space of a described function, one DOE capability per register block given. */
@@ -246,7 +283,27 @@ export function functionConfigSpace(
       multiFunction,
     },
     [pciExpressCapability(fn)],
-    doe.map(doeCapability),
+    // DOE first, so a function's mailboxes keep their offsets whether or not it has SR-IOV.
+    [...doe.map(doeCapability), ...(fn.sriov ? [sriovCapability(fn.sriov, fn)] : [])],
   );
-  return { space, doeOffsets: extendedOffsets.slice(0, doe.length) };
+  const sriovOffset = fn.sriov ? extendedOffsets[doe.length] : undefined;
+  return { space, doeOffsets: extendedOffsets.slice(0, doe.length), ...(sriovOffset ? { sriovOffset } : {}) };
+}
+
+/**
+ * A VF's config space: a type-0 header with the PF's vendor, the VF Device ID and the PF's class,
+ * and a PCI Express capability (endpoint, TEE-IO as its PF); no DOE (PROTOCOL-FACTS 2.4).
+ */
+export function vfConfigSpace(pf: FunctionDescription, vfDeviceId: number): ConfigSpace {
+  return buildConfigSpace(
+    {
+      vendorId: pf.vendorId,
+      deviceId: vfDeviceId,
+      revision: pf.revision,
+      classCode: pf.classCode,
+      multiFunction: false,
+    },
+    [pciExpressCapability({ portType: "endpoint", teeIo: pf.teeIo })],
+    [],
+  ).space;
 }

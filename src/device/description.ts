@@ -4,9 +4,11 @@
  * `{}` is the default device: one function with TEE-IO and one mailbox on port 2323.
  */
 import { readFileSync } from "node:fs";
+import { dirname } from "node:path";
 import { z } from "zod";
 import { type DoeProtocol, parseProtocolId } from "../../protocol/doe.js";
-import { PciExpType } from "../../protocol/pci.js";
+import { PciExpType, routingId, vfRoutingId } from "../../protocol/pci.js";
+import { resolveSlotPaths, spdmSettingsSchema } from "../spdm/responder-settings.js";
 
 /** A number given as JSON number or as a "0x…" hex string, within [0, max]. */
 const uint = (max: number) =>
@@ -47,6 +49,26 @@ export const PORT_TYPES = {
   "rc-integrated-endpoint": PciExpType.RC_END,
 } as const;
 
+/**
+ * SR-IOV on a physical function (PROTOCOL-FACTS 2.4). numVfs and vfEnable are the reset values of
+ * the registers a host may rewrite; VF routing IDs are PF + firstVfOffset + vfStride × index.
+ */
+const sriovSchema = z
+  .strictObject({
+    totalVfs: uint(0xffff).pipe(z.number().min(1)),
+    numVfs: uint(0xffff).default(0),
+    vfEnable: z.boolean().default(false),
+    firstVfOffset: uint(0xffff).pipe(z.number().min(1)).default(1),
+    vfStride: uint(0xffff).default(1),
+    /** Device ID of every VF; the PF's when absent. */
+    vfDeviceId: uint(0xffff).optional(),
+  })
+  .refine((s) => s.numVfs <= s.totalVfs, { path: ["numVfs"], message: "must not exceed totalVfs" })
+  .refine((s) => s.vfStride > 0 || s.totalVfs === 1, {
+    path: ["vfStride"],
+    message: "must be at least 1 with more than one VF",
+  });
+
 const functionSchema = z.strictObject({
   function: uint(7).default(0),
   vendorId: uint(0xfffe).default(0x1b36),
@@ -60,6 +82,7 @@ const functionSchema = z.strictObject({
   mailboxes: z
     .array(mailboxSchema)
     .default([{ protocols: DEFAULT_PROTOCOLS.map((p) => parseProtocolId(p)!) }]),
+  sriov: sriovSchema.optional(),
 });
 
 export const deviceSchema = z
@@ -71,6 +94,8 @@ export const deviceSchema = z
       .array(functionSchema)
       .min(1)
       .default([functionSchema.parse({})]),
+    /** SPDM responder of every CMA/SPDM mailbox (src/spdm/responder-settings.ts). */
+    spdm: spdmSettingsSchema.prefault({}),
   })
   .superRefine((d, ctx) => {
     const seen = new Set<number>();
@@ -86,6 +111,27 @@ export const deviceSchema = z
     });
     if (!seen.has(0))
       ctx.addIssue({ code: "custom", path: ["functions"], message: "a device needs function 0" });
+    // Every routing ID a PF or a possible VF (up to TotalVFs) answers must be its own.
+    const owner = new Map<number, string>();
+    for (const f of d.functions) owner.set(routingId(d.bus, d.device, f.function), `function ${f.function}`);
+    d.functions.forEach((f, i) => {
+      if (!f.sriov) return;
+      const pfRid = routingId(d.bus, d.device, f.function);
+      for (let vf = 0; vf < f.sriov.totalVfs; vf++) {
+        const rid = vfRoutingId(pfRid, f.sriov.firstVfOffset, f.sriov.vfStride, vf);
+        const taken = owner.get(rid);
+        const clash = rid > 0xffff ? "past routing ID 0xffff" : taken && `taken by ${taken}`;
+        if (clash) {
+          ctx.addIssue({
+            code: "custom",
+            path: ["functions", i, "sriov"],
+            message: `VF ${vf} of function ${f.function} would sit at routing ID 0x${rid.toString(16)}, ${clash}`,
+          });
+          return;
+        }
+        owner.set(rid, `VF ${vf} of function ${f.function}`);
+      }
+    });
   });
 
 export type DeviceDescription = z.output<typeof deviceSchema>;
@@ -123,7 +169,9 @@ export function loadDescription(file: string): DeviceDescription {
   } catch (e) {
     throw new DescriptionError(`${file} is not valid JSON: ${(e as Error).message}`);
   }
-  return parseDescription(value, file);
+  const d = parseDescription(value, file);
+  // Certificate and key files named in the description are relative to it.
+  return { ...d, spdm: resolveSlotPaths(d.spdm, dirname(file)) };
 }
 
 export const defaultDescription = (): DeviceDescription => parseDescription({});

@@ -7,6 +7,9 @@ import { type DoeProtocol, DoeType, PCI_SIG_VENDOR_ID } from "../../protocol/doe
 import { formatRoutingId, routingId } from "../../protocol/pci.js";
 import type { Logger } from "../log.js";
 import type { Endpoint, FramedServer } from "../net/framed.js";
+import { SpdmResponder } from "../spdm/responder.js";
+import { responderConfig } from "../spdm/responder-settings.js";
+import { CertificateSlots } from "../spdm/responder-slots.js";
 import { announce } from "./announce.js";
 import { startControlServer } from "./control-server.js";
 import { DEFAULT_MAILBOX_PORT, type DeviceDescription } from "./description.js";
@@ -64,6 +67,10 @@ export async function startDevice(opts: DeviceOptions): Promise<RunningDevice> {
     await Promise.all(servers.map((s) => s.close()));
   };
 
+  // The device's SPDM identity, shared by its mailboxes; bad key or certificate files fail here.
+  const spdmConfig = responderConfig(desc.spdm);
+  const spdmSlots = CertificateSlots.fromSettings(desc.spdm.slots, spdmConfig.asym);
+
   try {
     let first = true;
     for (const [fi, fn] of desc.functions.entries()) {
@@ -73,7 +80,11 @@ export async function startDevice(opts: DeviceOptions): Promise<RunningDevice> {
         const id = `${formatRoutingId(routingId(desc.bus, desc.device, fn.function))}/${mi}`;
         const mlog = log.child({ mailbox: id });
         const mailbox = new Mailbox(mb.protocols, mlog);
-        mailbox.register({ vendorId: PCI_SIG_VENDOR_ID, type: DoeType.CMA_SPDM }, unsupportedSpdm);
+        // One SPDM endpoint per mailbox: its socket endpoint and its registers share the responder.
+        const responder = new SpdmResponder(spdmConfig, spdmSlots, mlog.child({ protocol: "spdm" }));
+        mailbox.register({ vendorId: PCI_SIG_VENDOR_ID, type: DoeType.CMA_SPDM }, (req) =>
+          responder.handle(req.payload),
+        );
         mailbox.register({ vendorId: PCI_SIG_VENDOR_ID, type: DoeType.SECURED_CMA_SPDM }, unsupportedSpdm);
         const port =
           first && opts.port !== undefined ? opts.port : (mb.port ?? (first ? DEFAULT_MAILBOX_PORT : 0));

@@ -89,12 +89,18 @@ export class Mailbox {
     try {
       req = { ...decodeDoeObject(object), origin };
     } catch (e) {
-      this.log.warn({ origin, err: (e as Error).message, bytes: object.length }, "discarded malformed DOE object");
+      this.log.warn(
+        { origin, err: (e as Error).message, bytes: object.length },
+        "discarded malformed DOE object",
+      );
       return undefined;
     }
     const handler = this.lists(req) ? this.handlers.get(key(req)) : undefined;
     if (!handler) {
-      this.log.warn({ origin, protocol: protocolId(req) }, "discarded DOE object of a protocol this mailbox does not list");
+      this.log.warn(
+        { origin, protocol: protocolId(req) },
+        "discarded DOE object of a protocol this mailbox does not list",
+      );
       return undefined;
     }
     try {
@@ -103,7 +109,8 @@ export class Mailbox {
       return encodeDoeObject({ vendorId: req.vendorId, type: req.type, payload });
     } catch (e) {
       const protocol = protocolId(req);
-      if (e instanceof DecodeError) this.log.warn({ origin, protocol, err: e.message }, "discarded malformed request");
+      if (e instanceof DecodeError)
+        this.log.warn({ origin, protocol, err: e.message }, "discarded malformed request");
       else this.log.error({ origin, protocol, err: (e as Error).stack }, "handler failed; no response");
       return undefined;
     }

@@ -1,19 +1,31 @@
 /**
  * A device as its control endpoint sees it: one config space per function, addressed by routing ID,
  * each with one DOE capability per mailbox, and the identity that tells a host which mailbox
- * endpoint sits behind each DOE capability.
+ * endpoint sits behind each DOE capability. VFs answer at the routing IDs their PF's SR-IOV
+ * registers give, for as long as those registers enable them.
  */
 import { checkConfigAccess, type DeviceIdentity, type MailboxIdentity } from "../../protocol/control.js";
-import { allOnes, routingId } from "../../protocol/pci.js";
+import { allOnes, routingId, Sriov, SriovCtrl, vfIndexAt, vfRoutingId } from "../../protocol/pci.js";
 import { type Logger, silentLogger } from "../log.js";
 import type { Endpoint } from "../net/framed.js";
-import { type ConfigSpace, functionConfigSpace } from "./config-space.js";
-import type { DeviceDescription } from "./description.js";
+import { type ConfigSpace, functionConfigSpace, vfConfigSpace } from "./config-space.js";
+import type { DeviceDescription, FunctionDescription } from "./description.js";
 import { DoeRegisters } from "./doe-registers.js";
 import type { Mailbox } from "./mailbox.js";
 
+/** A PF with SR-IOV: where its capability sits, so its registers can be read. */
+interface SriovPf {
+  rid: number;
+  fn: FunctionDescription;
+  space: ConfigSpace;
+  base: number;
+}
+
 export class DeviceModel {
   private readonly spaces = new Map<number, ConfigSpace>();
+  private readonly sriovPfs: SriovPf[] = [];
+  /** VF config spaces, made on first access; dropped when found disabled, so re-enabling resets them. */
+  private readonly vfSpaces = new Map<number, ConfigSpace>();
   private readonly mailboxIds: MailboxIdentity[] = [];
 
   /** `mailboxes` and `endpoints` are indexed [function index][mailbox index], as in the description. */
@@ -34,8 +46,9 @@ export class DeviceModel {
       }
       const rid = routingId(bus, device, fn.function);
       const registers = fnMailboxes.map((m, mi) => new DoeRegisters(m, log.child({ rid, mailbox: mi })));
-      const { space, doeOffsets } = functionConfigSpace(fn, functions.length > 1, registers);
+      const { space, doeOffsets, sriovOffset } = functionConfigSpace(fn, functions.length > 1, registers);
       this.spaces.set(rid, space);
+      if (sriovOffset !== undefined) this.sriovPfs.push({ rid, fn, space, base: sriovOffset });
       doeOffsets.forEach((doeCapOffset, mi) => {
         const { host, port } = fnEndpoints[mi]!;
         this.mailboxIds.push({ rid, doeCapOffset, mailbox: mi, host, port });
@@ -43,21 +56,56 @@ export class DeviceModel {
     });
   }
 
-  /** Routing IDs of the functions that exist, in description order. */
+  /** Routing IDs of the functions that exist now: PFs in description order, then enabled VFs. */
   get routingIds(): number[] {
-    return [...this.spaces.keys()];
+    const vfs = this.sriovPfs.flatMap((pf) => {
+      const s = this.placement(pf);
+      if (!s.enabled) return [];
+      return Array.from({ length: s.numVfs }, (_, vf) =>
+        vfRoutingId(pf.rid, s.firstVfOffset, s.vfStride, vf),
+      );
+    });
+    return [...this.spaces.keys(), ...vfs.filter((rid) => rid <= 0xffff)];
   }
 
   /** Throws ControlError for an illegal access; a missing function reads as all ones, as on PCI. */
   configRead(rid: number, offset: number, width: number): number {
     checkConfigAccess(offset, width);
-    return this.spaces.get(rid)?.read(offset, width) ?? allOnes(width);
+    return this.spaceAt(rid)?.read(offset, width) ?? allOnes(width);
   }
 
   /** Throws ControlError for an illegal access; a write to a missing function goes nowhere. */
   configWrite(rid: number, offset: number, width: number, value: number): void {
     checkConfigAccess(offset, width);
-    this.spaces.get(rid)?.write(offset, width, value);
+    this.spaceAt(rid)?.write(offset, width, value);
+  }
+
+  private spaceAt(rid: number): ConfigSpace | undefined {
+    const pf = this.spaces.get(rid);
+    if (pf) return pf;
+    for (const p of this.sriovPfs) {
+      const vf = vfIndexAt(rid, p.rid, this.placement(p));
+      if (vf === undefined) continue;
+      let space = this.vfSpaces.get(rid);
+      if (!space) {
+        space = vfConfigSpace(p.fn, p.space.read(p.base + Sriov.VF_DID, 2));
+        this.vfSpaces.set(rid, space);
+      }
+      return space;
+    }
+    this.vfSpaces.delete(rid);
+    return undefined;
+  }
+
+  private placement(pf: SriovPf) {
+    const reg = (off: number) => pf.space.read(pf.base + off, 2);
+    return {
+      enabled: (reg(Sriov.CTRL) & SriovCtrl.VFE) !== 0,
+      // NumVFs above TotalVFs is undefined in the spec; the device offers no more than TotalVFs.
+      numVfs: Math.min(reg(Sriov.NUM_VF), reg(Sriov.TOTAL_VF)),
+      firstVfOffset: reg(Sriov.VF_OFFSET),
+      vfStride: reg(Sriov.VF_STRIDE),
+    };
   }
 
   identity(): DeviceIdentity {

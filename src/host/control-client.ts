@@ -64,6 +64,12 @@ export class ControlClient {
     this.client.close();
   }
 
+  /** Calls `listener` once when the connection closes, whoever closed it. */
+  onClose(listener: () => void): void {
+    if (this.client.closed) queueMicrotask(listener);
+    else this.client.conn.once("close", listener);
+  }
+
   private async request<K extends ControlKind>(msg: ControlMessage, expect: K): Promise<Reply<K>> {
     const tag = this.nextTag;
     this.nextTag = (this.nextTag + 1) >>> 0 || 1;

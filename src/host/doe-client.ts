@@ -105,16 +105,22 @@ export class DoeClient {
     return obj;
   }
 
-  /** Asks the device process to exit (spdm-emu SHUTDOWN); resolves once it echoes. */
-  async shutdown(): Promise<void> {
-    const rsp = await this.client.request({
-      command: SocketCommand.SHUTDOWN,
-      transport: TransportType.PCI_DOE,
-      payload: Buffer.alloc(0),
-    });
-    this.client.close();
-    if (rsp.command !== SocketCommand.SHUTDOWN)
-      throw new DoeError(`SHUTDOWN answered with ${commandName(rsp.command)}`);
+  /**
+   * Ends the socket session as spdm-emu's --exe_mode does: SHUTDOWN asks the device process to
+   * exit, CONTINUE only ends this connection. Resolves once the peer echoes the command.
+   */
+  async end(mode: "SHUTDOWN" | "CONTINUE" = "SHUTDOWN"): Promise<void> {
+    const command = SocketCommand[mode];
+    try {
+      const rsp = await this.client.request({
+        command,
+        transport: TransportType.PCI_DOE,
+        payload: Buffer.alloc(0),
+      });
+      if (rsp.command !== command) throw new DoeError(`${mode} answered with ${commandName(rsp.command)}`);
+    } finally {
+      this.client.close();
+    }
   }
 
   close(): void {

@@ -25,7 +25,6 @@ const RESETS_BC_BEFORE_AUTH: ReadonlySet<number> = new Set([
 export class Transcript {
   private a: Buffer[] = [];
   private b: Buffer[] = [];
-  private c: Buffer[] = [];
   private m: Buffer[] = [];
   /** A CHALLENGE completed since the last GET_VERSION. */
   authenticated = false;
@@ -35,17 +34,14 @@ export class Transcript {
     if (code === SpdmRequestCode.GET_VERSION) {
       this.a = [];
       this.b = [];
-      this.c = [];
       this.m = [];
       this.authenticated = false;
       return;
     }
     if (code !== SpdmRequestCode.GET_MEASUREMENTS) this.m = [];
     if (code === SpdmRequestCode.GET_DIGESTS) this.b = [];
-    if (!this.authenticated && RESETS_BC_BEFORE_AUTH.has(code)) {
-      this.b = [];
-      this.c = [];
-    }
+    // C only ever lives inside challenge(), so dropping B is all that is left to do here.
+    if (!this.authenticated && RESETS_BC_BEFORE_AUTH.has(code)) this.b = [];
   }
 
   /** GET_VERSION..ALGORITHMS pairs. */
@@ -60,9 +56,13 @@ export class Transcript {
 
   /** M1/M2 for a CHALLENGE: A ‖ B ‖ CHALLENGE ‖ CHALLENGE_AUTH without its signature. B and C reset after. */
   challenge(request: Uint8Array, responseWithoutSignature: Uint8Array): Buffer {
-    const m1 = Buffer.concat([...this.a, ...this.b, Buffer.from(request), Buffer.from(responseWithoutSignature)]);
+    const m1 = Buffer.concat([
+      ...this.a,
+      ...this.b,
+      Buffer.from(request),
+      Buffer.from(responseWithoutSignature),
+    ]);
     this.b = [];
-    this.c = [];
     return m1;
   }
 
@@ -75,7 +75,12 @@ export class Transcript {
    * Logs a GET_MEASUREMENTS exchange. For a signed response (signature cut off by the caller) it
    * returns L1/L2 = [A if version >= 1.2] ‖ M and starts a new log.
    */
-  measurements(version: number, request: Uint8Array, response: Uint8Array, signed: boolean): Buffer | undefined {
+  measurements(
+    version: number,
+    request: Uint8Array,
+    response: Uint8Array,
+    signed: boolean,
+  ): Buffer | undefined {
     this.m.push(Buffer.from(request), Buffer.from(response));
     if (!signed) return undefined;
     const l = Buffer.concat([...(version >= 0x12 ? this.a : []), ...this.m]);

@@ -8,13 +8,7 @@ import {
   type ControlMessage,
   decodeControlFrame,
 } from "../../protocol/control.js";
-import {
-  type DoeObject,
-  type DoeProtocol,
-  decodeDiscoveryResponse,
-  encodeDiscoveryRequest,
-  encodeDoeObject,
-} from "../../protocol/doe.js";
+import { type DoeObject, type DoeProtocol, encodeDoeObject } from "../../protocol/doe.js";
 import { type ConfigWidth, Doe, DoeCtrl, DoeStatus } from "../../protocol/pci.js";
 import { FrameDecoder } from "../../protocol/socket.js";
 import { AnnounceError, announce } from "../../src/device/announce.js";

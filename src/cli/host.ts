@@ -1,0 +1,170 @@
+/**
+ * `doe-emu host`: the TSM host as a process; `doe-emu host status`: its topology as a tree.
+ * The host's modules are imported when the command runs, so that other commands (a device process
+ * above all, started by the dozen) do not pay for loading them.
+ */
+import { readFileSync } from "node:fs";
+import type { Argv } from "yargs";
+import type { TopologyView } from "../host/api.js";
+import type { HostDevice } from "../host/host.js";
+import { createLogger, type LogLevel } from "../log.js";
+import { formatEndpoint, parseEndpoint } from "../net/framed.js";
+import { logOptions, run } from "./common.js";
+
+export const DEFAULT_API = "127.0.0.1:2380";
+
+interface HostArgs {
+  api: string;
+  hotplug?: string;
+  device: string[];
+  topology?: string;
+  "bounce-ip": string;
+  "request-timeout": number;
+  "probe-interval": number;
+  "unreachable-timeout": number;
+  "bounce-timeout": number;
+  "trust-root"?: string;
+  "log-level": LogLevel;
+  pretty: boolean;
+}
+
+async function runHost(argv: HostArgs): Promise<void> {
+  const [{ loadTopology }, { startHost }] = await Promise.all([
+    import("../fixture/topology.js"),
+    import("../host/host.js"),
+  ]);
+  const log = createLogger({ level: argv["log-level"], pretty: argv.pretty, name: "host" });
+  const devices: HostDevice[] = argv.device.map((d) => ({ control: parseEndpoint(d), source: "flag" }));
+  if (argv.topology) {
+    for (const e of loadTopology(argv.topology).devices) {
+      if (e.control !== undefined) devices.push({ control: parseEndpoint(e.control), source: "topology" });
+      else
+        log.warn(
+          { device: e.name },
+          "topology entry without a control endpoint: `doe-emu launch` starts those",
+        );
+    }
+  }
+  const host = await startHost({
+    log,
+    api: parseEndpoint(argv.api),
+    hotplug: argv.hotplug ? parseEndpoint(argv.hotplug) : undefined,
+    devices,
+    bounceHost: argv["bounce-ip"],
+    requestTimeoutMs: argv["request-timeout"],
+    probeIntervalMs: argv["probe-interval"],
+    unreachableTimeoutMs: argv["unreachable-timeout"],
+    bounceTimeoutMs: argv["bounce-timeout"],
+    trustRoot: argv["trust-root"] ? readFileSync(argv["trust-root"]) : undefined,
+  });
+  console.log(`api listening on ${formatEndpoint(host.api)}`);
+  if (host.hotplug) console.log(`hotplug listening on ${formatEndpoint(host.hotplug)}`);
+  console.log(`host pid ${process.pid} ready`);
+  const exit = (why: string) => {
+    log.info({ why }, "stopping");
+    void host.stop().then(() => process.exit(0));
+  };
+  process.once("SIGTERM", () => exit("SIGTERM"));
+  process.once("SIGINT", () => exit("SIGINT"));
+}
+
+const hex4 = (n: number) => n.toString(16).padStart(4, "0");
+
+/** The topology as an indented tree: device, its functions, and the TDEV/TDI of each. */
+export function formatTree(view: TopologyView): string {
+  const out: string[] = [];
+  const tdevs = new Map(view.tdevs.map((t) => [t.bdf, t]));
+  const tdis = new Map(view.tdis.map((t) => [t.bdf, t]));
+  for (const d of view.devices) {
+    out.push(`${d.id}  control ${d.control}  (${d.source}, ${d.state})`);
+    for (const f of d.functions) {
+      const kind = f.isVf ? "VF" : (f.portType ?? "PCI");
+      out.push(`  ${f.bdf}  ${hex4(f.vendorId)}:${hex4(f.deviceId)}  ${kind}${f.tee ? "  TEE-IO" : ""}`);
+      for (const m of f.mailboxes)
+        out.push(`      DOE 0x${m.capOffset.toString(16)}  ${m.endpoint ?? "-"}  ${m.protocols.join(" ")}`);
+      const tdev = tdevs.get(f.bdf);
+      if (tdev) {
+        const auth = tdev.auth ? ` SPDM ${tdev.auth.version}` : tdev.authError ? ` (${tdev.authError})` : "";
+        out.push(`      TDEV ${tdev.state}${auth}  bounce ${tdev.bounce}`);
+        out.push(`           cma ${tdev.cmaMailbox ?? "none"}  secured ${tdev.securedMailbox ?? "none"}`);
+      }
+      const tdi = tdis.get(f.bdf);
+      if (tdi) {
+        const bound = tdi.boundTo === null ? "unbound" : `bound to VM ${tdi.boundTo}`;
+        out.push(`      TDI  ${bound}${tdi.tdev === f.bdf ? "" : `  (TDEV ${tdi.tdev})`}`);
+      }
+    }
+  }
+  out.push(`${view.devices.length} devices, ${view.tdevs.length} TDEVs, ${view.tdis.length} TDIs`);
+  return out.join("\n");
+}
+
+async function runStatus(argv: { api: string; json: boolean }): Promise<void> {
+  const { getTopology } = await import("../host/api-client.js");
+  const view = await getTopology(parseEndpoint(argv.api));
+  console.log(argv.json ? JSON.stringify(view, null, 2) : formatTree(view));
+}
+
+const apiOption = <T>(y: Argv<T>) =>
+  y.option("api", { type: "string", default: DEFAULT_API, describe: "Management API address ADDR:PORT" });
+
+export const hostCommand = {
+  command: "host",
+  describe: "Run the TSM host: bus scan, TDEV/TDI registry, SPDM bouncers, management API (HTTP JSON)",
+  builder: (y: Argv) =>
+    y
+      .command(
+        "status",
+        "Print a running host's topology as a tree with TDEV/TDI state",
+        (y2) => apiOption(y2).option("json", { type: "boolean", default: false, describe: "Print the JSON" }),
+        run(runStatus),
+      )
+      .command(
+        "$0",
+        "Run the host",
+        (y2) =>
+          logOptions(apiOption(y2))
+            .option("hotplug", { type: "string", describe: "Accept device announcements on ADDR:PORT" })
+            .option("device", {
+              type: "string",
+              array: true,
+              default: [] as string[],
+              describe: "A device's control endpoint HOST:PORT (repeatable)",
+            })
+            .option("topology", {
+              type: "string",
+              describe: "Topology file: its entries with a control endpoint",
+            })
+            .option("bounce-ip", {
+              type: "string",
+              default: "127.0.0.1",
+              describe: "Address the bounce endpoints bind to",
+            })
+            .option("request-timeout", {
+              type: "number",
+              default: 1000,
+              describe: "Control wire / DOE timeout in ms",
+            })
+            .option("probe-interval", {
+              type: "number",
+              default: 1000,
+              describe: "Device liveness check period in ms",
+            })
+            .option("unreachable-timeout", {
+              type: "number",
+              default: 3000,
+              describe: "Remove a device that has not answered for this many ms",
+            })
+            .option("bounce-timeout", {
+              type: "number",
+              default: 2000,
+              describe: "How long the bouncer and authentication wait for a mailbox to answer, in ms",
+            })
+            .option("trust-root", {
+              type: "string",
+              describe: "Root certificate (DER) device chains must end in when authenticated",
+            }),
+        run(runHost),
+      ),
+  handler: () => undefined,
+};

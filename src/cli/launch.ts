@@ -1,0 +1,56 @@
+/** `doe-emu launch TOPOLOGY.json`: one device process per entry, then the host; stops all on a signal. */
+import type { Argv } from "yargs";
+import type { LogLevel } from "../log.js";
+import { formatEndpoint } from "../net/framed.js";
+import { logOptions, run } from "./common.js";
+import { DEFAULT_API } from "./host.js";
+
+interface LaunchArgs {
+  topology: string;
+  api: string;
+  hotplug?: string;
+  "log-level": LogLevel;
+}
+
+async function runLaunch(argv: LaunchArgs): Promise<void> {
+  // Imported here so that other commands do not load the fixture (see host.ts).
+  const { startTopology } = await import("../fixture/topology.js");
+  const running = await startTopology(argv.topology, {
+    api: argv.api,
+    hotplug: argv.hotplug,
+    logLevel: argv["log-level"],
+    stderr: "inherit",
+  });
+  let stopping = false;
+  const exit = (why: string) => {
+    if (stopping) return;
+    stopping = true;
+    console.log(`${why}: stopping ${running.devices.length} devices and the host`);
+    void running.stop().then(() => process.exit(0));
+  };
+  // Registered before anything is printed, so a signal right after the ready line is not lost.
+  process.on("SIGTERM", () => exit("SIGTERM"));
+  process.on("SIGINT", () => exit("SIGINT"));
+  for (const d of running.devices)
+    console.log(`device ${d.name} pid ${d.pid ?? "-"} control ${formatEndpoint(d.control)}`);
+  for (const t of running.tdevs) console.log(`tdev ${t.bdf} bounce ${formatEndpoint(t.bounce)}`);
+  if (running.hotplug) console.log(`host hotplug on ${formatEndpoint(running.hotplug)}`);
+  console.log(`host pid ${running.host.pid} api ${running.apiUrl}`);
+  console.log("launch ready");
+}
+
+export const launchCommand = {
+  command: "launch <topology>",
+  describe: "Start a device process per topology entry, then the host; Ctrl-C stops everything",
+  builder: (y: Argv) =>
+    logOptions(y)
+      .positional("topology", { type: "string", demandOption: true, describe: "Topology file (JSON)" })
+      .option("api", {
+        type: "string",
+        default: DEFAULT_API,
+        describe: "Host management API address ADDR:PORT",
+      })
+      .option("hotplug", { type: "string", describe: "Host hotplug endpoint ADDR:PORT" })
+      .example("$0 launch examples/topology.json", "three devices and the host; then `doe-emu host status`"),
+  handler: run(runLaunch),
+};

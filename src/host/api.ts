@@ -1,0 +1,234 @@
+/**
+ * The management API: HTTP JSON on loopback (DESIGN.md). Routes:
+ *   GET  /v1/topology                 devices with their functions, TDEVs, TDIs
+ *   POST /v1/tdevs/{bdf}/authenticate SPDM authentication through the TDEV's CMA mailbox
+ *   POST /v1/tdis/{bdf}/bind          {"vm": ID}: same VM again is a no-op, another VM 409
+ *   POST /v1/tdis/{bdf}/unbind
+ * A path that names nothing is 404, a bad body 400; every error is {"error": text}.
+ */
+import http from "node:http";
+import type { AddressInfo } from "node:net";
+import { z } from "zod";
+import { protocolId } from "../../protocol/doe.js";
+import { formatRoutingId, parseRoutingId } from "../../protocol/pci.js";
+import { PORT_TYPES } from "../device/description.js";
+import type { Logger } from "../log.js";
+import { type Endpoint, formatEndpoint } from "../net/framed.js";
+import type { AuthResult, Registry, TdevState, VmId } from "./registry.js";
+import { RegistryError } from "./registry.js";
+import type { ScannedMailbox } from "./scan.js";
+
+/** The JSON of GET /v1/topology. */
+export interface TopologyView {
+  devices: {
+    id: string;
+    name: string;
+    control: string;
+    source: string;
+    state: string;
+    functions: {
+      bdf: string;
+      vendorId: number;
+      deviceId: number;
+      portType: string | null;
+      isVf: boolean;
+      tee: boolean;
+      mailboxes: { capOffset: number; endpoint: string | null; protocols: string[] }[];
+    }[];
+  }[];
+  tdevs: {
+    bdf: string;
+    device: string;
+    cmaMailbox: string | null;
+    securedMailbox: string | null;
+    bounce: string;
+    bounceStats: Record<string, number>;
+    state: TdevState;
+    auth: AuthResult | null;
+    authError?: string;
+  }[];
+  tdis: { bdf: string; tdev: string; boundTo: VmId | null }[];
+}
+
+const PORT_TYPE_NAMES = new Map<number, string>(Object.entries(PORT_TYPES).map(([name, v]) => [v, name]));
+
+const mailboxText = (m: ScannedMailbox | undefined) =>
+  m?.endpoint ? formatEndpoint(m.endpoint) : m ? `cap 0x${m.capOffset.toString(16)}` : null;
+
+export function topologyView(registry: Registry): TopologyView {
+  const byRid = <T extends { rid: number }>(xs: Iterable<T>) => [...xs].sort((a, b) => a.rid - b.rid);
+  return {
+    devices: [...registry.devices.values()]
+      .sort((a, b) => (a.functions[0]?.rid ?? 0) - (b.functions[0]?.rid ?? 0))
+      .map((d) => ({
+        id: d.id,
+        name: d.name,
+        control: formatEndpoint(d.control),
+        source: d.source,
+        state: d.state,
+        functions: d.functions.map((f) => ({
+          bdf: formatRoutingId(f.rid),
+          vendorId: f.vendorId,
+          deviceId: f.deviceId,
+          portType:
+            f.portType === undefined
+              ? null
+              : (PORT_TYPE_NAMES.get(f.portType) ?? `0x${f.portType.toString(16)}`),
+          isVf: f.pf !== undefined,
+          tee: f.tee,
+          mailboxes: d.mailboxes
+            .filter((m) => m.rid === f.rid)
+            .map((m) => ({
+              capOffset: m.capOffset,
+              endpoint: m.endpoint ? formatEndpoint(m.endpoint) : null,
+              protocols: m.protocols.map(protocolId),
+            })),
+        })),
+      })),
+    tdevs: byRid(registry.tdevs.values()).map((t) => ({
+      bdf: formatRoutingId(t.rid),
+      device: t.device,
+      cmaMailbox: mailboxText(t.cma),
+      securedMailbox: mailboxText(t.secured),
+      bounce: formatEndpoint(t.bouncer.address),
+      bounceStats: { ...t.bouncer.stats },
+      state: t.state,
+      auth: t.auth,
+      ...(t.authError ? { authError: t.authError } : {}),
+    })),
+    tdis: byRid(registry.tdis.values()).map((t) => ({
+      bdf: formatRoutingId(t.rid),
+      tdev: formatRoutingId(t.tdev),
+      boundTo: t.state.kind === "bound" ? t.state.vm : null,
+    })),
+  };
+}
+
+/** What the API drives: the registry, and authentication (which needs the host's transports). */
+export interface ApiTarget {
+  registry: Registry;
+  authenticate(rid: number): Promise<AuthResult>;
+}
+
+export interface ApiServer {
+  address: Endpoint;
+  close(): Promise<void>;
+}
+
+class HttpError extends Error {
+  constructor(
+    readonly status: number,
+    message: string,
+  ) {
+    super(message);
+  }
+}
+
+const bindBody = z.strictObject({
+  vm: z.union([z.string().min(1).max(256), z.number().int().min(0)]),
+});
+const MAX_BODY = 64 * 1024;
+
+async function readJson(req: http.IncomingMessage): Promise<unknown> {
+  const chunks: Buffer[] = [];
+  let size = 0;
+  for await (const chunk of req as AsyncIterable<Buffer>) {
+    size += chunk.length;
+    if (size > MAX_BODY) throw new HttpError(413, `body exceeds ${MAX_BODY} bytes`);
+    chunks.push(chunk);
+  }
+  const text = Buffer.concat(chunks).toString("utf8");
+  if (text.trim() === "") return undefined;
+  try {
+    return JSON.parse(text);
+  } catch {
+    throw new HttpError(400, "body is not valid JSON");
+  }
+}
+
+function bdfParam(text: string, what: "TDEV" | "TDI", exists: (rid: number) => boolean): number {
+  const rid = parseRoutingId(decodeURIComponent(text));
+  if (rid === undefined || !exists(rid)) throw new HttpError(404, `no ${what} ${decodeURIComponent(text)}`);
+  return rid;
+}
+
+async function route(target: ApiTarget, req: http.IncomingMessage): Promise<[number, unknown]> {
+  const { registry } = target;
+  const path = new URL(req.url ?? "/", "http://localhost").pathname;
+  const method = req.method ?? "GET";
+  const expect = (m: string) => {
+    if (method !== m) throw new HttpError(405, `${method} ${path}: use ${m}`);
+  };
+  if (path === "/v1/topology") {
+    expect("GET");
+    return [200, topologyView(registry)];
+  }
+  let m = /^\/v1\/tdevs\/([^/]+)\/authenticate$/.exec(path);
+  if (m) {
+    expect("POST");
+    const rid = bdfParam(m[1]!, "TDEV", (r) => registry.tdevs.has(r));
+    if (!registry.tdevs.get(rid)?.cma)
+      throw new HttpError(409, `TDEV ${formatRoutingId(rid)} has no CMA mailbox to authenticate through`);
+    try {
+      return [200, { bdf: formatRoutingId(rid), auth: await target.authenticate(rid) }];
+    } catch (e) {
+      if (e instanceof RegistryError) throw new HttpError(e.code === "busy" ? 409 : 404, e.message);
+      throw new HttpError(502, `authentication of ${formatRoutingId(rid)} failed: ${(e as Error).message}`);
+    }
+  }
+  m = /^\/v1\/tdis\/([^/]+)\/(bind|unbind)$/.exec(path);
+  if (m) {
+    expect("POST");
+    const rid = bdfParam(m[1]!, "TDI", (r) => registry.tdis.has(r));
+    const bdf = formatRoutingId(rid);
+    if (m[2] === "unbind") {
+      await readJson(req);
+      return [200, { bdf, boundTo: null, changed: registry.unbind(rid) === "unbound" }];
+    }
+    const body = bindBody.safeParse(await readJson(req));
+    if (!body.success)
+      throw new HttpError(400, `body must be {"vm": ID} (a string or a non-negative integer)`);
+    const { vm } = body.data;
+    const result = registry.bind(rid, vm);
+    if (result === "busy") {
+      const tdi = registry.tdis.get(rid);
+      const owner = tdi?.state.kind === "bound" ? tdi.state.vm : undefined;
+      throw new HttpError(409, `TDI ${bdf} is bound to VM ${owner}`);
+    }
+    if (result === "notFound") throw new HttpError(404, `no TDI ${bdf}`);
+    return [200, { bdf, boundTo: vm, changed: result === "bound" }];
+  }
+  throw new HttpError(404, `no such resource: ${path}`);
+}
+
+export function startApi(opts: Endpoint & { tsm: ApiTarget; log: Logger }): Promise<ApiServer> {
+  const { log } = opts;
+  const server = http.createServer((req, res) => {
+    void route(opts.tsm, req)
+      .catch((e: unknown): [number, unknown] => {
+        if (e instanceof HttpError) return [e.status, { error: e.message }];
+        log.error({ err: (e as Error).stack }, "API request failed");
+        return [500, { error: "internal error" }];
+      })
+      .then(([status, body]) => {
+        log.debug({ method: req.method, url: req.url, status }, "api");
+        res.writeHead(status, { "content-type": "application/json" });
+        res.end(`${JSON.stringify(body)}\n`);
+      });
+  });
+  return new Promise((resolve, reject) => {
+    server.once("error", reject);
+    server.listen({ host: opts.host, port: opts.port }, () => {
+      server.off("error", reject);
+      const a = server.address() as AddressInfo;
+      resolve({
+        address: { host: a.address, port: a.port },
+        close: () =>
+          new Promise<void>((done) => {
+            server.close(() => done());
+            server.closeAllConnections();
+          }),
+      });
+    });
+  });
+}

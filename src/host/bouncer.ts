@@ -1,0 +1,237 @@
+/**
+ * The SPDM bouncer of one TDEV: a W1 endpoint (spdm-emu socket protocol, transport PCI_DOE) that a
+ * requester such as DMTF spdm_requester_emu talks to as if it were the device, while the objects go
+ * to the TDEV's mailboxes (DESIGN.md "Host rules"):
+ *   - TEST is answered here; DOE discovery (type 0) goes to the CMA mailbox;
+ *   - CMA/SPDM (0001:01) goes to the CMA mailbox, secured CMA/SPDM (0001:02) to the secured one;
+ *   - any other object is an invalid request; a type whose mailbox the TDEV lacks is a missing-mailbox
+ *     error; a mailbox that fails or does not answer within the timeout is an upstream error.
+ * Every error is answered with an empty NORMAL frame, which is also what a device sends for an
+ * object its mailbox discards: the requester sees a failed receive at once, the connection stays
+ * usable, nothing hangs. Each error is logged and counted.
+ *
+ * Each requester connection gets its own upstream connections, one per mailbox endpoint (CMA and
+ * secured CMA share one when they are the same mailbox), so a device that keeps SPDM state per
+ * connection sees each requester as it would directly. CONTINUE and SHUTDOWN end only the
+ * requester's connection (echoed, as spdm-emu does) and its upstream connections: the device is
+ * the host's, not the requester's, so SHUTDOWN is never forwarded.
+ */
+import { DoeType, decodeDoeHeader, PCI_SIG_VENDOR_ID, protocolId } from "../../protocol/doe.js";
+import { DecodeError } from "../../protocol/errors.js";
+import {
+  commandName,
+  SocketCommand,
+  type SocketFrame,
+  TEST_SERVER_HELLO,
+  TransportType,
+} from "../../protocol/socket.js";
+import type { Logger } from "../log.js";
+import {
+  type Endpoint,
+  FramedClient,
+  type FramedConnection,
+  FramedServer,
+  formatEndpoint,
+} from "../net/framed.js";
+
+export interface BounceTargets {
+  cma: Endpoint | undefined;
+  secured: Endpoint | undefined;
+}
+
+export interface BounceStats {
+  /** Objects forwarded and answered. */
+  forwarded: number;
+  invalidRequest: number;
+  missingMailbox: number;
+  upstreamError: number;
+}
+
+export interface BouncerOptions {
+  targets: BounceTargets;
+  host: string;
+  port?: number;
+  /** How long a mailbox may take to answer one object. */
+  timeoutMs: number;
+  log: Logger;
+  /** Called when a mailbox could not be reached or did not answer: the device may be gone. */
+  onUpstreamError?: () => void;
+}
+
+export type BounceError = "invalidRequest" | "missingMailbox" | "upstreamError";
+
+const EMPTY = Buffer.alloc(0);
+
+/** Where an object goes, or why it goes nowhere. */
+function route(object: Buffer, targets: BounceTargets): Endpoint | BounceError {
+  let vendorId: number;
+  let type: number;
+  try {
+    ({ vendorId, type } = decodeDoeHeader(object));
+  } catch (e) {
+    if (e instanceof DecodeError) return "invalidRequest";
+    throw e;
+  }
+  if (vendorId !== PCI_SIG_VENDOR_ID) return "invalidRequest";
+  switch (type) {
+    case DoeType.DISCOVERY:
+    case DoeType.CMA_SPDM:
+      return targets.cma ?? "missingMailbox";
+    case DoeType.SECURED_CMA_SPDM:
+      return targets.secured ?? "missingMailbox";
+    default:
+      return "invalidRequest";
+  }
+}
+
+export class Bouncer {
+  readonly stats: BounceStats = { forwarded: 0, invalidRequest: 0, missingMailbox: 0, upstreamError: 0 };
+
+  private constructor(
+    private readonly server: FramedServer,
+    private readonly opts: BouncerOptions,
+  ) {}
+
+  static async start(opts: BouncerOptions): Promise<Bouncer> {
+    let bouncer: Bouncer | undefined;
+    const server = await FramedServer.listen({
+      host: opts.host,
+      port: opts.port ?? 0,
+      log: opts.log,
+      onConnection: (conn) => {
+        if (bouncer) bouncer.serve(conn);
+        else conn.destroy();
+      },
+    });
+    bouncer = new Bouncer(server, opts);
+    return bouncer;
+  }
+
+  get address(): Endpoint {
+    return this.server.address;
+  }
+
+  /** Stops listening and drops every requester connection with its upstream connections. */
+  close(): Promise<void> {
+    return this.server.close();
+  }
+
+  private serve(conn: FramedConnection): void {
+    const log = this.opts.log.child({ requester: conn.peer });
+    const upstreams = new Map<string, Promise<FramedClient>>();
+    const dropUpstreams = () => {
+      for (const u of upstreams.values())
+        void u.then(
+          (c) => c.close(),
+          () => undefined,
+        );
+      upstreams.clear();
+    };
+    let queue: Promise<void> = Promise.resolve();
+    log.debug("requester connected");
+    conn.once("close", () => {
+      dropUpstreams();
+      log.debug("requester disconnected");
+    });
+    conn.on("frame", (frame) => {
+      queue = queue
+        .then(() => this.handle(frame, conn, upstreams, dropUpstreams, log))
+        .catch((e) => {
+          log.error({ err: (e as Error).stack }, "bounce failed; closing connection");
+          conn.destroy();
+        });
+    });
+  }
+
+  private async handle(
+    frame: SocketFrame,
+    conn: FramedConnection,
+    upstreams: Map<string, Promise<FramedClient>>,
+    dropUpstreams: () => void,
+    log: Logger,
+  ): Promise<void> {
+    if (conn.closed) return;
+    const reply = (command: number, payload: Buffer = EMPTY) =>
+      conn.send({ command, transport: TransportType.PCI_DOE, payload });
+    if (frame.transport !== TransportType.PCI_DOE) {
+      log.warn({ transport: frame.transport }, "transport type is not PCI_DOE; closing connection");
+      conn.destroy();
+      return;
+    }
+    switch (frame.command) {
+      case SocketCommand.TEST:
+        reply(SocketCommand.TEST, TEST_SERVER_HELLO);
+        return;
+      case SocketCommand.NORMAL:
+        reply(SocketCommand.NORMAL, await this.forward(frame.payload, upstreams, log));
+        return;
+      case SocketCommand.CONTINUE:
+      case SocketCommand.SHUTDOWN:
+        log.info(
+          { command: commandName(frame.command) },
+          "requester ends its connection; the device stays up",
+        );
+        reply(frame.command);
+        dropUpstreams();
+        conn.end();
+        return;
+      default:
+        log.warn({ command: commandName(frame.command) }, "unknown command; closing connection");
+        reply(SocketCommand.UNKNOWN);
+        conn.end();
+    }
+  }
+
+  /** The response object to send back, or an empty payload for any error. */
+  private async forward(
+    object: Buffer,
+    upstreams: Map<string, Promise<FramedClient>>,
+    log: Logger,
+  ): Promise<Buffer> {
+    const target = route(object, this.opts.targets);
+    if (typeof target === "string") return this.fail(target, log, { object: describe(object) });
+    const key = formatEndpoint(target);
+    let client = upstreams.get(key);
+    if (!client) {
+      client = FramedClient.connect(target, {
+        timeoutMs: this.opts.timeoutMs,
+        connectTimeoutMs: this.opts.timeoutMs,
+      });
+      upstreams.set(key, client);
+    }
+    try {
+      const rsp = await (await client).request({
+        command: SocketCommand.NORMAL,
+        transport: TransportType.PCI_DOE,
+        payload: object,
+      });
+      if (rsp.command !== SocketCommand.NORMAL)
+        throw new Error(`mailbox answered ${commandName(rsp.command)}`);
+      this.stats.forwarded++;
+      return rsp.payload;
+    } catch (e) {
+      // The next object to this mailbox reconnects.
+      upstreams.delete(key);
+      void client.then(
+        (c) => c.close(),
+        () => undefined,
+      );
+      this.opts.onUpstreamError?.();
+      return this.fail("upstreamError", log, { mailbox: key, err: (e as Error).message });
+    }
+  }
+
+  private fail(kind: BounceError, log: Logger, detail: object): Buffer {
+    this.stats[kind]++;
+    log.warn({ error: kind, ...detail }, "bounce error; answered with an empty NORMAL frame");
+    return EMPTY;
+  }
+}
+
+function describe(object: Buffer): string {
+  try {
+    return protocolId(decodeDoeHeader(object));
+  } catch {
+    return `${object.length} bytes, not a DOE object`;
+  }
+}

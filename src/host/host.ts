@@ -1,0 +1,293 @@
+/**
+ * The TSM host (`doe-emu host`): finds devices (control endpoints given up front, and hotplug
+ * announcements), scans each one, registers its TDEVs and TDIs, watches it, and removes it when
+ * its announce connection closes or it stays unreachable past a timeout. Usable in-process.
+ *
+ * One DeviceLink per device, with explicit states:
+ *   connecting ──▶ scanning ──▶ registered ──▶ closed
+ *        └────────────┴──────────────────────────▲   (a failure or a removal at any point)
+ * A device given up front that is absent or gone is retried on every tick, so re-adding works
+ * for it as it does for a device that announces itself again.
+ */
+import {
+  CONTROL_MAX_PAYLOAD,
+  type ControlMessage,
+  type DeviceIdentity,
+  decodeControlFrame,
+} from "../../protocol/control.js";
+import { Header } from "../../protocol/pci.js";
+import { type Logger, silentLogger } from "../log.js";
+import { type Endpoint, type FramedConnection, FramedServer, formatEndpoint } from "../net/framed.js";
+import { once } from "../once.js";
+import { type ApiServer, startApi } from "./api.js";
+import { authenticateTdev } from "./authenticate.js";
+import { Bouncer } from "./bouncer.js";
+import { ControlClient } from "./control-client.js";
+import { type AuthResult, Registry } from "./registry.js";
+import { discoverMailboxes, scanBus } from "./scan.js";
+
+export interface HostDevice {
+  control: Endpoint;
+  /** How the host learned of it, shown in events: "topology" or "flag". */
+  source: string;
+}
+
+export interface HostOptions {
+  log?: Logger;
+  /** Management API address; port 0 picks a free one. Default 127.0.0.1:0. */
+  api?: Endpoint;
+  /** Hotplug endpoint for device announcements; none when absent. */
+  hotplug?: Endpoint;
+  /** Devices to attach by their control endpoints. */
+  devices?: HostDevice[];
+  /** Address the TDEV bounce endpoints bind to. */
+  bounceHost?: string;
+  /** Per-request timeout on the control wire and DOE discovery. */
+  requestTimeoutMs?: number;
+  /** How often each device is checked (and absent given devices retried). */
+  probeIntervalMs?: number;
+  /** A device that has not answered for this long is removed. */
+  unreachableTimeoutMs?: number;
+  /** How long the bouncer, and authentication, wait for a mailbox to answer one object. */
+  bounceTimeoutMs?: number;
+  /** DER of the root certificate a device's chain must end in when authenticated. */
+  trustRoot?: Uint8Array;
+}
+
+export interface Host {
+  api: Endpoint;
+  hotplug: Endpoint | undefined;
+  registry: Registry;
+  /** Runs SPDM authentication through the TDEV's CMA mailbox and stores the result. */
+  authenticate(rid: number): Promise<AuthResult>;
+  /** Closes every endpoint, connection and timer; removes every device. Idempotent. */
+  stop(): Promise<void>;
+}
+
+type LinkState = "connecting" | "scanning" | "registered" | "closed";
+
+interface HostContext {
+  log: Logger;
+  registry: Registry;
+  requestTimeoutMs: number;
+  unreachableTimeoutMs: number;
+}
+
+class DeviceLink {
+  state: LinkState = "connecting";
+  private control: ControlClient | undefined;
+  private deviceId: string | undefined;
+  private lastOk = Date.now();
+  private checking = false;
+  /** Resolves when the link is closed, whatever closed it. */
+  readonly closed: Promise<void>;
+  private resolveClosed!: () => void;
+
+  constructor(
+    private readonly ctx: HostContext,
+    readonly endpoint: Endpoint,
+    private readonly source: string,
+  ) {
+    this.closed = new Promise((resolve) => (this.resolveClosed = resolve));
+  }
+
+  /** Connects, scans and registers. Resolves false if the device could not be added. */
+  async attach(known?: DeviceIdentity): Promise<boolean> {
+    const log = this.ctx.log.child({ control: formatEndpoint(this.endpoint) });
+    try {
+      this.control = await ControlClient.connect(this.endpoint, {
+        timeoutMs: this.ctx.requestTimeoutMs,
+        connectTimeoutMs: this.ctx.requestTimeoutMs,
+      });
+      this.control.onClose(() => void this.check());
+      if (this.isClosed()) return false;
+      this.state = "scanning";
+      const identity = known ?? (await this.control.identity());
+      const control = this.control;
+      const functions = await scanBus((rid, off, w) => control.cfgRead(rid, off, w), identity.bus);
+      const mailboxes = await discoverMailboxes(functions, identity, control, {
+        timeoutMs: this.ctx.requestTimeoutMs,
+        log,
+      });
+      if (this.isClosed()) return false;
+      const id = await this.ctx.registry.add({
+        name: identity.name,
+        control: this.endpoint,
+        source: this.source,
+        functions,
+        mailboxes,
+      });
+      if (this.isClosed() || id === undefined) {
+        if (id !== undefined) await this.ctx.registry.remove(id, "detached while being added");
+        await this.close("not added");
+        return false;
+      }
+      this.deviceId = id;
+      this.state = "registered";
+      this.lastOk = Date.now();
+      return true;
+    } catch (e) {
+      log.debug({ err: (e as Error).message }, "attach failed");
+      await this.close("attach failed");
+      return false;
+    }
+  }
+
+  private isClosed(): boolean {
+    return this.state === "closed";
+  }
+
+  /** One liveness check: a config read of the device's first function, reconnecting if needed. */
+  async check(): Promise<void> {
+    if (this.state !== "registered" || this.checking) return;
+    this.checking = true;
+    try {
+      if (!this.control || this.control.closed) {
+        this.control?.close();
+        this.control = await ControlClient.connect(this.endpoint, {
+          timeoutMs: this.ctx.requestTimeoutMs,
+          connectTimeoutMs: this.ctx.requestTimeoutMs,
+        });
+      }
+      const first = this.ctx.registry.devices.get(this.deviceId!)?.functions[0];
+      if (first) await this.control.cfgRead(first.rid, Header.VENDOR_ID, 2);
+      this.lastOk = Date.now();
+    } catch (e) {
+      const silentFor = Date.now() - this.lastOk;
+      if (silentFor >= this.ctx.unreachableTimeoutMs)
+        await this.close(`unreachable for ${silentFor} ms: ${(e as Error).message}`);
+    } finally {
+      this.checking = false;
+    }
+  }
+
+  /** Removes the device (TDIs, then TDEVs) and drops the control connection. Idempotent. */
+  async close(reason: string): Promise<void> {
+    if (this.state === "closed") return;
+    this.state = "closed";
+    this.control?.close();
+    if (this.deviceId !== undefined) await this.ctx.registry.remove(this.deviceId, reason);
+    this.resolveClosed();
+  }
+}
+
+export async function startHost(opts: HostOptions = {}): Promise<Host> {
+  const log = opts.log ?? silentLogger;
+  const probeIntervalMs = opts.probeIntervalMs ?? 1000;
+  const bounceTimeoutMs = opts.bounceTimeoutMs ?? 2000;
+  const links = new Set<DeviceLink>();
+  let stopping = false;
+
+  const registry = new Registry(log, (plan, device) =>
+    Bouncer.start({
+      targets: { cma: plan.cma?.endpoint, secured: plan.secured?.endpoint },
+      host: opts.bounceHost ?? "127.0.0.1",
+      timeoutMs: bounceTimeoutMs,
+      log: log.child({ bounce: plan.rid, device }),
+      // A mailbox that fails may mean the device is gone: check it now rather than on the next tick.
+      onUpstreamError: () => {
+        const control = registry.devices.get(device)?.control;
+        for (const l of links) if (control && l.endpoint === control) void l.check();
+      },
+    }),
+  );
+  const ctx: HostContext = {
+    log,
+    registry,
+    requestTimeoutMs: opts.requestTimeoutMs ?? 1000,
+    unreachableTimeoutMs: opts.unreachableTimeoutMs ?? 3000,
+  };
+
+  /** Starts a link; it leaves `links` when it closes. */
+  const link = (endpoint: Endpoint, source: string, identity?: DeviceIdentity): DeviceLink => {
+    const l = new DeviceLink(ctx, endpoint, source);
+    links.add(l);
+    void l.closed.then(() => links.delete(l));
+    void l.attach(identity);
+    return l;
+  };
+
+  // Devices given up front: one link at a time each, re-linked on a tick while absent.
+  const given = (opts.devices ?? []).map((d) => ({ ...d, link: undefined as DeviceLink | undefined }));
+  const relink = () => {
+    for (const g of given) if (!g.link || g.link.state === "closed") g.link = link(g.control, g.source);
+  };
+  relink();
+  const tick = setInterval(() => {
+    relink();
+    for (const l of links) void l.check();
+  }, probeIntervalMs);
+
+  let hotplug: FramedServer | undefined;
+  let api: ApiServer | undefined;
+  const stop = once(async () => {
+    stopping = true;
+    clearInterval(tick);
+    await hotplug?.close();
+    await api?.close();
+    await Promise.all([...links].map((l) => l.close("host stopping")));
+  });
+  const authenticate = (rid: number) =>
+    registry.authenticate(rid, (tdev) =>
+      authenticateTdev(tdev, { timeoutMs: bounceTimeoutMs, trustRoot: opts.trustRoot }),
+    );
+  try {
+    if (opts.hotplug) {
+      hotplug = await FramedServer.listen({
+        ...opts.hotplug,
+        maxPayload: CONTROL_MAX_PAYLOAD,
+        log,
+        onConnection: (conn) => {
+          if (stopping) conn.destroy();
+          else onAnnounceConnection(conn, log, (control, identity) => link(control, "hotplug", identity));
+        },
+      });
+    }
+    api = await startApi({
+      ...(opts.api ?? { host: "127.0.0.1", port: 0 }),
+      tsm: { registry, authenticate },
+      log,
+    });
+    return { api: api.address, hotplug: hotplug?.address, registry, authenticate, stop };
+  } catch (e) {
+    await stop();
+    throw e;
+  }
+}
+
+/**
+ * A hotplug connection carries one ANNOUNCE; the device stays as long as the connection does.
+ * Anything else on it closes the connection.
+ */
+function onAnnounceConnection(
+  conn: FramedConnection,
+  log: Logger,
+  link: (control: Endpoint, identity: DeviceIdentity) => DeviceLink,
+): void {
+  let device: DeviceLink | undefined;
+  conn.once("close", () => void device?.close("announce connection closed"));
+  conn.on("frame", (frame) => {
+    let msg: ControlMessage;
+    try {
+      msg = decodeControlFrame(frame);
+    } catch (e) {
+      log.warn(
+        { peer: conn.peer, err: (e as Error).message },
+        "malformed frame on the hotplug port; closing",
+      );
+      conn.destroy();
+      return;
+    }
+    if (msg.kind !== "announce" || device) {
+      log.warn({ peer: conn.peer, kind: msg.kind }, "expected one ANNOUNCE on the hotplug port; closing");
+      conn.destroy();
+      return;
+    }
+    // A device bound to a wildcard address is reached where its announce came from.
+    const wildcard = msg.control.host === "0.0.0.0" || msg.control.host === "::";
+    const host = wildcard ? (conn.socket.remoteAddress ?? "127.0.0.1") : msg.control.host;
+    device = link({ host, port: msg.control.port }, msg.identity);
+    // Dropped by the host (refused, unreachable): closing its announce connection tells the device.
+    void device.closed.then(() => conn.destroy());
+  });
+}

@@ -1,0 +1,281 @@
+/**
+ * The TSM's registry: devices, their functions, the TDEVs and TDIs the host rules give them
+ * (scan.ts planTsm), and the state of each. States are explicit and change only through the
+ * transition tables below; every change is an event, logged and emitted.
+ *
+ *   device:  adding ──▶ present ──▶ removing ──▶ (gone)
+ *   TDEV:    unauthenticated ──▶ authenticating ──▶ authenticated | failed ──▶ authenticating …
+ *   TDI:     unbound ◀──▶ bound(vm)          (bind to the same VM again: no change; another: busy)
+ *
+ * Removal frees a device's TDIs first (unbinding them), then its TDEVs (closing their bouncers).
+ */
+import { EventEmitter } from "node:events";
+import { formatRoutingId } from "../../protocol/pci.js";
+import type { Logger } from "../log.js";
+import { type Endpoint, formatEndpoint } from "../net/framed.js";
+import type { MeasurementSummary } from "../spdm/requester.js";
+import type { Bouncer } from "./bouncer.js";
+import { planTsm, type ScannedFunction, type ScannedMailbox, type TdevPlan } from "./scan.js";
+
+export type DeviceState = "adding" | "present" | "removing";
+export type TdevState = "unauthenticated" | "authenticating" | "authenticated" | "failed";
+export type VmId = string | number;
+export type TdiState = { kind: "unbound" } | { kind: "bound"; vm: VmId };
+
+const DEVICE_NEXT: Record<DeviceState, readonly DeviceState[]> = {
+  adding: ["present", "removing"],
+  present: ["removing"],
+  removing: [],
+};
+const TDEV_NEXT: Record<TdevState, readonly TdevState[]> = {
+  unauthenticated: ["authenticating"],
+  authenticating: ["authenticated", "failed"],
+  authenticated: ["authenticating"],
+  failed: ["authenticating"],
+};
+
+function step<S extends string>(table: Record<S, readonly S[]>, what: string, from: S, to: S): S {
+  if (!table[from].includes(to)) throw new Error(`${what}: no transition from ${from} to ${to}`);
+  return to;
+}
+
+/** What SPDM authentication established; kept on the TDEV and shown by the API. */
+export interface AuthResult {
+  /** Negotiated SPDM version, e.g. "1.2". */
+  version: string;
+  /** Negotiated algorithms by field, e.g. { BaseHash: "SHA_384", … }. */
+  algorithms: Record<string, string>;
+  /** Hex digest of the leaf certificate, with the negotiated hash. */
+  leafCertDigest: string;
+  leafSubject: string;
+  /** Subject of the trust root the chain was verified against; null when the host has none. */
+  trustAnchor: string | null;
+  measurements: MeasurementSummary[];
+  /** When it completed (ISO 8601). */
+  at: string;
+}
+
+export interface DeviceRecord {
+  id: string;
+  name: string;
+  control: Endpoint;
+  /** How the host learned of the device: "topology", "flag" or "hotplug". */
+  source: string;
+  state: DeviceState;
+  functions: ScannedFunction[];
+  mailboxes: ScannedMailbox[];
+}
+
+export interface Tdev {
+  rid: number;
+  device: string;
+  cma: ScannedMailbox | undefined;
+  secured: ScannedMailbox | undefined;
+  bouncer: Bouncer;
+  state: TdevState;
+  auth: AuthResult | null;
+  /** Why the last authentication failed. */
+  authError?: string;
+}
+
+export interface Tdi {
+  rid: number;
+  device: string;
+  tdev: number;
+  state: TdiState;
+}
+
+export type HostEvent =
+  | { event: "device-added"; device: string; control: string; functions: number }
+  | { event: "device-refused"; control: string; reason: string }
+  | { event: "device-removed"; device: string; reason: string }
+  | { event: "tdev-added" | "tdev-removed"; bdf: string; device: string }
+  | { event: "tdi-added" | "tdi-removed"; bdf: string; tdev: string }
+  | { event: "tdi-bound" | "tdi-unbound"; bdf: string; vm: VmId }
+  | { event: "tdev-state"; bdf: string; state: TdevState };
+
+export type BindResult = "bound" | "unchanged" | "busy" | "notFound";
+
+export interface AddRequest {
+  name: string;
+  control: Endpoint;
+  source: string;
+  functions: ScannedFunction[];
+  mailboxes: ScannedMailbox[];
+}
+
+export class Registry extends EventEmitter<{ event: [HostEvent] }> {
+  readonly devices = new Map<string, DeviceRecord>();
+  readonly tdevs = new Map<number, Tdev>();
+  readonly tdis = new Map<number, Tdi>();
+  /** Routing IDs claimed by a device, so that two devices never answer for the same function. */
+  private readonly owners = new Map<number, string>();
+  /** A device's add in progress: removal waits for it. */
+  private readonly adding = new Map<string, Promise<unknown>>();
+
+  constructor(
+    private readonly log: Logger,
+    /** Starts the bouncer of a new TDEV. */
+    private readonly startBouncer: (plan: TdevPlan, device: string) => Promise<Bouncer>,
+  ) {
+    super();
+  }
+
+  /**
+   * Registers a scanned device with its TDEVs and TDIs. Returns the device ID, or undefined when
+   * it is refused (a routing ID already belongs to another device).
+   */
+  async add(req: AddRequest): Promise<string | undefined> {
+    const clash = req.functions.find((f) => this.owners.has(f.rid));
+    if (clash) {
+      const reason = `${formatRoutingId(clash.rid)} already belongs to ${this.owners.get(clash.rid)}`;
+      this.emitEvent({ event: "device-refused", control: formatEndpoint(req.control), reason });
+      return undefined;
+    }
+    const id = this.uniqueId(req.name);
+    const device: DeviceRecord = { id, ...req, state: "adding" };
+    this.devices.set(id, device);
+    for (const f of req.functions) this.owners.set(f.rid, id);
+    const work = this.populate(device);
+    this.adding.set(id, work);
+    try {
+      await work;
+    } catch (e) {
+      for (const f of req.functions) this.owners.delete(f.rid);
+      this.devices.delete(id);
+      const reason = `cannot start its bouncers: ${(e as Error).message}`;
+      this.emitEvent({ event: "device-refused", control: formatEndpoint(req.control), reason });
+      return undefined;
+    } finally {
+      this.adding.delete(id);
+    }
+    // Removed while being added: remove() finishes the job.
+    return device.state === "present" ? id : undefined;
+  }
+
+  private async populate(device: DeviceRecord): Promise<void> {
+    const plan = planTsm(device.functions, device.mailboxes);
+    const bouncers = await Promise.allSettled(plan.tdevs.map((t) => this.startBouncer(t, device.id)));
+    const failed = bouncers.find((b) => b.status === "rejected");
+    if (failed) {
+      for (const b of bouncers) if (b.status === "fulfilled") await b.value.close();
+      throw (failed as PromiseRejectedResult).reason;
+    }
+    // Removal began while the bouncers were starting: nothing of this device is registered.
+    if (device.state !== "adding") {
+      for (const b of bouncers) if (b.status === "fulfilled") await b.value.close();
+      return;
+    }
+    plan.tdevs.forEach((t, i) => {
+      const bouncer = (bouncers[i] as PromiseFulfilledResult<Bouncer>).value;
+      this.tdevs.set(t.rid, { ...t, device: device.id, bouncer, state: "unauthenticated", auth: null });
+      this.emitEvent({ event: "tdev-added", bdf: formatRoutingId(t.rid), device: device.id });
+    });
+    for (const t of plan.tdis) {
+      this.tdis.set(t.rid, { ...t, device: device.id, state: { kind: "unbound" } });
+      this.emitEvent({ event: "tdi-added", bdf: formatRoutingId(t.rid), tdev: formatRoutingId(t.tdev) });
+    }
+    device.state = step(DEVICE_NEXT, device.id, device.state, "present");
+    this.emitEvent({
+      event: "device-added",
+      device: device.id,
+      control: formatEndpoint(device.control),
+      functions: device.functions.length,
+    });
+  }
+
+  /** Frees the device's TDIs, then its TDEVs, then the device. Idempotent. */
+  async remove(id: string, reason: string): Promise<void> {
+    const device = this.devices.get(id);
+    if (!device || device.state === "removing") return;
+    device.state = step(DEVICE_NEXT, id, device.state, "removing");
+    await this.adding.get(id)?.catch(() => undefined);
+    for (const tdi of [...this.tdis.values()].filter((t) => t.device === id)) {
+      if (tdi.state.kind === "bound") this.unbind(tdi.rid);
+      this.tdis.delete(tdi.rid);
+      this.emitEvent({
+        event: "tdi-removed",
+        bdf: formatRoutingId(tdi.rid),
+        tdev: formatRoutingId(tdi.tdev),
+      });
+    }
+    for (const tdev of [...this.tdevs.values()].filter((t) => t.device === id)) {
+      this.tdevs.delete(tdev.rid);
+      await tdev.bouncer.close();
+      this.emitEvent({ event: "tdev-removed", bdf: formatRoutingId(tdev.rid), device: id });
+    }
+    for (const f of device.functions) this.owners.delete(f.rid);
+    this.devices.delete(id);
+    this.emitEvent({ event: "device-removed", device: id, reason });
+  }
+
+  /** Linux pci_tsm_bind: binding again to the same VM changes nothing; another VM is refused. */
+  bind(rid: number, vm: VmId): BindResult {
+    const tdi = this.tdis.get(rid);
+    if (!tdi) return "notFound";
+    if (tdi.state.kind === "bound") return tdi.state.vm === vm ? "unchanged" : "busy";
+    tdi.state = { kind: "bound", vm };
+    this.emitEvent({ event: "tdi-bound", bdf: formatRoutingId(rid), vm });
+    return "bound";
+  }
+
+  /** Undoes bind; unbinding an unbound TDI changes nothing. */
+  unbind(rid: number): "unbound" | "unchanged" | "notFound" {
+    const tdi = this.tdis.get(rid);
+    if (!tdi) return "notFound";
+    if (tdi.state.kind === "unbound") return "unchanged";
+    const { vm } = tdi.state;
+    tdi.state = { kind: "unbound" };
+    this.emitEvent({ event: "tdi-unbound", bdf: formatRoutingId(rid), vm });
+    return "unbound";
+  }
+
+  /**
+   * Runs `authenticate` for a TDEV, moving it through authenticating to authenticated or failed.
+   * Rejects with the failure; a TDEV already authenticating is refused with "busy".
+   */
+  async authenticate(rid: number, authenticate: (tdev: Tdev) => Promise<AuthResult>): Promise<AuthResult> {
+    const tdev = this.tdevs.get(rid);
+    if (!tdev) throw new RegistryError("notFound", `no TDEV ${formatRoutingId(rid)}`);
+    if (tdev.state === "authenticating")
+      throw new RegistryError("busy", `TDEV ${formatRoutingId(rid)} is already authenticating`);
+    this.setTdevState(tdev, "authenticating");
+    try {
+      const result = await authenticate(tdev);
+      tdev.auth = result;
+      delete tdev.authError;
+      this.setTdevState(tdev, "authenticated");
+      return result;
+    } catch (e) {
+      tdev.auth = null;
+      tdev.authError = (e as Error).message;
+      this.setTdevState(tdev, "failed");
+      throw e;
+    }
+  }
+
+  private setTdevState(tdev: Tdev, to: TdevState): void {
+    tdev.state = step(TDEV_NEXT, formatRoutingId(tdev.rid), tdev.state, to);
+    this.emitEvent({ event: "tdev-state", bdf: formatRoutingId(tdev.rid), state: to });
+  }
+
+  private uniqueId(name: string): string {
+    if (!this.devices.has(name)) return name;
+    for (let n = 2; ; n++) if (!this.devices.has(`${name}-${n}`)) return `${name}-${n}`;
+  }
+
+  private emitEvent(e: HostEvent): void {
+    this.log.info(e, e.event);
+    this.emit("event", e);
+  }
+}
+
+export class RegistryError extends Error {
+  override readonly name = "RegistryError";
+  constructor(
+    readonly code: "notFound" | "busy",
+    message: string,
+  ) {
+    super(message);
+  }
+}

@@ -1,0 +1,271 @@
+/**
+ * Bus scan over the control wire, the way a PCI core enumerates (PROTOCOL-FACTS 2): probe each
+ * slot's function 0, read the header type for the multi-function bit, walk the legacy capability
+ * list to the PCI Express capability (port type, DEVCAP TEE-IO), walk the extended list for SR-IOV
+ * and DOE. VFs are not found by probing: like Linux, the scan derives them from the PF's SR-IOV
+ * registers, their vendor from the PF and their device ID from VF Device ID.
+ */
+import type { DeviceIdentity } from "../../protocol/control.js";
+import { type DoeProtocol, protocolId } from "../../protocol/doe.js";
+import {
+  CAP_LIST_NEXT,
+  CapId,
+  type ConfigWidth,
+  DevCap,
+  decodeExtCapHeader,
+  ExtCapId,
+  FIRST_EXT_CAP,
+  formatRoutingId,
+  Header,
+  HeaderType,
+  NO_FUNCTION_VENDOR_ID,
+  PciExp,
+  PciExpFlags,
+  PciExpType,
+  routingId,
+  Sriov,
+  SriovCtrl,
+  Status,
+  vfRoutingId,
+} from "../../protocol/pci.js";
+import type { Logger } from "../log.js";
+import { type ControlClient, DoeRegisterClient } from "./control-client.js";
+import { DoeClient } from "./doe-client.js";
+
+export type ConfigReader = (rid: number, offset: number, width: ConfigWidth) => Promise<number>;
+
+export interface SriovInfo {
+  enabled: boolean;
+  totalVfs: number;
+  numVfs: number;
+  firstVfOffset: number;
+  vfStride: number;
+  vfDeviceId: number;
+}
+
+export interface ScannedFunction {
+  rid: number;
+  vendorId: number;
+  deviceId: number;
+  /** Device/Port type from the PCI Express capability; undefined without one. */
+  portType: number | undefined;
+  /** DEVCAP bit 30. */
+  tee: boolean;
+  multiFunction: boolean;
+  /** For a VF, the routing ID of its PF. */
+  pf?: number;
+  sriov?: SriovInfo;
+  /** Config offsets of the DOE extended capabilities, in list order. */
+  doeOffsets: number[];
+}
+
+/** Bounds on list walks, so a looping or corrupt list cannot hang the scan. */
+const MAX_LEGACY_CAPS = 48;
+const MAX_EXT_CAPS = (0x1000 - FIRST_EXT_CAP) / 4;
+const SLOTS = 32;
+const FUNCTIONS = 8;
+
+/** Scans every slot of `bus`; returns PFs in routing-ID order, each followed by its enabled VFs. */
+export async function scanBus(read: ConfigReader, bus: number): Promise<ScannedFunction[]> {
+  const found: ScannedFunction[] = [];
+  for (let slot = 0; slot < SLOTS; slot++) {
+    const fn0 = await probe(read, routingId(bus, slot, 0));
+    if (!fn0) continue;
+    const fns = [fn0];
+    if (fn0.multiFunction) {
+      for (let fn = 1; fn < FUNCTIONS; fn++) {
+        const f = await probe(read, routingId(bus, slot, fn));
+        if (f) fns.push(f);
+      }
+    }
+    for (const f of fns) {
+      found.push(f);
+      found.push(...(await scanVfs(read, f)));
+    }
+  }
+  return found;
+}
+
+async function probe(read: ConfigReader, rid: number): Promise<ScannedFunction | undefined> {
+  const ids = await read(rid, Header.VENDOR_ID, 4);
+  if ((ids & 0xffff) === NO_FUNCTION_VENDOR_ID) return undefined;
+  const headerType = await read(rid, Header.HEADER_TYPE, 1);
+  const f: ScannedFunction = {
+    rid,
+    vendorId: ids & 0xffff,
+    deviceId: ids >>> 16,
+    portType: undefined,
+    tee: false,
+    multiFunction: (headerType & HeaderType.MULTI_FUNCTION) !== 0,
+    doeOffsets: [],
+  };
+  await readCapabilities(read, f);
+  return f;
+}
+
+/** Fills in what the capability lists say: PCIe type and TEE-IO, SR-IOV, DOE. */
+async function readCapabilities(read: ConfigReader, f: ScannedFunction): Promise<void> {
+  const { rid } = f;
+  if ((await read(rid, Header.STATUS, 2)) & Status.CAP_LIST) {
+    let at = (await read(rid, Header.CAPABILITY_LIST, 1)) & 0xfc;
+    for (let hops = 0; at && hops < MAX_LEGACY_CAPS; hops++) {
+      if ((await read(rid, at, 1)) === CapId.EXP) {
+        const flags = await read(rid, at + PciExp.FLAGS, 2);
+        f.portType = (flags & PciExpFlags.TYPE_MASK) >> PciExpFlags.TYPE_SHIFT;
+        f.tee = ((await read(rid, at + PciExp.DEVCAP, 4)) & DevCap.TEE) !== 0;
+        break;
+      }
+      at = (await read(rid, at + CAP_LIST_NEXT, 1)) & 0xfc;
+    }
+  }
+  // Extended capabilities exist only for PCIe functions.
+  if (f.portType === undefined) return;
+  for (let at = FIRST_EXT_CAP, hops = 0; at && hops < MAX_EXT_CAPS; hops++) {
+    const dw = await read(rid, at, 4);
+    if (dw === 0 || dw === 0xffff_ffff) break;
+    const h = decodeExtCapHeader(dw);
+    if (h.id === ExtCapId.DOE) f.doeOffsets.push(at);
+    // A VF has no SR-IOV capability of its own; one that shows one is ignored, as Linux does.
+    if (h.id === ExtCapId.SRIOV && f.pf === undefined) f.sriov = await readSriov(read, rid, at);
+    at = h.next;
+  }
+}
+
+async function readSriov(read: ConfigReader, rid: number, base: number): Promise<SriovInfo> {
+  const r = (off: number) => read(rid, base + off, 2);
+  const totalVfs = await r(Sriov.TOTAL_VF);
+  return {
+    enabled: ((await r(Sriov.CTRL)) & SriovCtrl.VFE) !== 0,
+    totalVfs,
+    numVfs: Math.min(await r(Sriov.NUM_VF), totalVfs),
+    firstVfOffset: await r(Sriov.VF_OFFSET),
+    vfStride: await r(Sriov.VF_STRIDE),
+    vfDeviceId: await r(Sriov.VF_DID),
+  };
+}
+
+async function scanVfs(read: ConfigReader, pf: ScannedFunction): Promise<ScannedFunction[]> {
+  const s = pf.sriov;
+  if (!s?.enabled) return [];
+  const vfs: ScannedFunction[] = [];
+  for (let i = 0; i < s.numVfs; i++) {
+    const rid = vfRoutingId(pf.rid, s.firstVfOffset, s.vfStride, i);
+    if (rid > 0xffff) break;
+    const vf: ScannedFunction = {
+      rid,
+      vendorId: pf.vendorId,
+      deviceId: s.vfDeviceId,
+      portType: undefined,
+      tee: false,
+      multiFunction: false,
+      pf: pf.rid,
+      doeOffsets: [],
+    };
+    await readCapabilities(read, vf);
+    vfs.push(vf);
+  }
+  return vfs;
+}
+
+// ---- DOE discovery ---------------------------------------------------------------------------
+
+/**
+ * Runs DOE discovery on every DOE capability found: over the mailbox's TCP endpoint named by the
+ * identity, or through the DOE registers when the identity names none. A mailbox whose discovery
+ * fails is kept with no protocols, so it carries nothing.
+ */
+export async function discoverMailboxes(
+  functions: readonly ScannedFunction[],
+  identity: DeviceIdentity,
+  control: ControlClient,
+  opts: { timeoutMs: number; log: Logger },
+): Promise<ScannedMailbox[]> {
+  const jobs = functions.flatMap((f) =>
+    f.doeOffsets.map(async (capOffset): Promise<ScannedMailbox> => {
+      const id = identity.mailboxes.find((m) => m.rid === f.rid && m.doeCapOffset === capOffset);
+      const endpoint = id ? { host: id.host, port: id.port } : undefined;
+      try {
+        let protocols: DoeProtocol[];
+        if (endpoint) {
+          const doe = await DoeClient.connect(endpoint, { timeoutMs: opts.timeoutMs });
+          doe.close();
+          protocols = doe.protocols;
+        } else {
+          const regs = new DoeRegisterClient(control, f.rid, capOffset, { timeoutMs: opts.timeoutMs });
+          await regs.abort();
+          protocols = await regs.discover();
+        }
+        return { rid: f.rid, capOffset, endpoint, protocols };
+      } catch (e) {
+        opts.log.warn(
+          { bdf: formatRoutingId(f.rid), capOffset, err: (e as Error).message },
+          "DOE discovery failed; the mailbox is left out",
+        );
+        return { rid: f.rid, capOffset, endpoint, protocols: [] };
+      }
+    }),
+  );
+  return Promise.all(jobs);
+}
+
+// ---- TDEV / TDI rules ------------------------------------------------------------------------
+
+/** A DOE mailbox of a function, with what discovery found on it. */
+export interface ScannedMailbox {
+  rid: number;
+  capOffset: number;
+  /** Where its W1 endpoint listens, from the device identity; undefined if the identity names none. */
+  endpoint: { host: string; port: number } | undefined;
+  protocols: DoeProtocol[];
+}
+
+export interface TdevPlan {
+  rid: number;
+  /** First mailbox of the function listing CMA/SPDM (0001:01), as pci_find_doe_mailbox picks. */
+  cma: ScannedMailbox | undefined;
+  /** First mailbox of the function listing secured CMA/SPDM (0001:02). */
+  secured: ScannedMailbox | undefined;
+}
+
+export interface TdiPlan {
+  rid: number;
+  /** Routing ID of the TDEV this TDI belongs to. */
+  tdev: number;
+}
+
+const CMA = "0001:01";
+const SECURED_CMA = "0001:02";
+
+const functionNumber = (rid: number) => rid & 0x7;
+
+/**
+ * DESIGN.md "Host rules": a TDEV for each PCIe endpoint that is not a VF, has TEE-IO, and is PF0
+ * of an SR-IOV device or a function without SR-IOV (any function number, as the seed's rule); a TDI
+ * for each such function; a TDI for each VF whose PF0 has a TDEV, bound to that TDEV. Nothing else.
+ */
+export function planTsm(
+  functions: readonly ScannedFunction[],
+  mailboxes: readonly ScannedMailbox[],
+): { tdevs: TdevPlan[]; tdis: TdiPlan[] } {
+  const isTdev = (f: ScannedFunction) =>
+    f.pf === undefined &&
+    f.portType === PciExpType.ENDPOINT &&
+    f.tee &&
+    (!f.sriov || functionNumber(f.rid) === 0);
+  const firstListing = (rid: number, id: string) =>
+    mailboxes.find((m) => m.rid === rid && m.protocols.some((p) => protocolId(p) === id));
+  const tdevs: TdevPlan[] = functions
+    .filter(isTdev)
+    .map((f) => ({ rid: f.rid, cma: firstListing(f.rid, CMA), secured: firstListing(f.rid, SECURED_CMA) }));
+  const tdevRids = new Set(tdevs.map((t) => t.rid));
+  const tdis: TdiPlan[] = [];
+  for (const f of functions) {
+    if (tdevRids.has(f.rid)) tdis.push({ rid: f.rid, tdev: f.rid });
+    else if (f.pf !== undefined) {
+      // PF0: function 0 of the PF's slot (devfn with the function bits cleared).
+      const pf0 = f.pf & ~0x7;
+      if (tdevRids.has(pf0)) tdis.push({ rid: f.rid, tdev: pf0 });
+    }
+  }
+  return { tdevs, tdis };
+}

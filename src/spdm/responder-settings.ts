@@ -1,0 +1,277 @@
+/**
+ * The `spdm` section of a device description (DESIGN.md "Devices are data") and its translation
+ * into the numbers the responder works with. Names follow spdm-emu's command-line flags
+ * (`--hash SHA_384`, `--asym ECDSA_P384`, `--dhe SECP_384_R1`, ...), so one vocabulary serves both.
+ * Every field has a default: `{}` is a working SPDM 1.0–1.3 responder with a generated certificate
+ * chain in slot 0 and five measurements.
+ *
+ * Only capabilities the responder implements can be named; the algorithm lists are preference
+ * orders (first = most preferred) over what src/crypto/suites.ts implements.
+ */
+import { resolve } from "node:path";
+import { z } from "zod";
+import {
+  AeadCipherSuite,
+  DheNamedGroup,
+  DmtfMeasurementType,
+  KeyScheduleAlgo,
+  MeasurementHashAlgo,
+  ResponderCapability,
+  SpdmVersion,
+} from "../../protocol/spdm/codes.js";
+import { ASYM, type AsymAlgo, type HashAlgo } from "../crypto/suites.js";
+
+// ---- names ------------------------------------------------------------------------------------
+
+export const VERSION_NAMES = {
+  "1.0": SpdmVersion.V1_0,
+  "1.1": SpdmVersion.V1_1,
+  "1.2": SpdmVersion.V1_2,
+  "1.3": SpdmVersion.V1_3,
+} as const;
+
+/** The capabilities this responder implements (spdm-emu `--cap` names). */
+export const CAPABILITY_NAMES = {
+  CERT: ResponderCapability.CERT_CAP,
+  CHAL: ResponderCapability.CHAL_CAP,
+  MEAS_NO_SIG: ResponderCapability.MEAS_CAP_NO_SIG,
+  MEAS_SIG: ResponderCapability.MEAS_CAP_SIG,
+  MEAS_FRESH: ResponderCapability.MEAS_FRESH_CAP,
+  CHUNK: ResponderCapability.CHUNK_CAP,
+} as const;
+
+export const HASH_NAMES = {
+  SHA_256: "SHA-256",
+  SHA_384: "SHA-384",
+  SHA_512: "SHA-512",
+  SHA3_256: "SHA3-256",
+  SHA3_384: "SHA3-384",
+  SHA3_512: "SHA3-512",
+} as const satisfies Record<string, HashAlgo>;
+
+export const ASYM_NAMES = {
+  RSASSA_2048: "RSASSA-2048",
+  RSAPSS_2048: "RSAPSS-2048",
+  RSASSA_3072: "RSASSA-3072",
+  RSAPSS_3072: "RSAPSS-3072",
+  RSASSA_4096: "RSASSA-4096",
+  RSAPSS_4096: "RSAPSS-4096",
+  ECDSA_P256: "ECDSA-P256",
+  ECDSA_P384: "ECDSA-P384",
+  ECDSA_P521: "ECDSA-P521",
+} as const satisfies Record<string, AsymAlgo>;
+
+const { RAW_BIT_STREAM_ONLY, SHA_256, SHA_384, SHA_512, SHA3_256, SHA3_384, SHA3_512 } = MeasurementHashAlgo;
+export const MEASUREMENT_HASH_NAMES = {
+  RAW_BIT_STREAM_ONLY,
+  SHA_256,
+  SHA_384,
+  SHA_512,
+  SHA3_256,
+  SHA3_384,
+  SHA3_512,
+};
+const { SECP_256_R1, SECP_384_R1, SECP_521_R1 } = DheNamedGroup;
+export const DHE_NAMES = { SECP_256_R1, SECP_384_R1, SECP_521_R1 };
+const { AES_128_GCM, AES_256_GCM, CHACHA20_POLY1305 } = AeadCipherSuite;
+export const AEAD_NAMES = { AES_128_GCM, AES_256_GCM, CHACHA20_POLY1305 };
+export const KEY_SCHEDULE_NAMES = KeyScheduleAlgo;
+
+/** A zod enum over the keys of a name table. */
+const names = <T extends object>(table: T) =>
+  z.enum(Object.keys(table) as [keyof T & string, ...(keyof T & string)[]]);
+const list = <T extends object>(table: T, defaults: (keyof T & string)[]) =>
+  z.array(names(table)).min(1).default(defaults);
+const int = (min: number, max: number) => z.number().int().min(min).max(max);
+
+// ---- schema -----------------------------------------------------------------------------------
+
+const slotSchema = z.union([
+  z.strictObject({
+    slot: int(0, 7),
+    /** DER-concatenated or PEM certificates, root first. */
+    certChain: z.string().min(1),
+    /** The leaf's private key: PEM or DER, PKCS#8 or SEC1 (or PKCS#1 for RSA). */
+    privateKey: z.string().min(1),
+  }),
+  z.strictObject({
+    slot: int(0, 7),
+    /** A chain generated for whichever asym algorithm a connection negotiates (see responder-slots.ts). */
+    generate: z.literal(true),
+    commonName: z.string().min(1).optional(),
+  }),
+]);
+
+const measurementSchema = z.strictObject({
+  index: int(1, 0xfe),
+  type: names(DmtfMeasurementType),
+  /** The measured bytes: UTF-8 text, or hex with a "0x" prefix. */
+  value: z.string(),
+  /** Always reported as a raw bit stream (e.g. a version string); otherwise as a digest unless raw is requested. */
+  raw: z.boolean().default(false),
+});
+
+export const DEFAULT_MEASUREMENTS: z.output<typeof measurementSchema>[] = [
+  { index: 1, type: "ImmutableRom", value: "doe-emu boot ROM 1.0", raw: false },
+  { index: 2, type: "MutableFirmware", value: "doe-emu device firmware 1.0.0", raw: false },
+  { index: 3, type: "HardwareConfig", value: "doe-emu hardware configuration: 1 PF, TEE-IO", raw: false },
+  { index: 4, type: "FirmwareConfig", value: "doe-emu firmware configuration: defaults", raw: false },
+  { index: 5, type: "Version", value: "1.0.0", raw: true },
+];
+
+const DTS_MAX = 1 << 20; // a DOE object holds at most 2^18 DW
+
+export const spdmSettingsSchema = z
+  .strictObject({
+    versions: list(VERSION_NAMES, ["1.0", "1.1", "1.2", "1.3"]),
+    capabilities: z
+      .array(names(CAPABILITY_NAMES))
+      .default(["CERT", "CHAL", "MEAS_SIG", "MEAS_FRESH", "CHUNK"]),
+    /** Crypto timeout 2^ctExponent µs. */
+    ctExponent: int(0, 31).default(16),
+    /** Largest single message we receive (and send). */
+    dataTransferSize: int(42, DTS_MAX).default(4096),
+    /** Largest assembled message with chunking; default 65536 with CHUNK, else dataTransferSize. */
+    maxSpdmMsgSize: int(42, DTS_MAX).optional(),
+    hash: list(HASH_NAMES, ["SHA_384", "SHA_256", "SHA_512"]),
+    asym: list(ASYM_NAMES, [
+      "ECDSA_P384",
+      "ECDSA_P256",
+      "ECDSA_P521",
+      "RSAPSS_3072",
+      "RSAPSS_2048",
+      "RSAPSS_4096",
+      "RSASSA_3072",
+      "RSASSA_2048",
+      "RSASSA_4096",
+    ]),
+    /** The negotiated base hash when listed here, else the first entry. */
+    measurementHash: list(MEASUREMENT_HASH_NAMES, ["SHA_384", "SHA_256", "SHA_512"]),
+    dhe: list(DHE_NAMES, ["SECP_384_R1", "SECP_256_R1", "SECP_521_R1"]),
+    aead: list(AEAD_NAMES, ["AES_256_GCM", "CHACHA20_POLY1305", "AES_128_GCM"]),
+    reqAsym: list(ASYM_NAMES, [
+      "ECDSA_P384",
+      "ECDSA_P256",
+      "RSAPSS_3072",
+      "RSAPSS_2048",
+      "RSASSA_3072",
+      "RSASSA_2048",
+    ]),
+    keySchedule: list(KEY_SCHEDULE_NAMES, ["SPDM"]),
+    slots: z
+      .array(slotSchema)
+      .max(8)
+      .default([{ slot: 0, generate: true }]),
+    measurements: z.array(measurementSchema).max(0xfe).default(DEFAULT_MEASUREMENTS),
+  })
+  .superRefine((s, ctx) => {
+    const issue = (path: (string | number)[], message: string) =>
+      ctx.addIssue({ code: "custom", path, message });
+    const has = (c: keyof typeof CAPABILITY_NAMES) => s.capabilities.includes(c);
+    // The combinations libspdm's requester rejects in CAPABILITIES (validate_responder_capability).
+    if (has("MEAS_SIG") && has("MEAS_NO_SIG"))
+      issue(["capabilities"], "MEAS_SIG and MEAS_NO_SIG exclude each other");
+    if ((has("CHAL") || has("MEAS_SIG")) && !has("CERT"))
+      issue(["capabilities"], "CHAL and MEAS_SIG need CERT");
+    if (has("CERT") && !has("CHAL") && !has("MEAS_SIG"))
+      issue(["capabilities"], "CERT needs CHAL or MEAS_SIG");
+    if (has("MEAS_FRESH") && !has("MEAS_SIG") && !has("MEAS_NO_SIG"))
+      issue(["capabilities"], "MEAS_FRESH needs MEAS_SIG or MEAS_NO_SIG");
+    if (has("CERT") && s.slots.length === 0) issue(["slots"], "CERT needs at least one slot");
+    if (s.maxSpdmMsgSize !== undefined && s.maxSpdmMsgSize < s.dataTransferSize)
+      issue(["maxSpdmMsgSize"], "must be at least dataTransferSize");
+    if (!has("CHUNK") && s.maxSpdmMsgSize !== undefined && s.maxSpdmMsgSize !== s.dataTransferSize)
+      issue(["maxSpdmMsgSize"], "must equal dataTransferSize without CHUNK");
+    const seen = (key: "slot" | "index", items: { slot?: number; index?: number }[], path: string) =>
+      items.forEach((x, i) => {
+        if (items.findIndex((y) => y[key] === x[key]) !== i)
+          issue([path, i, key], `${key} ${x[key]} appears twice`);
+      });
+    seen("slot", s.slots, "slots");
+    seen("index", s.measurements, "measurements");
+  });
+
+export type SpdmSettings = z.output<typeof spdmSettingsSchema>;
+export type SlotSettings = SpdmSettings["slots"][number];
+
+// ---- the numbers --------------------------------------------------------------------------------
+
+export interface MeasurementSource {
+  index: number;
+  /** DmtfMeasurementType value. */
+  type: number;
+  value: Buffer;
+  raw: boolean;
+}
+
+/** What the responder negotiates with; algorithm lists are preference orders. */
+export interface ResponderConfig {
+  /** Header version bytes, ascending. */
+  versions: number[];
+  /** ResponderCapability bits (masked per negotiated version when sent). */
+  flags: number;
+  ctExponent: number;
+  dataTransferSize: number;
+  maxSpdmMsgSize: number;
+  hash: HashAlgo[];
+  asym: AsymAlgo[];
+  /** MeasurementHashAlgo bits. */
+  measurementHash: number[];
+  /** AlgSupported bits of the DHE, AEAD, ReqBaseAsymAlg and KeySchedule struct tables. */
+  dhe: number[];
+  aead: number[];
+  reqAsym: number[];
+  keySchedule: number[];
+  /** By ascending index. */
+  measurements: MeasurementSource[];
+}
+
+const bytesOf = (value: string) =>
+  /^0x([0-9a-f]{2})*$/i.test(value) ? Buffer.from(value.slice(2), "hex") : Buffer.from(value, "utf8");
+
+export function responderConfig(s: SpdmSettings): ResponderConfig {
+  const chunk = s.capabilities.includes("CHUNK");
+  return {
+    versions: [...new Set(s.versions.map((v) => VERSION_NAMES[v]))].sort((a, b) => a - b),
+    flags: s.capabilities.reduce((f, c) => f | CAPABILITY_NAMES[c], 0),
+    ctExponent: s.ctExponent,
+    dataTransferSize: s.dataTransferSize,
+    maxSpdmMsgSize: s.maxSpdmMsgSize ?? (chunk ? Math.max(65536, s.dataTransferSize) : s.dataTransferSize),
+    hash: s.hash.map((n) => HASH_NAMES[n]),
+    asym: s.asym.map((n) => ASYM_NAMES[n]),
+    measurementHash: s.measurementHash.map((n) => MEASUREMENT_HASH_NAMES[n]),
+    dhe: s.dhe.map((n) => DHE_NAMES[n]),
+    aead: s.aead.map((n) => AEAD_NAMES[n]),
+    reqAsym: s.reqAsym.map((n) => ASYM[ASYM_NAMES[n]].bit),
+    keySchedule: s.keySchedule.map((n) => KEY_SCHEDULE_NAMES[n]),
+    measurements: [...s.measurements]
+      .sort((a, b) => a.index - b.index)
+      .map((m) => ({
+        index: m.index,
+        type: DmtfMeasurementType[m.type],
+        value: bytesOf(m.value),
+        raw: m.raw,
+      })),
+  };
+}
+
+/** Slot file paths made absolute against `base` (a description's directory, or the working directory). */
+export function resolveSlotPaths(s: SpdmSettings, base: string): SpdmSettings {
+  const slots = s.slots.map((slot) =>
+    "generate" in slot
+      ? slot
+      : { ...slot, certChain: resolve(base, slot.certChain), privateKey: resolve(base, slot.privateKey) },
+  );
+  return { ...s, slots };
+}
+
+/** `s` with `slot` loaded from files (paths relative to the working directory), e.g. from CLI flags. */
+export function withSlotFiles(
+  s: SpdmSettings,
+  slot: number,
+  certChain: string,
+  privateKey: string,
+): SpdmSettings {
+  const loaded = { slot, certChain: resolve(certChain), privateKey: resolve(privateKey) };
+  return { ...s, slots: [...s.slots.filter((x) => x.slot !== slot), loaded] };
+}

@@ -1,0 +1,149 @@
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import {
+  type DoeProtocol,
+  decodeDoeObject,
+  encodeDiscoveryRequest,
+  encodeDoeObject,
+} from "../../protocol/doe.js";
+import { SocketCommand, TEST_CLIENT_HELLO, TEST_SERVER_HELLO, TransportType } from "../../protocol/socket.js";
+import { Bouncer } from "../../src/host/bouncer.js";
+import { silentLogger } from "../../src/log.js";
+import { type Endpoint, FramedClient, type FramedConnection, FramedServer } from "../../src/net/framed.js";
+
+/** A stand-in mailbox endpoint that answers every object with its own name, or holds it when told to. */
+async function fakeMailbox(name: string) {
+  const held: FramedConnection[] = [];
+  let hold = false;
+  const server = await FramedServer.listen({
+    host: "127.0.0.1",
+    port: 0,
+    onConnection: (conn) =>
+      conn.on("frame", (f) => {
+        if (hold) return void held.push(conn);
+        const { vendorId, type } = decodeDoeObject(f.payload);
+        conn.send({
+          command: SocketCommand.NORMAL,
+          transport: TransportType.PCI_DOE,
+          payload: encodeDoeObject({ vendorId, type, payload: Buffer.from(name.padEnd(8)) }),
+        });
+      }),
+  });
+  return {
+    server,
+    held,
+    setHold: (h: boolean) => {
+      hold = h;
+    },
+  };
+}
+
+const object = (p: DoeProtocol, payload = Buffer.alloc(4)) => encodeDoeObject({ ...p, payload });
+const CMA = { vendorId: 1, type: 1 };
+const SECURED = { vendorId: 1, type: 2 };
+const DISCOVERY = { vendorId: 1, type: 0 };
+
+async function requester(at: Endpoint) {
+  const c = await FramedClient.connect(at, { timeoutMs: 3000 });
+  const send = async (command: number, payload: Buffer = Buffer.alloc(0)) =>
+    c.request({ command, transport: TransportType.PCI_DOE, payload });
+  /** The mailbox name in the answer, "" for an empty NORMAL reply. */
+  const normal = async (payload: Buffer) => {
+    const rsp = await send(SocketCommand.NORMAL, payload);
+    expect(rsp.command).toBe(SocketCommand.NORMAL);
+    return rsp.payload.length === 0 ? "" : decodeDoeObject(rsp.payload).payload.toString().trim();
+  };
+  return { c, send, normal };
+}
+
+describe("bouncer", () => {
+  let cma: Awaited<ReturnType<typeof fakeMailbox>>;
+  let secured: Awaited<ReturnType<typeof fakeMailbox>>;
+  let both: Bouncer;
+  let cmaOnly: Bouncer;
+  let upstreamErrors = 0;
+
+  beforeAll(async () => {
+    cma = await fakeMailbox("cma");
+    secured = await fakeMailbox("secured");
+    const common = {
+      host: "127.0.0.1",
+      timeoutMs: 300,
+      log: silentLogger,
+      onUpstreamError: () => upstreamErrors++,
+    };
+    both = await Bouncer.start({
+      ...common,
+      targets: { cma: cma.server.address, secured: secured.server.address },
+    });
+    cmaOnly = await Bouncer.start({ ...common, targets: { cma: cma.server.address, secured: undefined } });
+  });
+  afterAll(async () => {
+    await Promise.all([both.close(), cmaOnly.close(), cma.server.close(), secured.server.close()]);
+  });
+
+  it("answers TEST itself and routes discovery and type 1 to the CMA mailbox, type 2 to the secured one", async () => {
+    const r = await requester(both.address);
+    const hello = await r.send(SocketCommand.TEST, TEST_CLIENT_HELLO);
+    expect(hello.command).toBe(SocketCommand.TEST);
+    expect(hello.payload.equals(TEST_SERVER_HELLO)).toBe(true);
+    const discovery = encodeDoeObject({
+      ...DISCOVERY,
+      payload: encodeDiscoveryRequest({ index: 0, version: 0 }),
+    });
+    expect(await r.normal(discovery)).toBe("cma");
+    expect(await r.normal(object(CMA))).toBe("cma");
+    expect(await r.normal(object(SECURED))).toBe("secured");
+    expect(await r.normal(object(CMA))).toBe("cma");
+    expect(both.stats.forwarded).toBe(4);
+    r.c.close();
+  });
+
+  it("answers an invalid request and a missing mailbox with an empty NORMAL reply, counted apart", async () => {
+    const r = await requester(cmaOnly.address);
+    expect(await r.normal(object({ vendorId: 1, type: 3 }))).toBe("");
+    expect(await r.normal(object({ vendorId: 0x1e98, type: 1 }))).toBe("");
+    expect(await r.normal(Buffer.from("not a DOE object"))).toBe("");
+    expect(await r.normal(object(SECURED))).toBe("");
+    // The connection stays usable after errors.
+    expect(await r.normal(object(CMA))).toBe("cma");
+    expect(cmaOnly.stats).toMatchObject({ invalidRequest: 3, missingMailbox: 1, upstreamError: 0 });
+    r.c.close();
+  });
+
+  it("treats SHUTDOWN and CONTINUE as the end of the requester's connection only", async () => {
+    for (const command of [SocketCommand.SHUTDOWN, SocketCommand.CONTINUE]) {
+      const r = await requester(both.address);
+      expect(await r.normal(object(CMA))).toBe("cma");
+      expect((await r.send(command)).command).toBe(command);
+      await expect(r.send(SocketCommand.TEST, TEST_CLIENT_HELLO)).rejects.toThrow(/closed/);
+    }
+    expect(cma.server.connections.size).toBe(0); // upstream connections went with them
+    const again = await requester(both.address);
+    expect(await again.normal(object(CMA))).toBe("cma"); // the mailbox is still there
+    again.c.close();
+  });
+
+  it("answers an empty NORMAL reply when the mailbox dies or hangs mid-request, within the timeout", async () => {
+    const r = await requester(both.address);
+    expect(await r.normal(object(SECURED))).toBe("secured");
+    secured.setHold(true);
+    const before = upstreamErrors;
+    // The mailbox's process dies while the object is in flight: its sockets close.
+    const dying = r.normal(object(SECURED));
+    while (secured.held.length === 0) await new Promise((res) => setTimeout(res, 5));
+    for (const c of secured.held.splice(0)) c.destroy();
+    const t0 = Date.now();
+    expect(await dying).toBe("");
+    expect(Date.now() - t0).toBeLessThan(300);
+    // A mailbox that holds the object past the bounce timeout.
+    const t1 = Date.now();
+    expect(await r.normal(object(SECURED))).toBe("");
+    expect(Date.now() - t1).toBeGreaterThanOrEqual(290);
+    expect(Date.now() - t1).toBeLessThan(1500);
+    expect(upstreamErrors - before).toBe(2);
+    expect(both.stats.upstreamError).toBe(2);
+    secured.setHold(false);
+    expect(await r.normal(object(SECURED))).toBe("secured"); // reconnects
+    r.c.close();
+  });
+});
