@@ -1,33 +1,100 @@
-/** `doe-emu demo` (npm start): the main job, end to end, with a readable summary. */
-import { protocolId, protocolName } from "../../protocol/doe.js";
-import { spawnDevice } from "../fixture/spawn-device.js";
-import { DoeClient } from "../host/doe-client.js";
-import { formatEndpoint } from "../net/framed.js";
+/**
+ * `doe-emu demo` (npm start): the main job end to end. The example topology's device processes and
+ * a TSM host start on free ports; the host scans them and binds TDEVs/TDIs; each TDEV with a CMA
+ * mailbox is authenticated with SPDM through the host's API; a VF's TDI goes through the bind flow;
+ * a summary closes it. Everything stops at the end, on success or failure.
+ */
+import { join } from "node:path";
+import type { Argv } from "yargs";
+import type { TopologyView } from "../host/api.js";
+import type { AuthResult } from "../host/registry.js";
 import { run } from "./common.js";
 
-async function runDemo(): Promise<void> {
-  console.log("doe-emu demo: one device process, the host-side DOE client against it\n");
-  const device = await spawnDevice();
+const step = (n: number, title: string) => console.log(`\n== ${n}. ${title}`);
+
+async function runDemo(argv: { topology?: string }): Promise<void> {
+  const [{ startTopology }, { apiRequest }, { packageRoot }, { formatTree }] = await Promise.all([
+    import("../fixture/topology.js"),
+    import("../host/api-client.js"),
+    import("../fixture/spawn-device.js"),
+    import("./host.js"),
+  ]);
+  const file = argv.topology ?? join(packageRoot(), "examples", "topology.json");
+  console.log(`doe-emu demo: device processes and a TSM host from ${file}`);
+  const started = performance.now();
+  const t = await startTopology(file);
   try {
-    console.log(`device process ${device.pid} started`);
-    for (const m of device.mailboxes) console.log(`  mailbox ${m.id} on ${formatEndpoint(m.endpoint)}`);
-    console.log(`  control endpoint on ${formatEndpoint(device.control)}\n`);
-    for (const m of device.mailboxes) {
-      const doe = await DoeClient.connect(m.endpoint);
-      console.log(`DOE discovery on mailbox ${m.id}:`);
-      for (const p of doe.protocols) console.log(`  ${protocolId(p)}  ${protocolName(p)}`);
-      await doe.end("SHUTDOWN");
+    const api = t.api;
+    console.log(`host pid ${t.host.pid}, management API http://${api.host}:${api.port}`);
+    for (const d of t.devices)
+      console.log(`device ${d.name}: pid ${d.pid}, ${d.mailboxes.length} DOE mailbox endpoint(s)`);
+    console.log(`ready in ${((performance.now() - started) / 1000).toFixed(2)} s`);
+
+    step(1, "Bus scan: functions, DOE mailboxes, TDEVs and TDIs");
+    console.log(formatTree(await t.topology()));
+
+    step(2, "SPDM authentication of each TDEV through its CMA mailbox");
+    const authenticated: string[] = [];
+    for (const tdev of t.tdevs) {
+      if (!tdev.cmaMailbox) {
+        console.log(`${tdev.bdf}: no CMA mailbox, nothing to authenticate`);
+        continue;
+      }
+      const rsp = await apiRequest<{ auth?: AuthResult; error?: string }>(
+        api,
+        "POST",
+        `/v1/tdevs/${tdev.bdf}/authenticate`,
+      );
+      const auth = rsp.body.auth;
+      if (rsp.status !== 200 || !auth)
+        throw new Error(`authenticating ${tdev.bdf} failed: ${rsp.body.error ?? rsp.status}`);
+      authenticated.push(tdev.bdf);
+      const algs = Object.entries(auth.algorithms)
+        .map(([k, v]) => `${k} ${v}`)
+        .join(", ");
+      console.log(`${tdev.bdf}: SPDM ${auth.version}; ${algs}`);
+      console.log(`  leaf ${auth.leafSubject}, digest ${auth.leafCertDigest.slice(0, 32)}…`);
+      console.log(`  trust anchor: ${auth.trustAnchor ?? "none given (chain checked for consistency only)"}`);
+      console.log(
+        `  ${auth.measurements.length} signed measurement blocks: ${auth.measurements.map((m) => `#${m.index} ${m.type}`).join(", ")}`,
+      );
     }
-    const code = await device.exited;
-    console.log(`\ndevice process exited with ${code} after SHUTDOWN`);
+
+    step(3, "TDI flow: bind a VF to a VM, as Linux pci_tsm_bind does");
+    const view: TopologyView = await t.topology();
+    const vf = view.tdis.find((d) => d.tdev !== d.bdf) ?? view.tdis[0];
+    if (!vf) throw new Error("the topology has no TDI");
+    const bind = (vm: string) => apiRequest(api, "POST", `/v1/tdis/${vf.bdf}/bind`, { vm });
+    const tries: [string, () => Promise<{ status: number }>, number][] = [
+      [`bind ${vf.bdf} (TDEV ${vf.tdev}) to VM guest-1`, () => bind("guest-1"), 200],
+      [`bind it to guest-1 again (no-op)`, () => bind("guest-1"), 200],
+      [`bind it to guest-2 (refused: bound to another VM)`, () => bind("guest-2"), 409],
+      [`unbind it`, () => apiRequest(api, "POST", `/v1/tdis/${vf.bdf}/unbind`), 200],
+    ];
+    for (const [what, call, want] of tries) {
+      const { status } = await call();
+      console.log(`${what}: HTTP ${status}${status === want ? "" : ` (expected ${want})`}`);
+      if (status !== want) throw new Error(`${what} answered HTTP ${status}`);
+    }
+
+    step(4, "Summary");
+    const end = await t.topology();
+    console.log(
+      `${end.devices.length} devices, ${end.tdevs.length} TDEVs (${authenticated.length} authenticated with SPDM), ${end.tdis.length} TDIs`,
+    );
+    console.log(`TDEVs: ${end.tdevs.map((d) => `${d.bdf} ${d.state}`).join(", ")}`);
+    console.log(`TDIs:  ${end.tdis.map((d) => d.bdf).join(", ")}`);
   } finally {
-    await device.stop();
+    await t.stop();
   }
+  console.log(`\nall processes stopped; ${((performance.now() - started) / 1000).toFixed(2)} s in all`);
 }
 
 export const demoCommand = {
   command: "demo",
-  describe: "Start a device process, discover its mailboxes, print a summary",
-  builder: {},
+  describe:
+    "Start the example topology (devices + TSM host), authenticate with SPDM, bind a TDI, print a summary",
+  builder: (y: Argv) =>
+    y.option("topology", { type: "string", describe: "Topology file (default: examples/topology.json)" }),
   handler: run(runDemo),
 };

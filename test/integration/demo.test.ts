@@ -1,0 +1,17 @@
+import { execFile } from "node:child_process";
+import { promisify } from "node:util";
+import { expect, it } from "vitest";
+import { cliPath } from "../../src/fixture/spawn-device.js";
+
+const run = promisify(execFile);
+
+it("`doe-emu demo` runs the example topology end to end and leaves nothing running", async () => {
+  const { stdout } = await run(process.execPath, [cliPath(), "demo"], { timeout: 60_000 });
+  expect(stdout).toContain("3 devices, 3 TDEVs, 6 TDIs");
+  expect(stdout).toMatch(/01:00\.0: SPDM 1\.3; BaseHash SHA_384, BaseAsym ECDSA_P384/);
+  expect(stdout).toContain("bind it to guest-2 (refused: bound to another VM): HTTP 409");
+  expect(stdout).toContain("3 devices, 3 TDEVs (2 authenticated with SPDM), 6 TDIs");
+  const pids = [...stdout.matchAll(/pid (\d+)/g)].map((m) => Number(m[1]));
+  expect(pids).toHaveLength(4);
+  for (const pid of pids) expect(() => process.kill(pid, 0)).toThrow();
+});
