@@ -34,6 +34,10 @@ export function startMailboxEndpoint(opts: MailboxEndpointOptions): Promise<Fram
   });
 }
 
+/**
+ * Serves one connection. Frames are handled strictly in order: while a NORMAL frame waits for the
+ * mailbox, later frames wait too. A mailbox that answers at once is answered within the same read.
+ */
 function serveConnection(
   conn: FramedConnection,
   mailbox: Mailbox,
@@ -41,22 +45,27 @@ function serveConnection(
   onShutdown: () => void,
 ): void {
   const origin = `tcp:${conn.peer}`;
-  let queue: Promise<void> = Promise.resolve();
+  const pending: SocketFrame[] = [];
+  let waiting = false;
+  let pumping = false;
   log.info("connected");
   conn.once("close", () => log.info("disconnected"));
   conn.on("frame", (frame) => {
-    queue = queue
-      .then(() => handleFrame(frame))
-      .catch((e) => {
-        log.error({ err: (e as Error).stack }, "frame handling failed; closing connection");
-        conn.destroy();
-      });
+    pending.push(frame);
+    pump();
   });
 
   const reply = (command: number, payload: Buffer = EMPTY) =>
     conn.send({ command, transport: TransportType.PCI_DOE, payload });
 
-  async function handleFrame(frame: SocketFrame): Promise<void> {
+  function pump(): void {
+    if (pumping) return;
+    pumping = true;
+    while (!waiting && pending.length > 0) handleFrame(pending.shift()!);
+    pumping = false;
+  }
+
+  function handleFrame(frame: SocketFrame): void {
     if (conn.closed) return;
     if (frame.transport !== TransportType.PCI_DOE) {
       log.warn({ transport: frame.transport }, "transport type is not PCI_DOE; closing connection");
@@ -67,12 +76,15 @@ function serveConnection(
       case SocketCommand.TEST:
         reply(SocketCommand.TEST, TEST_SERVER_HELLO);
         return;
-      case SocketCommand.NORMAL: {
-        const response = await mailbox.exchange(frame.payload, origin);
-        // No object from the mailbox: an empty NORMAL frame, so a socket peer is never left waiting.
-        reply(SocketCommand.NORMAL, response ?? EMPTY);
+      case SocketCommand.NORMAL:
+        waiting = true;
+        mailbox.submit(frame.payload, origin, (response) => {
+          // No object from the mailbox: an empty NORMAL frame, so a socket peer is never left waiting.
+          reply(SocketCommand.NORMAL, response ?? EMPTY);
+          waiting = false;
+          pump();
+        });
         return;
-      }
       case SocketCommand.CONTINUE:
         reply(SocketCommand.CONTINUE);
         conn.end();

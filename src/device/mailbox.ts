@@ -32,11 +32,15 @@ const DISCOVERY: DoeProtocol = { vendorId: PCI_SIG_VENDOR_ID, type: DoeType.DISC
 
 const key = (p: DoeProtocol) => (p.vendorId << 8) | p.type;
 
+type Done = (response: Buffer | undefined) => void;
+
 interface Job {
   object: Buffer;
   origin: string;
-  resolve: (response: Buffer | undefined) => void;
+  done: Done;
 }
+
+const isPromise = <T>(v: T | Promise<T>): v is Promise<T> => v instanceof Promise;
 
 export class Mailbox {
   private readonly handlers = new Map<number, DoeHandler>();
@@ -65,26 +69,39 @@ export class Mailbox {
   }
 
   /**
-   * Queues one whole data object (header included). Resolves with the encoded response object,
-   * or undefined when the mailbox discards the request. Never rejects.
+   * Queues one whole data object (header included). `done` gets the encoded response object, or
+   * undefined when the mailbox discards the request. When the mailbox is idle and the handler
+   * answers synchronously, `done` runs before submit returns: no promise on the hot path.
    */
-  exchange(object: Buffer, origin: string): Promise<Buffer | undefined> {
-    return new Promise((resolve) => {
-      this.queue.push({ object, origin, resolve });
-      if (!this.busy) void this.drain();
-    });
+  submit(object: Buffer, origin: string, done: Done): void {
+    this.queue.push({ object, origin, done });
+    if (!this.busy) this.drain();
   }
 
-  /** Processes queued objects one at a time, in arrival order. */
-  private async drain(): Promise<void> {
+  /** The same as a promise. Never rejects. */
+  exchange(object: Buffer, origin: string): Promise<Buffer | undefined> {
+    return new Promise((resolve) => this.submit(object, origin, resolve));
+  }
+
+  /** Processes queued objects one at a time, in arrival order; waits only for asynchronous handlers. */
+  private drain(): void {
     this.busy = true;
     for (let job = this.queue.shift(); job; job = this.queue.shift()) {
-      job.resolve(await this.process(job.object, job.origin));
+      const response = this.process(job.object, job.origin);
+      if (isPromise(response)) {
+        const { done } = job;
+        void response.then((r) => {
+          done(r);
+          this.drain();
+        });
+        return;
+      }
+      job.done(response);
     }
     this.busy = false;
   }
 
-  private async process(object: Buffer, origin: string): Promise<Buffer | undefined> {
+  private process(object: Buffer, origin: string): Buffer | undefined | Promise<Buffer | undefined> {
     let req: DoeRequest;
     try {
       req = { ...decodeDoeObject(object), origin };
@@ -103,17 +120,36 @@ export class Mailbox {
       );
       return undefined;
     }
+    let payload: Buffer | undefined | Promise<Buffer | undefined>;
     try {
-      const payload = await handler(req);
-      if (payload === undefined) return undefined;
-      return encodeDoeObject({ vendorId: req.vendorId, type: req.type, payload });
+      payload = handler(req);
     } catch (e) {
-      const protocol = protocolId(req);
-      if (e instanceof DecodeError)
-        this.log.warn({ origin, protocol, err: e.message }, "discarded malformed request");
-      else this.log.error({ origin, protocol, err: (e as Error).stack }, "handler failed; no response");
-      return undefined;
+      return this.failed(req, e);
     }
+    if (isPromise(payload)) {
+      return payload.then(
+        (p) => this.respond(req, p),
+        (e) => this.failed(req, e),
+      );
+    }
+    return this.respond(req, payload);
+  }
+
+  private respond(req: DoeRequest, payload: Buffer | undefined): Buffer | undefined {
+    try {
+      return payload && encodeDoeObject({ vendorId: req.vendorId, type: req.type, payload });
+    } catch (e) {
+      return this.failed(req, e);
+    }
+  }
+
+  private failed(req: DoeRequest, e: unknown): undefined {
+    const protocol = protocolId(req);
+    const { origin } = req;
+    if (e instanceof DecodeError)
+      this.log.warn({ origin, protocol, err: e.message }, "discarded malformed request");
+    else this.log.error({ origin, protocol, err: (e as Error).stack }, "handler failed; no response");
+    return undefined;
   }
 
   private discovery(req: DoeRequest): Buffer | undefined {

@@ -161,9 +161,20 @@ export interface ClientOptions extends ConnectionOptions {
  * The client side: strict request/response over one connection. Requests queue, one in flight at
  * a time; a timeout or an unexpected frame closes the connection and fails what is pending.
  */
+interface PendingRequest {
+  frame: SocketFrame;
+  timeoutMs: number;
+  resolve: (f: SocketFrame) => void;
+  reject: (e: Error) => void;
+}
+
 export class FramedClient {
-  private tail: Promise<unknown> = Promise.resolve();
-  private waiter: { resolve: (f: SocketFrame) => void; reject: (e: Error) => void } | undefined;
+  /** Requests in order; the head is on the wire once `sent` is set. */
+  private readonly queue: PendingRequest[] = [];
+  private sent = false;
+  /** When the request on the wire times out; one timer serves every request (see arm()). */
+  private deadline = 0;
+  private timer: NodeJS.Timeout | undefined;
   readonly timeoutMs: number;
 
   private constructor(
@@ -172,15 +183,19 @@ export class FramedClient {
   ) {
     this.timeoutMs = opts.timeoutMs ?? 1000;
     conn.on("frame", (f) => {
-      const w = this.waiter;
-      this.waiter = undefined;
-      if (w) w.resolve(f);
-      else conn.destroy(); // a frame nobody asked for: the stream is out of step
+      const head = this.sent ? this.queue.shift() : undefined;
+      this.sent = false;
+      if (!head) {
+        conn.destroy(); // a frame nobody asked for: the stream is out of step
+        return;
+      }
+      head.resolve(f);
+      this.next();
     });
     conn.once("close", () => {
-      const w = this.waiter;
-      this.waiter = undefined;
-      w?.reject(new ConnectionClosedError(`connection to ${conn.peer} closed`));
+      clearTimeout(this.timer);
+      const error = new ConnectionClosedError(`connection to ${conn.peer} closed`);
+      for (const p of this.queue.splice(0)) p.reject(error);
     });
   }
 
@@ -206,11 +221,15 @@ export class FramedClient {
     return this.conn.closed;
   }
 
-  /** Sends a frame and resolves with the next frame received. */
+  /** Sends a frame and resolves with the next frame received. Requests queue, one on the wire at a time. */
   request(frame: SocketFrame, timeoutMs = this.timeoutMs): Promise<SocketFrame> {
-    const result = this.tail.then(() => this.exchange(frame, timeoutMs));
-    this.tail = result.catch(() => undefined);
-    return result;
+    if (this.conn.closed) {
+      return Promise.reject(new ConnectionClosedError(`connection to ${this.conn.peer} is closed`));
+    }
+    return new Promise((resolve, reject) => {
+      this.queue.push({ frame, timeoutMs, resolve, reject });
+      if (!this.sent) this.next();
+    });
   }
 
   /** Sends a frame that gets no answer frame (or whose answer is not awaited). */
@@ -218,27 +237,32 @@ export class FramedClient {
     this.conn.send(frame);
   }
 
-  private exchange(frame: SocketFrame, timeoutMs: number): Promise<SocketFrame> {
-    if (this.conn.closed)
-      return Promise.reject(new ConnectionClosedError(`connection to ${this.conn.peer} is closed`));
-    return new Promise((resolve, reject) => {
-      const timer = setTimeout(() => {
-        this.waiter = undefined;
-        this.conn.destroy();
-        reject(new TimeoutError(`no response from ${this.conn.peer} within ${timeoutMs} ms`));
-      }, timeoutMs);
-      this.waiter = {
-        resolve: (f) => {
-          clearTimeout(timer);
-          resolve(f);
-        },
-        reject: (e) => {
-          clearTimeout(timer);
-          reject(e);
-        },
-      };
-      this.conn.send(frame);
-    });
+  private next(): void {
+    const head = this.queue[0];
+    if (!head) return;
+    this.sent = true;
+    this.deadline = performance.now() + head.timeoutMs;
+    this.arm(head.timeoutMs);
+    this.conn.send(head.frame);
+  }
+
+  /**
+   * Keeps one timer for the request on the wire: it is created only when none is pending and, when
+   * it fires early (its request was answered and another sent since), re-arms for what is left.
+   * A timer per request would cost more than the rest of an exchange.
+   */
+  private arm(ms: number): void {
+    if (this.timer) return;
+    this.timer = setTimeout(() => {
+      this.timer = undefined;
+      if (!this.sent) return;
+      const left = this.deadline - performance.now();
+      if (left > 0) return this.arm(left);
+      const head = this.queue[0]!;
+      this.conn.destroy();
+      head.reject(new TimeoutError(`no response from ${this.conn.peer} within ${head.timeoutMs} ms`));
+    }, ms);
+    this.timer.unref();
   }
 
   close(): void {

@@ -2,7 +2,9 @@
  * The connection transcripts both SPDM roles keep (PROTOCOL-FACTS 3.8, 3.10), with libspdm's
  * reset rules (libspdm_reset_message_buffer_via_request_code), so that our responder and requester
  * sign and verify exactly what DMTF's do:
- *   A = VCA; B = digests/certificates; C = challenge; M = measurements (one log per scope).
+ *   A = VCA; B = digests/certificates; C = challenge; M = measurements (one log per scope: the
+ *   connection's here, each session's in SecureSession.measurementLog); D = the first DIGESTS
+ *   after VCA, which 1.3 multi-key connections put into every KEY_EXCHANGE TH.
  * Messages are exact SPDM messages, never transport padding.
  */
 import { SpdmRequestCode } from "../../protocol/spdm/codes.js";
@@ -22,23 +24,31 @@ const RESETS_BC_BEFORE_AUTH: ReadonlySet<number> = new Set([
   SpdmRequestCode.GET_MEASUREMENT_EXTENSION_LOG,
 ]);
 
+/** A GET_MEASUREMENTS/MEASUREMENTS log (libspdm message_m): the connection's, or one per session. */
+export type MeasurementLog = Buffer[];
+
 export class Transcript {
   private a: Buffer[] = [];
   private b: Buffer[] = [];
-  private m: Buffer[] = [];
+  private readonly m: MeasurementLog = [];
+  private d?: Buffer;
   /** A CHALLENGE completed since the last GET_VERSION. */
   authenticated = false;
 
-  /** Applies the reset rules for a request that is about to be processed (outside a session). */
-  onRequest(code: number): void {
+  /**
+   * Applies the reset rules for a request that is about to be processed. Inside a session pass the
+   * session's M log: libspdm then resets that one instead of the connection's (B rules still apply).
+   */
+  onRequest(code: number, sessionLog?: MeasurementLog): void {
     if (code === SpdmRequestCode.GET_VERSION) {
       this.a = [];
       this.b = [];
-      this.m = [];
+      this.m.length = 0;
+      this.d = undefined;
       this.authenticated = false;
       return;
     }
-    if (code !== SpdmRequestCode.GET_MEASUREMENTS) this.m = [];
+    if (code !== SpdmRequestCode.GET_MEASUREMENTS) (sessionLog ?? this.m).length = 0;
     if (code === SpdmRequestCode.GET_DIGESTS) this.b = [];
     // C only ever lives inside challenge(), so dropping B is all that is left to do here.
     if (!this.authenticated && RESETS_BC_BEFORE_AUTH.has(code)) this.b = [];
@@ -47,6 +57,16 @@ export class Transcript {
   /** GET_VERSION..ALGORITHMS pairs. */
   addVca(request: Uint8Array, response: Uint8Array): void {
     this.a.push(Buffer.from(request), Buffer.from(response));
+  }
+
+  /** A DIGESTS response outside a session; only the first after VCA is kept (libspdm message D). */
+  noteDigests(response: Uint8Array): void {
+    this.d ??= Buffer.from(response);
+  }
+
+  /** D: the first DIGESTS response after VCA, if any. */
+  get digests(): Buffer | undefined {
+    return this.d;
   }
 
   /** GET_DIGESTS/DIGESTS and GET_CERTIFICATE/CERTIFICATE pairs. */
@@ -72,25 +92,26 @@ export class Transcript {
   }
 
   /**
-   * Logs a GET_MEASUREMENTS exchange. For a signed response (signature cut off by the caller) it
-   * returns L1/L2 = [A if version >= 1.2] ‖ M and starts a new log.
+   * Logs a GET_MEASUREMENTS exchange (in `log`, the connection's by default). For a signed response
+   * (signature cut off by the caller) it returns L1/L2 = [A if version >= 1.2] ‖ M and starts a new log.
    */
   measurements(
     version: number,
     request: Uint8Array,
     response: Uint8Array,
     signed: boolean,
+    log: MeasurementLog = this.m,
   ): Buffer | undefined {
-    this.m.push(Buffer.from(request), Buffer.from(response));
+    log.push(Buffer.from(request), Buffer.from(response));
     if (!signed) return undefined;
-    const l = Buffer.concat([...(version >= 0x12 ? this.a : []), ...this.m]);
-    this.m = [];
+    const l = Buffer.concat([...(version >= 0x12 ? this.a : []), ...log]);
+    log.length = 0;
     return l;
   }
 
   /** An ERROR answered a GET_MEASUREMENTS: libspdm drops the measurement log. */
-  resetMeasurements(): void {
-    this.m = [];
+  resetMeasurements(log: MeasurementLog = this.m): void {
+    log.length = 0;
   }
 
   /** A, the VCA messages (part of the session transcripts later). */
