@@ -16,5 +16,7 @@ await build({
   logLevel: "warning",
   external: ["koffi", "@peculiar/x509", "reflect-metadata", "pino-pretty"],
   // Bundled CommonJS dependencies call require(); give the ESM bundle one.
-  banner: { js: "import { createRequire as __doeEmuRequire } from 'node:module'; const require = __doeEmuRequire(import.meta.url);" },
+  banner: {
+    js: "import { createRequire as __doeEmuRequire } from 'node:module'; const require = __doeEmuRequire(import.meta.url);",
+  },
 });

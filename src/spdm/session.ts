@@ -303,19 +303,23 @@ export class SecureSession {
         throw e;
       }
     };
-    let message = attempt(d);
-    if (message) d.seq++;
-    else if (d.backup && (message = attempt(d.backup))) {
-      d.backup.seq++;
-      this.abandonKeyUpdate();
-    } else {
+    const current = attempt(d);
+    if (current) {
+      d.seq++;
+      this.lastActivity = this.now();
+      return current;
+    }
+    const old = d.backup && attempt(d.backup);
+    if (!old) {
       throw this.terminate(
         "auth",
         `record fails authentication as ${RECEIVES[this.role]} record ${d.seq} (tampered, replayed, out of order or under other keys)`,
       );
     }
+    d.backup!.seq++;
+    this.abandonKeyUpdate();
     this.lastActivity = this.now();
-    return message;
+    return old;
   }
 
   // ---- KEY_UPDATE -------------------------------------------------------------------------------
