@@ -18,13 +18,7 @@
  */
 import { DoeType, decodeDoeHeader, PCI_SIG_VENDOR_ID, protocolId } from "../../protocol/doe.js";
 import { DecodeError } from "../../protocol/errors.js";
-import {
-  commandName,
-  SocketCommand,
-  type SocketFrame,
-  TEST_SERVER_HELLO,
-  TransportType,
-} from "../../protocol/socket.js";
+import { commandName, SocketCommand, TransportType } from "../../protocol/socket.js";
 import type { Logger } from "../log.js";
 import {
   type Endpoint,
@@ -33,6 +27,7 @@ import {
   FramedServer,
   formatEndpoint,
 } from "../net/framed.js";
+import { serveSpdmEmu } from "../net/spdm-emu-server.js";
 
 export interface BounceTargets {
   cma: Endpoint | undefined;
@@ -127,59 +122,20 @@ export class Bouncer {
         );
       upstreams.clear();
     };
-    let queue: Promise<void> = Promise.resolve();
     log.debug("requester connected");
     conn.once("close", () => {
       dropUpstreams();
       log.debug("requester disconnected");
     });
-    conn.on("frame", (frame) => {
-      queue = queue
-        .then(() => this.handle(frame, conn, upstreams, dropUpstreams, log))
-        .catch((e) => {
+    serveSpdmEmu(conn, log, {
+      normal: (payload, reply) =>
+        void this.forward(payload, upstreams, log).then(reply, (e) => {
           log.error({ err: (e as Error).stack }, "bounce failed; closing connection");
           conn.destroy();
-        });
+        }),
+      // The requester's session ends; SHUTDOWN is not forwarded, so the device stays up.
+      end: () => dropUpstreams(),
     });
-  }
-
-  private async handle(
-    frame: SocketFrame,
-    conn: FramedConnection,
-    upstreams: Map<string, Promise<FramedClient>>,
-    dropUpstreams: () => void,
-    log: Logger,
-  ): Promise<void> {
-    if (conn.closed) return;
-    const reply = (command: number, payload: Buffer = EMPTY) =>
-      conn.send({ command, transport: TransportType.PCI_DOE, payload });
-    if (frame.transport !== TransportType.PCI_DOE) {
-      log.warn({ transport: frame.transport }, "transport type is not PCI_DOE; closing connection");
-      conn.destroy();
-      return;
-    }
-    switch (frame.command) {
-      case SocketCommand.TEST:
-        reply(SocketCommand.TEST, TEST_SERVER_HELLO);
-        return;
-      case SocketCommand.NORMAL:
-        reply(SocketCommand.NORMAL, await this.forward(frame.payload, upstreams, log));
-        return;
-      case SocketCommand.CONTINUE:
-      case SocketCommand.SHUTDOWN:
-        log.info(
-          { command: commandName(frame.command) },
-          "requester ends its connection; the device stays up",
-        );
-        reply(frame.command);
-        dropUpstreams();
-        conn.end();
-        return;
-      default:
-        log.warn({ command: commandName(frame.command) }, "unknown command; closing connection");
-        reply(SocketCommand.UNKNOWN);
-        conn.end();
-    }
   }
 
   /** The response object to send back, or an empty payload for any error. */

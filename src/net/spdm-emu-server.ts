@@ -1,0 +1,79 @@
+/**
+ * The server side of DMTF spdm-emu's socket protocol (PROTOCOL-FACTS 9), transport PCI_DOE, as
+ * both a device's mailbox endpoint and the host's bouncer speak it. Frames of one connection are
+ * handled strictly in order: while a NORMAL frame waits for its answer, later frames wait too; an
+ * answer given at once goes out within the same read.
+ */
+import {
+  commandName,
+  SocketCommand,
+  type SocketFrame,
+  TEST_SERVER_HELLO,
+  TransportType,
+} from "../../protocol/socket.js";
+import type { Logger } from "../log.js";
+import type { FramedConnection } from "./framed.js";
+
+export interface SpdmEmuHandlers {
+  /** One DOE object in; call `reply` once with the answer object, or an empty buffer for "none". */
+  normal(payload: Buffer, reply: (object: Buffer) => void): void;
+  /** A SHUTDOWN or CONTINUE was echoed and the connection is ending. */
+  end?(command: "SHUTDOWN" | "CONTINUE"): void;
+}
+
+const EMPTY: Buffer = Buffer.alloc(0);
+
+export function serveSpdmEmu(conn: FramedConnection, log: Logger, handlers: SpdmEmuHandlers): void {
+  const pending: SocketFrame[] = [];
+  let waiting = false;
+  let pumping = false;
+  conn.on("frame", (frame) => {
+    pending.push(frame);
+    pump();
+  });
+
+  const reply = (command: number, payload: Buffer = EMPTY) =>
+    conn.send({ command, transport: TransportType.PCI_DOE, payload });
+
+  function pump(): void {
+    if (pumping) return;
+    pumping = true;
+    while (!waiting && pending.length > 0) handleFrame(pending.shift()!);
+    pumping = false;
+  }
+
+  function handleFrame(frame: SocketFrame): void {
+    if (conn.closed) return;
+    if (frame.transport !== TransportType.PCI_DOE) {
+      log.warn({ transport: frame.transport }, "transport type is not PCI_DOE; closing connection");
+      conn.destroy();
+      return;
+    }
+    switch (frame.command) {
+      case SocketCommand.TEST:
+        reply(SocketCommand.TEST, TEST_SERVER_HELLO);
+        return;
+      case SocketCommand.NORMAL:
+        waiting = true;
+        handlers.normal(frame.payload, (object) => {
+          reply(SocketCommand.NORMAL, object);
+          waiting = false;
+          pump();
+        });
+        return;
+      case SocketCommand.CONTINUE:
+      case SocketCommand.SHUTDOWN: {
+        const name = frame.command === SocketCommand.SHUTDOWN ? "SHUTDOWN" : "CONTINUE";
+        log.info(`${name} received`);
+        reply(frame.command);
+        conn.end();
+        handlers.end?.(name);
+        return;
+      }
+      default:
+        log.warn({ command: commandName(frame.command) }, "unknown command; closing connection");
+        reply(SocketCommand.UNKNOWN);
+        conn.end();
+    }
+  }
+}
