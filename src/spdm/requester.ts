@@ -8,8 +8,9 @@
  * Transcripts follow libspdm's rules through Transcript (A/B/C/M and their resets). Every failure is
  * an SpdmRequesterError whose `reason` says exactly what did not hold.
  *
- * Sessions (KEY_EXCHANGE, PSK) are not done yet: the VCA already negotiates DHE/AEAD/KeySchedule
- * like libspdm, and `exchange` is the one place a secured transport would plug in.
+ * Sessions: requester-session.ts opens a SecureSession on this requester; `inSession` then routes
+ * `exchange` — the one funnel every request takes — through it (DOE type 2), so digests,
+ * certificates and measurements run unchanged inside a session.
  */
 import { randomBytes as cryptoRandomBytes, type KeyObject, X509Certificate } from "node:crypto";
 import { DecodeError } from "../../protocol/errors.js";
@@ -60,13 +61,27 @@ import type {
 import { type CertChain, decodeCertChain } from "../crypto/cert-chain.js";
 import { ASYM, type AsymAlgo, HASH, type HashAlgo, hash } from "../crypto/suites.js";
 import { CertChainError, verifyCertChain } from "../crypto/verify-chain.js";
+import { type SecureSession, SessionError } from "./session.js";
 import { type SigningContextName, type SigningSuite, verifyTranscript } from "./signing.js";
 import { Transcript } from "./transcript.js";
 
 /** One SPDM request in, one SPDM response out (a DOE transport may add 0–3 zero bytes after it). */
 export interface SpdmTransport {
   send(request: Buffer): Promise<Buffer>;
+  /** One secured record in, one out (DOE type 2); needed for sessions only. */
+  sendSecured?(record: Buffer): Promise<Buffer>;
 }
+
+/** spdm-emu's --exe_conn steps after VCA, which always runs. */
+export const CONNECTION_STEPS = ["DIGEST", "CERT", "CHAL", "MEAS"] as const;
+export type ConnectionStep = (typeof CONNECTION_STEPS)[number];
+/** The step each one builds on: CERT checks chains against DIGESTS, CHAL signs over the chain. */
+const STEP_NEEDS: Record<ConnectionStep, ConnectionStep | undefined> = {
+  DIGEST: undefined,
+  CERT: "DIGEST",
+  CHAL: "CERT",
+  MEAS: undefined,
+};
 
 export type MeasurementMode = "ONE_BY_ONE" | "ALL";
 
@@ -115,15 +130,28 @@ export interface SpdmRequesterOptions {
   sleep?: (ms: number) => Promise<void>;
   /** Time certificate validity is checked at; default now. */
   now?: () => Date;
+  /** Steps run by authenticate() after VCA (spdm-emu --exe_conn); run() needs all of them. */
+  connectionSteps?: readonly ConnectionStep[];
 }
 
 /**
- * spdm-emu's requester defaults (spdm_emu_common/key.c), except: capabilities (no sessions yet),
- * versions (no 1.4: the codecs stop at 1.3) and the 1024-byte certificate portions.
+ * spdm-emu's requester defaults (spdm_emu_common/key.c), except: capabilities (what we implement:
+ * no mutual authentication, encapsulation, multi-key or large responses), versions (no 1.4: the
+ * codecs stop at 1.3) and the 1024-byte certificate portions.
  */
 export const REQUESTER_DEFAULTS = {
   versions: [0x10, 0x11, 0x12, 0x13],
-  capabilities: RequesterCapability.CERT_CAP | RequesterCapability.CHAL_CAP | RequesterCapability.CHUNK_CAP,
+  capabilities:
+    RequesterCapability.CERT_CAP |
+    RequesterCapability.CHAL_CAP |
+    RequesterCapability.CHUNK_CAP |
+    RequesterCapability.ENCRYPT_CAP |
+    RequesterCapability.MAC_CAP |
+    RequesterCapability.KEY_EX_CAP |
+    RequesterCapability.PSK_CAP |
+    RequesterCapability.HBEAT_CAP |
+    RequesterCapability.KEY_UPD_CAP |
+    RequesterCapability.HANDSHAKE_IN_THE_CLEAR_CAP,
   ctExponent: 0,
   dataTransferSize: 0x1200,
   maxSpdmMsgSize: 0x28000,
@@ -155,6 +183,7 @@ export const REQUESTER_DEFAULTS = {
   busyDelayMs: 100,
   notReadyRetries: 3,
   maxNotReadyWaitMs: 10_000,
+  connectionSteps: CONNECTION_STEPS as readonly ConnectionStep[],
 } satisfies Omit<SpdmRequesterOptions, "trustRoot" | "randomBytes" | "sleep" | "now">;
 
 /** Requester capability bits each version defines; libspdm drops the others before sending. */
@@ -173,7 +202,8 @@ export type SpdmFailure =
   | "certificate"
   | "challenge"
   | "signature"
-  | "measurements";
+  | "measurements"
+  | "session";
 
 /** Why a requester run failed: `kind` for code, `reason` (the message) for people. */
 export class SpdmRequesterError extends Error {
@@ -188,7 +218,7 @@ export class SpdmRequesterError extends Error {
 }
 
 /** Throws the SpdmRequesterError; a function declaration, so TypeScript sees that it never returns. */
-function fail(kind: SpdmFailure, reason: string, cause?: unknown): never {
+export function fail(kind: SpdmFailure, reason: string, cause?: unknown): never {
   throw new SpdmRequesterError(kind, reason, cause === undefined ? undefined : { cause });
 }
 
@@ -227,13 +257,37 @@ export interface RequesterSummary {
     summaryHashChecked: boolean;
   };
   measurements:
-    | { mode: MeasurementMode; signed: boolean; blocks: MeasurementSummary[] }
+    | { mode: MeasurementMode; signed: boolean; blocks: MeasurementSummary[]; unsignedReason?: string }
     | { mode: "NONE"; reason: string };
   exchanges: number;
   timingsMs: { vca: number; certificates: number; challenge: number; measurements: number; total: number };
 }
 
-interface Reply {
+/** authenticate()'s summary: the certificate and challenge parts are there when their steps ran. */
+export type ConnectionSummary = Omit<RequesterSummary, "certificateChain" | "challenge"> &
+  Partial<Pick<RequesterSummary, "certificateChain" | "challenge">>;
+
+/** What session establishment (requester-session.ts) needs from the negotiated connection. */
+export interface RequesterConnection {
+  version: number;
+  suite: SigningSuite;
+  algorithms: Algorithms;
+  ctx: DecodeContext;
+  requesterFlags: number;
+  responderFlags: number;
+  /** A: the VCA messages. */
+  vca: Buffer;
+  /** D, when the connection is a 1.3 multi-key one (it then enters KEY_EXCHANGE's TH). */
+  digests: Buffer | undefined;
+  slotId: number;
+  /** The slot's verified chain, if GET_CERTIFICATE fetched it. */
+  chain(slot: number): { bytes: Buffer; leafKey: KeyObject } | undefined;
+  /** The configured MeasurementSummaryHashType, None when the responder has no MEAS_CAP. */
+  measurementSummaryHashType: number;
+  random(size: number): Buffer;
+}
+
+export interface Reply {
   requestBytes: Buffer;
   /** The exact response (transport padding cut off). */
   bytes: Buffer;
