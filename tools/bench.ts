@@ -9,8 +9,13 @@ import net from "node:net";
 import { createInterface } from "node:readline";
 import { DoeType, encodeDiscoveryRequest, PCI_SIG_VENDOR_ID } from "../protocol/doe.js";
 import { spawnDevice } from "../src/fixture/spawn-device.js";
+import { SPDM_EMU_BIN, startResponder, stopResponders } from "../src/fixture/spdm-emu-responder.js";
 import { startTopology } from "../src/fixture/topology.js";
 import { DoeClient } from "../src/host/doe-client.js";
+import type { Endpoint } from "../src/net/framed.js";
+import type { SpdmRequester } from "../src/spdm/requester.js";
+import { endSession, heartbeat, openSession } from "../src/spdm/requester-session.js";
+import { runRequester, withRequester } from "../src/spdm/requester-transport.js";
 
 const SECONDS = Number(process.env.BENCH_SECONDS ?? 3);
 
@@ -163,14 +168,119 @@ async function bounceVsDirect(): Promise<string[]> {
   }
 }
 
+/** A responder to measure against: our device process, and DMTF's spdm_responder_emu when SPDM_EMU_BIN is set. */
+interface Peer {
+  name: string;
+  endpoint: Endpoint;
+  stop: () => Promise<unknown>;
+}
+
+async function peers(): Promise<Peer[]> {
+  const dev = await spawnDevice();
+  const list: Peer[] = [{ name: "doe-emu device", endpoint: dev.mailboxes[0]!.endpoint, stop: dev.stop }];
+  if (SPDM_EMU_BIN) {
+    const r = await startResponder();
+    list.push({
+      name: "spdm_responder_emu",
+      endpoint: { host: "127.0.0.1", port: r.port },
+      stop: stopResponders,
+    });
+  }
+  return list;
+}
+
+/** Both peers measured alike, then each rate and (with DMTF's) the ratio. */
+async function comparePeers(what: string, measure: (p: Peer) => Promise<number>): Promise<string[]> {
+  const list = await peers();
+  const rates: number[] = [];
+  try {
+    for (const p of list) rates.push(await measure(p));
+  } finally {
+    for (const p of list) await p.stop();
+  }
+  const lines = list.map((p, i) => `${what}, our requester -> ${p.name}: ${rates[i]!.toFixed(1)}/s`);
+  if (rates.length === 2) lines.push(`ratio doe-emu/DMTF: ${(rates[0]! / rates[1]!).toFixed(2)}`);
+  else lines.push("(set SPDM_EMU_BIN to compare with DMTF's spdm_responder_emu)");
+  return lines;
+}
+
+/** Full authentication flows: VCA, digests, certificate chain, CHALLENGE, signed measurements. */
+const authFlows = () =>
+  comparePeers("authentication flows", async (p) => {
+    // CONTINUE keeps DMTF's responder up for the next flow; ALL measures in one signed request.
+    const [r] = await interleaved([
+      () => runRequester(p.endpoint, { exeMode: "CONTINUE", measurementMode: "ALL" }),
+    ]);
+    return r!;
+  });
+
+/** On one authenticated connection: `body` gets the requester for SECONDS of work. */
+function onConnection(p: Peer, body: (r: SpdmRequester) => Promise<number>): Promise<number> {
+  return withRequester(p.endpoint, { exeMode: "CONTINUE", connectionSteps: [] }, true, async (r) => {
+    await r.authenticate();
+    return body(r);
+  });
+}
+
+/** KEY_EXCHANGE + FINISH + END_SESSION, back to back. */
+const sessions = () =>
+  comparePeers("KEY_EX sessions established and ended", (p) =>
+    onConnection(p, async (r) => {
+      const [rate] = await interleaved([
+        async () => {
+          const { session } = await openSession(r, { kind: "KEY_EX" });
+          await endSession(r, session, 0);
+        },
+      ]);
+      return rate!;
+    }),
+  );
+
+/** HEARTBEAT inside a session against a plain CMA round trip (GET_DIGESTS) on the same connection. */
+async function securedVsPlain(): Promise<string[]> {
+  const list = await peers();
+  const lines: string[] = [];
+  try {
+    for (const p of list) {
+      const [secured, plain] = await withRequester<number[]>(
+        p.endpoint,
+        { exeMode: "CONTINUE", connectionSteps: [] },
+        true,
+        async (r) => {
+          await r.authenticate();
+          const { session } = await openSession(r, { kind: "KEY_EX" });
+          const rates = await interleaved([
+            () => heartbeat(r, session),
+            () => r.exchange({ code: "GET_DIGESTS", version: r.connection.version }),
+          ]);
+          await endSession(r, session, 0);
+          return rates;
+        },
+      );
+      lines.push(
+        `${p.name}: secured HEARTBEAT ${secured!.toFixed(0)}/s, plain GET_DIGESTS ${plain!.toFixed(0)}/s (secured/plain ${(secured! / plain!).toFixed(2)})`,
+      );
+    }
+  } finally {
+    for (const p of list) await p.stop();
+  }
+  return lines;
+}
+
 const benches: [string, () => Promise<string[]>][] = [
   ["DOE transport", discoveryVsRaw],
   ["Topology launch", launchMany],
   ["Bouncer overhead", bounceVsDirect],
+  ["SPDM authentication", authFlows],
+  ["SPDM sessions", sessions],
+  ["Secured vs plain round trips", securedVsPlain],
 ];
 
+/** BENCH_ONLY=word runs the benchmarks whose name contains it. */
+const only = process.env.BENCH_ONLY?.toLowerCase();
+
 console.log(`doe-emu benchmarks (${SECONDS} s each; BENCH_SECONDS to change)\n`);
-for (const [name, bench] of benches) {
+for (const [name, bench] of benches.filter(([n]) => !only || n.toLowerCase().includes(only))) {
   console.log(`== ${name}`);
   for (const line of await bench()) console.log(`  ${line}`);
 }

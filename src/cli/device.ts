@@ -5,7 +5,7 @@ import { defaultDescription, loadDescription } from "../device/description.js";
 import { startDevice } from "../device/device.js";
 import { createLogger, type LogLevel } from "../log.js";
 import { formatEndpoint, parseEndpoint } from "../net/framed.js";
-import { withSlotFiles } from "../spdm/responder-settings.js";
+import { withPsk, withSlotFiles } from "../spdm/responder-settings.js";
 import { logOptions, run } from "./common.js";
 
 interface DeviceArgs {
@@ -17,6 +17,7 @@ interface DeviceArgs {
   host?: string;
   "cert-chain"?: string;
   "private-key"?: string;
+  psk?: string;
   "log-level": LogLevel;
   pretty: boolean;
 }
@@ -27,6 +28,7 @@ async function runDevice(argv: DeviceArgs): Promise<void> {
   const description = argv.bus === undefined ? described : { ...described, bus: argv.bus };
   const [certChain, privateKey] = [argv["cert-chain"], argv["private-key"]];
   if (certChain && privateKey) description.spdm = withSlotFiles(description.spdm, 0, certChain, privateKey);
+  if (argv.psk !== undefined) description.spdm = withPsk(description.spdm, argv.psk);
   let exiting = false;
   const exit = (why: string) => {
     if (exiting) return;
@@ -95,6 +97,11 @@ export const deviceCommand = {
         type: "string",
         implies: "cert-chain",
         describe: "SPDM slot 0 private key (PEM or DER; PKCS#8 or SEC1)",
+      })
+      .option("psk", {
+        type: "string",
+        describe:
+          'PSK for PSK_EXCHANGE: text, or hex with a 0x prefix (default the description\'s, else DMTF\'s "TestPskData\\0", hint "TestPskHint\\0")',
       })
       .example("$0 device --port 23230", "serve the default device's mailbox on 127.0.0.1:23230"),
   handler: run(runDevice),

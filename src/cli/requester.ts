@@ -1,7 +1,8 @@
 /**
  * `doe-emu requester`: authenticate a DOE mailbox endpoint the way DMTF's spdm_requester_emu does
- * (VCA, GET_DIGESTS, GET_CERTIFICATE, CHALLENGE, GET_MEASUREMENTS), verifying every answer. Flags
- * carry spdm-emu's names and values (uppercase, comma-separated lists) where the meaning matches.
+ * (VCA, GET_DIGESTS, GET_CERTIFICATE, CHALLENGE, GET_MEASUREMENTS), verifying every answer; with
+ * `--session KEY_EX|PSK` then open a secure session and work inside it (requester-session.ts).
+ * Flags carry spdm-emu's names and values (uppercase, comma-separated lists) where the meaning matches.
  */
 import { X509Certificate } from "node:crypto";
 import { readFileSync } from "node:fs";
@@ -19,8 +20,26 @@ import {
   OtherParams,
 } from "../../protocol/spdm/codes.js";
 import { formatEndpoint } from "../net/framed.js";
-import { REQUESTER_DEFAULTS, type RequesterSummary, type SpdmRequesterOptions } from "../spdm/requester.js";
-import { type ExeMode, type RunRequesterOptions, runRequester } from "../spdm/requester-transport.js";
+import {
+  CONNECTION_STEPS,
+  type ConnectionStep,
+  type ConnectionSummary,
+  REQUESTER_DEFAULTS,
+  type SpdmRequesterOptions,
+} from "../spdm/requester.js";
+import {
+  DMTF_TEST_PSK,
+  DMTF_TEST_PSK_HINT,
+  type SessionRequestOptions,
+  type SessionSummary,
+} from "../spdm/requester-session.js";
+import {
+  type ExeMode,
+  type RunRequesterOptions,
+  runRequester,
+  runSessionRequester,
+} from "../spdm/requester-transport.js";
+import type { SessionKind } from "../spdm/session.js";
 import { run } from "./common.js";
 
 type Names = Readonly<Record<string, number>>;
@@ -134,6 +153,11 @@ const SUMMARY_TYPES = {
 
 interface RequesterArgs {
   trans: string;
+  session?: SessionKind;
+  psk?: string;
+  psk_hint?: string;
+  exe_conn?: string;
+  handshake_in_clear: boolean;
   ip: string;
   port: number;
   "trust-root"?: string;
@@ -155,6 +179,15 @@ function readTrustRoot(file: string): Buffer {
   }
 }
 
+/** ECDHE groups offered for KEY_EX when --dhe is not given: spdm-emu's default minus FFDHE, which we cannot compute. */
+const SESSION_DHE = DheNamedGroup.SECP_384_R1 | DheNamedGroup.SECP_256_R1;
+
+/** --psk / --psk_hint: hex (0x-prefixed, or only hex digits in pairs) or text in which \0 is a NUL byte. */
+export function parseSecret(text: string): Buffer {
+  if (/^(0x)?([0-9a-f]{2})+$/i.test(text)) return Buffer.from(text.replace(/^0x/i, ""), "hex");
+  return Buffer.from(text.replaceAll("\\0", "\0"), "utf8");
+}
+
 function options(argv: RequesterArgs): RunRequesterOptions {
   if (argv.trans !== "PCI_DOE") throw new Error(`--trans ${argv.trans}: only PCI_DOE is supported`);
   const opts: RunRequesterOptions = {
@@ -171,51 +204,110 @@ function options(argv: RequesterArgs): RunRequesterOptions {
     const values = parseList(flag, names, text);
     Object.assign(opts, { [key]: key === "versions" ? values : values.reduce((a, b) => a | b, 0) });
   }
+  if (argv.exe_conn !== undefined) {
+    const names = { VCA: "VCA", ...Object.fromEntries(CONNECTION_STEPS.map((s) => [s, s])) };
+    const steps = argv.exe_conn.split(",").map((part) => {
+      const step = names[part.trim() as keyof typeof names];
+      if (!step) throw new Error(`--exe_conn ${part}: not one of ${Object.keys(names).join(", ")}`);
+      return step;
+    });
+    opts.connectionSteps = CONNECTION_STEPS.filter((s: ConnectionStep) => steps.includes(s));
+  }
+  if (!argv.handshake_in_clear)
+    opts.capabilities =
+      (opts.capabilities ?? REQUESTER_DEFAULTS.capabilities) & ~Cap.HANDSHAKE_IN_THE_CLEAR_CAP;
+  if (argv.session === "KEY_EX" && argv.dhe === undefined) opts.dheNamedGroup = SESSION_DHE;
   return opts;
 }
 
-function formatSummary(s: RequesterSummary, where: string): string {
+function sessionOptions(argv: RequesterArgs & { session: SessionKind }): SessionRequestOptions {
+  return {
+    kind: argv.session,
+    psk: argv.psk === undefined ? DMTF_TEST_PSK : parseSecret(argv.psk),
+    pskHint: argv.psk_hint === undefined ? DMTF_TEST_PSK_HINT : parseSecret(argv.psk_hint),
+  };
+}
+
+function formatMeasurements(m: ConnectionSummary["measurements"], indent: string): string[] {
+  if (m.mode === "NONE") return [`${indent}measurements: none (${m.reason})`];
+  const how = m.signed ? "signature verified" : `UNSIGNED: ${m.unsignedReason}`;
+  return [
+    `${indent}measurements (${m.mode}, ${how}):`,
+    ...m.blocks.map((b) => `${indent}  [${b.index}] ${b.type} ${b.form} ${b.value}`),
+  ];
+}
+
+function formatSummary(s: ConnectionSummary, where: string): string {
   const c = s.certificateChain;
   const t = s.timingsMs;
   const lines = [
-    `SPDM ${s.version} with ${where}: authenticated, ${s.exchanges} exchanges in ${t.total} ms`,
+    `SPDM ${s.version} with ${where}: ${c ? "authenticated" : "negotiated"}, ${s.exchanges} exchanges in ${t.total} ms`,
     `  algorithms: ${Object.entries(s.algorithms)
       .map(([k, v]) => `${k} ${v}`)
       .join(", ")}`,
     `  requester capabilities: ${s.requesterCapabilities.join(" ")}`,
     `  responder capabilities: ${s.responderCapabilities.join(" ")}`,
-    `  slot ${s.slot} of ${s.provisionedSlots.join(",")}: ${c.certificates} certificates, ${c.bytes}-byte chain; root ${c.rootSubject}`,
-    c.trustAnchor === undefined
-      ? "  trust anchor: NOT CHECKED (no --trust-root): the chain is only consistent in itself, its root is not trusted"
-      : `  trust anchor: verified against --trust-root (${c.trustAnchor})`,
-    `  leaf: ${c.leafSubject}`,
-    `  leaf digest (${s.algorithms["BaseHash"]}): ${c.leafDigest}`,
-    ...s.otherSlots.map((o) => `  slot ${o.slot} chain verified too; leaf ${o.leafSubject}`),
-    `  CHALLENGE_AUTH: signature verified; measurement summary hash ${s.challenge.measurementSummaryHashType}` +
-      (s.challenge.measurementSummaryHash === undefined ? "" : ` ${s.challenge.measurementSummaryHash}`) +
-      (s.challenge.summaryHashChecked ? " (matches the measurements)" : ""),
   ];
-  const m = s.measurements;
-  if (m.mode === "NONE") lines.push(`  measurements: none (${m.reason})`);
-  else {
+  if (c) {
     lines.push(
-      `  measurements (${m.mode}, ${m.signed ? "signature verified" : "UNSIGNED: responder has MEAS_CAP_NO_SIG"}):`,
+      `  slot ${s.slot} of ${s.provisionedSlots.join(",")}: ${c.certificates} certificates, ${c.bytes}-byte chain; root ${c.rootSubject}`,
+      c.trustAnchor === undefined
+        ? "  trust anchor: NOT CHECKED (no --trust-root): the chain is only consistent in itself, its root is not trusted"
+        : `  trust anchor: verified against --trust-root (${c.trustAnchor})`,
+      `  leaf: ${c.leafSubject}`,
+      `  leaf digest (${s.algorithms["BaseHash"]}): ${c.leafDigest}`,
+      ...s.otherSlots.map((o) => `  slot ${o.slot} chain verified too; leaf ${o.leafSubject}`),
     );
-    for (const b of m.blocks) lines.push(`    [${b.index}] ${b.type} ${b.form} ${b.value}`);
-  }
+  } else lines.push("  certificates: not fetched (--exe_conn)");
+  const ch = s.challenge;
   lines.push(
+    ch
+      ? `  CHALLENGE_AUTH: signature verified; measurement summary hash ${ch.measurementSummaryHashType}` +
+          (ch.measurementSummaryHash === undefined ? "" : ` ${ch.measurementSummaryHash}`) +
+          (ch.summaryHashChecked ? " (matches the measurements)" : "")
+      : "  CHALLENGE: not done (--exe_conn)",
+    ...formatMeasurements(s.measurements, "  "),
     `  timings (ms): VCA ${t.vca}, certificates ${t.certificates}, challenge ${t.challenge}, measurements ${t.measurements}`,
   );
   return lines.join("\n");
 }
 
+function formatSession(s: SessionSummary): string {
+  const h = s.measurementSummaryHash;
+  return [
+    `${s.kind} session ${s.sessionId}: ${s.steps.length} steps, ${s.securedRoundTrips} secured round trips in ${s.timingsMs.total} ms, ended`,
+    `  negotiated: secured messages DSP0277 ${s.securedMessageVersion}, ${s.dhe ? `DHE ${s.dhe}, ` : ""}AEAD ${s.aead}, handshake ${s.handshake}` +
+      (s.pskFinish === undefined
+        ? ""
+        : s.pskFinish
+          ? ", PSK_FINISH (responder context)"
+          : ", no PSK_FINISH (no responder context)"),
+    `  heartbeat period: ${s.heartbeatPeriod ? `${s.heartbeatPeriod} s` : "none"}`,
+    `  measurement summary hash ${h.type}${h.value ? ` ${h.value}` : ""}${h.checked ? " (matches the measurements read in the session)" : ""}`,
+    `  in session: ${s.steps.join(", ")}`,
+    ...s.skipped.map((k) => `  skipped: ${k}`),
+    ...formatMeasurements(s.measurements, "  "),
+    `  timings (ms): handshake ${s.timingsMs.handshake}, in session ${s.timingsMs.inSession}`,
+  ].join("\n");
+}
+
 async function runRequesterCommand(argv: RequesterArgs): Promise<void> {
   const endpoint = { host: argv.ip, port: argv.port };
-  const summary = await runRequester(endpoint, options(argv));
+  const where = `${formatEndpoint(endpoint)} (PCI_DOE)`;
+  const { session } = argv;
+  if (session === undefined) {
+    const summary = await runRequester(endpoint, options(argv));
+    console.log(argv.json ? JSON.stringify(summary, null, 2) : formatSummary(summary, where));
+    return;
+  }
+  const out = await runSessionRequester(endpoint, {
+    ...options(argv),
+    session: sessionOptions({ ...argv, session }),
+  });
   console.log(
     argv.json
-      ? JSON.stringify(summary, null, 2)
-      : formatSummary(summary, `${formatEndpoint(endpoint)} (PCI_DOE)`),
+      ? JSON.stringify(out, null, 2)
+      : `${formatSummary(out.connection, where)}\n${formatSession(out.session)}`,
   );
 }
 
@@ -258,7 +350,31 @@ export const requesterCommand = {
         default: "SHUTDOWN" as const,
         describe: "End with SHUTDOWN (the responder exits) or CONTINUE (it waits for the next requester)",
       })
-      .option("json", { type: "boolean", default: false, describe: "Print the summary as JSON" });
+      .option("json", { type: "boolean", default: false, describe: "Print the summary as JSON" })
+      .option("exe_conn", {
+        type: "string",
+        describe: `Connection steps after VCA, comma-separated from VCA|${CONNECTION_STEPS.join("|")} (default all; CERT needs DIGEST, CHAL needs CERT)`,
+      })
+      .option("session", {
+        choices: ["KEY_EX", "PSK"] as const,
+        describe:
+          "Then open a secure session and inside it: digests, certificate, measurements, KEY_UPDATE (UpdateKey, UpdateAllKeys), HEARTBEAT, END_SESSION. KEY_EX offers DHE SECP_384_R1,SECP_256_R1 unless --dhe is given",
+      })
+      .option("psk", {
+        type: "string",
+        describe:
+          'PSK for --session PSK: hex (0x.., or hex digit pairs) or text with \\0 for NUL (default DMTF\'s "TestPskData\\0")',
+      })
+      .option("psk_hint", {
+        type: "string",
+        describe: 'PSK hint, same forms (default "TestPskHint\\0")',
+      })
+      .option("handshake_in_clear", {
+        type: "boolean",
+        default: true,
+        describe:
+          "Advertise HANDSHAKE_IN_THE_CLEAR_CAP; --no-handshake_in_clear makes FINISH go under the handshake keys",
+      });
     for (const { flag, names, key, help } of LIST_FLAGS) {
       const dflt = REQUESTER_DEFAULTS[key as keyof typeof REQUESTER_DEFAULTS];
       const shown = Array.isArray(dflt)
@@ -274,6 +390,14 @@ export const requesterCommand = {
       .example(
         "$0 requester --ver 1.2 --asym ECDSA_P256 --hash SHA_256 --trust-root ecp256/ca.cert.der",
         "P-256 / SHA-256 at SPDM 1.2",
+      )
+      .example(
+        "$0 requester --session KEY_EX --aead AES_128_GCM --no-handshake_in_clear",
+        "KEY_EXCHANGE session, encrypted FINISH",
+      )
+      .example(
+        "$0 requester --session PSK --exe_conn VCA --psk 0x5465737450736b4461746100",
+        "PSK session without authentication",
       );
   },
   handler: run(runRequesterCommand),

@@ -6,7 +6,7 @@
 import { type DoeProtocol, DoeType, PCI_SIG_VENDOR_ID } from "../../protocol/doe.js";
 import { formatRoutingId, routingId } from "../../protocol/pci.js";
 import type { Logger } from "../log.js";
-import type { Endpoint, FramedServer } from "../net/framed.js";
+import type { Endpoint, FramedConnection, FramedServer } from "../net/framed.js";
 import { SpdmResponder } from "../spdm/responder.js";
 import { responderConfig } from "../spdm/responder-settings.js";
 import { CertificateSlots } from "../spdm/responder-slots.js";
@@ -16,7 +16,6 @@ import { DEFAULT_MAILBOX_PORT, type DeviceDescription } from "./description.js";
 import { Mailbox } from "./mailbox.js";
 import { startMailboxEndpoint } from "./mailbox-endpoint.js";
 import { DeviceModel } from "./model.js";
-import { unsupportedSpdm } from "./spdm-stub.js";
 
 export interface DeviceOptions {
   description: DeviceDescription;
@@ -80,16 +79,25 @@ export async function startDevice(opts: DeviceOptions): Promise<RunningDevice> {
         const id = `${formatRoutingId(routingId(desc.bus, desc.device, fn.function))}/${mi}`;
         const mlog = log.child({ mailbox: id });
         const mailbox = new Mailbox(mb.protocols, mlog);
-        // One SPDM endpoint per mailbox: its socket endpoint and its registers share the responder.
+        // One SPDM endpoint per mailbox: its socket endpoint and its registers share the responder,
+        // and its sessions (DSP0277 records arrive as DOE type 2 on the same mailbox).
         const responder = new SpdmResponder(spdmConfig, spdmSlots, mlog.child({ protocol: "spdm" }));
-        mailbox.register({ vendorId: PCI_SIG_VENDOR_ID, type: DoeType.CMA_SPDM }, (req) =>
-          responder.handle(req.payload),
-        );
-        mailbox.register({ vendorId: PCI_SIG_VENDOR_ID, type: DoeType.SECURED_CMA_SPDM }, unsupportedSpdm);
+        let watch = () => {};
+        mailbox.register({ vendorId: PCI_SIG_VENDOR_ID, type: DoeType.CMA_SPDM }, (req) => {
+          watch();
+          return responder.handle(req.payload);
+        });
+        mailbox.register({ vendorId: PCI_SIG_VENDOR_ID, type: DoeType.SECURED_CMA_SPDM }, (req) => {
+          watch();
+          return responder.handleSecured(req.payload);
+        });
         const port =
           first && opts.port !== undefined ? opts.port : (mb.port ?? (first ? DEFAULT_MAILBOX_PORT : 0));
         first = false;
         const server = await startMailboxEndpoint({ mailbox, host: ip, port, log: mlog, onShutdown });
+        watch = onLastClose(server, () => {
+          if (responder.sessionCount > 0) responder.endSessions("the mailbox's last connection closed");
+        });
         servers.push(server);
         fnMailboxes.push(mailbox);
         fnEndpoints.push(server.address);
@@ -138,4 +146,23 @@ export async function startDevice(opts: DeviceOptions): Promise<RunningDevice> {
     await closeAll();
     throw e;
   }
+}
+
+/**
+ * Calls `idle` whenever the last open connection of `server` closes. Sessions belong to the
+ * mailbox, not to a connection (responder-sessions.ts): they end when nobody is connected any
+ * more, not when one of several connections goes. The returned function, called per request,
+ * watches the connections that opened since; a closing connection hands the watch to the others.
+ */
+function onLastClose(server: FramedServer, idle: () => void): () => void {
+  const watched = new WeakSet<FramedConnection>();
+  const watchAll = () => {
+    for (const c of server.connections) {
+      if (watched.has(c)) continue;
+      watched.add(c);
+      // The server drops a closed connection from its set before this runs (its listener came first).
+      c.once("close", () => (server.connections.size === 0 ? idle() : watchAll()));
+    }
+  };
+  return watchAll;
 }

@@ -1,25 +1,35 @@
 /**
  * The requester's transport over a DOE mailbox endpoint: SPDM messages as CMA/SPDM data objects
- * (PCI-SIG type 1), the spdm-emu socket session around them (TEST, discovery, SHUTDOWN/CONTINUE),
- * and `runRequester`, which does one whole requester run the way spdm_requester_emu does.
+ * (PCI-SIG type 1), secured records as Secured CMA/SPDM objects (type 2) on the same mailbox, the
+ * spdm-emu socket session around them (TEST, discovery, SHUTDOWN/CONTINUE), and `runRequester` /
+ * `runSessionRequester`, which do one whole requester run the way spdm_requester_emu does.
  */
 import { DoeType, PCI_SIG_VENDOR_ID, protocolId } from "../../protocol/doe.js";
 import { DoeClient, DoeError } from "../host/doe-client.js";
 import { type Endpoint, formatEndpoint } from "../net/framed.js";
 import {
+  type ConnectionSummary,
   type RequesterSummary,
   SpdmRequester,
   type SpdmRequesterOptions,
   type SpdmTransport,
 } from "./requester.js";
+import { runSession, type SessionRequestOptions, type SessionSummary } from "./requester-session.js";
 
 export const CMA = { vendorId: PCI_SIG_VENDOR_ID, type: DoeType.CMA_SPDM } as const;
+export const SECURED_CMA = { vendorId: PCI_SIG_VENDOR_ID, type: DoeType.SECURED_CMA_SPDM } as const;
 
-/** SPDM over the mailbox's CMA/SPDM protocol; the response payload keeps its 0–3 bytes of DOE padding. */
+/**
+ * SPDM over the mailbox's CMA/SPDM protocol, secured records over Secured CMA/SPDM; response
+ * payloads keep their 0–3 bytes of DOE padding.
+ */
 export function cmaTransport(doe: DoeClient): SpdmTransport {
   return {
     async send(request) {
       return (await doe.exchange({ ...CMA, payload: request })).payload;
+    },
+    async sendSecured(record) {
+      return (await doe.exchange({ ...SECURED_CMA, payload: record })).payload;
     },
   };
 }
@@ -34,29 +44,55 @@ export interface RunRequesterOptions extends SpdmRequesterOptions {
 }
 
 /**
- * Connect (TEST, discovery), check the mailbox lists CMA/SPDM, run the requester, then end with
- * SHUTDOWN or CONTINUE — also after a failure, so the responder is not left waiting.
+ * Connect (TEST, discovery), check the mailbox lists CMA/SPDM (and Secured CMA/SPDM when `secured`),
+ * run `body` on a requester, then end with SHUTDOWN or CONTINUE — also after a failure, so the
+ * responder is not left waiting.
  */
-export async function runRequester(
+export async function withRequester<T>(
   endpoint: Endpoint,
-  opts: RunRequesterOptions = {},
-): Promise<RequesterSummary> {
+  opts: RunRequesterOptions,
+  secured: boolean,
+  body: (requester: SpdmRequester) => Promise<T>,
+): Promise<T> {
   let transport: SpdmTransport | undefined;
   // Built before connecting, so that bad options fail before anything is sent.
-  const requester = new SpdmRequester({ send: (request) => transport!.send(request) }, opts);
+  const requester = new SpdmRequester(
+    {
+      send: (request) => transport!.send(request),
+      sendSecured: (record) => transport!.sendSecured!(record),
+    },
+    opts,
+  );
   const doe = await DoeClient.connect(endpoint, { timeoutMs: opts.timeoutMs ?? 1000 });
   transport = cmaTransport(doe);
-  let summary: RequesterSummary;
+  let result: T;
   try {
-    if (!doe.supports(CMA))
-      throw new DoeError(
-        `${formatEndpoint(endpoint)} does not list CMA/SPDM (${protocolId(CMA)}) in DOE discovery`,
-      );
-    summary = await requester.run();
+    for (const p of secured ? [CMA, SECURED_CMA] : [CMA]) {
+      if (!doe.supports(p))
+        throw new DoeError(`${formatEndpoint(endpoint)} does not list ${protocolId(p)} in DOE discovery`);
+    }
+    result = await body(requester);
   } catch (e) {
     await doe.end(opts.exeMode).catch(() => doe.close());
     throw e;
   }
   await doe.end(opts.exeMode);
-  return summary;
+  return result;
+}
+
+/** One authentication run with every connection step (VCA, certificates, CHALLENGE, measurements). */
+export function runRequester(endpoint: Endpoint, opts: RunRequesterOptions = {}): Promise<RequesterSummary> {
+  return withRequester(endpoint, opts, false, (r) => r.run());
+}
+
+/** The configured connection steps, then a secure session (runSession) on the same connection. */
+export function runSessionRequester(
+  endpoint: Endpoint,
+  opts: RunRequesterOptions & { session: SessionRequestOptions },
+): Promise<{ connection: ConnectionSummary; session: SessionSummary }> {
+  return withRequester(endpoint, opts, true, async (r) => {
+    const connection = await r.authenticate();
+    const session = await runSession(r, opts.session);
+    return { connection, session };
+  });
 }

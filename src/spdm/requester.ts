@@ -389,7 +389,13 @@ export class SpdmRequester {
   private readonly chains = new Map<number, SlotChain>();
   private summaryHash?: Buffer;
   private summaryHashChecked = false;
+  private challenged = false;
+  /** The measurement blocks the last getMeasurements() read, for summary hashes. */
+  private lastRecord?: Buffer;
   private exchanges = 0;
+  private securedExchanges = 0;
+  /** The session requests go through (inSession), if any. */
+  private channel?: SecureSession;
 
   constructor(
     private readonly transport: SpdmTransport,
@@ -418,10 +424,23 @@ export class SpdmRequester {
       if (!Number.isInteger(s) || s < 0 || s > 7) throw new RangeError(`slot ${s} is not 0–7`);
     if (!(certPortionLength >= 1 && certPortionLength <= 0xffff))
       throw new RangeError(`certificate portion length ${certPortionLength} is not 1–65535`);
+    for (const step of this.o.connectionSteps) {
+      const need = STEP_NEEDS[step];
+      if (need && !this.o.connectionSteps.includes(need))
+        throw new RangeError(`connection step ${step} needs ${need}`);
+    }
   }
 
-  /** The whole flow; resolves with what was verified, rejects with SpdmRequesterError. */
+  /** The whole flow (every connection step); resolves with what was verified, rejects with SpdmRequesterError. */
   async run(): Promise<RequesterSummary> {
+    const missing = CONNECTION_STEPS.filter((step) => !this.o.connectionSteps.includes(step));
+    if (missing.length > 0) throw new RangeError(`run() needs every connection step; ${missing} is off`);
+    return (await this.authenticate()) as RequesterSummary;
+  }
+
+  /** VCA, then the configured connection steps (spdm-emu's --exe_conn). */
+  async authenticate(): Promise<ConnectionSummary> {
+    const steps = new Set(this.o.connectionSteps);
     const t = [performance.now()];
     const lap = () => {
       t.push(performance.now());
@@ -429,12 +448,15 @@ export class SpdmRequester {
     };
     await this.negotiate();
     const vca = lap();
-    await this.getDigests();
-    for (const slot of [this.o.slotId, ...this.o.extraSlots]) await this.getCertificateChain(slot);
+    if (steps.has("DIGEST")) await this.getDigests();
+    if (steps.has("CERT"))
+      for (const slot of [this.o.slotId, ...this.o.extraSlots]) await this.getCertificateChain(slot);
     const certificates = lap();
-    await this.challenge();
+    if (steps.has("CHAL")) await this.challenge();
     const challenge = lap();
-    const measurements = await this.getMeasurements();
+    const measurements = steps.has("MEAS")
+      ? await this.getMeasurements()
+      : { mode: "NONE" as const, reason: "not requested" };
     const measurementsMs = lap();
     const total = Math.round((t.at(-1)! - t[0]!) * 10) / 10;
     return this.summarize(measurements, {
@@ -446,11 +468,47 @@ export class SpdmRequester {
     });
   }
 
+  /** What session establishment needs; after negotiate(). */
+  get connection(): RequesterConnection {
+    if (!this.alg || !this.suite || !this.rsp) throw new Error("the connection is not negotiated yet");
+    const type = this.measCap() === 0 ? MeasurementSummaryHashType.None : this.o.measurementSummaryHashType;
+    return {
+      version: this.version,
+      suite: this.suite,
+      algorithms: this.alg,
+      ctx: this.ctx,
+      requesterFlags: this.sentCapabilities,
+      responderFlags: this.rsp.flags,
+      vca: this.transcript.vca,
+      digests: this.ctx.multiKeyConn ? this.transcript.digests : undefined,
+      slotId: this.o.slotId,
+      chain: (slot) => this.chains.get(slot),
+      measurementSummaryHashType: type,
+      random: (size) => this.random(size),
+    };
+  }
+
+  /** Runs `body` with every request going through `session` (DOE type 2). */
+  async inSession<T>(session: SecureSession, body: () => Promise<T>): Promise<T> {
+    const outer = this.channel;
+    this.channel = session;
+    try {
+      return await body();
+    } finally {
+      this.channel = outer;
+    }
+  }
+
+  /** Requests sent so far, and how many of them went through a session. */
+  get counts(): { exchanges: number; secured: number } {
+    return { exchanges: this.exchanges, secured: this.securedExchanges };
+  }
+
   // ---- VCA ------------------------------------------------------------------------------------
 
   async negotiate(): Promise<void> {
     const vr = await this.exchange({ code: "GET_VERSION", version: 0x10 });
-    const versions = expect(vr, "VERSION").versionNumberEntries.map(versionFromEntry);
+    const versions = expectResponse(vr, "VERSION").versionNumberEntries.map(versionFromEntry);
     this.transcript.addVca(vr.requestBytes, vr.bytes);
     const common = this.o.versions.filter((v) => versions.includes(v));
     if (common.length === 0) {
@@ -473,17 +531,22 @@ export class SpdmRequester {
         maxSpdmMsgSize: this.o.maxSpdmMsgSize,
       });
     const cr = await this.exchange(getCaps);
-    const rsp = expect(cr, "CAPABILITIES");
+    const rsp = expectResponse(cr, "CAPABILITIES");
     this.transcript.addVca(cr.requestBytes, cr.bytes);
     this.rsp = rsp;
-    for (const cap of ["CERT_CAP", "CHAL_CAP"] as const) {
-      if (!(rsp.flags & ResponderCapability[cap]))
+    const steps = this.o.connectionSteps;
+    const needs = [
+      ["CERT_CAP", steps.includes("DIGEST") || steps.includes("CERT")],
+      ["CHAL_CAP", steps.includes("CHAL")],
+    ] as const;
+    for (const [cap, needed] of needs) {
+      if (needed && !(rsp.flags & ResponderCapability[cap]))
         fail("negotiation", `responder lacks ${cap} (CAPABILITIES flags ${hex(rsp.flags)})`);
     }
 
     const neg = this.negotiateAlgorithmsRequest(rsp);
     const ar = await this.exchange(neg);
-    const alg = expect(ar, "ALGORITHMS");
+    const alg = expectResponse(ar, "ALGORITHMS");
     this.checkAlgorithms(neg, alg, rsp);
     this.transcript.addVca(ar.requestBytes, ar.bytes);
     this.alg = alg;
@@ -572,8 +635,12 @@ export class SpdmRequester {
 
   async getDigests(): Promise<void> {
     const r = await this.exchange({ code: "GET_DIGESTS", version: this.version });
-    const d = expect(r, "DIGESTS");
-    this.transcript.addCertificateExchange(r.requestBytes, r.bytes);
+    const d = expectResponse(r, "DIGESTS");
+    // Inside a session libspdm keeps digests and certificates out of B, and D is the first DIGESTS outside.
+    if (!this.channel) {
+      this.transcript.addCertificateExchange(r.requestBytes, r.bytes);
+      this.transcript.noteDigests(r.bytes);
+    }
     this.digests.clear();
     for (const [i, slot] of bits(d.provisionedSlotMask).entries()) this.digests.set(slot, d.digests[i]!);
     for (const slot of [this.o.slotId, ...this.o.extraSlots]) {
@@ -601,7 +668,7 @@ export class SpdmRequester {
         offset,
         length,
       });
-      const c = expect(r, "CERTIFICATE");
+      const c = expectResponse(r, "CERTIFICATE");
       const at = `CERTIFICATE (slot ${slot}, offset ${offset})`;
       if ((c.slotId & 0xf) !== slot) fail("certificate", `${at} is for slot ${c.slotId & 0xf}`);
       if (c.certChain.length === 0 || c.certChain.length > length)
@@ -615,7 +682,7 @@ export class SpdmRequester {
       }
       if (total > 0xffff) fail("certificate", `${at} announces a ${total}-byte chain, more than 65535`);
       this.checkCertificateModel(slot, c.attributes);
-      this.transcript.addCertificateExchange(r.requestBytes, r.bytes);
+      if (!this.channel) this.transcript.addCertificateExchange(r.requestBytes, r.bytes);
       portions.push(c.certChain);
       offset += c.certChain.length;
       remainder = c.remainderLength;
@@ -676,7 +743,7 @@ export class SpdmRequester {
       },
       { measurementSummaryHashType: type },
     );
-    const a = expect(r, "CHALLENGE_AUTH");
+    const a = expectResponse(r, "CHALLENGE_AUTH");
     const bad = (reason: string) => fail("challenge", `CHALLENGE_AUTH ${reason}`);
     if ((a.attributes & 0xf) !== slot) bad(`is for slot ${a.attributes & 0xf}, we challenged slot ${slot}`);
     if (a.attributes & 0x80) bad("asks for basic mutual authentication, which this requester does not do");
@@ -691,6 +758,7 @@ export class SpdmRequester {
     const m1 = this.transcript.challenge(r.requestBytes, withoutSignature(r.bytes, a.signature));
     this.verifySignature("CHALLENGE_AUTH", "M1", leafKey, m1, a.signature);
     this.transcript.markAuthenticated();
+    this.challenged = true;
     this.summaryHash = type === MeasurementSummaryHashType.None ? undefined : a.measurementSummaryHash;
   }
 
@@ -709,7 +777,15 @@ export class SpdmRequester {
   async getMeasurements(): Promise<RequesterSummary["measurements"]> {
     const cap = this.measCap();
     if (cap === 0) return { mode: "NONE", reason: "the responder has no MEAS_CAP" };
-    const signed = cap === ResponderCapability.MEAS_CAP_SIG;
+    // Signatures need the slot's leaf key: without GET_CERTIFICATE (e.g. a PSK-only run) ask for none.
+    const haveKey = this.chains.has(this.o.slotId);
+    const signed = cap === ResponderCapability.MEAS_CAP_SIG && haveKey;
+    const unsignedReason =
+      cap !== ResponderCapability.MEAS_CAP_SIG
+        ? "the responder has MEAS_CAP_NO_SIG"
+        : haveKey
+          ? undefined
+          : `no certificate chain for slot ${this.o.slotId} to verify signatures with`;
     const count = (await this.measure(MeasurementOperation.TotalNumber, false))!.message
       .totalMeasurementIndices;
     let records: Buffer[];
@@ -738,8 +814,19 @@ export class SpdmRequester {
     }
     const record = Buffer.concat(records);
     const blocks = decodeMeasurementRecord(record);
-    this.checkSummaryHash(record);
-    return { mode: this.o.measurementMode, signed, blocks: blocks.map(describeBlock) };
+    this.lastRecord = record;
+    // CHALLENGE_AUTH's summary hash is about the connection; a session checks its own (requester-session.ts).
+    if (!this.channel) {
+      const match = this.summaryHashMatches(this.summaryHash, this.o.measurementSummaryHashType);
+      if (match === false)
+        fail(
+          "measurements",
+          "CHALLENGE_AUTH MeasurementSummaryHash is not the hash of the measurement blocks MEASUREMENTS returned",
+        );
+      this.summaryHashChecked = match === true;
+    }
+    const summary = { mode: this.o.measurementMode, signed, blocks: blocks.map(describeBlock) };
+    return unsignedReason ? { ...summary, unsignedReason } : summary;
   }
 
   /** One GET_MEASUREMENTS; with `absentOk`, ERROR InvalidRequest (no such index) gives undefined. */
@@ -761,7 +848,7 @@ export class SpdmRequester {
     );
     if (absentOk && r.message.code === "ERROR" && r.message.errorCode === SpdmErrorCode.InvalidRequest)
       return undefined;
-    const m = expect(r, "MEASUREMENTS");
+    const m = expectResponse(r, "MEASUREMENTS");
     const what = `MEASUREMENTS for operation ${hex(operation)}`;
     const bad = (reason: string) => fail("measurements", `${what} ${reason}`);
     const blocks = decodeMeasurementRecord(m.measurementRecord);
@@ -781,7 +868,13 @@ export class SpdmRequester {
     this.checkOpaque("MEASUREMENTS", m.opaqueData);
     if (requesterContext && !m.requesterContext?.equals(requesterContext))
       bad("does not echo our RequesterContext");
-    const l1 = this.transcript.measurements(v, r.requestBytes, withoutSignature(r.bytes, m.signature), sign);
+    const l1 = this.transcript.measurements(
+      v,
+      r.requestBytes,
+      withoutSignature(r.bytes, m.signature),
+      sign,
+      this.channel?.measurementLog,
+    );
     if (sign) {
       if (v >= 0x11 && (m.slotIdParam & 0xf) !== this.o.slotId)
         bad(`is signed for slot ${m.slotIdParam & 0xf}`);
@@ -791,19 +884,14 @@ export class SpdmRequester {
   }
 
   /**
-   * Type ALL: Hash of every measurement block in index order (what libspdm and DSP0274 define).
-   * TCB is device policy (which blocks count), so it is not recomputed.
+   * Whether a MeasurementSummaryHash of type ALL is the Hash of every measurement block in index order
+   * (libspdm and DSP0274), over the blocks the last getMeasurements() read. Undefined when it cannot
+   * be told: no hash, type TCB (which blocks count is device policy), or no blocks read yet.
    */
-  private checkSummaryHash(record: Buffer): void {
-    const all = this.o.measurementSummaryHashType === MeasurementSummaryHashType.All;
-    if (this.summaryHash === undefined || !all || record.length === 0) return;
-    if (!hash(this.suite!.hash, record).equals(this.summaryHash)) {
-      fail(
-        "measurements",
-        "CHALLENGE_AUTH MeasurementSummaryHash is not the hash of the measurement blocks MEASUREMENTS returned",
-      );
-    }
-    this.summaryHashChecked = true;
+  summaryHashMatches(summaryHash: Buffer | undefined, type: number): boolean | undefined {
+    if (!summaryHash?.length || type !== MeasurementSummaryHashType.All || !this.lastRecord?.length)
+      return undefined;
+    return hash(this.suite!.hash, this.lastRecord).equals(summaryHash);
   }
 
   // ---- shared checks --------------------------------------------------------------------------
@@ -847,12 +935,14 @@ export class SpdmRequester {
    * Sends one request and returns its final response: ResponseNotReady is followed by
    * RESPOND_IF_READY, LargeResponse by CHUNK_GET, Busy by a re-send (each bounded). Other ERRORs are
    * returned for the caller to judge. Applies the transcript reset rules for the request first.
+   * Inside inSession() everything goes through the session; session flows (requester-session.ts)
+   * call this directly.
    */
-  private async exchange(request: SpdmMessage, extra: DecodeContext = {}): Promise<Reply> {
+  async exchange(request: SpdmMessage, extra: DecodeContext = {}): Promise<Reply> {
     const requestBytes = encodeSpdm(request);
     const code = SpdmCode[request.code as KnownMessageName];
     const ctx = { ...this.ctx, ...extra };
-    this.transcript.onRequest(code);
+    this.transcript.onRequest(code, this.channel?.measurementLog);
     for (let busy = 0; ; busy++) {
       let reply = await this.roundTrip(requestBytes, ctx);
       for (let round = 0; isError(reply, SpdmErrorCode.ResponseNotReady); round++) {
@@ -864,7 +954,7 @@ export class SpdmRequester {
         reply = await this.chunkGet(request.code, reply.message as ErrorMessage, ctx);
       // libspdm drops the measurement log on any ERROR to GET_MEASUREMENTS except ResponseNotReady.
       if (reply.message.code === "ERROR" && code === SpdmRequestCode.GET_MEASUREMENTS)
-        this.transcript.resetMeasurements();
+        this.transcript.resetMeasurements(this.channel?.measurementLog);
       if (isError(reply, SpdmErrorCode.Busy) && busy < this.o.busyRetries) {
         await this.o.sleep(this.o.busyDelayMs);
         continue;
@@ -907,7 +997,7 @@ export class SpdmRequester {
         encodeSpdm({ code: "CHUNK_GET", version: this.version, handle, chunkSeqNo: seq }),
         {},
       );
-      const c = expect({ requestBytes: Buffer.alloc(0), ...r }, "CHUNK_RESPONSE", "CHUNK_GET");
+      const c = expectResponse({ requestBytes: Buffer.alloc(0), ...r }, "CHUNK_RESPONSE", "CHUNK_GET");
       if (c.handle !== handle || c.chunkSeqNo !== seq)
         fail(
           "malformed",
@@ -930,14 +1020,35 @@ export class SpdmRequester {
 
   private async roundTrip(request: Buffer, ctx: DecodeContext): Promise<DecodedReply> {
     this.exchanges++;
+    const name = spdmCodeLabel(request[1]!);
     let payload: Buffer;
     try {
-      payload = await this.transport.send(request);
+      payload = this.channel
+        ? await this.securedRoundTrip(this.channel, request)
+        : await this.transport.send(request);
     } catch (e) {
-      const name = spdmCodeLabel(request[1]!);
+      if (e instanceof SpdmRequesterError) throw e;
+      if (e instanceof SessionError) fail("session", `${name}: ${e.message}`, e);
       fail("transport", `${name}: ${(e as Error).message}`, e);
     }
     return this.decode(payload, ctx);
+  }
+
+  /**
+   * One request/response inside a session: seal, send as DOE type 2, open. KEY_UPDATE changes keys
+   * between the request and its ACK (the rule is SecureSession.keyUpdate's); an answer other than
+   * the ACK means the responder did not update, so neither do we.
+   */
+  private async securedRoundTrip(session: SecureSession, request: Buffer): Promise<Buffer> {
+    if (!this.transport.sendSecured)
+      fail("session", "the transport cannot carry secured messages (DOE type 2)");
+    const record = session.seal(request);
+    const keyUpdate = request[1] === SpdmRequestCode.KEY_UPDATE ? request[2] : undefined;
+    if (keyUpdate !== undefined) session.keyUpdate(keyUpdate);
+    this.securedExchanges++;
+    const response = session.open(await this.transport.sendSecured(record));
+    if (keyUpdate !== undefined && response[1] !== SpdmCode.KEY_UPDATE_ACK) session.abandonKeyUpdate();
+    return response;
   }
 
   private decode(payload: Buffer, ctx: DecodeContext): DecodedReply {
@@ -965,7 +1076,7 @@ export class SpdmRequester {
   private summarize(
     measurements: RequesterSummary["measurements"],
     timingsMs: RequesterSummary["timingsMs"],
-  ): RequesterSummary {
+  ): ConnectionSummary {
     const alg = this.alg!;
     const algorithms = Object.fromEntries(
       [
@@ -976,8 +1087,7 @@ export class SpdmRequester {
         .map(({ label, names, selected }) => [label, bitNames(names, selected(alg)).join(",")]),
     );
     const { slotId } = this.o;
-    const main = this.chains.get(slotId)!;
-    const certs = main.chain.certs;
+    const main = this.chains.get(slotId);
     const type = this.measCap() === 0 ? MeasurementSummaryHashType.None : this.o.measurementSummaryHashType;
     return {
       version: versionName(this.version),
@@ -986,23 +1096,25 @@ export class SpdmRequester {
       algorithms,
       slot: slotId,
       provisionedSlots: [...this.digests.keys()],
-      certificateChain: {
+      certificateChain: main && {
         bytes: main.bytes.length,
-        certificates: certs.length,
-        rootSubject: certs[0]!.subject,
-        leafSubject: certs.at(-1)!.subject,
+        certificates: main.chain.certs.length,
+        rootSubject: main.chain.certs[0]!.subject,
+        leafSubject: main.chain.certs.at(-1)!.subject,
         leafDigest: hash(this.suite!.hash, main.chain.certsDer.at(-1)!).toString("hex"),
         trustAnchor: this.o.trustRoot && new X509Certificate(this.o.trustRoot).subject,
       },
-      otherSlots: this.o.extraSlots.map((slot) => ({
-        slot,
-        leafSubject: this.chains.get(slot)!.chain.certs.at(-1)!.subject,
-      })),
-      challenge: {
-        measurementSummaryHashType: nameOf(MeasurementSummaryHashType, type) ?? hex(type),
-        measurementSummaryHash: this.summaryHash?.toString("hex"),
-        summaryHashChecked: this.summaryHashChecked,
-      },
+      otherSlots: this.o.extraSlots.flatMap((slot) => {
+        const leaf = this.chains.get(slot)?.chain.certs.at(-1);
+        return leaf ? [{ slot, leafSubject: leaf.subject }] : [];
+      }),
+      challenge: this.challenged
+        ? {
+            measurementSummaryHashType: nameOf(MeasurementSummaryHashType, type) ?? hex(type),
+            measurementSummaryHash: this.summaryHash?.toString("hex"),
+            summaryHashChecked: this.summaryHashChecked,
+          }
+        : undefined,
       measurements,
       exchanges: this.exchanges,
       timingsMs,
@@ -1017,7 +1129,11 @@ function isError(reply: DecodedReply, code: number): boolean {
 }
 
 /** The response as `name`, or an SpdmRequesterError saying what came instead. */
-function expect<N extends KnownMessageName>(reply: Reply, name: N, requestName?: string): MessageOf<N> {
+export function expectResponse<N extends KnownMessageName>(
+  reply: Reply,
+  name: N,
+  requestName?: string,
+): MessageOf<N> {
   const m = reply.message;
   if (m.code === name) return m as MessageOf<N>;
   const req = requestName ?? spdmCodeLabel(reply.requestBytes[1] ?? 0);

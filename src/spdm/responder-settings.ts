@@ -3,10 +3,13 @@
  * into the numbers the responder works with. Names follow spdm-emu's command-line flags
  * (`--hash SHA_384`, `--asym ECDSA_P384`, `--dhe SECP_384_R1`, ...), so one vocabulary serves both.
  * Every field has a default: `{}` is a working SPDM 1.0–1.3 responder with a generated certificate
- * chain in slot 0 and five measurements.
+ * chain in slot 0, five measurements, and secure sessions (KEY_EXCHANGE with the handshake in the
+ * clear when the requester agrees, PSK_EXCHANGE with DMTF's test PSK and a responder context,
+ * heartbeat, key update) as spdm_responder_emu offers them, mutual authentication aside.
  *
- * Only capabilities the responder implements can be named; the algorithm lists are preference
- * orders (first = most preferred) over what src/crypto/suites.ts implements.
+ * Only capabilities the responder implements can be named (MUT_AUTH, ENCAP, MEL, ... cannot); the
+ * algorithm lists are preference orders (first = most preferred) over what src/crypto/suites.ts
+ * implements, which has no FFDHE: DHE is ECDHE only.
  */
 import { resolve } from "node:path";
 import { z } from "zod";
@@ -38,7 +41,22 @@ export const CAPABILITY_NAMES = {
   MEAS_SIG: ResponderCapability.MEAS_CAP_SIG,
   MEAS_FRESH: ResponderCapability.MEAS_FRESH_CAP,
   CHUNK: ResponderCapability.CHUNK_CAP,
+  // Secure sessions (1.1+): records are always encrypted and MACed, so ENCRYPT and MAC go together.
+  ENCRYPT: ResponderCapability.ENCRYPT_CAP,
+  MAC: ResponderCapability.MAC_CAP,
+  KEY_EX: ResponderCapability.KEY_EX_CAP,
+  /** PSK_CAP 01b: no responder context, so no PSK_FINISH. */
+  PSK: ResponderCapability.PSK_CAP_RESPONDER,
+  /** PSK_CAP 10b: a responder context, and PSK_FINISH. */
+  PSK_WITH_CONTEXT: ResponderCapability.PSK_CAP_RESPONDER_WITH_CONTEXT,
+  HBEAT: ResponderCapability.HBEAT_CAP,
+  KEY_UPD: ResponderCapability.KEY_UPD_CAP,
+  HANDSHAKE_IN_CLEAR: ResponderCapability.HANDSHAKE_IN_THE_CLEAR_CAP,
 } as const;
+
+/** libspdm's sample PSK and hint (LIBSPDM_TEST_PSK_DATA_STRING / _HINT_STRING, NUL included). */
+export const DMTF_TEST_PSK = "0x5465737450736b4461746100"; // "TestPskData\0"
+export const DMTF_TEST_PSK_HINT = "0x5465737450736b48696e7400"; // "TestPskHint\0"
 
 export const HASH_NAMES = {
   SHA_256: "SHA-256",
@@ -83,6 +101,10 @@ const names = <T extends object>(table: T) =>
 const list = <T extends object>(table: T, defaults: (keyof T & string)[]) =>
   z.array(names(table)).min(1).default(defaults);
 const int = (min: number, max: number) => z.number().int().min(min).max(max);
+const HEX = /^0x([0-9a-f]{2})*$/i;
+/** Bytes given as hex with a "0x" prefix, or as UTF-8 text. */
+const bytesOf = (value: string) =>
+  HEX.test(value) ? Buffer.from(value.slice(2), "hex") : Buffer.from(value, "utf8");
 
 // ---- schema -----------------------------------------------------------------------------------
 
@@ -126,7 +148,20 @@ export const spdmSettingsSchema = z
     versions: list(VERSION_NAMES, ["1.0", "1.1", "1.2", "1.3"]),
     capabilities: z
       .array(names(CAPABILITY_NAMES))
-      .default(["CERT", "CHAL", "MEAS_SIG", "MEAS_FRESH", "CHUNK"]),
+      .default([
+        "CERT",
+        "CHAL",
+        "MEAS_SIG",
+        "MEAS_FRESH",
+        "CHUNK",
+        "ENCRYPT",
+        "MAC",
+        "KEY_EX",
+        "PSK_WITH_CONTEXT",
+        "HBEAT",
+        "KEY_UPD",
+        "HANDSHAKE_IN_CLEAR",
+      ]),
     /** Crypto timeout 2^ctExponent µs. */
     ctExponent: int(0, 31).default(16),
     /** Largest single message we receive (and send). */
@@ -163,6 +198,16 @@ export const spdmSettingsSchema = z
       .max(8)
       .default([{ slot: 0, generate: true }]),
     measurements: z.array(measurementSchema).max(0xfe).default(DEFAULT_MEASUREMENTS),
+    /**
+     * KEY_EXCHANGE_RSP / PSK_EXCHANGE_RSP HeartbeatPeriod in seconds (0: none, and HEARTBEAT is
+     * then unexpected); a session silent for twice this long is ended.
+     */
+    heartbeatPeriod: int(0, 0xff).default(60),
+    /** Concurrent sessions per mailbox (libspdm's LIBSPDM_MAX_SESSION_COUNT is 4); SessionLimitExceeded beyond. */
+    sessionLimit: int(1, 0xffff).default(4),
+    /** The pre-shared key of PSK_EXCHANGE and the hint naming it: text, or hex with a "0x" prefix. */
+    psk: z.string().min(1).default(DMTF_TEST_PSK),
+    pskHint: z.string().default(DMTF_TEST_PSK_HINT),
   })
   .superRefine((s, ctx) => {
     const issue = (path: (string | number)[], message: string) =>
@@ -173,8 +218,22 @@ export const spdmSettingsSchema = z
       issue(["capabilities"], "MEAS_SIG and MEAS_NO_SIG exclude each other");
     if ((has("CHAL") || has("MEAS_SIG")) && !has("CERT"))
       issue(["capabilities"], "CHAL and MEAS_SIG need CERT");
-    if (has("CERT") && !has("CHAL") && !has("MEAS_SIG"))
-      issue(["capabilities"], "CERT needs CHAL or MEAS_SIG");
+    if (has("KEY_EX") && !has("CERT")) issue(["capabilities"], "KEY_EX needs CERT");
+    if (has("CERT") && !has("CHAL") && !has("MEAS_SIG") && !has("KEY_EX"))
+      issue(["capabilities"], "CERT needs CHAL or MEAS_SIG (or KEY_EX)");
+    const sessions = has("KEY_EX") || has("PSK") || has("PSK_WITH_CONTEXT");
+    if (has("PSK") && has("PSK_WITH_CONTEXT"))
+      issue(["capabilities"], "PSK and PSK_WITH_CONTEXT exclude each other");
+    // Only encrypt+MAC records are implemented (no MAC-only sessions).
+    if (sessions && !(has("ENCRYPT") && has("MAC")))
+      issue(["capabilities"], "KEY_EX and PSK need ENCRYPT and MAC");
+    for (const c of ["ENCRYPT", "MAC", "HBEAT", "KEY_UPD", "HANDSHAKE_IN_CLEAR"] as const)
+      if (has(c) && !sessions) issue(["capabilities"], `${c} needs KEY_EX, PSK or PSK_WITH_CONTEXT`);
+    if (has("HANDSHAKE_IN_CLEAR") && !has("KEY_EX"))
+      issue(["capabilities"], "HANDSHAKE_IN_CLEAR needs KEY_EX");
+    for (const key of ["psk", "pskHint"] as const)
+      if (/^0x/i.test(s[key]) && !HEX.test(s[key])) issue([key], "is not 0x-prefixed hex bytes");
+    if (bytesOf(s.psk).length === 0) issue(["psk"], "must not be empty");
     if (has("MEAS_FRESH") && !has("MEAS_SIG") && !has("MEAS_NO_SIG"))
       issue(["capabilities"], "MEAS_FRESH needs MEAS_SIG or MEAS_NO_SIG");
     if (has("CERT") && s.slots.length === 0) issue(["slots"], "CERT needs at least one slot");
@@ -224,10 +283,12 @@ export interface ResponderConfig {
   keySchedule: number[];
   /** By ascending index. */
   measurements: MeasurementSource[];
+  /** Seconds; 0 = none. */
+  heartbeatPeriod: number;
+  sessionLimit: number;
+  psk: Buffer;
+  pskHint: Buffer;
 }
-
-const bytesOf = (value: string) =>
-  /^0x([0-9a-f]{2})*$/i.test(value) ? Buffer.from(value.slice(2), "hex") : Buffer.from(value, "utf8");
 
 export function responderConfig(s: SpdmSettings): ResponderConfig {
   const chunk = s.capabilities.includes("CHUNK");
@@ -252,6 +313,10 @@ export function responderConfig(s: SpdmSettings): ResponderConfig {
         value: bytesOf(m.value),
         raw: m.raw,
       })),
+    heartbeatPeriod: s.heartbeatPeriod,
+    sessionLimit: s.sessionLimit,
+    psk: bytesOf(s.psk),
+    pskHint: bytesOf(s.pskHint),
   };
 }
 
@@ -263,6 +328,14 @@ export function resolveSlotPaths(s: SpdmSettings, base: string): SpdmSettings {
       : { ...slot, certChain: resolve(base, slot.certChain), privateKey: resolve(base, slot.privateKey) },
   );
   return { ...s, slots };
+}
+
+/** `s` with another PSK (e.g. the device's `--psk`), checked as the description's would be. */
+export function withPsk(s: SpdmSettings, psk: string): SpdmSettings {
+  const r = spdmSettingsSchema.safeParse({ ...s, psk });
+  if (!r.success)
+    throw new Error(`PSK ${JSON.stringify(psk)}: ${r.error.issues.map((i) => i.message).join("; ")}`);
+  return r.data;
 }
 
 /** `s` with `slot` loaded from files (paths relative to the working directory), e.g. from CLI flags. */

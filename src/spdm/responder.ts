@@ -2,17 +2,23 @@
  * The SPDM 1.0–1.3 responder of one DOE mailbox (PROTOCOL-FACTS 3). A DOE mailbox is one SPDM
  * endpoint, so its socket endpoint and its config-space registers reach the same responder.
  * It answers connection setup (GET_VERSION, GET_CAPABILITIES, NEGOTIATE_ALGORITHMS), GET_DIGESTS,
- * GET_CERTIFICATE, CHALLENGE, GET_MEASUREMENTS and chunked transfers (CHUNK_SEND / CHUNK_GET).
- * Secured sessions are not here: KEY_EX/PSK/ENCRYPT/MAC are not advertised.
+ * GET_CERTIFICATE, CHALLENGE, GET_MEASUREMENTS, chunked transfers (CHUNK_SEND / CHUNK_GET) and
+ * secure sessions (PROTOCOL-FACTS 3.11–3.14, 4, 5): KEY_EXCHANGE/FINISH with ECDHE (no mutual
+ * authentication, so MUT_AUTH_CAP is never advertised), PSK_EXCHANGE/PSK_FINISH, and inside a
+ * session HEARTBEAT, KEY_UPDATE, END_SESSION and the certificate and measurement requests. Plain
+ * requests (DOE type 1) come through handle(), DSP0277 records (DOE type 2) through handleSecured();
+ * SecureSession (session.ts) does the keys, transcript and records, responder-sessions.ts the table.
  *
  * handle() never throws: whatever a request does wrong becomes the ERROR DSP0274 names and the
  * connection carries on. While a chunked transfer is under way only its own messages and
  * GET_VERSION are expected (UnexpectedRequest, the transfer survives); otherwise the checks run
  * in this order, before the body is looked at:
- *   not implemented, capability not advertised, or newer than the negotiated version
- *     → UnsupportedRequest (Param2 = the request code);
+ *   not implemented, capability not advertised (for session requests: by either side, as libspdm
+ *   checks), or newer than the negotiated version → UnsupportedRequest (Param2 = the request code);
  *   SPDMVersion other than the negotiated one (1.0 for GET_VERSION) → VersionMismatch;
  *   not expected in this state → UnexpectedRequest;
+ *   a session request outside a session → SessionRequired (UnexpectedRequest before 1.2, which has
+ *   no such code), and a request inside a session that it does not belong to → UnexpectedRequest;
  * then a body that does not decode, or a field out of range → InvalidRequest.
  *
  * Transcripts follow libspdm (transcript.ts), since DMTF's requester verifies exactly that. A
@@ -22,6 +28,11 @@
  */
 import { type KeyObject, randomBytes } from "node:crypto";
 import { DecodeError } from "../../protocol/errors.js";
+import {
+  decodeSecuredMessageOpaque,
+  encodeVersionSelection,
+  SecuredMessageVersion,
+} from "../../protocol/secured.js";
 import { decodeSpdmWithLength, encodeSpdm } from "../../protocol/spdm/codec.js";
 import {
   AlgType,
@@ -31,15 +42,20 @@ import {
   CHUNK_LAST,
   DMTF_VALUE_TYPE_RAW_BIT_STREAM,
   DmtfMeasurementType,
+  FINISH_SIGNATURE_INCLUDED,
+  KeyScheduleAlgo,
   MeasurementAttribute,
   MeasurementHashAlgo,
   MeasurementOperation,
   MeasurementSpecification,
   MeasurementSummaryHashType,
   NONCE_SIZE,
+  OPAQUE_DATA_FMT_MASK,
   OtherParams,
+  RANDOM_DATA_SIZE,
   RequesterCapability,
   ResponderCapability,
+  SessionPolicy,
   SpdmCode,
   SpdmErrorCode,
   type SpdmErrorName,
@@ -50,6 +66,7 @@ import {
   versionEntry,
   versionName,
 } from "../../protocol/spdm/codes.js";
+import type { DecodeContext } from "../../protocol/spdm/context.js";
 import {
   dmtfMeasurementBlock,
   encodeMeasurementRecord,
@@ -60,19 +77,45 @@ import type {
   Challenge,
   ChunkGet,
   ChunkSend,
+  EndSession,
+  Finish,
   GetCapabilities,
   GetCertificate,
   GetDigests,
   GetMeasurements,
+  KeyExchange,
+  KeyUpdate,
   KnownMessageName,
   MessageOf,
   NegotiateAlgorithms,
+  PskExchange,
+  PskFinish,
 } from "../../protocol/spdm/messages.js";
 import { encodeCertChain } from "../crypto/cert-chain.js";
-import { ASYM, type AsymAlgo, HASH, type HashAlgo, hash } from "../crypto/suites.js";
+import {
+  AEAD,
+  type AeadAlgo,
+  ASYM,
+  type AsymAlgo,
+  DHE,
+  type DheAlgo,
+  dheKeyPair,
+  HASH,
+  type HashAlgo,
+  hash,
+} from "../crypto/suites.js";
 import { type Logger, silentLogger } from "../log.js";
+import { hex32, ResponderSessions } from "./responder-sessions.js";
 import type { ResponderConfig } from "./responder-settings.js";
 import type { CertificateSlots } from "./responder-slots.js";
+import { encryptRecord } from "./secured-record.js";
+import {
+  SecureSession,
+  SessionError,
+  type SessionKind,
+  type SessionState,
+  sessionTranscriptPrefix,
+} from "./session.js";
 import { type SigningContextName, signTranscript } from "./signing.js";
 import { Transcript } from "./transcript.js";
 
@@ -129,6 +172,36 @@ const MEASUREMENT_HASH: Readonly<Record<number, HashAlgo>> = {
   [MeasurementHashAlgo.SHA3_512]: "SHA3-512",
 };
 
+/** DSP0277 versions we speak, most preferred first; libspdm offers and selects the same. */
+const SECURED_VERSIONS = [SecuredMessageVersion.V1_2, SecuredMessageVersion.V1_1, SecuredMessageVersion.V1_0];
+/** PSK_EXCHANGE_RSP ResponderContext size: libspdm's LIBSPDM_PSK_CONTEXT_LENGTH. */
+const PSK_CONTEXT_SIZE = 64;
+/** Any session capability: needed for END_SESSION, and a base hash for the key schedule. */
+const SESSION_CAPS = ResponderCapability.KEY_EX_CAP | CapabilityField.PSK_CAP;
+
+/**
+ * Where a request may arrive: as plain SPDM (DOE type 1), or inside a session (DOE type 2) in the
+ * given state. Default: plain or in an established session.
+ */
+type Channel = "plain" | Exclude<SessionState, "ended">;
+const ANYWHERE: readonly Channel[] = ["plain", "established"];
+const PLAIN: readonly Channel[] = ["plain"];
+const IN_SESSION: readonly Channel[] = ["established"];
+const HANDSHAKE: readonly Channel[] = ["handshaking"];
+/** Chunks carry whatever the channel carries, FINISH and PSK_FINISH included; the inner request is admitted on its own. */
+const ANY_CHANNEL: readonly Channel[] = ["plain", "handshaking", "established"];
+
+/** One request on its way through the responder. */
+interface Exchange {
+  /** The session the request arrived in (DOE type 2), if any; its response is sealed in it. */
+  session?: SecureSession;
+  /**
+   * What must happen only once the response is sealed or sent: the switch to data keys after
+   * FINISH_RSP, the end of a session after END_SESSION_ACK or a bad verify data.
+   */
+  after: (() => void)[];
+}
+
 /** An ERROR to answer with; thrown by the checks and handlers, caught in respond(). */
 class SpdmError extends Error {
   constructor(
@@ -151,6 +224,9 @@ function check(ok: boolean, name: SpdmErrorName = "InvalidRequest"): asserts ok 
 const pick = (preferred: readonly number[], offered: number) =>
   preferred.find((b) => (offered & b) !== 0) ?? 0;
 const bits = (xs: readonly number[]) => xs.reduce((a, b) => a | b, 0);
+/** The algorithm of a suites.ts table whose bit is `bit`, if any. */
+const byBit = <T extends Record<string, { bit: number }>>(table: T, bit: number) =>
+  (Object.keys(table) as (keyof T & string)[]).find((k) => bit !== 0 && table[k]!.bit === bit);
 const slotMask = (slots: ReadonlyMap<number, unknown>) => bits([...slots.keys()].map((s) => 1 << s));
 const field = (flags: number, mask: number) => (flags & mask) / (mask & -mask);
 
@@ -195,6 +271,13 @@ interface Connection {
   measurementHash: number;
   /** The slots serving the negotiated asym algorithm, lowest first. */
   slots: Map<number, SlotInUse>;
+  /** Struct-table selections (none without a capability using them). */
+  dhe?: DheAlgo;
+  aead?: AeadAlgo;
+  /** OtherParamsSelection (1.2+): the opaque data format. */
+  otherParams: number;
+  /** What request decoding needs: H for verify data, D for ExchangeData. */
+  decode: DecodeContext;
 }
 
 /** A response waiting to be fetched by CHUNK_GET. */
@@ -223,10 +306,16 @@ interface Rule<N extends KnownMessageName = KnownMessageName> {
   since?: number;
   /** Capability bits of which we must advertise one, else UnsupportedRequest. */
   cap?: number;
+  /** Requester capability bits of which it must have advertised one (libspdm checks both sides). */
+  peerCap?: number;
+  /** Where the request is accepted (default ANYWHERE); FINISH's depends on HANDSHAKE_IN_THE_CLEAR. */
+  in?: readonly Channel[] | ((r: SpdmResponder) => readonly Channel[]);
+  /** The kind of session a session request belongs to (FINISH: KEY_EX, PSK_FINISH: PSK). */
+  kind?: SessionKind;
   /** Flow control (chunks, RESPOND_IF_READY): no transcript effect. */
   flow?: boolean;
   // Method syntax on purpose: each rule narrows the message type, the table holds them all.
-  handle(r: SpdmResponder, m: MessageOf<N>, request: Buffer): Buffer | Promise<Buffer>;
+  handle(r: SpdmResponder, m: MessageOf<N>, request: Buffer, x: Exchange): Buffer | Promise<Buffer>;
 }
 
 /** The rule table keyed by request code; each rule's handler is typed by its message. */
@@ -242,54 +331,117 @@ export class SpdmResponder {
     GET_VERSION: {
       states: [NotStarted, AfterVersion, AfterCapabilities, Negotiated],
       next: AfterVersion,
+      in: PLAIN,
       handle: (r, _m, request) => r.getVersion(request),
     },
     GET_CAPABILITIES: {
       states: [AfterVersion],
       next: AfterCapabilities,
+      in: PLAIN,
       handle: (r, m, q) => r.getCapabilities(m, q),
     },
     NEGOTIATE_ALGORITHMS: {
       states: [AfterCapabilities],
       next: Negotiated,
+      in: PLAIN,
       handle: (r, m, q) => r.negotiateAlgorithms(m, q),
     },
     GET_DIGESTS: {
       states: [Negotiated],
       cap: ResponderCapability.CERT_CAP,
-      handle: (r, m, q) => r.getDigests(m, q),
+      handle: (r, m, q, x) => r.getDigests(m, q, x),
     },
     GET_CERTIFICATE: {
       states: [Negotiated],
       cap: ResponderCapability.CERT_CAP,
-      handle: (r, m, q) => r.getCertificate(m, q),
+      handle: (r, m, q, x) => r.getCertificate(m, q, x),
     },
     CHALLENGE: {
       states: [Negotiated],
       cap: ResponderCapability.CHAL_CAP,
+      in: PLAIN,
       handle: (r, m, q) => r.challenge(m, q),
     },
     GET_MEASUREMENTS: {
       states: [Negotiated],
       cap: CapabilityField.MEAS_CAP,
-      handle: (r, m, q) => r.getMeasurements(m, q),
+      handle: (r, m, q, x) => r.getMeasurements(m, q, x),
     },
     CHUNK_SEND: {
       states: [AfterCapabilities, Negotiated],
       since: SpdmVersion.V1_2,
       cap: ResponderCapability.CHUNK_CAP,
+      in: ANY_CHANNEL,
       flow: true,
-      handle: (r, m, q) => r.chunkSend(m, q),
+      handle: (r, m, q, x) => r.chunkSend(m, q, x),
     },
     CHUNK_GET: {
       states: [AfterCapabilities, Negotiated],
       since: SpdmVersion.V1_2,
       cap: ResponderCapability.CHUNK_CAP,
+      in: ANY_CHANNEL,
       flow: true,
       handle: (r, m) => r.chunkGet(m),
     },
     // Without ResponseNotReady nothing is ever pending.
     RESPOND_IF_READY: { states: [], flow: true, handle: () => fail("UnexpectedRequest") },
+    KEY_EXCHANGE: {
+      states: [Negotiated],
+      since: SpdmVersion.V1_1,
+      cap: ResponderCapability.KEY_EX_CAP,
+      peerCap: RequesterCapability.KEY_EX_CAP,
+      in: PLAIN,
+      handle: (r, m, q) => r.keyExchange(m, q),
+    },
+    FINISH: {
+      states: [Negotiated],
+      since: SpdmVersion.V1_1,
+      cap: ResponderCapability.KEY_EX_CAP,
+      peerCap: RequesterCapability.KEY_EX_CAP,
+      in: (r) => (r.handshakeInTheClear ? PLAIN : HANDSHAKE),
+      kind: "KEY_EX",
+      handle: (r, m, q, x) => r.finish(m, q, x),
+    },
+    PSK_EXCHANGE: {
+      states: [Negotiated],
+      since: SpdmVersion.V1_1,
+      cap: CapabilityField.PSK_CAP,
+      peerCap: RequesterCapability.PSK_CAP,
+      in: PLAIN,
+      handle: (r, m, q, x) => r.pskExchange(m, q, x),
+    },
+    PSK_FINISH: {
+      states: [Negotiated],
+      since: SpdmVersion.V1_1,
+      cap: ResponderCapability.PSK_CAP_RESPONDER_WITH_CONTEXT,
+      peerCap: RequesterCapability.PSK_CAP,
+      in: HANDSHAKE,
+      kind: "PSK",
+      handle: (r, m, q, x) => r.pskFinish(m, q, x),
+    },
+    HEARTBEAT: {
+      states: [Negotiated],
+      since: SpdmVersion.V1_1,
+      cap: ResponderCapability.HBEAT_CAP,
+      peerCap: RequesterCapability.HBEAT_CAP,
+      in: IN_SESSION,
+      handle: (r, m, _q, x) => r.heartbeat(m.version, x),
+    },
+    KEY_UPDATE: {
+      states: [Negotiated],
+      since: SpdmVersion.V1_1,
+      cap: ResponderCapability.KEY_UPD_CAP,
+      peerCap: RequesterCapability.KEY_UPD_CAP,
+      in: IN_SESSION,
+      handle: (r, m, _q, x) => r.keyUpdate(m, x),
+    },
+    END_SESSION: {
+      states: [Negotiated],
+      since: SpdmVersion.V1_1,
+      cap: SESSION_CAPS,
+      in: IN_SESSION,
+      handle: (r, m, _q, x) => r.endSession(m, x),
+    },
   });
 
   private current: ResponderState = NotStarted;
@@ -300,6 +452,7 @@ export class SpdmResponder {
   private largeRequest: LargeRequest | undefined;
   private lastHandle = 0;
   private readonly structs: Readonly<Record<number, readonly number[]>>;
+  private readonly sessions: ResponderSessions;
 
   constructor(
     private readonly config: ResponderConfig,
@@ -312,55 +465,128 @@ export class SpdmResponder {
       [AlgType.REQ_BASE_ASYM_ALG]: config.reqAsym,
       [AlgType.KEY_SCHEDULE]: config.keySchedule,
     };
+    this.sessions = new ResponderSessions(config.sessionLimit, log);
   }
 
   get state(): ResponderState {
     return this.current;
   }
 
-  /** One SPDM request (DOE padding allowed) in, one SPDM response out. Never throws. */
+  /** Sessions open (handshaking or established). */
+  get sessionCount(): number {
+    return this.sessions.size;
+  }
+
+  /** Ends every session, e.g. when nobody is connected to the mailbox any more. */
+  endSessions(reason: string): void {
+    this.sessions.endAll(reason);
+  }
+
+  /** One SPDM request (DOE type 1 payload, padding allowed) in, one SPDM response out. Never throws. */
   async handle(request: Buffer): Promise<Buffer> {
-    const response = this.fit(await this.respond(request));
-    if (this.log.isLevelEnabled("debug")) {
-      this.log.debug(
-        {
-          version: versionName(request[0] ?? 0),
-          req: label(request),
-          rsp: label(response),
-          bytes: [request.length, response.length],
-        },
-        "SPDM exchange",
-      );
-    }
+    this.sessions.sweep();
+    const x: Exchange = { after: [] };
+    const response = this.fit(await this.respond(request, x));
+    for (const step of x.after) step();
+    this.logExchange(request, response);
     return response;
+  }
+
+  /**
+   * One DSP0277 record (DOE type 2 payload) in; the sealed response out, or undefined for no
+   * response object. Never throws, and never answers in plaintext:
+   *   - a record for no session we have: no response (libspdm drops it too: there are no keys to
+   *     answer with, and a secured request never gets a plaintext answer);
+   *   - a record that does not authenticate or decode, or whose sequence number is not the next
+   *     (over DOE it is implicit, so the tag fails): the session is terminated (DSP0277) and, as
+   *     libspdm does by default, ERROR DecryptError goes back sealed under the session's response
+   *     key as it was before the record.
+   */
+  async handleSecured(payload: Buffer): Promise<Buffer | undefined> {
+    this.sessions.sweep();
+    const sessionId = payload.length >= 4 ? payload.readUInt32LE(0) : undefined;
+    const session = sessionId === undefined ? undefined : this.sessions.get(sessionId);
+    if (!session) {
+      this.log.warn(
+        { sessionId: sessionId === undefined ? null : hex32(sessionId), bytes: payload.length },
+        "secured record for no open session; no response",
+      );
+      return undefined;
+    }
+    // A record that fails ends the session and wipes its keys, yet the DecryptError goes out under
+    // the response key it had: keep a copy (SecureSession answers for itself only on success).
+    const replyKeys = session.trafficState("response");
+    let request: Buffer;
+    try {
+      request = session.open(payload);
+    } catch (e) {
+      this.sessions.end(session, (e as Error).message);
+      this.log.warn(
+        { sessionId: hex32(session.sessionId), kind: (e as SessionError).kind, err: (e as Error).message },
+        "secured record rejected; session terminated",
+      );
+      if (!(e instanceof SessionError) || !replyKeys) return undefined;
+      const error = this.errorMessage(new SpdmError(SpdmErrorCode.DecryptError), this.peer?.version ?? 0x11);
+      return encryptRecord({ aead: session.aead, ...replyKeys }, session.sessionId, replyKeys.seq, error);
+    }
+    const x: Exchange = { session, after: [] };
+    const response = this.fit(await this.respond(request, x));
+    this.logExchange(request, response, session);
+    try {
+      const sealed = session.seal(response);
+      for (const step of x.after) step();
+      return sealed;
+    } catch (e) {
+      this.sessions.end(session, (e as Error).message);
+      this.log.warn(
+        { sessionId: hex32(session.sessionId), err: (e as Error).message },
+        "cannot seal the response; session terminated",
+      );
+      return undefined;
+    }
+  }
+
+  private logExchange(request: Buffer, response: Buffer, session?: SecureSession): void {
+    if (!this.log.isLevelEnabled("debug")) return;
+    this.log.debug(
+      {
+        version: versionName(request[0] ?? 0),
+        req: label(request),
+        rsp: label(response),
+        bytes: [request.length, response.length],
+        ...(session && { sessionId: hex32(session.sessionId) }),
+      },
+      session ? "SPDM exchange in session" : "SPDM exchange",
+    );
   }
 
   // ---- dispatch -------------------------------------------------------------------------------
 
-  private async respond(request: Buffer): Promise<Buffer> {
+  private async respond(request: Buffer, x: Exchange): Promise<Buffer> {
     const version = request[0] ?? 0;
     const code = request[1] ?? 0;
     try {
       check(request.length >= 4);
-      const rule = this.admit(code, version);
-      const { message, byteLength } = decodeSpdmWithLength(request);
+      const rule = this.admit(code, version, x);
+      const { message, byteLength } = decodeSpdmWithLength(request, this.connection?.decode);
       // Reset rules apply to any well-formed request, whatever its answer: libspdm's requester
-      // applies them when it sends.
-      if (!rule.flow) this.transcript.onRequest(code);
+      // applies them when it sends. Inside a session the session's M log is the one reset.
+      if (!rule.flow) this.transcript.onRequest(code, x.session?.measurementLog);
       const response = await rule.handle(
         this,
         message as MessageOf<KnownMessageName>,
         request.subarray(0, byteLength),
+        x,
       );
       if (rule.next) this.current = rule.next;
       return response;
     } catch (e) {
-      return this.errorFor(e, code, version);
+      return this.errorFor(e, code, version, x);
     }
   }
 
   /** The rule for a request, or the ERROR that refuses it (see the file comment for the order). */
-  private admit(code: number, version: number): Rule {
+  private admit(code: number, version: number, x: Exchange): Rule {
     // A chunked transfer admits only its own messages and GET_VERSION, and outlives the refusal.
     const transfer = this.largeResponse
       ? SpdmRequestCode.CHUNK_GET
@@ -373,12 +599,22 @@ export class SpdmResponder {
     if (
       !rule ||
       (rule.since !== undefined && negotiated !== undefined && negotiated < rule.since) ||
-      (rule.cap !== undefined && (this.advertised & rule.cap) === 0)
+      (rule.cap !== undefined && (this.advertised & rule.cap) === 0) ||
+      (rule.peerCap !== undefined && this.peer !== undefined && (this.peer.flags & rule.peerCap) === 0)
     ) {
       fail("UnsupportedRequest", code);
     }
     if (!this.versionAccepted(code, version)) fail("VersionMismatch");
     if (!rule.states.includes(this.current)) fail("UnexpectedRequest");
+    const channels = typeof rule.in === "function" ? rule.in(this) : (rule.in ?? ANYWHERE);
+    const channel: Channel = x.session ? (x.session.state as Channel) : "plain";
+    if (!channels.includes(channel) || (rule.kind && x.session && x.session.kind !== rule.kind)) {
+      this.log.info(
+        { req: spdmCodeLabel(code), sessionId: x.session ? hex32(x.session.sessionId) : null, channel },
+        channel === "plain" ? "session request outside a session" : "request does not belong in this session",
+      );
+      fail(channel === "plain" && version >= SpdmVersion.V1_2 ? "SessionRequired" : "UnexpectedRequest");
+    }
     return rule;
   }
 
@@ -389,7 +625,7 @@ export class SpdmResponder {
     return true; // nothing negotiated yet: the state check answers
   }
 
-  private errorFor(e: unknown, code: number, version: number): Buffer {
+  private errorFor(e: unknown, code: number, version: number, x: Exchange): Buffer {
     let error: SpdmError;
     if (e instanceof SpdmError) error = e;
     else if (e instanceof DecodeError) {
@@ -400,7 +636,8 @@ export class SpdmResponder {
       error = new SpdmError(SpdmErrorCode.Unspecified);
     }
     // libspdm's requester drops its measurement log on such an ERROR; ours must match it.
-    if (code === SpdmRequestCode.GET_MEASUREMENTS) this.transcript.resetMeasurements();
+    if (code === SpdmRequestCode.GET_MEASUREMENTS)
+      this.transcript.resetMeasurements(x.session?.measurementLog);
     // ERROR carries the negotiated version; before that 1.0, except that libspdm adopts the
     // version of a GET_CAPABILITIES in its turn before checking the rest of it.
     const acceptable =
@@ -476,7 +713,8 @@ export class SpdmResponder {
   // ---- connection setup ---------------------------------------------------------------------
 
   private getVersion(request: Buffer): Buffer {
-    // onRequest() has reset the transcripts; the rest of the connection goes too.
+    // onRequest() has reset the transcripts; the rest of the connection goes too, sessions included.
+    this.sessions.endAll("GET_VERSION");
     this.peer = undefined;
     this.connection = undefined;
     this.largeResponse = undefined;
@@ -577,8 +815,10 @@ export class SpdmResponder {
         : 0;
     const hashAlg = this.config.hash.find((h) => (m.baseHashAlgo & HASH[h].bit) !== 0);
     const asym = this.config.asym.find((a) => (m.baseAsymAlgo & ASYM[a].bit) !== 0 && this.slots.canServe(a));
-    // As libspdm: when a key is to be used, no common hash or asym algorithm is an invalid request.
+    // As libspdm: when a key is to be used, no common hash or asym algorithm is an invalid request;
+    // sessions need a hash for their key schedule even without a key (PSK).
     if ((peer.ours & KEY_CAPS) !== 0) check(hashAlg !== undefined && asym !== undefined);
+    if ((peer.ours & SESSION_CAPS) !== 0) check(hashAlg !== undefined);
     const measurementHash = measurementSpec ? this.measurementHashFor(hashAlg) : 0;
     // 1.3: the bit tells the requester to use its multi-key connection, which it can only refuse
     // when it supports nothing else (MULTI_KEY_CAP "only"), as libspdm answers.
@@ -589,6 +829,23 @@ export class SpdmResponder {
       version >= SpdmVersion.V1_2
         ? pick(OPAQUE_FORMATS, m.otherParamsSupport) | (requesterMultiKey ? OtherParams.MULTI_KEY_CONN : 0)
         : 0;
+    // One answer per table asked about, in its order: our preferred of what it offers, or 0.
+    const algStructs = tables.map((t) => ({
+      algType: t.algType,
+      algSupported: pick(this.structPreferences(t.algType, peer.ours), t.algSupported),
+      extAlgs: [],
+    }));
+    const selected = (type: number) => algStructs.find((t) => t.algType === type)?.algSupported ?? 0;
+    const dhe = byBit(DHE, selected(AlgType.DHE));
+    const aead = byBit(AEAD, selected(AlgType.AEAD));
+    // libspdm's checks: what both sides' capabilities will use must have been agreed on.
+    const both = (req: number, rsp: number) => (peer.flags & req) !== 0 && (peer.ours & rsp) !== 0;
+    const R = RequesterCapability;
+    const S = ResponderCapability;
+    if (both(R.KEY_EX_CAP, S.KEY_EX_CAP)) check(dhe !== undefined);
+    if (both(R.ENCRYPT_CAP, S.ENCRYPT_CAP) || both(R.MAC_CAP, S.MAC_CAP)) check(aead !== undefined);
+    if (both(R.KEY_EX_CAP, S.KEY_EX_CAP) || both(R.PSK_CAP, CapabilityField.PSK_CAP))
+      check(selected(AlgType.KEY_SCHEDULE) === KeyScheduleAlgo.SPDM);
     const slots = hashAlg && asym ? await this.provision(hashAlg, asym) : new Map<number, SlotInUse>();
     const response = encodeSpdm({
       code: "ALGORITHMS",
@@ -601,14 +858,23 @@ export class SpdmResponder {
       melSpecificationSel: 0,
       extAsymSel: [],
       extHashSel: [],
-      // One answer per table asked about, in its order: our preferred of what it offers, or 0.
-      algStructs: tables.map((t) => ({
-        algType: t.algType,
-        algSupported: pick(this.structPreferences(t.algType, peer.ours), t.algSupported),
-        extAlgs: [],
-      })),
+      algStructs,
     });
-    this.connection = { version, hash: hashAlg, asym, measurementSpec, measurementHash, slots };
+    this.connection = {
+      version,
+      hash: hashAlg,
+      asym,
+      measurementSpec,
+      measurementHash,
+      slots,
+      dhe,
+      aead,
+      otherParams,
+      decode: {
+        hashSize: hashAlg && HASH[hashAlg].size,
+        dheExchangeSize: dhe && DHE[dhe].exchangeSize,
+      },
+    };
     this.transcript.addVca(request, response);
     return response;
   }
@@ -636,7 +902,7 @@ export class SpdmResponder {
 
   // ---- certificates and authentication ------------------------------------------------------
 
-  private getDigests(m: GetDigests, request: Buffer): Buffer {
+  private getDigests(m: GetDigests, request: Buffer, x: Exchange): Buffer {
     const { slots } = this.conn;
     check(slots.size > 0, "Unspecified");
     const response = encodeSpdm({
@@ -646,11 +912,12 @@ export class SpdmResponder {
       provisionedSlotMask: slotMask(slots),
       digests: [...slots.values()].map((s) => s.digest),
     });
-    this.transcript.addCertificateExchange(request, response);
+    // libspdm keeps in-session certificate traffic out of B: no CHALLENGE signs over it.
+    if (!x.session) this.transcript.addCertificateExchange(request, response);
     return response;
   }
 
-  private getCertificate(m: GetCertificate, request: Buffer): Buffer {
+  private getCertificate(m: GetCertificate, request: Buffer, x: Exchange): Buffer {
     const slotId = m.slotId & 0xf;
     const slot = this.conn.slots.get(slotId);
     check(slot !== undefined);
@@ -669,7 +936,7 @@ export class SpdmResponder {
       remainderLength: sizeOnly ? chain.length : chain.length - offset - length,
       certChain: chain.subarray(offset, offset + length),
     });
-    this.transcript.addCertificateExchange(request, response);
+    if (!x.session) this.transcript.addCertificateExchange(request, response);
     return response;
   }
 
@@ -730,7 +997,7 @@ export class SpdmResponder {
     return hash(h, encodeMeasurementRecord(blocks));
   }
 
-  private getMeasurements(m: GetMeasurements, request: Buffer): Buffer {
+  private getMeasurements(m: GetMeasurements, request: Buffer, x: Exchange): Buffer {
     const { version, operation } = m;
     check(this.conn.measurementSpec !== 0, "UnexpectedRequest");
     const signed = (m.attributes & MeasurementAttribute.SIGNATURE_REQUESTED) !== 0;
@@ -762,8 +1029,244 @@ export class SpdmResponder {
       requesterContext: m.requesterContext,
       signature: EMPTY,
     });
-    const l1 = this.transcript.measurements(version, request, unsigned, signed);
+    // Inside a session the M log is the session's (libspdm), so L1 = A ‖ that session's M.
+    const l1 = this.transcript.measurements(version, request, unsigned, signed, x.session?.measurementLog);
     return l1 ? Buffer.concat([unsigned, this.sign("MEASUREMENTS", slotId, l1)]) : unsigned;
+  }
+
+  // ---- secure sessions (1.1+) ---------------------------------------------------------------
+
+  /** HANDSHAKE_IN_THE_CLEAR set on both sides: FINISH and FINISH_RSP travel as plain SPDM. */
+  private get handshakeInTheClear(): boolean {
+    return this.both(
+      RequesterCapability.HANDSHAKE_IN_THE_CLEAR_CAP,
+      ResponderCapability.HANDSHAKE_IN_THE_CLEAR_CAP,
+    );
+  }
+
+  /** The requester set one of `req` in GET_CAPABILITIES and we sent one of `rsp` in CAPABILITIES. */
+  private both(req: number, rsp: number): boolean {
+    const p = this.peer;
+    return !!p && (p.flags & req) !== 0 && (p.ours & rsp) !== 0;
+  }
+
+  /** The session a session request arrived in (admit() has made sure there is one). */
+  private inSession(x: Exchange): SecureSession {
+    if (!x.session) throw new Error("a session request outside a session got past admit()");
+    return x.session;
+  }
+
+  /**
+   * What KEY_EXCHANGE and PSK_EXCHANGE share, checked in libspdm's order before a session exists:
+   * the capabilities and algorithms, the policy, the DSP0277 version the requester's opaque data
+   * offers (our selection goes back in ours), and a free RspSessionID.
+   */
+  private sessionStart(version: number, policy: number, requestOpaque: Buffer) {
+    const c = this.conn;
+    const R = RequesterCapability;
+    const S = ResponderCapability;
+    // Records are encrypted and MACed; libspdm insists on MAC, and MAC-only records are not implemented.
+    check(this.both(R.ENCRYPT_CAP, S.ENCRYPT_CAP) && this.both(R.MAC_CAP, S.MAC_CAP));
+    // 1.2+: only opaque data format 1 carries the version elements.
+    check(
+      version < SpdmVersion.V1_2 || (c.otherParams & OPAQUE_DATA_FMT_MASK) === OtherParams.OPAQUE_DATA_FMT_1,
+    );
+    // EVENT_ALL asks for events we cannot send (no EVENT_CAP).
+    check(version < SpdmVersion.V1_3 || (policy & SessionPolicy.EVENT_ALL) === 0);
+    const { hash: h, aead } = c;
+    check(h !== undefined && aead !== undefined);
+    // No opaque data from the requester: none back, and no version selected (libspdm does the same).
+    let securedMessageVersion: number | undefined;
+    if (requestOpaque.length > 0) {
+      const { supported } = decodeSecuredMessageOpaque(version, requestOpaque);
+      securedMessageVersion = SECURED_VERSIONS.find((v) => supported?.includes(v));
+      check(securedMessageVersion !== undefined);
+    }
+    const rspSessionId = this.sessions.allocate();
+    if (rspSessionId === undefined) fail("SessionLimitExceeded");
+    return {
+      suite: { version, hash: h, aead },
+      rspSessionId,
+      securedMessageVersion,
+      opaqueData:
+        securedMessageVersion === undefined ? EMPTY : encodeVersionSelection(version, securedMessageVersion),
+      heartbeatPeriod: this.both(R.HBEAT_CAP, S.HBEAT_CAP) ? this.config.heartbeatPeriod : 0,
+    };
+  }
+
+  private keyExchange(m: KeyExchange, request: Buffer): Buffer {
+    const c = this.conn;
+    // Slot 0xFF (a provisioned public key) is not supported: InvalidRequest, as for an empty slot.
+    const slot = c.slots.get(m.slotId);
+    check(slot !== undefined && c.dhe !== undefined);
+    const summary = this.measurementSummary(m.measurementSummaryHashType);
+    const start = this.sessionStart(m.version, m.sessionPolicy, m.opaqueData);
+    const dhe = dheKeyPair(c.dhe);
+    const dheSecret = dhe.sharedSecret(m.exchangeData); // not a point on the curve: DecodeError → InvalidRequest
+    const session = new SecureSession({
+      role: "responder",
+      kind: "KEY_EX",
+      suite: start.suite,
+      reqSessionId: m.reqSessionId,
+      rspSessionId: start.rspSessionId,
+      transcriptPrefix: sessionTranscriptPrefix(start.suite, {
+        vca: this.transcript.vca,
+        certChain: slot.chain,
+      }),
+      handshakeInTheClear: this.handshakeInTheClear,
+      heartbeatPeriod: start.heartbeatPeriod,
+      securedMessageVersion: start.securedMessageVersion,
+    });
+    const unsigned = encodeSpdm({
+      code: "KEY_EXCHANGE_RSP",
+      version: m.version,
+      heartbeatPeriod: start.heartbeatPeriod,
+      rspSessionId: start.rspSessionId,
+      mutAuthRequested: 0,
+      reqSlotIdParam: 0,
+      randomData: randomBytes(RANDOM_DATA_SIZE),
+      exchangeData: dhe.exchangeData,
+      measurementSummaryHash: summary,
+      opaqueData: start.opaqueData,
+      signature: EMPTY,
+      responderVerifyData: EMPTY,
+    });
+    // TH: A ‖ Hash(CT) ‖ KEY_EXCHANGE ‖ KEY_EXCHANGE_RSP up to the signature, which signs exactly that.
+    session.addTranscript(request, unsigned);
+    const signature = this.sign("KEY_EXCHANGE_RSP", m.slotId, session.transcript);
+    session.addTranscript(signature);
+    session.deriveHandshakeKeys({ dheSecret });
+    dheSecret.fill(0);
+    const verify = session.handshakeInTheClear ? EMPTY : session.verifyData("response");
+    session.addTranscript(verify);
+    this.sessions.add(session);
+    return Buffer.concat([unsigned, signature, verify]);
+  }
+
+  private finish(m: Finish, request: Buffer, x: Exchange): Buffer {
+    // In the clear FINISH names no session: it completes the last KEY_EXCHANGE (libspdm's latest_session_id).
+    const session = x.session ?? this.sessions.awaitingFinish;
+    check(session !== undefined, "UnexpectedRequest");
+    // We never request mutual authentication, so no signature may come (libspdm: InvalidRequest).
+    check((m.attributes & FINISH_SIGNATURE_INCLUDED) === 0);
+    this.acceptRequesterVerifyData(session, request, m.requesterVerifyData, x);
+    const header = encodeSpdm({ code: "FINISH_RSP", version: m.version, responderVerifyData: EMPTY });
+    session.addTranscript(header);
+    // In the clear the handshake keys protected nothing, so FINISH_RSP proves the key itself.
+    const verify = session.handshakeInTheClear ? session.verifyData("response") : EMPTY;
+    session.addTranscript(verify);
+    x.after.push(() => this.establish(session));
+    return Buffer.concat([header, verify]);
+  }
+
+  private pskExchange(m: PskExchange, request: Buffer, x: Exchange): Buffer {
+    const { psk, pskHint } = this.config;
+    // An empty hint means the one PSK we hold (as libspdm's sample); any other hint names a key we lack.
+    if (m.pskHint.length > 0 && !m.pskHint.equals(pskHint)) {
+      this.log.info({ hint: m.pskHint.toString("hex") }, "PSK_EXCHANGE names an unknown PSK hint");
+      fail("InvalidRequest");
+    }
+    const summary = this.measurementSummary(m.measurementSummaryHashType);
+    const start = this.sessionStart(m.version, m.sessionPolicy, m.opaqueData);
+    // PSK_CAP 10b: a ResponderContext, and PSK_FINISH to confirm it; 01b: neither.
+    const withContext = (this.advertised & ResponderCapability.PSK_CAP_RESPONDER_WITH_CONTEXT) !== 0;
+    const session = new SecureSession({
+      role: "responder",
+      kind: "PSK",
+      suite: start.suite,
+      reqSessionId: m.reqSessionId,
+      rspSessionId: start.rspSessionId,
+      transcriptPrefix: sessionTranscriptPrefix(start.suite, { vca: this.transcript.vca }),
+      heartbeatPeriod: start.heartbeatPeriod,
+      securedMessageVersion: start.securedMessageVersion,
+    });
+    const unverified = encodeSpdm({
+      code: "PSK_EXCHANGE_RSP",
+      version: m.version,
+      heartbeatPeriod: start.heartbeatPeriod,
+      rspSessionId: start.rspSessionId,
+      measurementSummaryHash: summary,
+      responderContext: withContext ? randomBytes(PSK_CONTEXT_SIZE) : EMPTY,
+      opaqueData: start.opaqueData,
+      responderVerifyData: EMPTY,
+    });
+    session.addTranscript(request, unverified);
+    session.deriveHandshakeKeys({ psk });
+    const verify = session.verifyData("response");
+    session.addTranscript(verify);
+    this.sessions.add(session);
+    // Without PSK_FINISH the data keys follow right away, from TH2 = A ‖ PSK_EXCHANGE ‖ PSK_EXCHANGE_RSP.
+    if (!withContext) x.after.push(() => this.establish(session));
+    return Buffer.concat([unverified, verify]);
+  }
+
+  private pskFinish(m: PskFinish, request: Buffer, x: Exchange): Buffer {
+    const session = this.inSession(x);
+    this.acceptRequesterVerifyData(session, request, m.requesterVerifyData, x);
+    const response = encodeSpdm({ code: "PSK_FINISH_RSP", version: m.version });
+    session.addTranscript(response);
+    x.after.push(() => this.establish(session));
+    return response;
+  }
+
+  /**
+   * FINISH / PSK_FINISH: the message up to RequesterVerifyData into TH, then the verify data checked
+   * and added. A wrong one is ERROR DecryptError (libspdm); the handshake cannot go on after it, so
+   * the session ends once that ERROR is out.
+   */
+  private acceptRequesterVerifyData(
+    session: SecureSession,
+    request: Buffer,
+    verifyData: Buffer,
+    x: Exchange,
+  ): void {
+    session.addTranscript(request.subarray(0, request.length - verifyData.length));
+    if (!session.verifyDataMatches("request", verifyData)) {
+      this.log.warn({ sessionId: hex32(session.sessionId) }, "RequesterVerifyData does not match");
+      x.after.push(() => this.sessions.end(session, "RequesterVerifyData does not match"));
+      fail("DecryptError");
+    }
+    session.addTranscript(verifyData);
+  }
+
+  /** TH2 reached and the response that completes it sent: data keys from here on. */
+  private establish(session: SecureSession): void {
+    session.establish();
+    this.log.info(
+      {
+        sessionId: hex32(session.sessionId),
+        kind: session.kind,
+        heartbeatPeriod: session.heartbeatPeriod,
+        securedMessageVersion: session.securedMessageVersion && versionName(session.securedMessageVersion),
+      },
+      "session established",
+    );
+  }
+
+  private heartbeat(version: number, x: Exchange): Buffer {
+    // libspdm: a session without a heartbeat period does not expect HEARTBEAT.
+    check(this.inSession(x).heartbeatPeriod !== 0, "UnexpectedRequest");
+    return encodeSpdm({ code: "HEARTBEAT_ACK", version });
+  }
+
+  private keyUpdate(m: KeyUpdate, x: Exchange): Buffer {
+    // Applied before the ACK is sealed: UpdateAllKeys's ACK already goes under the new response key,
+    // UpdateKey's under the old one; VerifyNewKey drops the backups (session.ts KEY_UPDATE_RULES).
+    try {
+      this.inSession(x).keyUpdate(m.operation);
+    } catch (e) {
+      // An unknown operation, Update* before the last one was verified, VerifyNewKey with nothing to verify.
+      if (e instanceof SessionError && e.kind === "key-update") fail("InvalidRequest");
+      throw e;
+    }
+    return encodeSpdm({ code: "KEY_UPDATE_ACK", version: m.version, operation: m.operation, tag: m.tag });
+  }
+
+  private endSession(m: EndSession, x: Exchange): Buffer {
+    // Param1 bit 0 asks to forget the negotiated state we would cache: we cache none (no CACHE_CAP).
+    const session = this.inSession(x);
+    x.after.push(() => this.sessions.end(session, "END_SESSION"));
+    return encodeSpdm({ code: "END_SESSION_ACK", version: m.version });
   }
 
   // ---- chunking (1.2+) ----------------------------------------------------------------------
@@ -792,7 +1295,7 @@ export class SpdmResponder {
     return response;
   }
 
-  private async chunkSend(m: ChunkSend, request: Buffer): Promise<Buffer> {
+  private async chunkSend(m: ChunkSend, request: Buffer, x: Exchange): Promise<Buffer> {
     check(this.chunking, "UnexpectedRequest");
     const ack = (attributes: number, response?: Buffer) =>
       encodeSpdm({
@@ -817,7 +1320,7 @@ export class SpdmResponder {
     const inner = SpdmResponder.RULES.get(whole[1] ?? 0);
     const response = inner?.flow
       ? this.errorMessage(new SpdmError(SpdmErrorCode.InvalidRequest), m.version)
-      : await this.respond(whole);
+      : await this.respond(whole, x);
     return ack(0, response);
   }
 

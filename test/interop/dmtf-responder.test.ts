@@ -3,86 +3,36 @@
  * Each test starts its own responder on a free port (it exits when its requester disconnects) and
  * ends it with SHUTDOWN; whatever is still running afterwards is killed.
  */
-import { type ChildProcess, spawn } from "node:child_process";
 import { readFileSync } from "node:fs";
-import net from "node:net";
 import { join } from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
 import { BaseAsymAlgo, BaseHashAlgo } from "../../protocol/spdm/codes.js";
+import {
+  exited,
+  SPDM_EMU_BIN,
+  startResponder as startAt,
+  stopResponders,
+} from "../../src/fixture/spdm-emu-responder.js";
 import { DoeClient } from "../../src/host/doe-client.js";
 import { SpdmRequester, SpdmRequesterError, type SpdmTransport } from "../../src/spdm/requester.js";
 import { CMA, cmaTransport, runRequester } from "../../src/spdm/requester-transport.js";
 
-const BIN = process.env["SPDM_EMU_BIN"];
+const BIN = SPDM_EMU_BIN;
 const root = (dir: string) => readFileSync(join(BIN ?? "", dir, "ca.cert.der"));
+const startResponder = async () => (await startAt()).port;
 
-/** A port nobody listens on: bind port 0, read it, close. */
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = net.createServer().once("error", reject);
-    s.listen(0, "127.0.0.1", () => {
-      const { port } = s.address() as net.AddressInfo;
-      s.close(() => resolve(port));
-    });
-  });
-}
-
-/** Whether something holds 127.0.0.1:port (a probe connection would make the responder exit). */
-function portTaken(port: number): Promise<boolean> {
-  return new Promise((resolve) => {
-    const s = net.createServer().once("error", () => resolve(true));
-    s.listen(port, "127.0.0.1", () => s.close(() => resolve(false)));
-  });
-}
-
-const running: ChildProcess[] = [];
-
-async function startResponder(): Promise<number> {
-  const port = await freePort();
-  const child = spawn(
-    "./spdm_responder_emu",
-    [
-      "--trans",
-      "PCI_DOE",
-      "--ip",
-      "127.0.0.1",
-      "--port",
-      String(port),
-      "--mut_auth",
-      "NO",
-      "--basic_mut_auth",
-      "NO",
-    ],
-    { cwd: BIN, stdio: "ignore" },
-  );
-  running.push(child);
-  for (let i = 0; i < 100 && !(await portTaken(port)); i++) await new Promise((r) => setTimeout(r, 20));
-  // bind() comes just before listen(); give it a moment so the connect is not refused.
-  await new Promise((r) => setTimeout(r, 20));
-  return port;
-}
-
-const exited = (child: ChildProcess) =>
-  child.exitCode !== null ? Promise.resolve(child.exitCode) : new Promise((r) => child.once("exit", r));
-
-afterEach(async () => {
-  for (const child of running.splice(0)) {
-    const timer = setTimeout(() => child.kill(), 2000);
-    await exited(child);
-    clearTimeout(timer);
-  }
-});
+afterEach(stopResponders);
 
 describe.skipIf(!BIN)("our requester against DMTF spdm_responder_emu", () => {
   it("authenticates with the defaults (SPDM 1.3, ECDSA P-384, SHA-384) against the ecp384 root", async () => {
-    const port = await startResponder();
+    const { port, child } = await startAt();
     const s = await runRequester({ host: "127.0.0.1", port }, { trustRoot: root("ecp384") });
     expect(s.version).toBe("1.3");
     expect(s.algorithms).toMatchObject({ BaseAsym: "ECDSA_P384", BaseHash: "SHA_384" });
     expect(s.certificateChain.trustAnchor).toContain("ECP384 CA");
     expect(s.challenge.summaryHashChecked).toBe(true);
     expect(s.measurements).toMatchObject({ mode: "ONE_BY_ONE", signed: true });
-    expect(await exited(running[0]!)).toBe(0); // SHUTDOWN
+    expect(await exited(child)).toBe(0); // SHUTDOWN
   });
 
   it("authenticates at SPDM 1.2 with P-256 / SHA-256 against the ecp256 root", async () => {
@@ -124,7 +74,7 @@ describe.skipIf(!BIN)("our requester against DMTF spdm_responder_emu", () => {
   });
 
   it("rejects the chain against another root, and still shuts the responder down", async () => {
-    const port = await startResponder();
+    const { port, child } = await startAt();
     const e = await runRequester({ host: "127.0.0.1", port }, { trustRoot: root("ecp256") }).catch(
       (x: unknown) => x,
     );
@@ -133,7 +83,7 @@ describe.skipIf(!BIN)("our requester against DMTF spdm_responder_emu", () => {
     expect((e as Error).message).toMatch(
       /^slot 0 certificate chain: .*self-signed root other than the trust root/,
     );
-    expect(await exited(running[0]!)).toBe(0);
+    expect(await exited(child)).toBe(0);
   });
 
   it("keeps the responder for the next requester with CONTINUE", async () => {

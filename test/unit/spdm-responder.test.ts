@@ -280,7 +280,10 @@ describe("SPDM responder: connection setup", () => {
       expect((caps.flags & ResponderCapability.CHUNK_CAP) !== 0).toBe(v >= V12);
       expect(caps.dataTransferSize).toBe(v >= V12 ? 4096 : undefined);
       expect(caps.maxSpdmMsgSize).toBe(v >= V12 ? 65536 : undefined);
-      expect(caps.flags & (ResponderCapability.KEY_EX_CAP | ResponderCapability.ENCRYPT_CAP)).toBe(0);
+      // Session capabilities exist from 1.1; never MUT_AUTH (not implemented).
+      const sessionCaps = ResponderCapability.KEY_EX_CAP | ResponderCapability.ENCRYPT_CAP;
+      expect(caps.flags & sessionCaps).toBe(v >= V11 ? sessionCaps : 0);
+      expect(caps.flags & ResponderCapability.MUT_AUTH_CAP).toBe(0);
       const a = p.algorithms;
       expect(a).toMatchObject({
         version: v,
@@ -290,10 +293,16 @@ describe("SPDM responder: connection setup", () => {
         measurementHashAlgo: MeasurementHashAlgo.SHA_384,
         otherParamsSelection: v >= V12 ? 0x2 : 0,
       });
-      // One answer per table asked about; none selected while no session or mutual-auth
-      // capability is advertised to use them.
+      // One answer per table asked about; ReqBaseAsymAlg stays unselected without MUT_AUTH_CAP.
       expect(a.algStructs.map((t) => [t.algType, t.algSupported])).toEqual(
-        v >= V11 ? [2, 3, 4, 5].map((type) => [type, 0]) : [],
+        v >= V11
+          ? [
+              [AlgType.DHE, DheNamedGroup.SECP_384_R1],
+              [AlgType.AEAD, 0x2],
+              [AlgType.REQ_BASE_ASYM_ALG, 0],
+              [AlgType.KEY_SCHEDULE, 0x1],
+            ]
+          : [],
       );
     },
   );
@@ -344,7 +353,12 @@ describe("SPDM responder: connection setup", () => {
       measurementSpecification: 1,
       baseHashAlgo: BaseHashAlgo.SHA_256 | BaseHashAlgo.SHA_384 | BaseHashAlgo.SHA_512,
     });
-    expect(caps.supportedAlgorithms!.algStructs).toEqual([]); // no capability uses them yet
+    // DHE, AEAD and KeySchedule for the sessions; no ReqBaseAsymAlg without MUT_AUTH_CAP.
+    expect(caps.supportedAlgorithms!.algStructs.map((t) => t.algType)).toEqual([
+      AlgType.DHE,
+      AlgType.AEAD,
+      AlgType.KEY_SCHEDULE,
+    ]);
   });
 
   it("GET_VERSION restarts the connection from any state", async () => {
@@ -934,7 +948,11 @@ describe("device description: the spdm section", () => {
   });
 
   it.each([
-    [{ spdm: { capabilities: ["KEY_EX"] } }, "spdm.capabilities[0]"],
+    [{ spdm: { capabilities: ["MUT_AUTH"] } }, "spdm.capabilities[0]"],
+    [
+      { spdm: { capabilities: ["CERT", "KEY_EX"] } },
+      "spdm.capabilities: KEY_EX and PSK need ENCRYPT and MAC",
+    ],
     [{ spdm: { capabilities: ["CERT"] } }, "spdm.capabilities: CERT needs CHAL or MEAS_SIG"],
     [{ spdm: { capabilities: ["CHAL", "MEAS_SIG"] } }, "spdm.capabilities: CHAL and MEAS_SIG need CERT"],
     [{ spdm: { hash: ["MD5"] } }, "spdm.hash[0]"],
