@@ -216,7 +216,7 @@ const authFlows = () =>
 
 /** On one authenticated connection: `body` gets the requester for SECONDS of work. */
 function onConnection(p: Peer, body: (r: SpdmRequester) => Promise<number>): Promise<number> {
-  return withRequester(p.endpoint, { exeMode: "CONTINUE", connectionSteps: [] }, true, async (r) => {
+  return withRequester(p.endpoint, { exeMode: "CONTINUE", connectionSteps: ["DIGEST", "CERT"] }, true, async (r) => {
     await r.authenticate();
     return body(r);
   });
@@ -244,7 +244,7 @@ async function securedVsPlain(): Promise<string[]> {
     for (const p of list) {
       const [secured, plain] = await withRequester<number[]>(
         p.endpoint,
-        { exeMode: "CONTINUE", connectionSteps: [] },
+        { exeMode: "CONTINUE", connectionSteps: ["DIGEST", "CERT"] },
         true,
         async (r) => {
           await r.authenticate();
