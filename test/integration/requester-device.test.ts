@@ -1,0 +1,90 @@
+/**
+ * Our requester against our device process over real TCP: authentication for every base hash ×
+ * base asym at each SPDM version, and KEY_EX and PSK sessions for every DHE × AEAD × hash.
+ */
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import {
+  AeadCipherSuite,
+  BaseAsymAlgo,
+  BaseHashAlgo,
+  DheNamedGroup,
+  MeasurementHashAlgo,
+} from "../../protocol/spdm/codes.js";
+import { type SpawnedDevice, spawnDevice } from "../../src/fixture/spawn-device.js";
+import type { Endpoint } from "../../src/net/framed.js";
+import { runRequester, runSessionRequester } from "../../src/spdm/requester-transport.js";
+
+const HASHES = ["SHA_256", "SHA_384", "SHA_512"] as const;
+const ASYMS = [
+  "ECDSA_P256",
+  "ECDSA_P384",
+  "ECDSA_P521",
+  "RSASSA_2048",
+  "RSASSA_3072",
+  "RSASSA_4096",
+  "RSAPSS_2048",
+  "RSAPSS_3072",
+  "RSAPSS_4096",
+] as const;
+const VERSIONS = [0x10, 0x11, 0x12, 0x13];
+const DHES = ["SECP_256_R1", "SECP_384_R1", "SECP_521_R1"] as const;
+const AEADS = ["AES_128_GCM", "AES_256_GCM", "CHACHA20_POLY1305"] as const;
+
+let device: SpawnedDevice;
+let endpoint: Endpoint;
+
+beforeAll(async () => {
+  device = await spawnDevice();
+  endpoint = device.mailboxes[0]!.endpoint;
+});
+afterAll(() => device.stop());
+
+const common = { exeMode: "CONTINUE" as const, measurementMode: "ALL" as const, timeoutMs: 10_000 };
+
+describe("authentication, our requester -> our device", () => {
+  // The device generates one chain per asym on first use; RSA-4096 key generation takes seconds.
+  it.each(ASYMS)("%s: every hash at SPDM 1.0-1.3", { timeout: 120_000 }, async (asym) => {
+    for (const hash of HASHES) {
+      for (const version of VERSIONS) {
+        const s = await runRequester(endpoint, {
+          ...common,
+          versions: [version],
+          baseHashAlgo: BaseHashAlgo[hash],
+          baseAsymAlgo: BaseAsymAlgo[asym],
+          measurementHashAlgo: MeasurementHashAlgo[hash],
+        });
+        const where = `${asym} ${hash} ${version.toString(16)}`;
+        expect(s.version, where).toBe(`${version >> 4}.${version & 0xf}`);
+        expect(s.algorithms, where).toMatchObject({ BaseHash: hash, BaseAsym: asym });
+        expect(s.measurements, where).toMatchObject({ signed: true });
+        expect(s.challenge.summaryHashChecked, where).toBe(true);
+      }
+    }
+  });
+});
+
+describe("sessions, our requester -> our device", () => {
+  it.each(DHES)("%s: KEY_EX and PSK for every AEAD and hash", { timeout: 60_000 }, async (dhe) => {
+    for (const aead of AEADS) {
+      for (const hash of HASHES) {
+        for (const kind of ["KEY_EX", "PSK"] as const) {
+          const { session } = await runSessionRequester(endpoint, {
+            ...common,
+            baseHashAlgo: BaseHashAlgo[hash],
+            baseAsymAlgo: BaseAsymAlgo.ECDSA_P384,
+            measurementHashAlgo: MeasurementHashAlgo[hash],
+            dheNamedGroup: DheNamedGroup[dhe],
+            aeadCipherSuite: AeadCipherSuite[aead],
+            session: { kind },
+          });
+          const where = `${kind} ${dhe} ${aead} ${hash}`;
+          expect(session.aead, where).toBe(aead);
+          if (kind === "KEY_EX") expect(session.dhe, where).toBe(dhe);
+          expect(session.skipped, where).toEqual([]);
+          expect(session.steps.join(" "), where).toMatch(/UpdateKey.*UpdateAllKeys.*HEARTBEAT/);
+          expect(session.securedRoundTrips, where).toBeGreaterThan(5);
+        }
+      }
+    }
+  });
+});
