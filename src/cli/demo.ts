@@ -1,7 +1,8 @@
 /**
  * `doe-emu demo` (npm start): the main job end to end. The example topology's device processes and
  * a TSM host start on free ports; the host scans them and binds TDEVs/TDIs; each TDEV with a CMA
- * mailbox is authenticated with SPDM through the host's API; a VF's TDI goes through the bind flow;
+ * mailbox is authenticated with SPDM through the host's API; a secure session runs through each
+ * TDEV's bouncer; a VF's TDI goes through the bind flow;
  * a summary closes it. Everything stops at the end, on success or failure.
  */
 import { join } from "node:path";
@@ -13,12 +14,14 @@ import { run } from "./common.js";
 const step = (n: number, title: string) => console.log(`\n== ${n}. ${title}`);
 
 async function runDemo(argv: { topology?: string }): Promise<void> {
-  const [{ startTopology }, { apiRequest }, { packageRoot }, { formatTree }] = await Promise.all([
-    import("../fixture/topology.js"),
-    import("../host/api-client.js"),
-    import("../fixture/spawn-device.js"),
-    import("./host.js"),
-  ]);
+  const [{ startTopology }, { apiRequest }, { packageRoot }, { formatTree }, { runSessionRequester }] =
+    await Promise.all([
+      import("../fixture/topology.js"),
+      import("../host/api-client.js"),
+      import("../fixture/spawn-device.js"),
+      import("./host.js"),
+      import("../spdm/requester-transport.js"),
+    ]);
   const file = argv.topology ?? join(packageRoot(), "examples", "topology.json");
   console.log(`doe-emu demo: device processes and a TSM host from ${file}`);
   const started = performance.now();
@@ -60,7 +63,36 @@ async function runDemo(argv: { topology?: string }): Promise<void> {
       );
     }
 
-    step(3, "TDI flow: bind a VF to a VM, as Linux pci_tsm_bind does");
+    step(
+      3,
+      "SPDM secure session through the TDEV bounce endpoints (type 1 -> CMA mailbox, type 2 -> secured)",
+    );
+    let sessions = 0;
+    for (const tdev of t.tdevs) {
+      if (!tdev.cmaMailbox || tdev.cmaMailbox !== tdev.securedMailbox) {
+        // Discovery through the bouncer is the CMA mailbox's, as a kernel TSM sends every type there.
+        const why = tdev.securedMailbox
+          ? "secured CMA is on another mailbox than CMA"
+          : "no secured CMA mailbox";
+        console.log(
+          `${tdev.bdf}: ${tdev.cmaMailbox ? why : "no CMA mailbox"}; no session through the bouncer`,
+        );
+        continue;
+      }
+      const { session } = await runSessionRequester(tdev.bounce, {
+        exeMode: "CONTINUE",
+        connectionSteps: ["DIGEST", "CERT"],
+        measurementMode: "ALL",
+        session: { kind: "KEY_EX" },
+      });
+      console.log(
+        `${tdev.bdf}: KEY_EX session ${session.sessionId}, ${session.dhe}, ${session.aead}, handshake ${session.handshake}`,
+      );
+      console.log(`  ${session.steps.join(", ")}; ${session.securedRoundTrips} secured round trips`);
+      sessions++;
+    }
+
+    step(4, "TDI flow: bind a VF to a VM, as Linux pci_tsm_bind does");
     const view: TopologyView = await t.topology();
     const vf = view.tdis.find((d) => d.tdev !== d.bdf) ?? view.tdis[0];
     if (!vf) throw new Error("the topology has no TDI");
@@ -77,10 +109,10 @@ async function runDemo(argv: { topology?: string }): Promise<void> {
       if (status !== want) throw new Error(`${what} answered HTTP ${status}`);
     }
 
-    step(4, "Summary");
+    step(5, "Summary");
     const end = await t.topology();
     console.log(
-      `${end.devices.length} devices, ${end.tdevs.length} TDEVs (${authenticated.length} authenticated with SPDM), ${end.tdis.length} TDIs`,
+      `${end.devices.length} devices, ${end.tdevs.length} TDEVs (${authenticated.length} authenticated with SPDM, ${sessions} secure session through the bouncer), ${end.tdis.length} TDIs`,
     );
     console.log(`TDEVs: ${end.tdevs.map((d) => `${d.bdf} ${d.state}`).join(", ")}`);
     console.log(`TDIs:  ${end.tdis.map((d) => d.bdf).join(", ")}`);

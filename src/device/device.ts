@@ -75,14 +75,24 @@ export async function startDevice(opts: DeviceOptions): Promise<RunningDevice> {
     for (const [fi, fn] of desc.functions.entries()) {
       const fnMailboxes: Mailbox[] = [];
       const fnEndpoints: Endpoint[] = [];
+      const fnServers: FramedServer[] = [];
+      const bdf = formatRoutingId(routingId(desc.bus, desc.device, fn.function));
+      // One SPDM endpoint per function, as a device's DSM is: every mailbox of the function (socket
+      // endpoint and registers alike) reaches the same connection state and sessions, so CMA on one
+      // mailbox and secured CMA on another work together.
+      const responder = new SpdmResponder(
+        spdmConfig,
+        spdmSlots,
+        log.child({ function: bdf, protocol: "spdm" }),
+      );
+      const watch = onLastClose(fnServers, () => {
+        if (responder.sessionCount > 0)
+          responder.endSessions("the function's last mailbox connection closed");
+      });
       for (const [mi, mb] of fn.mailboxes.entries()) {
-        const id = `${formatRoutingId(routingId(desc.bus, desc.device, fn.function))}/${mi}`;
+        const id = `${bdf}/${mi}`;
         const mlog = log.child({ mailbox: id });
         const mailbox = new Mailbox(mb.protocols, mlog);
-        // One SPDM endpoint per mailbox: its socket endpoint and its registers share the responder,
-        // and its sessions (DSP0277 records arrive as DOE type 2 on the same mailbox).
-        const responder = new SpdmResponder(spdmConfig, spdmSlots, mlog.child({ protocol: "spdm" }));
-        let watch = () => {};
         mailbox.register({ vendorId: PCI_SIG_VENDOR_ID, type: DoeType.CMA_SPDM }, (req) => {
           watch();
           return responder.handle(req.payload);
@@ -95,10 +105,8 @@ export async function startDevice(opts: DeviceOptions): Promise<RunningDevice> {
           first && opts.port !== undefined ? opts.port : (mb.port ?? (first ? DEFAULT_MAILBOX_PORT : 0));
         first = false;
         const server = await startMailboxEndpoint({ mailbox, host: ip, port, log: mlog, onShutdown });
-        watch = onLastClose(server, () => {
-          if (responder.sessionCount > 0) responder.endSessions("the mailbox's last connection closed");
-        });
         servers.push(server);
+        fnServers.push(server);
         fnMailboxes.push(mailbox);
         fnEndpoints.push(server.address);
         infos.push({
@@ -149,19 +157,22 @@ export async function startDevice(opts: DeviceOptions): Promise<RunningDevice> {
 }
 
 /**
- * Calls `idle` whenever the last open connection of `server` closes. Sessions belong to the
- * mailbox, not to a connection (responder-sessions.ts): they end when nobody is connected any
+ * Calls `idle` whenever the last open connection of `servers` closes. Sessions belong to the
+ * function, not to a connection (responder-sessions.ts): they end when nobody is connected any
  * more, not when one of several connections goes. The returned function, called per request,
  * watches the connections that opened since; a closing connection hands the watch to the others.
  */
-function onLastClose(server: FramedServer, idle: () => void): () => void {
+function onLastClose(servers: readonly FramedServer[], idle: () => void): () => void {
   const watched = new WeakSet<FramedConnection>();
+  const open = () => servers.reduce((n, s) => n + s.connections.size, 0);
   const watchAll = () => {
-    for (const c of server.connections) {
-      if (watched.has(c)) continue;
-      watched.add(c);
-      // The server drops a closed connection from its set before this runs (its listener came first).
-      c.once("close", () => (server.connections.size === 0 ? idle() : watchAll()));
+    for (const server of servers) {
+      for (const c of server.connections) {
+        if (watched.has(c)) continue;
+        watched.add(c);
+        // The server drops a closed connection from its set before this runs (its listener came first).
+        c.once("close", () => (open() === 0 ? idle() : watchAll()));
+      }
     }
   };
   return watchAll;

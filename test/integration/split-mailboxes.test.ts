@@ -1,0 +1,51 @@
+/**
+ * A function with CMA/SPDM on one mailbox and secured CMA/SPDM on another: the SPDM endpoint is the
+ * function's, so a session opened through the first mailbox carries its records through the second.
+ */
+import { mkdtempSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { afterAll, beforeAll, expect, it } from "vitest";
+import { type SpawnedDevice, spawnDevice } from "../../src/fixture/spawn-device.js";
+import { DoeClient } from "../../src/host/doe-client.js";
+import { SpdmRequester } from "../../src/spdm/requester.js";
+import { runSession } from "../../src/spdm/requester-session.js";
+import { CMA, SECURED_CMA } from "../../src/spdm/requester-transport.js";
+
+let device: SpawnedDevice;
+beforeAll(async () => {
+  const file = join(mkdtempSync(join(tmpdir(), "doe-emu-")), "split.json");
+  writeFileSync(
+    file,
+    JSON.stringify({
+      functions: [
+        {
+          mailboxes: [{ protocols: ["0001:00", "0001:01"] }, { port: 0, protocols: ["0001:00", "0001:02"] }],
+        },
+      ],
+    }),
+  );
+  device = await spawnDevice({ args: ["--config", file] });
+});
+afterAll(() => device.stop());
+
+it("opens a KEY_EX session on the CMA mailbox and runs it on the secured CMA mailbox", async () => {
+  const [cma, secured] = await Promise.all(device.mailboxes.map((m) => DoeClient.connect(m.endpoint)));
+  try {
+    const r = new SpdmRequester(
+      {
+        send: async (req) => (await cma!.exchange({ ...CMA, payload: req })).payload,
+        sendSecured: async (rec) => (await secured!.exchange({ ...SECURED_CMA, payload: rec })).payload,
+      },
+      { connectionSteps: ["DIGEST", "CERT"] },
+    );
+    await r.authenticate();
+    const s = await runSession(r, { kind: "KEY_EX" });
+    expect(s.skipped).toEqual([]);
+    expect(s.steps).toContain("END_SESSION");
+    expect(s.securedRoundTrips).toBeGreaterThan(5);
+  } finally {
+    cma!.close();
+    secured!.close();
+  }
+});
