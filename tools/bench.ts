@@ -214,9 +214,10 @@ const authFlows = () =>
     return r!;
   });
 
-/** On one authenticated connection: `body` gets the requester for SECONDS of work. */
-function onConnection(p: Peer, body: (r: SpdmRequester) => Promise<number>): Promise<number> {
-  return withRequester(p.endpoint, { exeMode: "CONTINUE", connectionSteps: ["DIGEST", "CERT"] }, true, async (r) => {
+/** On one connection with the certificate chain read (sessions need it), runs `body`. */
+function onConnection<T>(p: Peer, body: (r: SpdmRequester) => Promise<T>): Promise<T> {
+  const opts = { exeMode: "CONTINUE" as const, connectionSteps: ["DIGEST", "CERT"] as const };
+  return withRequester(p.endpoint, opts, true, async (r) => {
     await r.authenticate();
     return body(r);
   });
@@ -242,21 +243,15 @@ async function securedVsPlain(): Promise<string[]> {
   const lines: string[] = [];
   try {
     for (const p of list) {
-      const [secured, plain] = await withRequester<number[]>(
-        p.endpoint,
-        { exeMode: "CONTINUE", connectionSteps: ["DIGEST", "CERT"] },
-        true,
-        async (r) => {
-          await r.authenticate();
-          const { session } = await openSession(r, { kind: "KEY_EX" });
-          const rates = await interleaved([
-            () => heartbeat(r, session),
-            () => r.exchange({ code: "GET_DIGESTS", version: r.connection.version }),
-          ]);
-          await endSession(r, session, 0);
-          return rates;
-        },
-      );
+      const [secured, plain] = await onConnection(p, async (r) => {
+        const { session } = await openSession(r, { kind: "KEY_EX" });
+        const rates = await interleaved([
+          () => heartbeat(r, session),
+          () => r.exchange({ code: "GET_DIGESTS", version: r.connection.version }),
+        ]);
+        await endSession(r, session, 0);
+        return rates;
+      });
       lines.push(
         `${p.name}: secured HEARTBEAT ${secured!.toFixed(0)}/s, plain GET_DIGESTS ${plain!.toFixed(0)}/s (secured/plain ${(secured! / plain!).toFixed(2)})`,
       );
