@@ -5,7 +5,7 @@ import { defaultDescription, loadDescription } from "../device/description.js";
 import { startDevice } from "../device/device.js";
 import { createLogger, type LogLevel } from "../log.js";
 import { formatEndpoint, parseEndpoint } from "../net/framed.js";
-import { withPsk, withSlotFiles } from "../spdm/responder-settings.js";
+import { withMutualAuth, withPsk, withSlotFiles } from "../spdm/responder-settings.js";
 import { logOptions, run } from "./common.js";
 
 interface DeviceArgs {
@@ -17,6 +17,7 @@ interface DeviceArgs {
   host?: string;
   "cert-chain"?: string;
   "private-key"?: string;
+  "mut-auth-cert-chain"?: string;
   psk?: string;
   "log-level": LogLevel;
   pretty: boolean;
@@ -29,6 +30,8 @@ async function runDevice(argv: DeviceArgs): Promise<void> {
   const [certChain, privateKey] = [argv["cert-chain"], argv["private-key"]];
   if (certChain && privateKey) description.spdm = withSlotFiles(description.spdm, 0, certChain, privateKey);
   if (argv.psk !== undefined) description.spdm = withPsk(description.spdm, argv.psk);
+  const mutual = argv["mut-auth-cert-chain"];
+  if (mutual !== undefined) description.spdm = withMutualAuth(description.spdm, mutual);
   let exiting = false;
   const exit = (why: string) => {
     if (exiting) return;
@@ -97,6 +100,11 @@ export const deviceCommand = {
         type: "string",
         implies: "cert-chain",
         describe: "SPDM slot 0 private key (PEM or DER; PKCS#8 or SEC1)",
+      })
+      .option("mut-auth-cert-chain", {
+        type: "string",
+        describe:
+          "Require mutual authentication in KEY_EXCHANGE sessions (no encapsulation): the requester's certificate chain (DER or PEM, root first) whose leaf must sign FINISH",
       })
       .option("psk", {
         type: "string",

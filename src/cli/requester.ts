@@ -19,6 +19,7 @@ import {
   MeasurementSummaryHashType,
   OtherParams,
 } from "../../protocol/spdm/codes.js";
+import { loadChainAndKey } from "../crypto/cert-files.js";
 import { formatEndpoint } from "../net/framed.js";
 import {
   CONNECTION_STEPS,
@@ -161,6 +162,8 @@ interface RequesterArgs {
   ip: string;
   port: number;
   "trust-root"?: string;
+  "req-cert-chain"?: string;
+  "req-key"?: string;
   timeout: number;
   slot_id: number;
   meas_sum: keyof typeof SUMMARY_TYPES;
@@ -198,6 +201,11 @@ function options(argv: RequesterArgs): RunRequesterOptions {
     exeMode: argv.exe_mode,
     trustRoot: argv["trust-root"] === undefined ? undefined : readTrustRoot(argv["trust-root"]),
   };
+  const [reqChain, reqKey] = [argv["req-cert-chain"], argv["req-key"]];
+  if (reqChain && reqKey) {
+    const identity = loadChainAndKey(reqChain, reqKey);
+    Object.assign(opts, { requesterCertChain: identity.certsDer, requesterKey: identity.privateKey });
+  }
   for (const { flag, names, key } of LIST_FLAGS) {
     const text = argv[flag];
     if (typeof text !== "string") continue;
@@ -283,6 +291,11 @@ function formatSession(s: SessionSummary): string {
           ? ", PSK_FINISH (responder context)"
           : ", no PSK_FINISH (no responder context)"),
     `  heartbeat period: ${s.heartbeatPeriod ? `${s.heartbeatPeriod} s` : "none"}`,
+    ...(s.mutualAuth
+      ? [
+          `  mutual authentication: FINISH signed with requester slot ${s.mutualAuth.slot} (${s.mutualAuth.reqAsym})`,
+        ]
+      : []),
     `  measurement summary hash ${h.type}${h.value ? ` ${h.value}` : ""}${h.checked ? " (matches the measurements read in the session)" : ""}`,
     `  in session: ${s.steps.join(", ")}`,
     ...s.skipped.map((k) => `  skipped: ${k}`),
@@ -327,6 +340,17 @@ export const requesterCommand = {
       .option("trust-root", {
         type: "string",
         describe: "Root certificate (DER or PEM) the chain must end in; without it the root is not checked",
+      })
+      .option("req-cert-chain", {
+        type: "string",
+        implies: "req-key",
+        describe:
+          "Our certificate chain for mutual authentication (DER-concatenated or PEM, root first); offers MUT_AUTH_CAP and, unless --req_asym, the ReqBaseAsymAlg the key fits",
+      })
+      .option("req-key", {
+        type: "string",
+        implies: "req-cert-chain",
+        describe: "The private key of --req-cert-chain's leaf (PEM or DER)",
       })
       .option("timeout", { type: "number", default: 1000, describe: "Per-request timeout in ms" })
       .option("slot_id", {

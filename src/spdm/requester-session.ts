@@ -1,7 +1,8 @@
 /**
  * Secure sessions from the requester side (PROTOCOL-FACTS 3.11–3.14, 4, 5), on a negotiated
  * SpdmRequester: KEY_EXCHANGE/FINISH (ECDHE, the responder's signature over TH1 and its verify
- * data, no mutual authentication) or PSK_EXCHANGE/PSK_FINISH open a SecureSession; requests then go
+ * data; mutual authentication without encapsulation when the responder asks for it and we hold a
+ * requester chain and key) or PSK_EXCHANGE/PSK_FINISH open a SecureSession; requests then go
  * through it with `requester.inSession`. Message contents and defaults follow libspdm's requester
  * and spdm_requester_emu (spdm-emu 85436d53), so DMTF's responder sees what its own requester sends.
  *
@@ -19,9 +20,11 @@ import {
   CapabilityField,
   DheNamedGroup,
   END_SESSION_PRESERVE_NEGOTIATED_STATE_CLEAR,
+  FINISH_SIGNATURE_INCLUDED,
   KeyScheduleAlgo,
   KeyUpdateOperation,
   MeasurementSummaryHashType,
+  MutAuthRequested,
   nameOf,
   RANDOM_DATA_SIZE,
   RequesterCapability as Req,
@@ -30,7 +33,19 @@ import {
   versionName,
 } from "../../protocol/spdm/codes.js";
 import type { Finish, PskFinish } from "../../protocol/spdm/messages.js";
-import { AEAD, type AeadAlgo, DHE, type DheAlgo, dheKeyPair, HASH } from "../crypto/suites.js";
+import { encodeCertChain } from "../crypto/cert-chain.js";
+import {
+  AEAD,
+  type AeadAlgo,
+  ASYM,
+  type AsymAlgo,
+  DHE,
+  type DheAlgo,
+  dheKeyPair,
+  HASH,
+  hash,
+  keyFits,
+} from "../crypto/suites.js";
 import type { KeyScheduleSuite } from "./key-schedule.js";
 import {
   expectResponse,
@@ -41,7 +56,7 @@ import {
   type SpdmRequester,
 } from "./requester.js";
 import { SecureSession, type SessionKind, sessionTranscriptPrefix } from "./session.js";
-import { verifyTranscript } from "./signing.js";
+import { signTranscript, verifyTranscript } from "./signing.js";
 
 /** libspdm's sample PSK and hint (LIBSPDM_TEST_PSK_DATA_STRING / _HINT_STRING, NUL included). */
 export const DMTF_TEST_PSK = Buffer.from("TestPskData\0", "latin1");
@@ -87,6 +102,8 @@ export interface OpenedSession {
   measurementSummaryHash: Buffer;
   /** PSK: whether PSK_FINISH was needed (the responder keeps a context: PSK_CAP 10b). */
   pskFinish?: boolean;
+  /** KEY_EX: the requester signed FINISH (mutual authentication) with this slot and algorithm. */
+  mutualAuth?: { slot: number; reqAsym: string };
 }
 
 export interface SessionSummary {
@@ -99,6 +116,8 @@ export interface SessionSummary {
   aead: string;
   heartbeatPeriod: number;
   pskFinish?: boolean;
+  /** KEY_EX with mutual authentication: the slot and ReqBaseAsymAlg FINISH was signed with. */
+  mutualAuth?: { slot: number; reqAsym: string };
   measurementSummaryHash: { type: string; value?: string; checked: boolean };
   /** The in-session steps done, in order, and those skipped with the reason. */
   steps: string[];
@@ -202,6 +221,7 @@ async function finish(
   c: RequesterConnection,
   s: SecureSession,
   code: "FINISH" | "PSK_FINISH",
+  mutual?: MutualAuth,
 ) {
   const H = HASH[c.suite.hash].size;
   const message: Finish | PskFinish =
@@ -209,13 +229,19 @@ async function finish(
       ? {
           code,
           version: c.version,
-          attributes: 0,
-          reqSlotId: 0,
-          signature: Buffer.alloc(0),
+          attributes: mutual ? FINISH_SIGNATURE_INCLUDED : 0,
+          reqSlotId: mutual?.slot ?? 0,
+          signature: Buffer.alloc(mutual ? ASYM[mutual.suite.asym].sigSize : 0),
           requesterVerifyData: Buffer.alloc(H),
         }
       : { code, version: c.version, requesterVerifyData: Buffer.alloc(H) };
-  s.addTranscript(encodeSpdm(message).subarray(0, -H));
+  const signature = "signature" in message ? message.signature : Buffer.alloc(0);
+  s.addTranscript(encodeSpdm(message).subarray(0, -H - signature.length));
+  // Mutual authentication: the requester signs TH up to here (the FINISH header), and the signature joins TH.
+  if (mutual && "signature" in message) {
+    message.signature = signTranscript(mutual.suite, mutual.key, "FINISH", s.transcript);
+    s.addTranscript(message.signature);
+  }
   message.requesterVerifyData = s.verifyData("request");
   s.addTranscript(message.requesterVerifyData);
   const send = () => r.exchange(message);
@@ -225,6 +251,51 @@ async function finish(
   s.addTranscript(reply.bytes.subarray(0, reply.bytes.length - verify.length));
   if (verify.length > 0) acceptVerifyData(s, verify, "FINISH_RSP ResponderVerifyData");
   s.establish();
+}
+
+/** What KEY_EXCHANGE_RSP's mutual authentication request needs from us. */
+interface MutualAuth {
+  /** ReqSlotIDParam, FINISH's Param2. */
+  slot: number;
+  /** Our SPDM cert chain with the negotiated hash; its hash joins TH after KEY_EXCHANGE_RSP. */
+  chain: Buffer;
+  suite: { version: number; hash: RequesterConnection["suite"]["hash"]; asym: AsymAlgo };
+  key: NonNullable<RequesterConnection["requesterIdentity"]>["privateKey"];
+}
+
+/**
+ * MutAuthRequested of KEY_EXCHANGE_RSP checked as libspdm's requester does: none, or bit 0 alone
+ * (the requester signs FINISH) with MUT_AUTH_CAP on both sides and a slot 0–7; the encapsulated
+ * flows (bits 1, 2) are not implemented.
+ */
+function mutualAuthRequest(c: RequesterConnection, requested: number, slotParam: number) {
+  const what = `KEY_EXCHANGE_RSP MutAuthRequested ${hex(requested)}`;
+  if ((requested & 0x7) === 0) return undefined;
+  if ((requested & (MutAuthRequested.WITH_ENCAP_REQUEST | MutAuthRequested.WITH_GET_DIGESTS)) !== 0)
+    fail("session", `${what}: encapsulated mutual authentication is not supported`);
+  const id = c.requesterIdentity;
+  if (!id)
+    fail(
+      "session",
+      `${what} asks for mutual authentication; give the requester certificate chain and key (--req-cert-chain, --req-key)`,
+    );
+  if (!both(c, Req.MUT_AUTH_CAP, Rsp.MUT_AUTH_CAP))
+    fail("session", `${what} asks for mutual authentication without MUT_AUTH_CAP on both sides`);
+  const slot = slotParam & 0xf;
+  if (slot > 7) fail("session", `${what} names requester slot ${slot}`);
+  const bit = selection(c, AlgType.REQ_BASE_ASYM_ALG);
+  const asym = byBit(ASYM, bit) as AsymAlgo | undefined;
+  if (!asym || !keyFits(asym, id.privateKey))
+    fail(
+      "negotiation",
+      `ALGORITHMS ReqBaseAsymAlg ${hex(bit)} is not an algorithm the requester key signs with`,
+    );
+  return {
+    slot,
+    chain: encodeCertChain(c.suite.hash, id.certsDer),
+    suite: { version: c.version, hash: c.suite.hash, asym },
+    key: id.privateKey,
+  } satisfies MutualAuth;
 }
 
 /** Where an opening function leaves its session as soon as it exists, so a failure can end it. */
@@ -266,11 +337,7 @@ async function keyExchange(
   );
   const kr = expectResponse(reply, "KEY_EXCHANGE_RSP");
   checkHeartbeat(c, reply, kr.heartbeatPeriod);
-  if (kr.mutAuthRequested & 0x7)
-    fail(
-      "session",
-      `KEY_EXCHANGE_RSP requests mutual authentication (MutAuthRequested ${hex(kr.mutAuthRequested)}), which this requester does not do`,
-    );
+  const mutual = mutualAuthRequest(c, kr.mutAuthRequested, kr.reqSlotIdParam);
   const session = new SecureSession({
     role: "requester",
     kind: "KEY_EX",
@@ -283,6 +350,7 @@ async function keyExchange(
       certChain: chain.bytes,
     }),
     handshakeInTheClear: c.ctx.handshakeInTheClear ?? false,
+    mutualAuth: mutual !== undefined,
     heartbeatPeriod: kr.heartbeatPeriod,
     securedMessageVersion: selectedVersion(c, reply, kr.opaqueData, o.securedMessageVersions),
   });
@@ -307,8 +375,14 @@ async function keyExchange(
   dheSecret.fill(0);
   if (!session.handshakeInTheClear)
     acceptVerifyData(session, kr.responderVerifyData, "KEY_EXCHANGE_RSP ResponderVerifyData");
-  await finish(r, c, session, "FINISH");
-  return { session, measurementSummaryHashType: type, measurementSummaryHash: kr.measurementSummaryHash };
+  if (mutual) session.addTranscript(hash(c.suite.hash, mutual.chain));
+  await finish(r, c, session, "FINISH", mutual);
+  return {
+    session,
+    measurementSummaryHashType: type,
+    measurementSummaryHash: kr.measurementSummaryHash,
+    mutualAuth: mutual && { slot: mutual.slot, reqAsym: mutual.suite.asym },
+  };
 }
 
 async function pskExchange(
@@ -498,6 +572,7 @@ export async function runSession(r: SpdmRequester, options: SessionRequestOption
     aead: bitNames(AeadCipherSuite, selection(c, AlgType.AEAD)).join(""),
     heartbeatPeriod: s.heartbeatPeriod,
     pskFinish: opened.pskFinish,
+    mutualAuth: opened.mutualAuth,
     measurementSummaryHash: {
       type: nameOf(MeasurementSummaryHashType, type) ?? hex(type),
       value: opened.measurementSummaryHash.length ? opened.measurementSummaryHash.toString("hex") : undefined,

@@ -59,7 +59,7 @@ import type {
   SpdmMessage,
 } from "../../protocol/spdm/messages.js";
 import { type CertChain, decodeCertChain } from "../crypto/cert-chain.js";
-import { ASYM, type AsymAlgo, HASH, type HashAlgo, hash } from "../crypto/suites.js";
+import { ASYM, type AsymAlgo, HASH, type HashAlgo, hash, keyFits } from "../crypto/suites.js";
 import { CertChainError, verifyCertChain } from "../crypto/verify-chain.js";
 import { type SecureSession, SessionError } from "./session.js";
 import { type SigningContextName, type SigningSuite, verifyTranscript } from "./signing.js";
@@ -132,11 +132,19 @@ export interface SpdmRequesterOptions {
   now?: () => Date;
   /** Steps run by authenticate() after VCA (spdm-emu --exe_conn); run() needs all of them. */
   connectionSteps?: readonly ConnectionStep[];
+  /**
+   * Our identity for mutual authentication (KEY_EXCHANGE_RSP MutAuthRequested bit 0; no
+   * encapsulation): DER certificates, root first, and the leaf's private key. Given both, MUT_AUTH_CAP
+   * is offered, and ReqBaseAsymAlg defaults to the algorithms the key fits.
+   */
+  requesterCertChain?: readonly Uint8Array[];
+  requesterKey?: KeyObject;
 }
 
 /**
  * spdm-emu's requester defaults (spdm_emu_common/key.c), except: capabilities (what we implement:
- * no mutual authentication, encapsulation, multi-key or large responses), versions (no 1.4: the
+ * no encapsulation, multi-key or large responses; MUT_AUTH_CAP only with a requester chain and
+ * key, see SpdmRequesterOptions), versions (no 1.4: the
  * codecs stop at 1.3) and the 1024-byte certificate portions.
  */
 export const REQUESTER_DEFAULTS = {
@@ -184,7 +192,10 @@ export const REQUESTER_DEFAULTS = {
   notReadyRetries: 3,
   maxNotReadyWaitMs: 10_000,
   connectionSteps: CONNECTION_STEPS as readonly ConnectionStep[],
-} satisfies Omit<SpdmRequesterOptions, "trustRoot" | "randomBytes" | "sleep" | "now">;
+} satisfies Omit<
+  SpdmRequesterOptions,
+  "trustRoot" | "randomBytes" | "sleep" | "now" | "requesterCertChain" | "requesterKey"
+>;
 
 /** Requester capability bits each version defines; libspdm drops the others before sending. */
 const REQUESTER_CAPS_SINCE: readonly [version: number, mask: number][] = [
@@ -285,6 +296,8 @@ export interface RequesterConnection {
   /** The configured MeasurementSummaryHashType, None when the responder has no MEAS_CAP. */
   measurementSummaryHashType: number;
   random(size: number): Buffer;
+  /** Our certificate chain and key for mutual authentication, if given. */
+  requesterIdentity: { certsDer: readonly Uint8Array[]; privateKey: KeyObject } | undefined;
 }
 
 export interface Reply {
@@ -376,8 +389,8 @@ const SELECTIONS: {
 ];
 
 export class SpdmRequester {
-  private readonly o: Required<Omit<SpdmRequesterOptions, "trustRoot" | "now">> &
-    Pick<SpdmRequesterOptions, "trustRoot" | "now">;
+  private readonly o: Required<Omit<SpdmRequesterOptions, OptionalOption>> &
+    Pick<SpdmRequesterOptions, OptionalOption>;
   private readonly transcript = new Transcript();
   private version = 0x10;
   private ctx: DecodeContext = {};
@@ -407,6 +420,7 @@ export class SpdmRequester {
       sleep: (ms) => new Promise((resolve) => setTimeout(resolve, ms)),
       ...REQUESTER_DEFAULTS,
       ...defined,
+      ...mutualAuthOffer(options),
     };
     const { baseHashAlgo, baseAsymAlgo, slotId, extraSlots, certPortionLength } = this.o;
     // Offer only what suites.ts can verify.
@@ -485,6 +499,10 @@ export class SpdmRequester {
       chain: (slot) => this.chains.get(slot),
       measurementSummaryHashType: type,
       random: (size) => this.random(size),
+      requesterIdentity: this.o.requesterKey && {
+        certsDer: this.o.requesterCertChain ?? [],
+        privateKey: this.o.requesterKey,
+      },
     };
   }
 
@@ -1123,6 +1141,31 @@ export class SpdmRequester {
 }
 
 type DecodedReply = Omit<Reply, "requestBytes">;
+type OptionalOption = "trustRoot" | "now" | "requesterCertChain" | "requesterKey";
+
+/**
+ * With a requester chain and key: MUT_AUTH_CAP added to the capabilities, and ReqBaseAsymAlg (unless
+ * given) every algorithm the key fits; an offer the key cannot sign with is refused here.
+ */
+function mutualAuthOffer(o: SpdmRequesterOptions): Partial<SpdmRequesterOptions> {
+  const { requesterCertChain: chain, requesterKey: key } = o;
+  if (!chain !== !key)
+    throw new RangeError("mutual authentication needs both the requester chain and its key");
+  if (!chain || !key) return {};
+  if (chain.length === 0) throw new RangeError("the requester certificate chain is empty");
+  const fitting = (Object.keys(ASYM) as AsymAlgo[])
+    .filter((a) => keyFits(a, key))
+    .reduce((m, a) => m | ASYM[a].bit, 0);
+  const reqBaseAsymAlg = o.reqBaseAsymAlg ?? fitting;
+  if ((reqBaseAsymAlg & fitting) === 0)
+    throw new RangeError(
+      `ReqBaseAsymAlg ${bitNames(ReqBaseAsymAlg, reqBaseAsymAlg).join(",") || "(none)"} has no algorithm the requester key signs with (${bitNames(ReqBaseAsymAlg, fitting).join(",") || "none"})`,
+    );
+  return {
+    capabilities: (o.capabilities ?? REQUESTER_DEFAULTS.capabilities) | RequesterCapability.MUT_AUTH_CAP,
+    reqBaseAsymAlg,
+  };
+}
 
 function isError(reply: DecodedReply, code: number): boolean {
   return reply.message.code === "ERROR" && reply.message.errorCode === code;

@@ -5,12 +5,14 @@
  * Every field has a default: `{}` is a working SPDM 1.0–1.3 responder with a generated certificate
  * chain in slot 0, five measurements, and secure sessions (KEY_EXCHANGE with the handshake in the
  * clear when the requester agrees, PSK_EXCHANGE with DMTF's test PSK and a responder context,
- * heartbeat, key update) as spdm_responder_emu offers them, mutual authentication aside.
+ * heartbeat, key update) as spdm_responder_emu offers them, mutual authentication aside (it is on
+ * with `mutualAuth`, which also advertises MUT_AUTH_CAP).
  *
  * Only capabilities the responder implements can be named (MUT_AUTH, ENCAP, MEL, ... cannot); the
  * algorithm lists are preference orders (first = most preferred) over what src/crypto/suites.ts
  * implements, which has no FFDHE: DHE is ECDHE only.
  */
+import { type KeyObject, X509Certificate } from "node:crypto";
 import { resolve } from "node:path";
 import { z } from "zod";
 import {
@@ -22,7 +24,8 @@ import {
   ResponderCapability,
   SpdmVersion,
 } from "../../protocol/spdm/codes.js";
-import { ASYM, type AsymAlgo, type HashAlgo } from "../crypto/suites.js";
+import { CertFileError, loadCertChainFile } from "../crypto/cert-files.js";
+import { ASYM, type AsymAlgo, type HashAlgo, keyFits } from "../crypto/suites.js";
 
 // ---- names ------------------------------------------------------------------------------------
 
@@ -208,6 +211,23 @@ export const spdmSettingsSchema = z
     /** The pre-shared key of PSK_EXCHANGE and the hint naming it: text, or hex with a "0x" prefix. */
     psk: z.string().min(1).default(DMTF_TEST_PSK),
     pskHint: z.string().default(DMTF_TEST_PSK_HINT),
+    /**
+     * Mutual authentication of KEY_EXCHANGE sessions without encapsulated requests (spdm-emu's
+     * `--mut_auth WO_ENCAP`), off when absent: MUT_AUTH_CAP is advertised, KEY_EXCHANGE_RSP asks
+     * for it (MutAuthRequested bit 0, ReqSlotIDParam 0) and FINISH must carry the requester's
+     * signature by the leaf of this provisioned chain. A requester without MUT_AUTH_CAP gets no
+     * KEY_EXCHANGE session (libspdm's "mandatory" mutual authentication), or with `required: false`
+     * one without mutual authentication.
+     */
+    mutualAuth: z
+      .strictObject({
+        /** The requester's certificate chain: DER-concatenated or PEM certificates, root first. */
+        requesterCertChain: z.string().min(1),
+        /** A root certificate (DER or PEM) the chain must start at or be issued by. */
+        trustRoot: z.string().min(1).optional(),
+        required: z.boolean().default(true),
+      })
+      .optional(),
   })
   .superRefine((s, ctx) => {
     const issue = (path: (string | number)[], message: string) =>
@@ -219,6 +239,8 @@ export const spdmSettingsSchema = z
     if ((has("CHAL") || has("MEAS_SIG")) && !has("CERT"))
       issue(["capabilities"], "CHAL and MEAS_SIG need CERT");
     if (has("KEY_EX") && !has("CERT")) issue(["capabilities"], "KEY_EX needs CERT");
+    if (s.mutualAuth && !has("KEY_EX"))
+      issue(["mutualAuth"], "needs KEY_EX (it is for KEY_EXCHANGE sessions)");
     if (has("CERT") && !has("CHAL") && !has("MEAS_SIG") && !has("KEY_EX"))
       issue(["capabilities"], "CERT needs CHAL or MEAS_SIG (or KEY_EX)");
     const sessions = has("KEY_EX") || has("PSK") || has("PSK_WITH_CONTEXT");
@@ -288,13 +310,51 @@ export interface ResponderConfig {
   sessionLimit: number;
   psk: Buffer;
   pskHint: Buffer;
+  /** Mutual authentication (KEY_EXCHANGE without encapsulation) is on: the requester's identity. */
+  mutualAuth?: RequesterIdentity;
+}
+
+/** The requester certificate chain provisioned for mutual authentication. */
+export interface RequesterIdentity {
+  /** DER certificates, root first (the SPDM chain of the negotiated hash is built from them). */
+  certsDer: Buffer[];
+  /** The leaf's key, which signs FINISH. */
+  publicKey: KeyObject;
+  /** A requester without MUT_AUTH_CAP gets no KEY_EXCHANGE session (else one without mutual authentication). */
+  required: boolean;
+}
+
+/**
+ * Loads `mutualAuth`'s chain (and checks it against its trust root), so a bad file stops the device
+ * at start-up; the ReqBaseAsymAlg preferences shrink to what its leaf key can sign with.
+ */
+function requesterIdentity(m: NonNullable<SpdmSettings["mutualAuth"]>, reqAsym: AsymAlgo[]) {
+  const certsDer = loadCertChainFile(m.requesterCertChain);
+  const root = new X509Certificate(certsDer[0]!);
+  if (m.trustRoot !== undefined) {
+    const trust = new X509Certificate(loadCertChainFile(m.trustRoot)[0]!);
+    if (!root.raw.equals(trust.raw) && !(root.checkIssued(trust) && root.verify(trust.publicKey)))
+      throw new CertFileError(m.requesterCertChain, `its root is neither ${m.trustRoot} nor issued by it`);
+  }
+  const publicKey = new X509Certificate(certsDer.at(-1)!).publicKey;
+  const fitting = reqAsym.filter((a) => keyFits(a, publicKey));
+  if (fitting.length === 0)
+    throw new CertFileError(
+      m.requesterCertChain,
+      `its leaf key fits none of the reqAsym algorithms configured (${reqAsym.join(", ")})`,
+    );
+  return { identity: { certsDer, publicKey, required: m.required }, reqAsym: fitting };
 }
 
 export function responderConfig(s: SpdmSettings): ResponderConfig {
   const chunk = s.capabilities.includes("CHUNK");
+  const reqAsym = s.reqAsym.map((n) => ASYM_NAMES[n]);
+  const mutual = s.mutualAuth && requesterIdentity(s.mutualAuth, reqAsym);
   return {
     versions: [...new Set(s.versions.map((v) => VERSION_NAMES[v]))].sort((a, b) => a - b),
-    flags: s.capabilities.reduce((f, c) => f | CAPABILITY_NAMES[c], 0),
+    flags:
+      s.capabilities.reduce((f, c) => f | CAPABILITY_NAMES[c], 0) |
+      (mutual ? ResponderCapability.MUT_AUTH_CAP : 0),
     ctExponent: s.ctExponent,
     dataTransferSize: s.dataTransferSize,
     maxSpdmMsgSize: s.maxSpdmMsgSize ?? (chunk ? Math.max(65536, s.dataTransferSize) : s.dataTransferSize),
@@ -303,7 +363,7 @@ export function responderConfig(s: SpdmSettings): ResponderConfig {
     measurementHash: s.measurementHash.map((n) => MEASUREMENT_HASH_NAMES[n]),
     dhe: s.dhe.map((n) => DHE_NAMES[n]),
     aead: s.aead.map((n) => AEAD_NAMES[n]),
-    reqAsym: s.reqAsym.map((n) => ASYM[ASYM_NAMES[n]].bit),
+    reqAsym: (mutual?.reqAsym ?? reqAsym).map((a) => ASYM[a].bit),
     keySchedule: s.keySchedule.map((n) => KEY_SCHEDULE_NAMES[n]),
     measurements: [...s.measurements]
       .sort((a, b) => a.index - b.index)
@@ -317,6 +377,7 @@ export function responderConfig(s: SpdmSettings): ResponderConfig {
     sessionLimit: s.sessionLimit,
     psk: bytesOf(s.psk),
     pskHint: bytesOf(s.pskHint),
+    mutualAuth: mutual?.identity,
   };
 }
 
@@ -327,7 +388,21 @@ export function resolveSlotPaths(s: SpdmSettings, base: string): SpdmSettings {
       ? slot
       : { ...slot, certChain: resolve(base, slot.certChain), privateKey: resolve(base, slot.privateKey) },
   );
-  return { ...s, slots };
+  const m = s.mutualAuth;
+  const mutualAuth = m && {
+    ...m,
+    requesterCertChain: resolve(base, m.requesterCertChain),
+    trustRoot: m.trustRoot === undefined ? undefined : resolve(base, m.trustRoot),
+  };
+  return { ...s, slots, mutualAuth };
+}
+
+/** `s` with mutual authentication against the requester chain in `file` (relative to the working directory). */
+export function withMutualAuth(s: SpdmSettings, file: string): SpdmSettings {
+  const r = spdmSettingsSchema.safeParse({ ...s, mutualAuth: { ...s.mutualAuth, requesterCertChain: file } });
+  if (!r.success)
+    throw new Error(`mutual authentication: ${r.error.issues.map((i) => i.message).join("; ")}`);
+  return resolveSlotPaths(r.data, ".");
 }
 
 /** `s` with another PSK (e.g. the device's `--psk`), checked as the description's would be. */

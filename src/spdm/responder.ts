@@ -3,8 +3,9 @@
  * endpoint, so its socket endpoint and its config-space registers reach the same responder.
  * It answers connection setup (GET_VERSION, GET_CAPABILITIES, NEGOTIATE_ALGORITHMS), GET_DIGESTS,
  * GET_CERTIFICATE, CHALLENGE, GET_MEASUREMENTS, chunked transfers (CHUNK_SEND / CHUNK_GET) and
- * secure sessions (PROTOCOL-FACTS 3.11–3.14, 4, 5): KEY_EXCHANGE/FINISH with ECDHE (no mutual
- * authentication, so MUT_AUTH_CAP is never advertised), PSK_EXCHANGE/PSK_FINISH, and inside a
+ * secure sessions (PROTOCOL-FACTS 3.11–3.14, 4, 5): KEY_EXCHANGE/FINISH with ECDHE (mutual
+ * authentication without encapsulation when the settings provision a requester chain; MUT_AUTH_CAP
+ * is advertised only then), PSK_EXCHANGE/PSK_FINISH, and inside a
  * session HEARTBEAT, KEY_UPDATE, END_SESSION and the certificate and measurement requests. Plain
  * requests (DOE type 1) come through handle(), DSP0277 records (DOE type 2) through handleSecured();
  * SecureSession (session.ts) does the keys, transcript and records, responder-sessions.ts the table.
@@ -49,6 +50,7 @@ import {
   MeasurementOperation,
   MeasurementSpecification,
   MeasurementSummaryHashType,
+  MutAuthRequested,
   NONCE_SIZE,
   OPAQUE_DATA_FMT_MASK,
   OtherParams,
@@ -116,7 +118,7 @@ import {
   type SessionState,
   sessionTranscriptPrefix,
 } from "./session.js";
-import { type SigningContextName, signTranscript } from "./signing.js";
+import { type SigningContextName, signTranscript, verifyTranscript } from "./signing.js";
 import { Transcript } from "./transcript.js";
 
 export const ResponderState = {
@@ -274,6 +276,8 @@ interface Connection {
   /** Struct-table selections (none without a capability using them). */
   dhe?: DheAlgo;
   aead?: AeadAlgo;
+  /** ReqBaseAsymAlg, selected when both sides advertise MUT_AUTH_CAP. */
+  reqAsym?: AsymAlgo;
   /** OtherParamsSelection (1.2+): the opaque data format. */
   otherParams: number;
   /** What request decoding needs: H for verify data, D for ExchangeData. */
@@ -838,12 +842,14 @@ export class SpdmResponder {
     const selected = (type: number) => algStructs.find((t) => t.algType === type)?.algSupported ?? 0;
     const dhe = byBit(DHE, selected(AlgType.DHE));
     const aead = byBit(AEAD, selected(AlgType.AEAD));
+    const reqAsym = byBit(ASYM, selected(AlgType.REQ_BASE_ASYM_ALG));
     // libspdm's checks: what both sides' capabilities will use must have been agreed on.
     const both = (req: number, rsp: number) => (peer.flags & req) !== 0 && (peer.ours & rsp) !== 0;
     const R = RequesterCapability;
     const S = ResponderCapability;
     if (both(R.KEY_EX_CAP, S.KEY_EX_CAP)) check(dhe !== undefined);
     if (both(R.ENCRYPT_CAP, S.ENCRYPT_CAP) || both(R.MAC_CAP, S.MAC_CAP)) check(aead !== undefined);
+    if (both(R.MUT_AUTH_CAP, S.MUT_AUTH_CAP)) check(reqAsym !== undefined);
     if (both(R.KEY_EX_CAP, S.KEY_EX_CAP) || both(R.PSK_CAP, CapabilityField.PSK_CAP))
       check(selected(AlgType.KEY_SCHEDULE) === KeyScheduleAlgo.SPDM);
     const slots = hashAlg && asym ? await this.provision(hashAlg, asym) : new Map<number, SlotInUse>();
@@ -869,10 +875,12 @@ export class SpdmResponder {
       slots,
       dhe,
       aead,
+      reqAsym,
       otherParams,
       decode: {
         hashSize: hashAlg && HASH[hashAlg].size,
         dheExchangeSize: dhe && DHE[dhe].exchangeSize,
+        reqAsymSignatureSize: reqAsym && ASYM[reqAsym].sigSize,
       },
     };
     this.transcript.addVca(request, response);
@@ -1101,6 +1109,7 @@ export class SpdmResponder {
     check(slot !== undefined && c.dhe !== undefined);
     const summary = this.measurementSummary(m.measurementSummaryHashType);
     const start = this.sessionStart(m.version, m.sessionPolicy, m.opaqueData);
+    const requesterChain = this.mutualAuthChain(m.version);
     const dhe = dheKeyPair(c.dhe);
     const dheSecret = dhe.sharedSecret(m.exchangeData); // not a point on the curve: DecodeError → InvalidRequest
     const session = new SecureSession({
@@ -1114,6 +1123,7 @@ export class SpdmResponder {
         certChain: slot.chain,
       }),
       handshakeInTheClear: this.handshakeInTheClear,
+      mutualAuth: requesterChain !== undefined,
       heartbeatPeriod: start.heartbeatPeriod,
       securedMessageVersion: start.securedMessageVersion,
     });
@@ -1122,7 +1132,8 @@ export class SpdmResponder {
       version: m.version,
       heartbeatPeriod: start.heartbeatPeriod,
       rspSessionId: start.rspSessionId,
-      mutAuthRequested: 0,
+      // Without encapsulation the requester signs with the chain we hold, which we call slot 0.
+      mutAuthRequested: requesterChain ? MutAuthRequested.REQUESTED : 0,
       reqSlotIdParam: 0,
       randomData: randomBytes(RANDOM_DATA_SIZE),
       exchangeData: dhe.exchangeData,
@@ -1139,16 +1150,36 @@ export class SpdmResponder {
     dheSecret.fill(0);
     const verify = session.handshakeInTheClear ? EMPTY : session.verifyData("response");
     session.addTranscript(verify);
+    // Mutual authentication: TH goes on with Hash(requester chain) before FINISH (libspdm's TH for FINISH).
+    if (requesterChain) session.addTranscript(hash(start.suite.hash, requesterChain));
     this.sessions.add(session);
     return Buffer.concat([unsigned, signature, verify]);
+  }
+
+  /**
+   * The requester's SPDM cert chain (negotiated hash) when this session is mutually authenticated.
+   * Mutual authentication needs MUT_AUTH_CAP on both sides; when it is required, a requester
+   * without it gets libspdm's ERROR for that (InvalidPolicy at 1.3, Unspecified before).
+   */
+  private mutualAuthChain(version: number): Buffer | undefined {
+    const identity = this.config.mutualAuth;
+    if (!identity) return undefined;
+    if (!this.both(RequesterCapability.MUT_AUTH_CAP, ResponderCapability.MUT_AUTH_CAP)) {
+      if (!identity.required) return undefined;
+      this.log.info("KEY_EXCHANGE from a requester without MUT_AUTH_CAP; mutual authentication is required");
+      fail(version >= SpdmVersion.V1_3 ? "InvalidPolicy" : "Unspecified");
+    }
+    return encodeCertChain(this.conn.hash!, identity.certsDer);
   }
 
   private finish(m: Finish, request: Buffer, x: Exchange): Buffer {
     // In the clear FINISH names no session: it completes the last KEY_EXCHANGE (libspdm's latest_session_id).
     const session = x.session ?? this.sessions.awaitingFinish;
     check(session !== undefined, "UnexpectedRequest");
-    // We never request mutual authentication, so no signature may come (libspdm: InvalidRequest).
-    check((m.attributes & FINISH_SIGNATURE_INCLUDED) === 0);
+    // A signature comes exactly when KEY_EXCHANGE_RSP asked for one, for the slot it named (libspdm: InvalidRequest).
+    const signed = (m.attributes & FINISH_SIGNATURE_INCLUDED) !== 0;
+    check(signed === session.mutualAuth && (!signed || m.reqSlotId === 0));
+    if (signed) this.verifyFinishSignature(session, request, m, x);
     this.acceptRequesterVerifyData(session, request, m.requesterVerifyData, x);
     const header = encodeSpdm({ code: "FINISH_RSP", version: m.version, responderVerifyData: EMPTY });
     session.addTranscript(header);
@@ -1157,6 +1188,28 @@ export class SpdmResponder {
     session.addTranscript(verify);
     x.after.push(() => this.establish(session));
     return Buffer.concat([header, verify]);
+  }
+
+  /**
+   * The requester's FINISH signature over TH ‖ FINISH up to the signature, by the provisioned
+   * chain's leaf with ReqBaseAsymAlg. A wrong one is ERROR DecryptError (libspdm), and the session
+   * ends once that ERROR is out.
+   */
+  private verifyFinishSignature(session: SecureSession, request: Buffer, m: Finish, x: Exchange): void {
+    const { version, hash: h, reqAsym } = this.conn;
+    const key = this.config.mutualAuth?.publicKey;
+    if (!h || !reqAsym || !key)
+      throw new Error("a mutual-authentication FINISH without its algorithms or key");
+    const signedPart = request.subarray(
+      0,
+      request.length - m.signature.length - m.requesterVerifyData.length,
+    );
+    const transcript = Buffer.concat([session.transcript, signedPart]);
+    if (!verifyTranscript({ version, hash: h, asym: reqAsym }, key, "FINISH", transcript, m.signature)) {
+      this.log.warn({ sessionId: hex32(session.sessionId) }, "FINISH signature does not verify");
+      x.after.push(() => this.sessions.end(session, "FINISH signature does not verify"));
+      fail("DecryptError");
+    }
   }
 
   private pskExchange(m: PskExchange, request: Buffer, x: Exchange): Buffer {

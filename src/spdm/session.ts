@@ -13,6 +13,9 @@
  *           = verifyData("response"), addTranscript it] → addTranscript(FINISH header) →
  *           verifyData("request") → addTranscript(it) → FINISH record (handshake keys, unless in the
  *           clear) → addTranscript(FINISH_RSP [+ verify data in the clear]) → establish().
+ *           Mutual authentication (no encapsulation): after KEY_EXCHANGE_RSP, addTranscript(Hash(the
+ *           requester's SPDM cert chain)); the FINISH header is signed over TH, and the signature
+ *           goes into TH before RequesterVerifyData.
  *   PSK:    prefix A → addTranscript(PSK_EXCHANGE, PSK_EXCHANGE_RSP without verify data) →
  *           deriveHandshakeKeys({psk}) → … → PSK_FINISH/PSK_FINISH_RSP as FINISH → establish();
  *           without a responder context there is no PSK_FINISH: establish() right away.
@@ -127,6 +130,11 @@ export interface SecureSessionOptions {
   transcriptPrefix: Uint8Array;
   /** HANDSHAKE_IN_THE_CLEAR set on both sides (KEY_EX): FINISH/FINISH_RSP travel as plain SPDM. */
   handshakeInTheClear?: boolean;
+  /**
+   * KEY_EXCHANGE_RSP asked for mutual authentication without encapsulation (MutAuthRequested bit 0):
+   * the role puts Hash(requester cert chain) into TH after KEY_EXCHANGE_RSP, and FINISH is signed.
+   */
+  mutualAuth?: boolean;
   /** KEY_EXCHANGE_RSP / PSK_EXCHANGE_RSP Param1, seconds; 0 = no heartbeat. */
   heartbeatPeriod?: number;
   /** DSP0277 version selected in the opaque data (SecuredMessageVersion), for reports. */
@@ -163,6 +171,7 @@ export class SecureSession {
   readonly rspSessionId: number;
   readonly sessionId: number;
   readonly handshakeInTheClear: boolean;
+  readonly mutualAuth: boolean;
   readonly heartbeatPeriod: number;
   readonly securedMessageVersion: number | undefined;
   /** This session's GET_MEASUREMENTS log (libspdm keeps M per session). */
@@ -189,6 +198,7 @@ export class SecureSession {
     this.rspSessionId = o.rspSessionId;
     this.sessionId = composeSessionId(o.reqSessionId, o.rspSessionId);
     this.handshakeInTheClear = o.kind === "KEY_EX" && (o.handshakeInTheClear ?? false);
+    this.mutualAuth = o.kind === "KEY_EX" && (o.mutualAuth ?? false);
     this.heartbeatPeriod = o.heartbeatPeriod ?? 0;
     this.securedMessageVersion = o.securedMessageVersion;
     this.th = [Buffer.from(o.transcriptPrefix)];

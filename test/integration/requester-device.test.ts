@@ -1,7 +1,11 @@
 /**
  * Our requester against our device process over real TCP: authentication for every base hash ×
- * base asym at each SPDM version, and KEY_EX and PSK sessions for every DHE × AEAD × hash.
+ * base asym at each SPDM version, KEY_EX and PSK sessions for every DHE × AEAD × hash, and KEY_EX
+ * with mutual authentication (device `--mut-auth-cert-chain`, requester chain and key).
  */
+import { mkdtempSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import {
   AeadCipherSuite,
@@ -10,6 +14,8 @@ import {
   DheNamedGroup,
   MeasurementHashAlgo,
 } from "../../protocol/spdm/codes.js";
+import { writeChainFiles } from "../../src/crypto/cert-files.js";
+import { generateCertChain } from "../../src/crypto/certgen.js";
 import { type SpawnedDevice, spawnDevice } from "../../src/fixture/spawn-device.js";
 import type { Endpoint } from "../../src/net/framed.js";
 import { runRequester, runSessionRequester } from "../../src/spdm/requester-transport.js";
@@ -85,6 +91,34 @@ describe("sessions, our requester -> our device", () => {
           expect(session.securedRoundTrips, where).toBeGreaterThan(5);
         }
       }
+    }
+  });
+});
+
+describe("mutual authentication, our requester -> our device", () => {
+  it("KEY_EX signed by the provisioned requester chain; another key gets ERROR DecryptError", {
+    timeout: 30_000,
+  }, async () => {
+    const requester = await generateCertChain({ asym: "ECDSA-P256", role: "requester" });
+    const files = writeChainFiles(mkdtempSync(join(tmpdir(), "doe-emu-mut-auth-")), "requester", requester);
+    const mutual = await spawnDevice({ args: ["--mut-auth-cert-chain", files.certchainDer] });
+    try {
+      const at = mutual.mailboxes[0]!.endpoint;
+      const opts = {
+        ...common,
+        requesterCertChain: requester.certsDer,
+        requesterKey: requester.privateKey,
+        session: { kind: "KEY_EX" as const },
+      };
+      const { session } = await runSessionRequester(at, opts);
+      expect(session.mutualAuth).toEqual({ slot: 0, reqAsym: "ECDSA-P256" });
+      expect(session.skipped).toEqual([]);
+      const other = await generateCertChain({ asym: "ECDSA-P256", role: "requester" });
+      await expect(runSessionRequester(at, { ...opts, requesterKey: other.privateKey })).rejects.toThrow(
+        /FINISH with ERROR DecryptError/,
+      );
+    } finally {
+      await mutual.stop();
     }
   });
 });

@@ -3,7 +3,8 @@
  * spdm_requester_emu exits 0 only when VCA, DIGESTS, CERTIFICATE, CHALLENGE_AUTH and the signed
  * MEASUREMENTS all verified and, with --exe_session, its KEY_EX and PSK sessions opened and ended
  * (it skips what our CAPABILITIES do not advertise: MEL, GET_CSR, SET_CERTIFICATE, key pair info,
- * endpoint info, mutual authentication). Failures inside a session (heartbeat, key update,
+ * endpoint info, and mutual authentication unless the device is given a requester chain: then it
+ * signs FINISH with its sample requester key). Failures inside a session (heartbeat, key update,
  * measurements) only print an error, so the output must also be free of "fail" and "error".
  * Its default --exe_session also has APP: IDE-KM, TDISP and CXL vendor-defined requests, which a
  * later issue brings; until then they get ERROR UnsupportedRequest and the run fails there.
@@ -17,6 +18,8 @@ import { mkdtempSync, readFileSync, symlinkSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
+import { writeChainFiles } from "../../src/crypto/cert-files.js";
+import { generateCertChain } from "../../src/crypto/certgen.js";
 import { spawnDevice } from "../../src/fixture/spawn-device.js";
 
 const BIN = process.env["SPDM_EMU_BIN"];
@@ -27,6 +30,8 @@ const slot0 = (dir: string) => [
   "--private-key",
   bin(`${dir}/end_responder.key`),
 ];
+/** Mutual authentication with DMTF's sample requester chain of `dir`, whose key spdm_requester_emu signs with. */
+const mutAuth = (dir: string) => ["--mut-auth-cert-chain", bin(`${dir}/bundle_requester.certchain.der`)];
 
 /** Runs a DMTF tool to completion; `cwd` must hold its sample keys (it reads them relative to it). */
 function runTool(
@@ -119,6 +124,16 @@ describe.skipIf(!BIN)("DMTF spdm-emu tools against the doe-emu SPDM responder", 
     ["every message chunked, FINISH in chunks under the handshake keys", smallEncrypted, SESSIONS],
     ["SPDM 1.0 (requester defaults: no sessions before 1.1)", slot0("ecp384"), ["--ver", "1.0"]],
     [
+      "SPDM 1.3, sessions with mutual authentication, DMTF's RSA-3072 requester chain",
+      [...slot0("ecp384"), ...mutAuth("rsa3072")],
+      SESSIONS,
+    ],
+    [
+      "SPDM 1.2, mutual authentication under the handshake keys, DMTF's ECDSA P-384 requester chain",
+      [...slot0("ecp384"), ...encrypted, ...mutAuth("ecp384")],
+      ["--ver", "1.2", "--req_asym", "ECDSA_P384", ...SESSIONS],
+    ],
+    [
       "SPDM 1.1, sessions, RSASSA-3072, DMTF's RSA chain",
       slot0("rsa3072"),
       ["--ver", "1.1", "--asym", "RSASSA_3072", ...SESSIONS],
@@ -135,6 +150,20 @@ describe.skipIf(!BIN)("DMTF spdm-emu tools against the doe-emu SPDM responder", 
       expect(code, output).toBe(0);
     });
   });
+
+  it("spdm_requester_emu signing FINISH with a key other than the provisioned chain's: ERROR DecryptError", async () => {
+    const other = await generateCertChain({ asym: "RSAPSS-3072", role: "requester" });
+    const chain = writeChainFiles(tmp, "other-requester", other).certchainDer;
+    await against([...slot0("ecp384"), "--mut-auth-cert-chain", chain], async (port) => {
+      const { code, output } = await runTool(
+        "spdm_requester_emu",
+        ["--trans", "PCI_DOE", "--port", String(port), "--exe_session", "KEY_EX"],
+        bin("."),
+      );
+      expect(output).toMatch(/ERROR: libspdm_start_session/);
+      expect(code).not.toBe(0);
+    });
+  }, 30_000);
 
   it("spdm_requester_emu with its defaults: sessions open, then APP's IDE-KM request gets ERROR UnsupportedRequest", async () => {
     await against(slot0("ecp384"), async (port) => {

@@ -2,13 +2,17 @@
  * Our requester's secure sessions against DMTF's spdm_responder_emu (set SPDM_EMU_BIN to spdm-emu's
  * build/bin): KEY_EXCHANGE with the handshake in the clear and encrypted, PSK with and without a
  * responder context, every AEAD and ECDHE group DMTF offers, SPDM 1.1–1.3, a 1.3 multi-key
- * connection (D in TH), and two sessions one after the other on one connection. Each test starts
+ * connection (D in TH), two sessions one after the other on one connection, and mutual
+ * authentication without encapsulation (`--mut_auth WO_ENCAP`, FINISH signed with DMTF's sample
+ * requester chain, which that responder has provisioned). Each test starts
  * its own responder (it exits when its requester disconnects) and ends with SHUTDOWN.
  */
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
 import { AeadCipherSuite, RequesterCapability as Cap, DheNamedGroup } from "../../protocol/spdm/codes.js";
+import { loadChainAndKey } from "../../src/crypto/cert-files.js";
+import { generateCertChain } from "../../src/crypto/certgen.js";
 import {
   exited,
   SPDM_EMU_BIN,
@@ -183,3 +187,57 @@ describe.skipIf(!SPDM_EMU_BIN)("our requester's sessions against DMTF spdm_respo
     expect(await exited(rsp.child)).toBe(0);
   });
 });
+
+describe.skipIf(!SPDM_EMU_BIN)(
+  "mutual authentication against DMTF spdm_responder_emu --mut_auth WO_ENCAP",
+  () => {
+    const MUT_AUTH = ["--mut_auth", "WO_ENCAP", "--basic_mut_auth", "NO"];
+    /** DMTF's sample requester chain and key of `dir` (the responder provisions the one of its ReqBaseAsym). */
+    const identity = (dir: string): RunRequesterOptions => {
+      const bin = join(SPDM_EMU_BIN ?? "", dir);
+      const id = loadChainAndKey(join(bin, "bundle_requester.certchain.der"), join(bin, "end_requester.key"));
+      return { requesterCertChain: id.certsDer, requesterKey: id.privateKey };
+    };
+
+    it("KEY_EX with the handshake in the clear, DMTF's RSA-3072 requester chain (its default ReqBaseAsym)", async () => {
+      const s = await session("KEY_EX", MUT_AUTH, identity("rsa3072"));
+      expect(s).toMatchObject({ mutualAuth: { slot: 0, reqAsym: "RSAPSS-3072" }, steps: ALL_STEPS });
+    });
+
+    it("KEY_EX under the handshake keys, DMTF's ECDSA P-384 requester chain (--req_asym ECDSA_P384)", async () => {
+      const s = await session("KEY_EX", [...MUT_AUTH, "--req_asym", "ECDSA_P384"], {
+        ...identity("ecp384"),
+        capabilities: noClear,
+      });
+      expect(s).toMatchObject({
+        handshake: "encrypted",
+        mutualAuth: { reqAsym: "ECDSA-P384" },
+        steps: ALL_STEPS,
+      });
+    });
+
+    it("fails clearly without a requester chain", async () => {
+      const rsp = await startResponder(MUT_AUTH);
+      const e = await runSessionRequester(
+        { host: "127.0.0.1", port: rsp.port },
+        { measurementMode: "ALL", session: { kind: "KEY_EX" } },
+      ).catch((x: unknown) => x);
+      expect((e as Error).message).toMatch(/asks for mutual authentication; give .*--req-cert-chain/);
+    });
+
+    it("a requester chain other than the one DMTF provisioned: FINISH gets ERROR DecryptError", async () => {
+      const rsp = await startResponder(MUT_AUTH);
+      const ours = await generateCertChain({ asym: "RSAPSS-3072", role: "requester" });
+      const e = await runSessionRequester(
+        { host: "127.0.0.1", port: rsp.port },
+        {
+          requesterCertChain: ours.certsDer,
+          requesterKey: ours.privateKey,
+          measurementMode: "ALL",
+          session: { kind: "KEY_EX" },
+        },
+      ).catch((x: unknown) => x);
+      expect((e as Error).message).toMatch(/responder answered FINISH with ERROR DecryptError/);
+    }, 30_000);
+  },
+);
