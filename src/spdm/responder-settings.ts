@@ -22,6 +22,7 @@ import {
   KeyScheduleAlgo,
   MeasurementHashAlgo,
   ResponderCapability,
+  SpdmRequestCode,
   SpdmVersion,
 } from "../../protocol/spdm/codes.js";
 import { CertFileError, loadCertChainFile } from "../crypto/cert-files.js";
@@ -97,6 +98,17 @@ export const DHE_NAMES = { SECP_256_R1, SECP_384_R1, SECP_521_R1 };
 const { AES_128_GCM, AES_256_GCM, CHACHA20_POLY1305 } = AeadCipherSuite;
 export const AEAD_NAMES = { AES_128_GCM, AES_256_GCM, CHACHA20_POLY1305 };
 export const KEY_SCHEDULE_NAMES = KeyScheduleAlgo;
+const { GET_DIGESTS, GET_CERTIFICATE, CHALLENGE, GET_MEASUREMENTS, KEY_EXCHANGE, PSK_EXCHANGE } =
+  SpdmRequestCode;
+/** The requests a `notReady` device may hold back. */
+export const NOT_READY_REQUESTS = {
+  GET_DIGESTS,
+  GET_CERTIFICATE,
+  CHALLENGE,
+  GET_MEASUREMENTS,
+  KEY_EXCHANGE,
+  PSK_EXCHANGE,
+};
 
 /** A zod enum over the keys of a name table. */
 const names = <T extends object>(table: T) =>
@@ -228,6 +240,22 @@ export const spdmSettingsSchema = z
         required: z.boolean().default(true),
       })
       .optional(),
+    /**
+     * A slow device, off when absent: the listed requests are first answered with ERROR
+     * ResponseNotReady (RDT hint 2^rdtExponent µs × rdtm), and their response goes out for the
+     * RESPOND_IF_READY that names them, once delayMs have passed (before that: ResponseNotReady
+     * again). Only NOT_READY_REQUESTS can be listed: not VCA, flow control, or the requests
+     * inside a handshake or of session upkeep.
+     */
+    notReady: z
+      .strictObject({
+        requests: z.array(names(NOT_READY_REQUESTS)).min(1),
+        rdtExponent: int(0, 31).default(10),
+        // libspdm's requester refuses RDTM ≤ 1 (libspdm_req_handle_error_response.c:188).
+        rdtm: int(2, 0xff).default(2),
+        delayMs: z.number().min(0).default(0),
+      })
+      .optional(),
   })
   .superRefine((s, ctx) => {
     const issue = (path: (string | number)[], message: string) =>
@@ -312,6 +340,8 @@ export interface ResponderConfig {
   pskHint: Buffer;
   /** Mutual authentication (KEY_EXCHANGE without encapsulation) is on: the requester's identity. */
   mutualAuth?: RequesterIdentity;
+  /** ResponseNotReady for these request codes, with this hint, ready after delayMs. */
+  notReady?: { requests: number[]; rdtExponent: number; rdtm: number; delayMs: number };
 }
 
 /** The requester certificate chain provisioned for mutual authentication. */
@@ -378,6 +408,10 @@ export function responderConfig(s: SpdmSettings): ResponderConfig {
     psk: bytesOf(s.psk),
     pskHint: bytesOf(s.pskHint),
     mutualAuth: mutual?.identity,
+    notReady: s.notReady && {
+      ...s.notReady,
+      requests: s.notReady.requests.map((n) => NOT_READY_REQUESTS[n]),
+    },
   };
 }
 

@@ -24,8 +24,8 @@
  *
  * Transcripts follow libspdm (transcript.ts), since DMTF's requester verifies exactly that. A
  * response larger than one transfer to the requester is logged whole and then sent by CHUNK_GET.
- * ResponseNotReady is never sent (every answer is computed at once), so RESPOND_IF_READY is
- * always unexpected.
+ * With `notReady` settings, chosen requests are first answered with ResponseNotReady and served
+ * again by RESPOND_IF_READY (see holdBack()); otherwise RESPOND_IF_READY finds nothing pending.
  */
 import { type KeyObject, randomBytes } from "node:crypto";
 import { DecodeError } from "../../protocol/errors.js";
@@ -92,6 +92,7 @@ import type {
   NegotiateAlgorithms,
   PskExchange,
   PskFinish,
+  RespondIfReady,
 } from "../../protocol/spdm/messages.js";
 import { encodeCertChain } from "../crypto/cert-chain.js";
 import {
@@ -292,6 +293,17 @@ interface LargeResponse {
   sent: number;
 }
 
+/** A request answered with ResponseNotReady, and what RESPOND_IF_READY must name to get its response. */
+interface PendingRequest {
+  code: number;
+  token: number;
+  request: Buffer;
+  /** The session it came in, if any: RESPOND_IF_READY must come there too. */
+  session: SecureSession | undefined;
+  /** performance.now() from which it is answered. */
+  readyAt: number;
+}
+
 /** A request arriving by CHUNK_SEND. */
 interface LargeRequest {
   handle: number;
@@ -387,8 +399,14 @@ export class SpdmResponder {
       flow: true,
       handle: (r, m) => r.chunkGet(m),
     },
-    // Without ResponseNotReady nothing is ever pending.
-    RESPOND_IF_READY: { states: [], flow: true, handle: () => fail("UnexpectedRequest") },
+    // Only requests of a negotiated connection are ever held back (NOT_READY_REQUESTS); the one
+    // held back may have come in a session, handshake included.
+    RESPOND_IF_READY: {
+      states: [Negotiated],
+      in: ANY_CHANNEL,
+      flow: true,
+      handle: (r, m, _q, x) => r.respondIfReady(m, x),
+    },
     KEY_EXCHANGE: {
       states: [Negotiated],
       since: SpdmVersion.V1_1,
@@ -455,6 +473,9 @@ export class SpdmResponder {
   private largeResponse: LargeResponse | undefined;
   private largeRequest: LargeRequest | undefined;
   private lastHandle = 0;
+  /** The request held back by ResponseNotReady, until RESPOND_IF_READY fetches it. */
+  private pending: PendingRequest | undefined;
+  private lastToken = 0;
   private readonly structs: Readonly<Record<number, readonly number[]>>;
   private readonly sessions: ResponderSessions;
 
@@ -566,9 +587,13 @@ export class SpdmResponder {
 
   // ---- dispatch -------------------------------------------------------------------------------
 
-  private async respond(request: Buffer, x: Exchange): Promise<Buffer> {
+  /** `replay`: the request held back, now answered for RESPOND_IF_READY. */
+  private async respond(request: Buffer, x: Exchange, replay = false): Promise<Buffer> {
     const version = request[0] ?? 0;
     const code = request[1] ?? 0;
+    // Any other request abandons the one held back: libspdm keeps only the latest request in its
+    // cache (libspdm_rsp_handle_response_state.c:35-40), and the requester has moved on.
+    if (code !== SpdmRequestCode.RESPOND_IF_READY) this.pending = undefined;
     try {
       check(request.length >= 4);
       const rule = this.admit(code, version, x);
@@ -576,6 +601,8 @@ export class SpdmResponder {
       // Reset rules apply to any well-formed request, whatever its answer: libspdm's requester
       // applies them when it sends. Inside a session the session's M log is the one reset.
       if (!rule.flow) this.transcript.onRequest(code, x.session?.measurementLog);
+      if (!replay && this.config.notReady?.requests.includes(code))
+        return this.holdBack(code, request.subarray(0, byteLength), x);
       const response = await rule.handle(
         this,
         message as MessageOf<KnownMessageName>,
@@ -587,6 +614,51 @@ export class SpdmResponder {
     } catch (e) {
       return this.errorFor(e, code, version, x);
     }
+  }
+
+  /**
+   * ResponseNotReady instead of the response. Like libspdm, nothing is computed and nothing enters
+   * a transcript now: RESPOND_IF_READY runs the kept request as if it came then
+   * (libspdm_rsp_respond_if_ready.c:67-70), so request and response are logged together and
+   * signatures cover what the requester logs. It answers before errorFor(), which would drop the
+   * measurement log (libspdm's requester keeps it on ResponseNotReady). The reset rules
+   * (onRequest) have run already; the replay repeats them, which changes nothing.
+   */
+  private holdBack(code: number, request: Buffer, x: Exchange): Buffer {
+    const { delayMs } = this.config.notReady!;
+    this.lastToken = (this.lastToken + 1) & 0xff;
+    this.pending = {
+      code,
+      token: this.lastToken,
+      request: Buffer.from(request),
+      session: x.session,
+      readyAt: performance.now() + delayMs,
+    };
+    return this.notReadyMessage(this.pending);
+  }
+
+  private notReadyMessage(p: PendingRequest): Buffer {
+    const { rdtExponent, rdtm } = this.config.notReady!;
+    return encodeSpdm({
+      code: "ERROR",
+      version: this.conn.version,
+      errorCode: SpdmErrorCode.ResponseNotReady,
+      errorData: 0,
+      responseNotReady: { rdtExponent, requestCode: p.code, token: p.token, rdtm },
+    });
+  }
+
+  /**
+   * The held-back response. As libspdm: another request code or token, or nothing pending →
+   * InvalidRequest, the pending request kept (libspdm_rsp_respond_if_ready.c:44-58); not ready yet
+   * → the same ResponseNotReady again (its NOT_READY state, libspdm_rsp_handle_response_state.c:
+   * 33-50). A RESPOND_IF_READY from another session (or outside the one) does not name it either.
+   */
+  private respondIfReady(m: RespondIfReady, x: Exchange): Buffer | Promise<Buffer> {
+    const p = this.pending;
+    check(p !== undefined && m.requestCode === p.code && m.token === p.token && x.session === p.session);
+    if (performance.now() < p.readyAt) return this.notReadyMessage(p);
+    return this.respond(p.request, x, true);
   }
 
   /** The rule for a request, or the ERROR that refuses it (see the file comment for the order). */

@@ -1,9 +1,10 @@
 /**
  * Our requester against our device process over real TCP: authentication for every base hash ×
  * base asym at each SPDM version, KEY_EX and PSK sessions for every DHE × AEAD × hash, and KEY_EX
- * with mutual authentication (device `--mut-auth-cert-chain`, requester chain and key).
+ * with mutual authentication (device `--mut-auth-cert-chain`, requester chain and key), and a slow
+ * device answering ResponseNotReady (`spdm.notReady`).
  */
-import { mkdtempSync } from "node:fs";
+import { mkdtempSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -119,6 +120,30 @@ describe("mutual authentication, our requester -> our device", () => {
       );
     } finally {
       await mutual.stop();
+    }
+  });
+});
+
+describe("ResponseNotReady, our requester -> our device", () => {
+  it("RESPOND_IF_READY fetches CHALLENGE_AUTH and MEASUREMENTS, signatures verified", {
+    timeout: 30_000,
+  }, async () => {
+    const file = join(mkdtempSync(join(tmpdir(), "doe-emu-not-ready-")), "slow.json");
+    // The hint (2^14 µs ≈ 16 ms) exceeds the delay, so the requester's first RESPOND_IF_READY gets it.
+    const notReady = { requests: ["CHALLENGE", "GET_MEASUREMENTS"], rdtExponent: 14, delayMs: 5 };
+    writeFileSync(file, JSON.stringify({ spdm: { notReady } }));
+    const slow = await spawnDevice({ args: ["--config", file] });
+    try {
+      const at = slow.mailboxes[0]!.endpoint;
+      for (const version of VERSIONS) {
+        const s = await runRequester(at, { ...common, versions: [version] });
+        expect(s.measurements, `${version}`).toMatchObject({ signed: true });
+        expect(s.challenge.summaryHashChecked, `${version}`).toBe(true);
+      }
+      const { session } = await runSessionRequester(at, { ...common, session: { kind: "KEY_EX" } });
+      expect(session.skipped).toEqual([]);
+    } finally {
+      await slow.stop();
     }
   });
 });

@@ -93,6 +93,10 @@ describe.skipIf(!BIN)("DMTF spdm-emu tools against the doe-emu SPDM responder", 
     dataTransferSize: 42,
     capabilities: ENCRYPTED_HANDSHAKE,
   });
+  // A slow device: libspdm's requester sleeps the hinted 2^14 µs and sends RESPOND_IF_READY.
+  const notReady = config("not-ready", {
+    notReady: { requests: ["CHALLENGE", "GET_MEASUREMENTS", "KEY_EXCHANGE"], rdtExponent: 14, delayMs: 5 },
+  });
 
   it.each([
     ["SPDM 1.3, sessions, DMTF's ECDSA P-384 chain", slot0("ecp384"), SESSIONS],
@@ -123,6 +127,11 @@ describe.skipIf(!BIN)("DMTF spdm-emu tools against the doe-emu SPDM responder", 
     ["every message chunked (our DataTransferSize 42), sessions", smallTransfers, SESSIONS],
     ["every message chunked, FINISH in chunks under the handshake keys", smallEncrypted, SESSIONS],
     ["SPDM 1.0 (requester defaults: no sessions before 1.1)", slot0("ecp384"), ["--ver", "1.0"]],
+    [
+      "ResponseNotReady to CHALLENGE, GET_MEASUREMENTS and KEY_EXCHANGE, then RESPOND_IF_READY",
+      [...slot0("ecp384"), ...notReady],
+      ["--exe_session", "KEY_EX"],
+    ],
     [
       "SPDM 1.3, sessions with mutual authentication, DMTF's RSA-3072 requester chain",
       [...slot0("ecp384"), ...mutAuth("rsa3072")],

@@ -395,10 +395,10 @@ describe("SPDM responder: errors, after which the connection still works", () =>
     expect(r.state).toBe(ResponderState.AfterCapabilities);
     expect(decodeSpdm(await p.send(p.negotiate())).code).toBe("ALGORITHMS");
     for (const m of [caps, p.negotiate()]) expectError(await p.send(m), "UnexpectedRequest", 0, V12);
-    // Nothing is ever pending, and no large response is waiting.
+    // Nothing is pending (libspdm: InvalidRequest), and no large response is waiting.
     expectError(
       await p.send({ code: "RESPOND_IF_READY", version: V12, requestCode: 0x81, token: 0 }),
-      "UnexpectedRequest",
+      "InvalidRequest",
     );
     expectError(
       await p.send({ code: "CHUNK_GET", version: V12, handle: 0, chunkSeqNo: 0 }),
@@ -984,5 +984,89 @@ describe("device description: the spdm section", () => {
     expect(loadDescription(file).spdm.slots).toEqual([
       { slot: 1, certChain: join(dir, "c.der"), privateKey: join(dir, "k/key.pem") },
     ]);
+  });
+});
+
+describe("SPDM responder: ResponseNotReady and RESPOND_IF_READY", () => {
+  const slow = (delayMs = 0) =>
+    responder({
+      notReady: { requests: ["CHALLENGE", "GET_MEASUREMENTS"], rdtExponent: 12, rdtm: 3, delayMs },
+    });
+  const challenge = encodeSpdm({
+    code: "CHALLENGE",
+    version: V12,
+    slotId: 0,
+    measurementSummaryHashType: 0,
+    nonce: NONCE,
+  });
+  const signedMeasurements = encodeSpdm({
+    code: "GET_MEASUREMENTS",
+    version: V12,
+    attributes: 1,
+    operation: 1,
+    nonce: NONCE,
+    slotIdParam: 0,
+  });
+  const ready = (requestCode: number, token: number): SpdmMessage => ({
+    code: "RESPOND_IF_READY",
+    version: V12,
+    requestCode,
+    token,
+  });
+  /** The ResponseNotReady extended data, checked against the settings above. */
+  const notReady = (rsp: Buffer, requestCode: number) => {
+    const m = decodeSpdm(rsp) as MessageOf<"ERROR">;
+    expect(m).toMatchObject({ code: "ERROR", errorCode: SpdmErrorCode.ResponseNotReady, errorData: 0 });
+    expect(m.responseNotReady).toMatchObject({ rdtExponent: 12, requestCode, rdtm: 3 });
+    return m.responseNotReady!.token;
+  };
+
+  it("holds the response back until RESPOND_IF_READY names request and token", async () => {
+    const p = await negotiated({ version: V12 }, slow());
+    const token = notReady(await p.send(challenge), 0x83);
+    // Another code or token is InvalidRequest, and the response stays pending.
+    expectError(await p.send(ready(0x83, (token + 1) & 0xff)), "InvalidRequest");
+    expectError(await p.send(ready(0xe0, token)), "InvalidRequest");
+    const rsp = await p.send(ready(0x83, token));
+    const auth = p.decode("CHALLENGE_AUTH", rsp, { measurementSummaryHashType: 0 });
+    // M1 holds the CHALLENGE once, with its real response: no trace of the detour.
+    const m1 = Buffer.concat([...p.A, challenge, rsp.subarray(0, -auth.signature.length)]);
+    expect(verify(p, "CHALLENGE_AUTH", m1, auth.signature)).toBe(true);
+    // Delivered, it is gone.
+    expectError(await p.send(ready(0x83, token)), "InvalidRequest");
+  });
+
+  it("keeps the measurement log across ResponseNotReady and signs L1 over the real exchange", async () => {
+    const p = await negotiated({ version: V12 }, slow());
+    const unsigned = encodeSpdm({ code: "GET_MEASUREMENTS", version: V12, attributes: 0, operation: 0 });
+    // Each GET_MEASUREMENTS is held back; the log must collect both, as libspdm's requester's does.
+    const first = await p.send(ready(0xe0, notReady(await p.send(unsigned), 0xe0)));
+    p.decode("MEASUREMENTS", first, { measurementSignatureRequested: false });
+    const token = notReady(await p.send(signedMeasurements), 0xe0);
+    const rsp = await p.send(ready(0xe0, token));
+    const m = p.decode("MEASUREMENTS", rsp, { measurementSignatureRequested: true });
+    const l1 = Buffer.concat([...p.A, unsigned, first, signedMeasurements, rsp.subarray(0, -96)]);
+    expect(verify(p, "MEASUREMENTS", l1, m.signature)).toBe(true);
+  });
+
+  it("drops the pending response when another request comes in between", async () => {
+    const p = await negotiated({ version: V12 }, slow());
+    const token = notReady(await p.send(challenge), 0x83);
+    p.decode("DIGESTS", await p.send({ code: "GET_DIGESTS", version: V12 }), { hashSize: 48 });
+    expectError(await p.send(ready(0x83, token)), "InvalidRequest");
+  });
+
+  it("answers ResponseNotReady again until delayMs have passed", async () => {
+    const p = await negotiated({ version: V12 }, slow(50));
+    const token = notReady(await p.send(challenge), 0x83);
+    expect(notReady(await p.send(ready(0x83, token)), 0x83)).toBe(token);
+    await new Promise((done) => setTimeout(done, 60));
+    p.decode("CHALLENGE_AUTH", await p.send(ready(0x83, token)), { measurementSummaryHashType: 0 });
+  });
+
+  it("is off by default, and cannot hold back GET_VERSION", async () => {
+    const p = await negotiated({ version: V12 });
+    p.decode("CHALLENGE_AUTH", await p.send(challenge), { measurementSummaryHashType: 0 });
+    expect(spdmSettingsSchema.safeParse({ notReady: { requests: ["GET_VERSION"] } }).success).toBe(false);
   });
 });
