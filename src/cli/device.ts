@@ -2,7 +2,7 @@
 import type { Argv } from "yargs";
 import { protocolId } from "../../protocol/doe.js";
 import { defaultDescription, loadDescription } from "../device/description.js";
-import { startDevice } from "../device/device.js";
+import { type RunningDevice, startDevice } from "../device/device.js";
 import { createLogger, type LogLevel } from "../log.js";
 import { formatEndpoint, parseEndpoint } from "../net/framed.js";
 import { withMutualAuth, withPsk, withSlotFiles } from "../spdm/responder-settings.js";
@@ -32,14 +32,16 @@ async function runDevice(argv: DeviceArgs): Promise<void> {
   if (argv.psk !== undefined) description.spdm = withPsk(description.spdm, argv.psk);
   const mutual = argv["mut-auth-cert-chain"];
   if (mutual !== undefined) description.spdm = withMutualAuth(description.spdm, mutual);
-  let exiting = false;
+  // A SHUTDOWN can arrive on a mailbox before startDevice has resolved (its ports listen first).
+  let device: RunningDevice | undefined;
+  let exitWhy: string | undefined;
   const exit = (why: string) => {
-    if (exiting) return;
-    exiting = true;
+    if (exitWhy) return;
+    exitWhy = why;
     log.info({ why }, "stopping");
-    void device.stop().then(() => process.exit(0));
+    if (device) void device.stop().then(() => process.exit(0));
   };
-  const device = await startDevice({
+  device = await startDevice({
     description,
     ip: argv.ip,
     port: argv.port,
@@ -48,6 +50,10 @@ async function runDevice(argv: DeviceArgs): Promise<void> {
     log,
     onShutdown: () => exit("SHUTDOWN"),
   });
+  if (exitWhy) {
+    await device.stop();
+    process.exit(0);
+  }
   // Before "ready" is printed: a parent may signal as soon as it reads that line.
   process.once("SIGTERM", () => exit("SIGTERM"));
   process.once("SIGINT", () => exit("SIGINT"));

@@ -147,16 +147,18 @@ export class Bouncer {
     const target = route(object, this.opts.targets);
     if (typeof target === "string") return this.fail(target, log, { object: describe(object) });
     const key = formatEndpoint(target);
-    let client = upstreams.get(key);
-    if (!client) {
-      client = FramedClient.connect(target, {
-        timeoutMs: this.opts.timeoutMs,
-        connectTimeoutMs: this.opts.timeoutMs,
-      });
-      upstreams.set(key, client);
-    }
     try {
-      const rsp = await (await client).request({
+      let client = await upstreams.get(key)?.catch(() => undefined);
+      // A connection the device has closed since (restart, stop) is replaced, not failed on.
+      if (!client || client.closed) {
+        const connecting = FramedClient.connect(target, {
+          timeoutMs: this.opts.timeoutMs,
+          connectTimeoutMs: this.opts.timeoutMs,
+        });
+        upstreams.set(key, connecting);
+        client = await connecting;
+      }
+      const rsp = await client.request({
         command: SocketCommand.NORMAL,
         transport: TransportType.PCI_DOE,
         payload: object,
@@ -167,8 +169,9 @@ export class Bouncer {
       return rsp.payload;
     } catch (e) {
       // The next object to this mailbox reconnects.
+      const failed = upstreams.get(key);
       upstreams.delete(key);
-      void client.then(
+      void failed?.then(
         (c) => c.close(),
         () => undefined,
       );

@@ -175,6 +175,7 @@ export class FramedClient {
   /** When the request on the wire times out; one timer serves every request (see arm()). */
   private deadline = 0;
   private timer: NodeJS.Timeout | undefined;
+  private timerDue = 0;
   readonly timeoutMs: number;
 
   private constructor(
@@ -252,7 +253,12 @@ export class FramedClient {
    * A timer per request would cost more than the rest of an exchange.
    */
   private arm(ms: number): void {
-    if (this.timer) return;
+    const due = performance.now() + ms;
+    if (this.timer) {
+      if (due >= this.timerDue) return;
+      clearTimeout(this.timer); // this request's timeout is shorter than the pending timer's
+    }
+    this.timerDue = due;
     this.timer = setTimeout(() => {
       this.timer = undefined;
       if (!this.sent) return;

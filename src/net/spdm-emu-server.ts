@@ -27,6 +27,8 @@ export function serveSpdmEmu(conn: FramedConnection, log: Logger, handlers: Spdm
   const pending: SocketFrame[] = [];
   let waiting = false;
   let pumping = false;
+  /** SHUTDOWN, CONTINUE or an unknown command ended the session: later frames are dropped. */
+  let ended = false;
   conn.on("frame", (frame) => {
     pending.push(frame);
     pump();
@@ -43,7 +45,7 @@ export function serveSpdmEmu(conn: FramedConnection, log: Logger, handlers: Spdm
   }
 
   function handleFrame(frame: SocketFrame): void {
-    if (conn.closed) return;
+    if (ended || conn.closed) return;
     if (frame.transport !== TransportType.PCI_DOE) {
       log.warn({ transport: frame.transport }, "transport type is not PCI_DOE; closing connection");
       conn.destroy();
@@ -65,6 +67,7 @@ export function serveSpdmEmu(conn: FramedConnection, log: Logger, handlers: Spdm
       case SocketCommand.SHUTDOWN: {
         const name = frame.command === SocketCommand.SHUTDOWN ? "SHUTDOWN" : "CONTINUE";
         log.info(`${name} received`);
+        ended = true;
         reply(frame.command);
         conn.end();
         handlers.end?.(name);
@@ -72,6 +75,7 @@ export function serveSpdmEmu(conn: FramedConnection, log: Logger, handlers: Spdm
       }
       default:
         log.warn({ command: commandName(frame.command) }, "unknown command; closing connection");
+        ended = true;
         reply(SocketCommand.UNKNOWN);
         conn.end();
     }

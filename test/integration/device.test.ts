@@ -95,6 +95,13 @@ describe("doe-emu device process over TCP", () => {
     again.close();
   });
 
+  it("ignores frames that follow CONTINUE in the same write", async () => {
+    const peer = await RawPeer.connect(port);
+    peer.send("0000fffd 00000002 00000000  0000dead 00000002 0000000e 436c69656e742048656c6c6f2100");
+    expect(await peer.recv()).toEqual({ command: 0xfffd, transport: PCI_DOE, payload: Buffer.alloc(0) });
+    expect(await peer.closesWithin()).toBe(true);
+  });
+
   it("answers an unknown command with UNKNOWN and closes", async () => {
     const peer = await RawPeer.connect(port);
     peer.sendFrame(0x1234, PCI_DOE);

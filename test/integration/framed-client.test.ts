@@ -53,6 +53,15 @@ describe("FramedClient", () => {
     for (let i = 0; i < 4; i++) expect((await c.request(frame(i))).payload[0]).toBe(i);
   });
 
+  it("times out a short request after a long one on time, not on the long one's clock", async () => {
+    const srv = await server([0, -1]);
+    cleanup.push(srv.close);
+    const c = await FramedClient.connect({ host: "127.0.0.1", port: srv.port });
+    cleanup.push(() => c.close());
+    expect((await c.request(frame(0), 60_000)).payload[0]).toBe(0);
+    await expect(c.request(frame(1), 100)).rejects.toBeInstanceOf(TimeoutError);
+  }, 5_000);
+
   it("times out a request with no answer, closes the connection and fails what is queued", async () => {
     const srv = await server([0, -1, 0]);
     cleanup.push(srv.close);
