@@ -100,7 +100,11 @@ class DeviceLink {
         connectTimeoutMs: this.ctx.requestTimeoutMs,
       });
       this.control.onClose(() => void this.check());
-      if (this.isClosed()) return false;
+      // Closed while connecting: close() found no client to close then.
+      if (this.isClosed()) {
+        this.control.close();
+        return false;
+      }
       this.state = "scanning";
       const identity = known ?? (await this.control.identity());
       const control = this.control;
@@ -148,6 +152,11 @@ class DeviceLink {
           timeoutMs: this.ctx.requestTimeoutMs,
           connectTimeoutMs: this.ctx.requestTimeoutMs,
         });
+        // The link closed while reconnecting: nobody else will close this client.
+        if (this.state !== "registered") {
+          this.control.close();
+          return;
+        }
       }
       const first = this.ctx.registry.devices.get(this.deviceId!)?.functions[0];
       if (first) await this.control.cfgRead(first.rid, Header.VENDOR_ID, 2);
