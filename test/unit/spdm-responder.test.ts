@@ -61,6 +61,21 @@ const CTX8 = Buffer.from("0102030405060708", "hex");
 const NONCE = Buffer.alloc(32, 0x5a);
 const REQ_FLAGS = RequesterCapability.CERT_CAP | RequesterCapability.CHAL_CAP | RequesterCapability.CHUNK_CAP;
 
+/** GET_CAPABILITIES as a requester sends it at `version` (1.1+ fields, 1.2+ sizes). */
+function getCapabilities(
+  version: number,
+  o: { flags?: number; dts?: number; max?: number; attributes?: number } = {},
+): MessageOf<"GET_CAPABILITIES"> {
+  const dts = o.dts ?? 4096;
+  return {
+    code: "GET_CAPABILITIES",
+    version,
+    attributes: o.attributes ?? 0,
+    ...(version >= V11 && { ctExponent: 0, extFlags: 0, flags: o.flags ?? REQ_FLAGS }),
+    ...(version >= V12 && { dataTransferSize: dts, maxSpdmMsgSize: o.max ?? dts }),
+  };
+}
+
 // One generated identity for the whole file: chains are generated per asym algorithm on first use.
 const SETTINGS = spdmSettingsSchema.parse({
   slots: [
@@ -175,13 +190,11 @@ class Peer {
     };
     const ver = decodeSpdm(await pair({ code: "GET_VERSION", version: V10 }));
     expect(ver).toMatchObject({ code: "VERSION", versionNumberEntries: [0x1000, 0x1100, 0x1200, 0x1300] });
-    const getCaps: MessageOf<"GET_CAPABILITIES"> = {
-      code: "GET_CAPABILITIES",
-      version: v,
-      attributes: 0,
-      ...(v >= V11 && { ctExponent: 0, extFlags: 0, flags: this.opts.flags ?? REQ_FLAGS }),
-      ...(v >= V12 && { dataTransferSize: this.dts, maxSpdmMsgSize: this.dts === 4096 ? 4096 : 65536 }),
-    };
+    const getCaps = getCapabilities(v, {
+      flags: this.opts.flags,
+      dts: this.dts,
+      max: this.dts === 4096 ? 4096 : 65536,
+    });
     const capabilities = decodeSpdm(await pair(getCaps)) as MessageOf<"CAPABILITIES">;
     expect(capabilities.code).toBe("CAPABILITIES");
     const negotiateAlgorithms = this.negotiate();
@@ -336,18 +349,7 @@ describe("SPDM responder: connection setup", () => {
   it("answers the 1.3 Supported Algorithms block when asked, with chunking on both sides", async () => {
     const r = responder();
     await r.handle(encodeSpdm({ code: "GET_VERSION", version: V10 }));
-    const rsp = await r.handle(
-      encodeSpdm({
-        code: "GET_CAPABILITIES",
-        version: V13,
-        attributes: 1,
-        ctExponent: 0,
-        extFlags: 0,
-        flags: REQ_FLAGS,
-        dataTransferSize: 4096,
-        maxSpdmMsgSize: 65536,
-      }),
-    );
+    const rsp = await r.handle(encodeSpdm(getCapabilities(V13, { attributes: 1, max: 65536 })));
     const caps = decodeSpdm(rsp) as MessageOf<"CAPABILITIES">;
     expect(caps.supportedAlgorithms).toMatchObject({
       measurementSpecification: 1,
@@ -375,16 +377,7 @@ describe("SPDM responder: errors, after which the connection still works", () =>
   it("UnexpectedRequest for requests out of order", async () => {
     const r = responder();
     const p = new Peer(r, { version: V12 });
-    const caps: SpdmMessage = {
-      code: "GET_CAPABILITIES",
-      version: V12,
-      attributes: 0,
-      ctExponent: 0,
-      extFlags: 0,
-      flags: REQ_FLAGS,
-      dataTransferSize: 4096,
-      maxSpdmMsgSize: 4096,
-    };
+    const caps = getCapabilities(V12);
     for (const m of [caps, p.negotiate(), getDigests(V12)])
       expectError(await p.send(m), "UnexpectedRequest", 0, V10);
     expect(r.state).toBe(ResponderState.NotStarted);
@@ -470,16 +463,7 @@ describe("SPDM responder: errors, after which the connection still works", () =>
     const p = new Peer(r, { version: V12 });
     await p.send({ code: "GET_VERSION", version: V10 });
     const caps = (dts: number, max: number, flags = REQ_FLAGS) =>
-      encodeSpdm({
-        code: "GET_CAPABILITIES",
-        version: V12,
-        attributes: 0,
-        ctExponent: 0,
-        extFlags: 0,
-        flags,
-        dataTransferSize: dts,
-        maxSpdmMsgSize: max,
-      });
+      encodeSpdm(getCapabilities(V12, { dts, max, flags }));
     expectError(await p.send(caps(41, 4096)), "InvalidRequest", 0, V12);
     expectError(await p.send(caps(4096, 1024)), "InvalidRequest");
     expectError(await p.send(caps(1024, 4096, RequesterCapability.CERT_CAP)), "InvalidRequest"); // no CHUNK: DTS = max
@@ -525,17 +509,7 @@ describe("SPDM responder: errors, after which the connection still works", () =>
     const p = new Peer(r, { version: V12 });
     expectError(await p.send({ code: "GET_VERSION", version: V11 }), "VersionMismatch", 0, V10);
     await p.send({ code: "GET_VERSION", version: V10 });
-    const caps = (v: number) =>
-      encodeSpdm({
-        code: "GET_CAPABILITIES",
-        version: v,
-        attributes: 0,
-        ctExponent: 0,
-        extFlags: 0,
-        flags: REQ_FLAGS,
-        dataTransferSize: 4096,
-        maxSpdmMsgSize: 4096,
-      });
+    const caps = (v: number) => encodeSpdm(getCapabilities(v));
     expectError(await p.send(caps(0x14)), "VersionMismatch", 0, V10);
     const only12 = responder({ versions: ["1.2"] });
     await only12.handle(encodeSpdm({ code: "GET_VERSION", version: V10 }));
@@ -899,18 +873,7 @@ describe("SPDM responder: one per DOE mailbox", () => {
       expect(decodeSpdm(decodeDoeObject((await peer.recv()).payload).payload).code).toBe("VERSION");
       // ...then GET_CAPABILITIES through the registers is in order: same responder.
       const { rid, doeCapOffset: cap } = device.model.identity().mailboxes[0]!;
-      const request = cma(
-        encodeSpdm({
-          code: "GET_CAPABILITIES",
-          version: V12,
-          attributes: 0,
-          ctExponent: 0,
-          extFlags: 0,
-          flags: REQ_FLAGS,
-          dataTransferSize: 4096,
-          maxSpdmMsgSize: 4096,
-        }),
-      );
+      const request = cma(encodeSpdm(getCapabilities(V12)));
       for (let i = 0; i < request.length; i += 4)
         device.model.configWrite(rid, cap + Doe.WRITE, 4, request.readUInt32LE(i));
       device.model.configWrite(rid, cap + Doe.CTRL, 4, DoeCtrl.GO);
