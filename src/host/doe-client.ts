@@ -21,8 +21,6 @@ import type { Logger } from "../log.js";
 import { type Endpoint, FramedClient, formatEndpoint } from "../net/framed.js";
 import { DISCOVERY, DoeError, walkDiscovery } from "./discovery.js";
 
-export { DoeError };
-
 export interface DoeClientOptions {
   /** Per-request timeout in ms; 1 s as Linux's PCI_DOE_TIMEOUT. */
   timeoutMs?: number;

@@ -5,7 +5,8 @@
  * `runSessionRequester`, which do one whole requester run the way spdm_requester_emu does.
  */
 import { DoeType, PCI_SIG_VENDOR_ID, protocolId } from "../../protocol/doe.js";
-import { DoeClient, DoeError } from "../host/doe-client.js";
+import { DoeError } from "../host/discovery.js";
+import { DoeClient } from "../host/doe-client.js";
 import { type Endpoint, formatEndpoint } from "../net/framed.js";
 import {
   type ConnectionSummary,

@@ -17,7 +17,7 @@ import { defaultDescription } from "../../src/device/description.js";
 import { Mailbox } from "../../src/device/mailbox.js";
 import { DeviceModel } from "../../src/device/model.js";
 import { ControlClient, DoeRegisterClient } from "../../src/host/control-client.js";
-import { DoeError } from "../../src/host/doe-client.js";
+import { DoeError } from "../../src/host/discovery.js";
 import { silentLogger } from "../../src/log.js";
 import { FramedClient, type FramedServer } from "../../src/net/framed.js";
 

@@ -5,7 +5,8 @@ import { join } from "node:path";
 import { promisify } from "node:util";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { cliPath, type SpawnedDevice, spawnDevice } from "../../src/fixture/spawn-device.js";
-import { DoeClient, DoeError } from "../../src/host/doe-client.js";
+import { DoeError } from "../../src/host/discovery.js";
+import { DoeClient } from "../../src/host/doe-client.js";
 import { RawPeer } from "../support/raw-peer.js";
 
 const run = promisify(execFile);
