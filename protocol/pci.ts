@@ -81,6 +81,16 @@ export const PciExpType = {
   RC_EC: 0xa,
 } as const;
 
+/** Description names for the PCIe Device/Port types a function may have. */
+export const PORT_TYPES = {
+  endpoint: PciExpType.ENDPOINT,
+  "legacy-endpoint": PciExpType.LEGACY_ENDPOINT,
+  "root-port": PciExpType.ROOT_PORT,
+  "switch-upstream": PciExpType.UPSTREAM,
+  "switch-downstream": PciExpType.DOWNSTREAM,
+  "rc-integrated-endpoint": PciExpType.RC_END,
+} as const;
+
 export const DevCap = {
   /** Role-based error reporting; every PCIe 1.1+ function sets it. */
   RBER: 0x0000_8000,

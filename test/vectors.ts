@@ -1,10 +1,11 @@
 /**
- * Readers for the DMTF spdm-emu recordings in /work/shared/vectors (see its README.md).
+ * Readers for the DMTF spdm-emu recordings in test/fixtures/vectors (see its README.md).
  * `readDecoded` parses `<capture>_decoded.txt`, `readSecrets` the `name = hex` lines of
  * `<capture>_secrets.txt`. Set DOE_EMU_VECTORS to read another folder.
  */
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
+import { fileURLToPath } from "node:url";
 import {
   type AeadAlgo,
   type AsymAlgo,
@@ -14,7 +15,8 @@ import {
   type HashAlgo,
 } from "../src/crypto/suites.js";
 
-export const VECTORS_DIR = process.env["DOE_EMU_VECTORS"] ?? "/work/shared/vectors";
+export const VECTORS_DIR =
+  process.env["DOE_EMU_VECTORS"] ?? fileURLToPath(new URL("./fixtures/vectors/", import.meta.url));
 
 export const CAPTURES = [
   "spdm12_keyex",

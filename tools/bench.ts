@@ -9,14 +9,14 @@ import net from "node:net";
 import { createInterface } from "node:readline";
 import { DoeType, encodeDiscoveryRequest, encodeDoeObject, PCI_SIG_VENDOR_ID } from "../protocol/doe.js";
 import { encodeFrame, SocketCommand, TransportType } from "../protocol/socket.js";
+import { DoeClient } from "../src/doe/client.js";
 import { spawnDevice } from "../src/fixture/spawn-device.js";
 import { SPDM_EMU_BIN, startResponder, stopResponders } from "../src/fixture/spdm-emu-responder.js";
 import { startTopology } from "../src/fixture/topology.js";
-import { DoeClient } from "../src/host/doe-client.js";
 import type { Endpoint } from "../src/net/framed.js";
+import { runRequester, withRequester } from "../src/requester/run.js";
 import type { SpdmRequester } from "../src/spdm/requester.js";
 import { endSession, heartbeat, openSession } from "../src/spdm/requester-session.js";
-import { runRequester, withRequester } from "../src/spdm/requester-transport.js";
 
 const SECONDS = Number(process.env.BENCH_SECONDS ?? 3);
 

@@ -20,7 +20,7 @@ async function runDemo(argv: { topology?: string }): Promise<void> {
       import("../host/api-client.js"),
       import("../fixture/spawn-device.js"),
       import("./host.js"),
-      import("../spdm/requester-transport.js"),
+      import("../requester/run.js"),
     ]);
   const file = argv.topology ?? join(packageRoot(), "examples", "topology.json");
   console.log(`doe-emu demo: device processes and a TSM host from ${file}`);

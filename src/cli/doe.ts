@@ -1,7 +1,7 @@
 /** `doe-emu doe …`: DOE client commands. */
 import type { Argv } from "yargs";
 import { protocolId, protocolName } from "../../protocol/doe.js";
-import { DoeClient } from "../host/doe-client.js";
+import { DoeClient } from "../doe/client.js";
 import { parseEndpoint } from "../net/framed.js";
 import { run } from "./common.js";
 

@@ -22,6 +22,12 @@ import {
 import { loadChainAndKey } from "../crypto/cert-files.js";
 import { formatEndpoint } from "../net/framed.js";
 import {
+  type ExeMode,
+  type RunRequesterOptions,
+  runRequester,
+  runSessionRequester,
+} from "../requester/run.js";
+import {
   CONNECTION_STEPS,
   type ConnectionStep,
   type ConnectionSummary,
@@ -34,12 +40,6 @@ import {
   type SessionRequestOptions,
   type SessionSummary,
 } from "../spdm/requester-session.js";
-import {
-  type ExeMode,
-  type RunRequesterOptions,
-  runRequester,
-  runSessionRequester,
-} from "../spdm/requester-transport.js";
 import type { SessionKind } from "../spdm/session.js";
 import { run } from "./common.js";
 

@@ -25,11 +25,12 @@ import {
   PCI_EXP_CAP_VERSION,
   PciExp,
   PciExpFlags,
+  PORT_TYPES,
   Sriov,
   SriovCtrl,
   Status,
 } from "../../protocol/pci.js";
-import { type FunctionDescription, PORT_TYPES } from "./description.js";
+import type { FunctionDescription } from "./description.js";
 
 export type SriovDescription = NonNullable<FunctionDescription["sriov"]>;
 

@@ -7,7 +7,7 @@ import { readFileSync } from "node:fs";
 import { dirname } from "node:path";
 import { z } from "zod";
 import { type DoeProtocol, parseProtocolId } from "../../protocol/doe.js";
-import { PciExpType, routingId, vfRoutingId } from "../../protocol/pci.js";
+import { PORT_TYPES, routingId, vfRoutingId } from "../../protocol/pci.js";
 import { resolveSlotPaths, spdmSettingsSchema } from "../spdm/responder-settings.js";
 
 /** A number given as JSON number or as a "0x…" hex string, within [0, max]. */
@@ -38,16 +38,6 @@ const mailboxSchema = z.strictObject({
     .default(DEFAULT_PROTOCOLS.map((p) => parseProtocolId(p)!))
     .refine((ps) => ps.some((p) => p.vendorId === 1 && p.type === 0), "must list DOE Discovery (0001:00)"),
 });
-
-/** Description names for the PCIe Device/Port types a function may have. */
-export const PORT_TYPES = {
-  endpoint: PciExpType.ENDPOINT,
-  "legacy-endpoint": PciExpType.LEGACY_ENDPOINT,
-  "root-port": PciExpType.ROOT_PORT,
-  "switch-upstream": PciExpType.UPSTREAM,
-  "switch-downstream": PciExpType.DOWNSTREAM,
-  "rc-integrated-endpoint": PciExpType.RC_END,
-} as const;
 
 /**
  * SR-IOV on a physical function (PROTOCOL-FACTS 2.4). numVfs and vfEnable are the reset values of

@@ -5,7 +5,7 @@
  * the device belongs to the host). Its result is what the registry keeps in the TDEV's `auth`.
  */
 import { formatRoutingId } from "../../protocol/pci.js";
-import { runRequester } from "../spdm/requester-transport.js";
+import { runRequester } from "../requester/run.js";
 import type { AuthResult, Tdev } from "./registry.js";
 
 export class AuthenticateError extends Error {

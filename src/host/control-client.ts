@@ -23,8 +23,8 @@ import {
 } from "../../protocol/doe.js";
 import { DecodeError } from "../../protocol/errors.js";
 import { type ConfigWidth, Doe, DoeCtrl, DoeStatus } from "../../protocol/pci.js";
+import { DoeError, walkDiscovery } from "../doe/discovery.js";
 import { type ClientOptions, type Endpoint, FramedClient, formatEndpoint } from "../net/framed.js";
-import { DoeError, walkDiscovery } from "./discovery.js";
 
 type Reply<K extends ControlKind> = Extract<ControlMessage, { kind: K }>;
 

@@ -28,9 +28,9 @@ import {
   Status,
   vfRoutingId,
 } from "../../protocol/pci.js";
+import { DoeClient } from "../doe/client.js";
 import type { Logger } from "../log.js";
 import { type ControlClient, DoeRegisterClient } from "./control-client.js";
-import { DoeClient } from "./doe-client.js";
 
 export type ConfigReader = (rid: number, offset: number, width: ConfigWidth) => Promise<number>;
 

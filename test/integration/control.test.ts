@@ -16,8 +16,8 @@ import { startControlServer } from "../../src/device/control-server.js";
 import { defaultDescription } from "../../src/device/description.js";
 import { Mailbox } from "../../src/device/mailbox.js";
 import { DeviceModel } from "../../src/device/model.js";
+import { DoeError } from "../../src/doe/discovery.js";
 import { ControlClient, DoeRegisterClient } from "../../src/host/control-client.js";
-import { DoeError } from "../../src/host/discovery.js";
 import { silentLogger } from "../../src/log.js";
 import { FramedClient, type FramedServer } from "../../src/net/framed.js";
 

@@ -4,9 +4,9 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { promisify } from "node:util";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { DoeClient } from "../../src/doe/client.js";
+import { DoeError } from "../../src/doe/discovery.js";
 import { cliPath, type SpawnedDevice, spawnDevice } from "../../src/fixture/spawn-device.js";
-import { DoeError } from "../../src/host/discovery.js";
-import { DoeClient } from "../../src/host/doe-client.js";
 import { RawPeer } from "../support/raw-peer.js";
 
 const run = promisify(execFile);

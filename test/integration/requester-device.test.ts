@@ -19,7 +19,7 @@ import { writeChainFiles } from "../../src/crypto/cert-files.js";
 import { generateCertChain } from "../../src/crypto/certgen.js";
 import { type SpawnedDevice, spawnDevice } from "../../src/fixture/spawn-device.js";
 import type { Endpoint } from "../../src/net/framed.js";
-import { runRequester, runSessionRequester } from "../../src/spdm/requester-transport.js";
+import { runRequester, runSessionRequester } from "../../src/requester/run.js";
 
 const HASHES = ["SHA_256", "SHA_384", "SHA_512"] as const;
 const ASYMS = [

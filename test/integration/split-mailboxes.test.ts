@@ -6,11 +6,11 @@ import { mkdtempSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, expect, it } from "vitest";
+import { DoeClient } from "../../src/doe/client.js";
 import { type SpawnedDevice, spawnDevice } from "../../src/fixture/spawn-device.js";
-import { DoeClient } from "../../src/host/doe-client.js";
+import { CMA, SECURED_CMA } from "../../src/requester/run.js";
 import { SpdmRequester } from "../../src/spdm/requester.js";
 import { runSession } from "../../src/spdm/requester-session.js";
-import { CMA, SECURED_CMA } from "../../src/spdm/requester-transport.js";
 
 let device: SpawnedDevice;
 beforeAll(async () => {

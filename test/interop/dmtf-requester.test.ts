@@ -11,7 +11,7 @@
  * spdm_device_validator_sample runs DMTF's SPDM-Responder-Validator and logs pass/fail counts.
  *
  * Skipped unless SPDM_EMU_BIN names spdm-emu's build/bin (binaries and sample keys), e.g.
- *   SPDM_EMU_BIN=/work/peers/src/spdm-emu/build/bin npx vitest run test/interop/dmtf-requester.test.ts
+ *   SPDM_EMU_BIN=path/to/spdm-emu/build/bin npx vitest run test/interop/dmtf-requester.test.ts
  */
 import { spawn } from "node:child_process";
 import { mkdtempSync, readFileSync, symlinkSync, writeFileSync } from "node:fs";

@@ -13,20 +13,16 @@ import { afterEach, describe, expect, it } from "vitest";
 import { AeadCipherSuite, RequesterCapability as Cap, DheNamedGroup } from "../../protocol/spdm/codes.js";
 import { loadChainAndKey } from "../../src/crypto/cert-files.js";
 import { generateCertChain } from "../../src/crypto/certgen.js";
+import { DoeClient } from "../../src/doe/client.js";
 import {
   exited,
   SPDM_EMU_BIN,
   startResponder,
   stopResponders,
 } from "../../src/fixture/spdm-emu-responder.js";
-import { DoeClient } from "../../src/host/doe-client.js";
+import { cmaTransport, type RunRequesterOptions, runSessionRequester } from "../../src/requester/run.js";
 import { REQUESTER_DEFAULTS, SpdmRequester, SpdmRequesterError } from "../../src/spdm/requester.js";
 import { endSession, heartbeat, openSession, type SessionSummary } from "../../src/spdm/requester-session.js";
-import {
-  cmaTransport,
-  type RunRequesterOptions,
-  runSessionRequester,
-} from "../../src/spdm/requester-transport.js";
 import type { SessionKind } from "../../src/spdm/session.js";
 
 const root = (dir: string) => readFileSync(join(SPDM_EMU_BIN ?? "", dir, "ca.cert.der"));

@@ -7,15 +7,15 @@ import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
 import { BaseAsymAlgo, BaseHashAlgo } from "../../protocol/spdm/codes.js";
+import { DoeClient } from "../../src/doe/client.js";
 import {
   exited,
   SPDM_EMU_BIN,
   startResponder as startAt,
   stopResponders,
 } from "../../src/fixture/spdm-emu-responder.js";
-import { DoeClient } from "../../src/host/doe-client.js";
+import { CMA, cmaTransport, runRequester } from "../../src/requester/run.js";
 import { SpdmRequester, SpdmRequesterError, type SpdmTransport } from "../../src/spdm/requester.js";
-import { CMA, cmaTransport, runRequester } from "../../src/spdm/requester-transport.js";
 
 const BIN = SPDM_EMU_BIN;
 const root = (dir: string) => readFileSync(join(BIN ?? "", dir, "ca.cert.der"));

@@ -803,7 +803,7 @@ function replay(capture: (typeof CAPTURES)[number], counts: Map<string, number>)
   return messages.length;
 }
 
-describe("SPDM codec: DMTF spdm-emu recordings (/work/shared/vectors)", () => {
+describe("SPDM codec: DMTF spdm-emu recordings (test/fixtures/vectors)", () => {
   const counts = new Map<string, number>();
   let total = 0;
 

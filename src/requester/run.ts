@@ -5,8 +5,8 @@
  * `runSessionRequester`, which do one whole requester run the way spdm_requester_emu does.
  */
 import { DoeType, PCI_SIG_VENDOR_ID, protocolId } from "../../protocol/doe.js";
-import { DoeError } from "../host/discovery.js";
-import { DoeClient } from "../host/doe-client.js";
+import { DoeClient } from "../doe/client.js";
+import { DoeError } from "../doe/discovery.js";
 import { type Endpoint, formatEndpoint } from "../net/framed.js";
 import {
   type ConnectionSummary,
@@ -14,8 +14,8 @@ import {
   SpdmRequester,
   type SpdmRequesterOptions,
   type SpdmTransport,
-} from "./requester.js";
-import { runSession, type SessionRequestOptions, type SessionSummary } from "./requester-session.js";
+} from "../spdm/requester.js";
+import { runSession, type SessionRequestOptions, type SessionSummary } from "../spdm/requester-session.js";
 
 export const CMA = { vendorId: PCI_SIG_VENDOR_ID, type: DoeType.CMA_SPDM } as const;
 export const SECURED_CMA = { vendorId: PCI_SIG_VENDOR_ID, type: DoeType.SECURED_CMA_SPDM } as const;
