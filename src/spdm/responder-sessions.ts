@@ -10,11 +10,9 @@
  * last TCP connection of the mailbox closes (device.ts) — never merely because one of several
  * connections closed.
  */
+import { hex32 } from "../bits.js";
 import type { Logger } from "../log.js";
 import type { SecureSession } from "./session.js";
-
-/** A session ID as logs show it. */
-export const hex32 = (n: number) => `0x${(n >>> 0).toString(16).padStart(8, "0")}`;
 
 /** libspdm hands out RspSessionIDs 0xFFFF, 0xFFFE, ... by free slot; so do we. */
 const FIRST_RSP_SESSION_ID = 0xffff;

@@ -94,6 +94,7 @@ import type {
   PskFinish,
   RespondIfReady,
 } from "../../protocol/spdm/messages.js";
+import { hex32 } from "../bits.js";
 import { encodeCertChain } from "../crypto/cert-chain.js";
 import {
   AEAD,
@@ -108,7 +109,7 @@ import {
   hash,
 } from "../crypto/suites.js";
 import { type Logger, silentLogger } from "../log.js";
-import { hex32, ResponderSessions } from "./responder-sessions.js";
+import { ResponderSessions } from "./responder-sessions.js";
 import type { ResponderConfig } from "./responder-settings.js";
 import type { CertificateSlots } from "./responder-slots.js";
 import { encryptRecord } from "./secured-record.js";

@@ -27,9 +27,11 @@
  * reordered — over DOE the sequence number is implicit, so a wrong one is an authentication
  * failure) ends the session, as DSP0277 requires; a record for another session ID does not.
  */
+
 import { timingSafeEqual } from "node:crypto";
 import { decodeSecuredRecord } from "../../protocol/secured.js";
 import { KeyUpdateOperation, nameOf } from "../../protocol/spdm/codes.js";
+import { hex32 } from "../bits.js";
 import { AEAD, type AeadAlgo, hash } from "../crypto/suites.js";
 import {
   type Direction,
@@ -472,8 +474,4 @@ function wipe(k: TrafficKeys | undefined): void {
   k?.secret.fill(0);
   k?.key.fill(0);
   k?.iv.fill(0);
-}
-
-function hex32(n: number): string {
-  return `0x${(n >>> 0).toString(16).padStart(8, "0")}`;
 }
