@@ -1,8 +1,12 @@
-/** Wraps an async action so that every call after the first returns the first call's promise. */
-export function once(fn: () => Promise<void>): () => Promise<void> {
-  let p: Promise<void> | undefined;
+/** Wraps `fn` so that it runs on the first call only; every later call returns the first result. */
+export function once<T>(fn: () => T): () => T {
+  let ran = false;
+  let result: T;
   return () => {
-    p ??= fn();
-    return p;
+    if (!ran) {
+      ran = true;
+      result = fn();
+    }
+    return result;
   };
 }

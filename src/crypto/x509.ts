@@ -5,17 +5,13 @@
  */
 import { webcrypto } from "node:crypto";
 import type * as X509Lib from "@peculiar/x509";
+import { once } from "../once.js";
 
 export type X509 = typeof X509Lib;
 
-let loading: Promise<X509> | undefined;
-
-export function loadX509(): Promise<X509> {
-  loading ??= (async () => {
-    await import("reflect-metadata");
-    const lib = (await import("@peculiar/x509")) as X509;
-    lib.cryptoProvider.set(webcrypto as unknown as Parameters<X509["cryptoProvider"]["set"]>[0]);
-    return lib;
-  })();
-  return loading;
-}
+export const loadX509: () => Promise<X509> = once(async () => {
+  await import("reflect-metadata");
+  const lib = (await import("@peculiar/x509")) as X509;
+  lib.cryptoProvider.set(webcrypto as unknown as Parameters<X509["cryptoProvider"]["set"]>[0]);
+  return lib;
+});

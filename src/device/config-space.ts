@@ -32,12 +32,16 @@ import {
 } from "../../protocol/pci.js";
 import type { FunctionDescription } from "./description.js";
 
+/** The writer of accesses made in-process (tests, the device itself) rather than over the control wire. */
+export const CONFIG_WRITER = "cfg";
+
 export type SriovDescription = NonNullable<FunctionDescription["sriov"]>;
 
 /** Registers whose accesses have side effects; offsets are relative to the block's base. */
 export interface RegisterBlock {
   read(offset: number, width: ConfigWidth): number;
-  write(offset: number, width: ConfigWidth, value: number): void;
+  /** `writer` names who wrote (a control connection), for blocks whose effects belong to a peer. */
+  write(offset: number, width: ConfigWidth, value: number, writer: string): void;
 }
 
 interface Mapping {
@@ -88,10 +92,10 @@ export class ConfigSpace {
   }
 
   /** As PCI hardware does: read-only bits keep their value, RW bits take the new one, RW1C bits clear on 1. */
-  write(offset: number, width: ConfigWidth, value: number): void {
+  write(offset: number, width: ConfigWidth, value: number, writer = CONFIG_WRITER): void {
     const m = this.mappingAt(offset);
     if (m) {
-      m.block.write(offset - m.base, width, value);
+      m.block.write(offset - m.base, width, value, writer);
       return;
     }
     for (let i = 0; i < width; i++) {

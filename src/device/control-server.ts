@@ -22,6 +22,8 @@ export interface ControlServerOptions {
   host: string;
   port: number;
   log?: Logger;
+  /** Called with a connection's writer name (the DOE origin of its register-level objects) when it closes. */
+  onClose?: (writer: string) => void;
 }
 
 export function startControlServer(opts: ControlServerOptions): Promise<FramedServer> {
@@ -32,21 +34,23 @@ export function startControlServer(opts: ControlServerOptions): Promise<FramedSe
     maxPayload: CONTROL_MAX_PAYLOAD,
     log,
     onConnection: (conn) => {
+      const writer = `cfg:${conn.peer}`;
       conn.on("frame", (frame) =>
-        conn.send(encodeControlFrame(frame.transport, answer(opts.model, frame, log))),
+        conn.send(encodeControlFrame(frame.transport, answer(opts.model, frame, writer, log))),
       );
+      conn.once("close", () => opts.onClose?.(writer));
     },
   });
 }
 
-function answer(model: DeviceModel, frame: SocketFrame, log: Logger): ControlMessage {
+function answer(model: DeviceModel, frame: SocketFrame, writer: string, log: Logger): ControlMessage {
   try {
     const msg = decodeControlFrame(frame);
     switch (msg.kind) {
       case "cfgRead":
         return { kind: "cfgReadRsp", value: model.configRead(msg.rid, msg.offset, msg.width) };
       case "cfgWrite":
-        model.configWrite(msg.rid, msg.offset, msg.width, msg.value);
+        model.configWrite(msg.rid, msg.offset, msg.width, msg.value, writer);
         return { kind: "cfgWriteRsp" };
       case "identity":
         return { kind: "identityRsp", identity: model.identity() };

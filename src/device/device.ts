@@ -6,7 +6,8 @@
 import { type DoeProtocol, DoeType, PCI_SIG_VENDOR_ID } from "../../protocol/doe.js";
 import { formatRoutingId, routingId } from "../../protocol/pci.js";
 import type { Logger } from "../log.js";
-import type { Endpoint, FramedConnection, FramedServer } from "../net/framed.js";
+import type { Endpoint, FramedServer } from "../net/framed.js";
+import { once } from "../once.js";
 import { SpdmResponder } from "../spdm/responder.js";
 import { responderConfig } from "../spdm/responder-settings.js";
 import { CertificateSlots } from "../spdm/responder-slots.js";
@@ -56,12 +57,8 @@ export async function startDevice(opts: DeviceOptions): Promise<RunningDevice> {
   const mailboxes: Mailbox[][] = [];
   const endpoints: Endpoint[][] = [];
   const infos: MailboxInfo[] = [];
-  let shutdownCalled = false;
-  const onShutdown = () => {
-    if (shutdownCalled) return;
-    shutdownCalled = true;
-    opts.onShutdown?.();
-  };
+  const functionUsers: SessionUsers[] = [];
+  const onShutdown = once(() => opts.onShutdown?.());
   const closeAll = async () => {
     await Promise.all(servers.map((s) => s.close()));
   };
@@ -75,7 +72,6 @@ export async function startDevice(opts: DeviceOptions): Promise<RunningDevice> {
     for (const [fi, fn] of desc.functions.entries()) {
       const fnMailboxes: Mailbox[] = [];
       const fnEndpoints: Endpoint[] = [];
-      const fnServers: FramedServer[] = [];
       const bdf = formatRoutingId(routingId(desc.bus, desc.device, fn.function));
       // One SPDM endpoint per function, as a device's DSM is: every mailbox of the function (socket
       // endpoint and registers alike) reaches the same connection state and sessions, so CMA on one
@@ -85,28 +81,33 @@ export async function startDevice(opts: DeviceOptions): Promise<RunningDevice> {
         spdmSlots,
         log.child({ function: bdf, protocol: "spdm" }),
       );
-      const watch = onLastClose(fnServers, () => {
-        if (responder.sessionCount > 0)
-          responder.endSessions("the function's last mailbox connection closed");
+      const users = new SessionUsers(() => {
+        if (responder.sessionCount > 0) responder.endSessions("the function's last SPDM peer left");
       });
+      functionUsers.push(users);
       for (const [mi, mb] of fn.mailboxes.entries()) {
         const id = `${bdf}/${mi}`;
         const mlog = log.child({ mailbox: id });
-        const mailbox = new Mailbox(mb.protocols, mlog);
-        mailbox.register({ vendorId: PCI_SIG_VENDOR_ID, type: DoeType.CMA_SPDM }, (req) => {
-          watch();
-          return responder.handle(req.payload);
-        });
-        mailbox.register({ vendorId: PCI_SIG_VENDOR_ID, type: DoeType.SECURED_CMA_SPDM }, (req) => {
-          watch();
-          return responder.handleSecured(req.payload);
-        });
+        // Control connections become the function's peers by sending through its registers.
+        const mailbox = new Mailbox(mb.protocols, mlog, (origin) => users.join(origin));
+        mailbox.register({ vendorId: PCI_SIG_VENDOR_ID, type: DoeType.CMA_SPDM }, (req) =>
+          responder.handle(req.payload),
+        );
+        mailbox.register({ vendorId: PCI_SIG_VENDOR_ID, type: DoeType.SECURED_CMA_SPDM }, (req) =>
+          responder.handleSecured(req.payload),
+        );
         const port =
           first && opts.port !== undefined ? opts.port : (mb.port ?? (first ? DEFAULT_MAILBOX_PORT : 0));
         first = false;
-        const server = await startMailboxEndpoint({ mailbox, host: ip, port, log: mlog, onShutdown });
+        const server = await startMailboxEndpoint({
+          mailbox,
+          host: ip,
+          port,
+          log: mlog,
+          onShutdown,
+          peers: users,
+        });
         servers.push(server);
-        fnServers.push(server);
         fnMailboxes.push(mailbox);
         fnEndpoints.push(server.address);
         infos.push({
@@ -126,6 +127,10 @@ export async function startDevice(opts: DeviceOptions): Promise<RunningDevice> {
       host: ip,
       port: opts.controlPort ?? 0,
       log: log.child({ endpoint: "control" }),
+      // A control connection may have driven any function's DOE registers.
+      onClose: (writer) => {
+        for (const users of functionUsers) users.leave(writer);
+      },
     });
     servers.push(control);
     const announcement = opts.host
@@ -136,19 +141,15 @@ export async function startDevice(opts: DeviceOptions): Promise<RunningDevice> {
           log: log.child({ endpoint: "announce" }),
         })
       : undefined;
-    let stopped: Promise<void> | undefined;
     return {
       name: desc.name,
       mailboxes: infos,
       control: control.address,
       model,
-      stop: () => {
-        stopped ??= (async () => {
-          announcement?.close();
-          await closeAll();
-        })();
-        return stopped;
-      },
+      stop: once(async () => {
+        announcement?.close();
+        await closeAll();
+      }),
     };
   } catch (e) {
     await closeAll();
@@ -157,23 +158,24 @@ export async function startDevice(opts: DeviceOptions): Promise<RunningDevice> {
 }
 
 /**
- * Calls `idle` whenever the last open connection of `servers` closes. Sessions belong to the
- * function, not to a connection (responder-sessions.ts): they end when nobody is connected any
- * more, not when one of several connections goes. The returned function, called per request,
- * watches the connections that opened since; a closing connection hands the watch to the others.
+ * Who can still reach a function's SPDM sessions. Sessions belong to the function, as a device's
+ * security manager holds them, not to one connection: they end on END_SESSION, when the device
+ * stops, or when the function's last peer leaves. Its peers are the open connections to its
+ * mailboxes (joined when accepted, `tcp:…`) and the control connections that have sent a DOE
+ * object through its registers (joined then, `cfg:…`); each leaves when its connection closes. So a
+ * session opened through the registers lives as long as the control connection that opened it,
+ * whatever socket peers come and go. Peers join only while connected, never after they left.
  */
-function onLastClose(servers: readonly FramedServer[], idle: () => void): () => void {
-  const watched = new WeakSet<FramedConnection>();
-  const open = () => servers.reduce((n, s) => n + s.connections.size, 0);
-  const watchAll = () => {
-    for (const server of servers) {
-      for (const c of server.connections) {
-        if (watched.has(c)) continue;
-        watched.add(c);
-        // The server drops a closed connection from its set before this runs (its listener came first).
-        c.once("close", () => (open() === 0 ? idle() : watchAll()));
-      }
-    }
-  };
-  return watchAll;
+class SessionUsers {
+  private readonly peers = new Set<string>();
+
+  constructor(private readonly idle: () => void) {}
+
+  join(origin: string): void {
+    this.peers.add(origin);
+  }
+
+  leave(origin: string): void {
+    if (this.peers.delete(origin) && this.peers.size === 0) this.idle();
+  }
 }

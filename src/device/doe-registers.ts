@@ -9,9 +9,6 @@ import { type Logger, silentLogger } from "../log.js";
 import type { RegisterBlock } from "./config-space.js";
 import type { Mailbox } from "./mailbox.js";
 
-/** The origin the mailbox engine sees for objects sent through config space. */
-export const CONFIG_ORIGIN = "cfg";
-
 export class DoeRegisters implements RegisterBlock {
   private written: number[] = [];
   private response: Buffer | undefined;
@@ -52,12 +49,13 @@ export class DoeRegisters implements RegisterBlock {
     return width === 4 ? dw : (dw >>> shift) & ((1 << (width * 8)) - 1);
   }
 
-  write(offset: number, width: ConfigWidth, value: number): void {
+  /** `writer` becomes the origin of the object a Go sends, so its sessions belong to that peer. */
+  write(offset: number, width: ConfigWidth, value: number, writer: string): void {
     const dw = (value << ((offset & 3) * 8)) >>> 0;
     switch (offset & ~3) {
       case Doe.CTRL:
         if (dw & DoeCtrl.ABORT) this.abort();
-        else if (dw & DoeCtrl.GO) this.go();
+        else if (dw & DoeCtrl.GO) this.go(writer);
         break;
       case Doe.WRITE:
         if (width === 4) this.append(dw);
@@ -81,7 +79,7 @@ export class DoeRegisters implements RegisterBlock {
     this.written.push(dw);
   }
 
-  private go(): void {
+  private go(origin: string): void {
     if (this.busy || this.error) {
       this.log.debug({ busy: this.busy, error: this.error }, "DOE Go ignored");
       return;
@@ -105,19 +103,12 @@ export class DoeRegisters implements RegisterBlock {
     for (const [i, w] of words.entries()) object.writeUInt32LE(w, i * 4);
     const generation = ++this.generation;
     this.busy = true;
-    this.mailbox.exchange(object, CONFIG_ORIGIN).then(
-      (rsp) => {
-        if (generation !== this.generation) return; // aborted meanwhile
-        this.busy = false;
-        this.response = rsp;
-      },
-      (err: Error) => {
-        if (generation !== this.generation) return;
-        this.log.error({ err: err.stack }, "DOE mailbox engine failed");
-        this.busy = false;
-        this.error = true;
-      },
-    );
+    // Mailbox.exchange never rejects: a failed handler is an undefined (discarded) response.
+    void this.mailbox.exchange(object, origin).then((rsp) => {
+      if (generation !== this.generation) return; // aborted meanwhile
+      this.busy = false;
+      this.response = rsp;
+    });
   }
 
   /** The host's ack of the current DW: after the last one the mailbox resets; past the end is an error. */

@@ -14,29 +14,31 @@ export interface MailboxEndpointOptions {
   log: Logger;
   /** Called after a SHUTDOWN frame has been echoed. */
   onShutdown: () => void;
+  /** Told of each connection, by its origin as the mailbox sees it, when it is accepted and when it closes. */
+  peers?: { join(origin: string): void; leave(origin: string): void };
 }
 
 const EMPTY: Buffer = Buffer.alloc(0);
 
 export function startMailboxEndpoint(opts: MailboxEndpointOptions): Promise<FramedServer> {
-  const { mailbox, log } = opts;
+  const { log } = opts;
   return FramedServer.listen({
     host: opts.host,
     port: opts.port,
     log,
-    onConnection: (conn) => serveConnection(conn, mailbox, log.child({ conn: conn.peer }), opts.onShutdown),
+    onConnection: (conn) => serveConnection(conn, opts, log.child({ conn: conn.peer })),
   });
 }
 
-function serveConnection(
-  conn: FramedConnection,
-  mailbox: Mailbox,
-  log: Logger,
-  onShutdown: () => void,
-): void {
+function serveConnection(conn: FramedConnection, opts: MailboxEndpointOptions, log: Logger): void {
+  const { mailbox, onShutdown } = opts;
   const origin = `tcp:${conn.peer}`;
   log.info("connected");
-  conn.once("close", () => log.info("disconnected"));
+  opts.peers?.join(origin);
+  conn.once("close", () => {
+    log.info("disconnected");
+    opts.peers?.leave(origin);
+  });
   serveSpdmEmu(conn, log, {
     // No object from the mailbox: an empty NORMAL frame, so a socket peer is never left waiting.
     normal: (payload, reply) => mailbox.submit(payload, origin, (response) => reply(response ?? EMPTY)),

@@ -47,9 +47,11 @@ export class Mailbox {
   private readonly queue: Job[] = [];
   private busy = false;
 
+  /** `onSubmit` hears the origin of every object as it is submitted, while its sender is connected. */
   constructor(
     readonly protocols: readonly DoeProtocol[],
     private readonly log: Logger,
+    private readonly onSubmit?: (origin: string) => void,
   ) {
     this.register(DISCOVERY, (req) => this.discovery(req));
   }
@@ -74,6 +76,7 @@ export class Mailbox {
    * answers synchronously, `done` runs before submit returns: no promise on the hot path.
    */
   submit(object: Buffer, origin: string, done: Done): void {
+    this.onSubmit?.(origin);
     this.queue.push({ object, origin, done });
     if (!this.busy) this.drain();
   }
@@ -89,16 +92,27 @@ export class Mailbox {
     for (let job = this.queue.shift(); job; job = this.queue.shift()) {
       const response = this.process(job.object, job.origin);
       if (isPromise(response)) {
-        const { done } = job;
         void response.then((r) => {
-          done(r);
+          this.deliver(job, r);
           this.drain();
         });
         return;
       }
-      job.done(response);
+      this.deliver(job, response);
     }
     this.busy = false;
+  }
+
+  /** A throwing `done` (a connection's writer) must not leave the mailbox busy for everyone else. */
+  private deliver(job: Job, response: Buffer | undefined): void {
+    try {
+      job.done(response);
+    } catch (e) {
+      this.log.error(
+        { origin: job.origin, err: e instanceof Error ? e.stack : String(e) },
+        "response delivery failed",
+      );
+    }
   }
 
   private process(object: Buffer, origin: string): Buffer | undefined | Promise<Buffer | undefined> {

@@ -75,9 +75,9 @@ export class DeviceModel {
   }
 
   /** Throws ControlError for an illegal access; a write to a missing function goes nowhere. */
-  configWrite(rid: number, offset: number, width: number, value: number): void {
+  configWrite(rid: number, offset: number, width: number, value: number, writer?: string): void {
     checkConfigAccess(offset, width);
-    this.spaceAt(rid)?.write(offset, width, value);
+    this.spaceAt(rid)?.write(offset, width, value, writer);
   }
 
   private spaceAt(rid: number): ConfigSpace | undefined {

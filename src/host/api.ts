@@ -146,8 +146,15 @@ async function readJson(req: http.IncomingMessage): Promise<unknown> {
 }
 
 function bdfParam(text: string, what: "TDEV" | "TDI", exists: (rid: number) => boolean): number {
-  const rid = parseRoutingId(decodeURIComponent(text));
-  if (rid === undefined || !exists(rid)) throw new HttpError(404, `no ${what} ${decodeURIComponent(text)}`);
+  let bdf: string;
+  try {
+    bdf = decodeURIComponent(text);
+  } catch {
+    // A bad percent-escape is the client's error, not ours.
+    throw new HttpError(400, `malformed ${what} in the path: ${text}`);
+  }
+  const rid = parseRoutingId(bdf);
+  if (rid === undefined || !exists(rid)) throw new HttpError(404, `no ${what} ${bdf}`);
   return rid;
 }
 

@@ -17,7 +17,13 @@ import {
 } from "../../protocol/control.js";
 import { Header } from "../../protocol/pci.js";
 import { type Logger, silentLogger } from "../log.js";
-import { type Endpoint, type FramedConnection, FramedServer, formatEndpoint } from "../net/framed.js";
+import {
+  type Endpoint,
+  type FramedConnection,
+  FramedServer,
+  formatEndpoint,
+  sameEndpoint,
+} from "../net/framed.js";
 import { once } from "../once.js";
 import { type ApiServer, startApi } from "./api.js";
 import { authenticateTdev } from "./authenticate.js";
@@ -196,7 +202,8 @@ export async function startHost(opts: HostOptions = {}): Promise<Host> {
       // A mailbox that fails may mean the device is gone: check it now rather than on the next tick.
       onUpstreamError: () => {
         const control = registry.devices.get(device)?.control;
-        for (const l of links) if (control && l.endpoint === control) void l.check();
+        if (!control) return;
+        for (const l of links) if (sameEndpoint(l.endpoint, control)) void l.check();
       },
     }),
   );

@@ -23,6 +23,8 @@ export interface Endpoint {
 export const formatEndpoint = (e: Endpoint): string =>
   e.host.includes(":") ? `[${e.host}]:${e.port}` : `${e.host}:${e.port}`;
 
+export const sameEndpoint = (a: Endpoint, b: Endpoint): boolean => a.host === b.host && a.port === b.port;
+
 /** Parses "HOST:PORT" or "[v6]:PORT"; throws with a readable message otherwise. */
 export function parseEndpoint(text: string): Endpoint {
   const m = /^(?:\[([^\]]+)\]|([^:]+)):(\d{1,5})$/.exec(text);
@@ -53,7 +55,7 @@ export class FramedConnection extends EventEmitter<FramedConnectionEvents> {
   ) {
     super();
     this.decoder = new FrameDecoder(opts.maxPayload ?? DEFAULT_MAX_FRAME_PAYLOAD);
-    this.peer = `${socket.remoteAddress}:${socket.remotePort}`;
+    this.peer = formatEndpoint({ host: socket.remoteAddress ?? "?", port: socket.remotePort ?? 0 });
     this.log = opts.log ?? silentLogger;
     socket.setNoDelay(true);
     socket.on("data", (chunk) => this.onData(chunk));

@@ -7,8 +7,8 @@
  * session lives in. A session therefore ends on END_SESSION, on GET_VERSION (a new SPDM
  * connection, as libspdm resets its context), on a record that fails (DSP0277), after twice its
  * heartbeat period without a record (checked whenever the mailbox gets a request), or when the
- * last TCP connection of the mailbox closes (device.ts) — never merely because one of several
- * connections closed.
+ * last peer that spoke SPDM to the function leaves (device.ts, SessionUsers) — never merely
+ * because one of several connections closed.
  */
 import { hex32 } from "../bits.js";
 import type { Logger } from "../log.js";

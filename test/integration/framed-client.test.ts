@@ -1,7 +1,13 @@
 import net from "node:net";
-import { afterEach, describe, expect, it } from "vitest";
+import { afterEach, describe, expect, it, vi } from "vitest";
 import { encodeFrame, FrameDecoder } from "../../protocol/socket.js";
-import { ConnectionClosedError, FramedClient, TimeoutError } from "../../src/net/framed.js";
+import {
+  ConnectionClosedError,
+  FramedClient,
+  FramedServer,
+  parseEndpoint,
+  TimeoutError,
+} from "../../src/net/framed.js";
 
 /** A server that answers the n-th frame after delays[n] ms (never, for -1), echoing its payload. */
 async function server(delays: number[]): Promise<{ port: number; close: () => void }> {
@@ -33,6 +39,24 @@ let cleanup: (() => void)[] = [];
 afterEach(() => {
   for (const c of cleanup) c();
   cleanup = [];
+});
+
+describe("FramedServer", () => {
+  it("names an IPv6 peer with brackets, as formatEndpoint does", async () => {
+    let server: FramedServer;
+    try {
+      server = await FramedServer.listen({ host: "::1", port: 0, onConnection: () => undefined });
+    } catch {
+      return; // no IPv6 loopback on this machine
+    }
+    cleanup.push(() => void server.close());
+    const c = await FramedClient.connect(server.address);
+    cleanup.push(() => c.close());
+    await vi.waitUntil(() => server.connections.size === 1);
+    const [conn] = server.connections;
+    expect(conn!.peer).toMatch(/^\[::1\]:\d+$/);
+    expect(parseEndpoint(conn!.peer)).toEqual({ host: "::1", port: expect.any(Number) });
+  });
 });
 
 describe("FramedClient", () => {

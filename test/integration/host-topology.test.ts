@@ -85,6 +85,8 @@ describe("example topology", () => {
       ["/v1/tdis/03:00.0/bind", { vm: "x" }, 404], // the non-TEE device has no TDI
       ["/v1/tdis/zz/bind", { vm: "x" }, 404],
       ["/v1/tdevs/01:00.1/authenticate", undefined, 404], // a VF is no TDEV
+      ["/v1/tdevs/%E0/authenticate", undefined, 400], // a malformed escape is the client's error
+      ["/v1/tdis/%/unbind", undefined, 400],
       ["/v1/nothing", undefined, 404],
       ["/v1/tdis/02:00.0/bind", { vm: "" }, 400],
       ["/v1/tdis/02:00.0/bind", { machine: 1 }, 400],

@@ -80,4 +80,18 @@ describe("Mailbox engine", () => {
     expect(log).toEqual(["start a", "end a", "start b", "end b", "start c", "end c"]);
     expect(mb.depth).toBe(0);
   });
+
+  it("stays usable when a connection's done callback throws, for synchronous and asynchronous handlers", async () => {
+    const mb = new Mailbox([P(0), P(1)], silentLogger);
+    mb.register(P(1), async (req) => req.payload);
+    const throwing = () => {
+      throw new Error("writer gone");
+    };
+    mb.submit(discovery(0), "a", throwing);
+    expect(mb.depth).toBe(0);
+    mb.submit(encodeDoeObject({ ...P(1), payload: Buffer.alloc(4) }), "a", throwing);
+    const after = await mb.exchange(encodeDoeObject({ ...P(1), payload: Buffer.from("next") }), "b");
+    expect(decodeDoeObject(after!).payload.toString()).toBe("next");
+    expect(mb.depth).toBe(0);
+  });
 });
