@@ -1,5 +1,5 @@
 /**
- * Certificate slots (PROTOCOL-FACTS 3.6–3.7): the chain and private key behind each slot ID.
+ * Certificate slots (DSP0274 GET_DIGESTS, GET_CERTIFICATE): the chain and private key behind each slot ID.
  *
  * A slot is loaded (certificate chain and key files, e.g. DMTF's samples) or generated. An SPDM
  * slot holds one key, yet a connection only fixes its asym algorithm at NEGOTIATE_ALGORITHMS, so:
@@ -12,6 +12,7 @@
  * the algorithm it negotiated.
  */
 import type { KeyObject } from "node:crypto";
+import { maskOf } from "../bits.js";
 import { loadChainAndKey } from "../crypto/cert-files.js";
 import { generateCertChain } from "../crypto/certgen.js";
 import { type AsymAlgo, keyFits } from "../crypto/suites.js";
@@ -76,9 +77,7 @@ export class CertificateSlots {
 
   /** The slots described, whether or not they serve the negotiated algorithm (1.3 SupportedSlotMask). */
   get supportedMask(): number {
-    let mask = 0;
-    for (const slot of this.sources.keys()) mask |= 1 << slot;
-    return mask;
+    return maskOf([...this.sources.keys()].map((slot) => 1 << slot));
   }
 
   canServe(asym: AsymAlgo): boolean {

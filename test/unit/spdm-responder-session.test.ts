@@ -1,7 +1,7 @@
 /**
  * Secure sessions of the SPDM responder, driven with real crypto by a requester written here from
- * PROTOCOL-FACTS 3.11–3.14, 4 and 5 on top of a requester-role SecureSession (the machinery both
- * roles share): KEY_EXCHANGE/FINISH and PSK_EXCHANGE/PSK_FINISH for every DHE × AEAD × hash, in and
+ * DSP0274 (the session messages and key schedule) and DSP0277 on top of a requester-role
+ * SecureSession (the machinery both roles share): KEY_EXCHANGE/FINISH and PSK_EXCHANGE/PSK_FINISH for every DHE × AEAD × hash, in and
  * out of the clear, at 1.1–1.3; HEARTBEAT, KEY_UPDATE, END_SESSION and measurements in a session;
  * concurrent sessions; what tampered records and misplaced requests get; and, on a device, the
  * rule that sessions end when the mailbox's last connection closes.
@@ -94,7 +94,7 @@ interface HostOptions {
   heartbeatPeriod?: number;
 }
 
-/** A requester from PROTOCOL-FACTS: keeps A, builds the session messages, checks every answer. */
+/** A requester from DSP0274: keeps A, builds the session messages, checks every answer. */
 class Host {
   readonly A: Buffer[] = [];
   ctx: DecodeContext = {};
@@ -779,6 +779,34 @@ describe("SPDM responder sessions: errors", () => {
     ];
     for (const q of wrong) expectError(await host.inSession(s, q), "UnexpectedRequest");
     host.decode("HEARTBEAT_ACK", await host.heartbeat(s));
+  });
+
+  it("RESPOND_IF_READY from another session, or from the other side of one: UnexpectedRequest, the request dropped", async () => {
+    const notReady = { requests: ["GET_DIGESTS" as const], rdtExponent: 10, rdtm: 2, delayMs: 0 };
+    const r = responder({ notReady });
+    const host = await new Host(direct(r)).vca();
+    const a = await host.keyExchange({ reqSessionId: 1 });
+    const b = await host.psk({ reqSessionId: 2 });
+    const getDigests = encodeSpdm({ code: "GET_DIGESTS", version: V12 });
+    const ready = (token: number) =>
+      encodeSpdm({ code: "RESPOND_IF_READY", version: V12, requestCode: 0x81, token });
+    const tokenOf = (rsp: Buffer) => {
+      const m = decodeSpdm(rsp) as MessageOf<"ERROR">;
+      expect(m.errorCode).toBe(SpdmErrorCode.ResponseNotReady);
+      return m.responseNotReady!.token;
+    };
+    // Held back in session a: asked for from session b, then from outside any session.
+    let token = tokenOf(await host.inSession(a, getDigests));
+    expectError(await host.inSession(b, ready(token)), "UnexpectedRequest");
+    expectError(await host.inSession(a, ready(token)), "InvalidRequest"); // nothing pending any more
+    token = tokenOf(await host.inSession(a, getDigests));
+    expectError(await r.handle(ready(token)), "UnexpectedRequest");
+    // Held back outside a session: asked for from inside one.
+    token = tokenOf(await r.handle(getDigests));
+    expectError(await host.inSession(a, ready(token)), "UnexpectedRequest");
+    // Asked for where it came: served there.
+    token = tokenOf(await host.inSession(b, getDigests));
+    host.decode("DIGESTS", await host.inSession(b, ready(token)));
   });
 
   it("a requester without KEY_UPD_CAP or the right hint: UnsupportedRequest, InvalidRequest", async () => {

@@ -1,0 +1,94 @@
+/**
+ * The responder's identity (DSP0274 GET_DIGESTS, GET_CERTIFICATE, CHALLENGE): the certificate
+ * chains of the slots serving the negotiated algorithms, and CHALLENGE_AUTH, which proves the key
+ * of one of them over transcript M1.
+ */
+import { randomBytes } from "node:crypto";
+import { encodeSpdm } from "../../protocol/spdm/codec.js";
+import { NONCE_SIZE, SpdmVersion } from "../../protocol/spdm/codes.js";
+import type { Challenge, GetCertificate, GetDigests } from "../../protocol/spdm/messages.js";
+import { maskOf } from "../bits.js";
+import { check, EMPTY, type Exchange, type ResponderContext } from "./responder-context.js";
+import { measurementSummary } from "./responder-measurements.js";
+
+export type AuthenticationContext = Pick<ResponderContext, "config" | "slots" | "connection" | "transcript">;
+
+const CERTIFICATE_HEADER = 8;
+/** GET_CERTIFICATE Param2 bit 0 (1.3): only the slot's size is asked for. */
+const SLOT_SIZE_REQUESTED = 0x1;
+
+export function getDigests(
+  c: Pick<AuthenticationContext, "slots" | "connection" | "transcript">,
+  m: GetDigests,
+  request: Buffer,
+  x: Exchange,
+): Buffer {
+  const { slots } = c.connection.negotiated;
+  check(slots.size > 0, "Unspecified");
+  const response = encodeSpdm({
+    code: "DIGESTS",
+    version: m.version,
+    supportedSlotMask: m.version >= SpdmVersion.V1_3 ? c.slots.supportedMask : 0,
+    provisionedSlotMask: maskOf([...slots.keys()].map((s) => 1 << s)),
+    digests: [...slots.values()].map((s) => s.digest),
+  });
+  // libspdm keeps in-session certificate traffic out of B: no CHALLENGE signs over it.
+  if (!x.session) c.transcript.addCertificateExchange(request, response);
+  return response;
+}
+
+export function getCertificate(
+  c: Pick<AuthenticationContext, "connection" | "transcript">,
+  m: GetCertificate,
+  request: Buffer,
+  x: Exchange,
+): Buffer {
+  const { connection } = c;
+  const slotId = m.slotId & 0xf;
+  const slot = connection.negotiated.slots.get(slotId);
+  check(slot !== undefined);
+  const { chain } = slot;
+  const sizeOnly = m.version >= SpdmVersion.V1_3 && (m.attributes & SLOT_SIZE_REQUESTED) !== 0;
+  const offset = sizeOnly ? 0 : m.offset;
+  check(offset < chain.length);
+  // Without chunking a portion must fit one transfer; with it, CHUNK_GET carries any length.
+  const room = connection.chunking ? Number.POSITIVE_INFINITY : connection.sendLimit - CERTIFICATE_HEADER;
+  const length = sizeOnly ? 0 : Math.min(m.length, room, chain.length - offset);
+  const response = encodeSpdm({
+    code: "CERTIFICATE",
+    version: m.version,
+    slotId,
+    attributes: 0,
+    remainderLength: sizeOnly ? chain.length : chain.length - offset - length,
+    certChain: chain.subarray(offset, offset + length),
+  });
+  if (!x.session) c.transcript.addCertificateExchange(request, response);
+  return response;
+}
+
+export function challenge(
+  c: Pick<AuthenticationContext, "config" | "connection" | "transcript">,
+  m: Challenge,
+  request: Buffer,
+): Buffer {
+  const { slots } = c.connection.negotiated;
+  // Slot 0xFF (a provisioned public key instead of a chain) is not supported: InvalidRequest.
+  const slot = slots.get(m.slotId);
+  check(slot !== undefined);
+  const unsigned = encodeSpdm({
+    code: "CHALLENGE_AUTH",
+    version: m.version,
+    attributes: m.slotId,
+    slotMask: maskOf([...slots.keys()].map((s) => 1 << s)),
+    certChainHash: slot.digest,
+    nonce: randomBytes(NONCE_SIZE),
+    measurementSummaryHash: measurementSummary(c, m.measurementSummaryHashType),
+    opaqueData: EMPTY,
+    requesterContext: m.requesterContext,
+    signature: EMPTY,
+  });
+  const m1 = c.transcript.challenge(request, unsigned);
+  const signature = c.connection.sign("CHALLENGE_AUTH", m.slotId, m1);
+  c.transcript.markAuthenticated();
+  return Buffer.concat([unsigned, signature]);
+}

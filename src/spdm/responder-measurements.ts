@@ -1,0 +1,121 @@
+/**
+ * Measurements (DSP0274 GET_MEASUREMENTS / MEASUREMENTS): the device's measurement blocks, signed
+ * on request, and the measurement summary hash that CHALLENGE_AUTH, KEY_EXCHANGE_RSP and
+ * PSK_EXCHANGE_RSP carry.
+ */
+import { randomBytes } from "node:crypto";
+import { encodeSpdm } from "../../protocol/spdm/codec.js";
+import {
+  DMTF_VALUE_TYPE_RAW_BIT_STREAM,
+  DmtfMeasurementType,
+  MeasurementAttribute,
+  MeasurementHashAlgo,
+  MeasurementOperation,
+  MeasurementSummaryHashType,
+  NONCE_SIZE,
+  ResponderCapability,
+  SpdmVersion,
+} from "../../protocol/spdm/codes.js";
+import {
+  dmtfMeasurementBlock,
+  encodeMeasurementRecord,
+  type MeasurementBlock,
+} from "../../protocol/spdm/measurements.js";
+import type { GetMeasurements } from "../../protocol/spdm/messages.js";
+import { type HashAlgo, hash } from "../crypto/suites.js";
+import { check, EMPTY, type Exchange, type ResponderContext } from "./responder-context.js";
+import type { ResponderConfig } from "./responder-settings.js";
+
+export type MeasurementContext = Pick<ResponderContext, "config" | "connection" | "transcript">;
+
+const MEASUREMENT_HASH: Readonly<Record<number, HashAlgo>> = {
+  [MeasurementHashAlgo.SHA_256]: "SHA-256",
+  [MeasurementHashAlgo.SHA_384]: "SHA-384",
+  [MeasurementHashAlgo.SHA_512]: "SHA-512",
+  [MeasurementHashAlgo.SHA3_256]: "SHA3-256",
+  [MeasurementHashAlgo.SHA3_384]: "SHA3-384",
+  [MeasurementHashAlgo.SHA3_512]: "SHA3-512",
+};
+
+/** Measurement hash: the negotiated base hash when configured, else our first choice. */
+export function measurementHashFor(config: ResponderConfig, base: HashAlgo | undefined): number {
+  const prefs = config.measurementHash;
+  return prefs.find((b) => MEASUREMENT_HASH[b] === base) ?? prefs[0] ?? 0;
+}
+
+/** The measurement blocks: digests of the values with the measurement hash, unless raw. */
+function measurementBlocks(
+  c: Pick<MeasurementContext, "config" | "connection">,
+  rawRequested: boolean,
+): MeasurementBlock[] {
+  const alg = MEASUREMENT_HASH[c.connection.negotiated.measurementHash]; // none when raw bit streams only
+  return c.config.measurements.map(({ index, type, value, raw }) =>
+    raw || rawRequested || !alg
+      ? dmtfMeasurementBlock(index, type | DMTF_VALUE_TYPE_RAW_BIT_STREAM, value)
+      : dmtfMeasurementBlock(index, type, hash(alg, value)),
+  );
+}
+
+/**
+ * Hash (base hash) of the concatenated measurement blocks: all, or the TCB ones, which are the
+ * immutable-ROM blocks, as in libspdm's sample device.
+ */
+export function measurementSummary(
+  c: Pick<MeasurementContext, "config" | "connection">,
+  type: number,
+): Buffer {
+  const T = MeasurementSummaryHashType;
+  check(type === T.None || type === T.Tcb || type === T.All);
+  if (type === T.None) return EMPTY;
+  const { measurementSpec, hash: h } = c.connection.negotiated;
+  check(measurementSpec !== 0 && h !== undefined);
+  const blocks = measurementBlocks(c, false).filter(
+    (b) => type === T.All || b.dmtf?.type === DmtfMeasurementType.ImmutableRom,
+  );
+  return hash(h, encodeMeasurementRecord(blocks));
+}
+
+export function getMeasurements(
+  c: MeasurementContext,
+  m: GetMeasurements,
+  request: Buffer,
+  x: Exchange,
+): Buffer {
+  const { connection } = c;
+  const { version, operation } = m;
+  check(connection.negotiated.measurementSpec !== 0, "UnexpectedRequest");
+  const signed = (m.attributes & MeasurementAttribute.SIGNATURE_REQUESTED) !== 0;
+  // 1.0 has no SlotIDParam: slot 0 signs. 0xF (a provisioned public key) is not supported.
+  const slotId = signed && version >= SpdmVersion.V1_1 ? (m.slotIdParam ?? 0) & 0xf : 0;
+  check(
+    !signed ||
+      ((connection.peer!.ours & ResponderCapability.MEAS_CAP_SIG) !== 0 &&
+        connection.negotiated.slots.has(slotId)),
+  );
+  const rawRequested =
+    version >= SpdmVersion.V1_2 && (m.attributes & MeasurementAttribute.RAW_BIT_STREAM_REQUESTED) !== 0;
+  const all = measurementBlocks(c, rawRequested);
+  const count = operation === MeasurementOperation.TotalNumber;
+  const blocks = count
+    ? []
+    : operation === MeasurementOperation.All
+      ? all
+      : all.filter((b) => b.index === operation);
+  check(count || blocks.length > 0);
+  const unsigned = encodeSpdm({
+    code: "MEASUREMENTS",
+    version,
+    totalMeasurementIndices: count ? all.length : 0,
+    // Content-changed bits (1.2) stay 00: no change detection.
+    slotIdParam: signed ? slotId : 0,
+    numberOfBlocks: blocks.length,
+    measurementRecord: encodeMeasurementRecord(blocks),
+    nonce: randomBytes(NONCE_SIZE),
+    opaqueData: EMPTY,
+    requesterContext: m.requesterContext,
+    signature: EMPTY,
+  });
+  // Inside a session the M log is the session's (libspdm), so L1 = A ‖ that session's M.
+  const l1 = c.transcript.measurements(version, request, unsigned, signed, x.session?.measurementLog);
+  return l1 ? Buffer.concat([unsigned, connection.sign("MEASUREMENTS", slotId, l1)]) : unsigned;
+}
