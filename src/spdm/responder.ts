@@ -307,12 +307,14 @@ export class SpdmResponder {
     try {
       request = session.open(payload);
     } catch (e) {
-      this.ctx.sessions.end(session, (e as Error).message);
+      const err = e instanceof Error ? e.message : String(e);
+      const kind = e instanceof SessionError ? e.kind : undefined;
+      this.ctx.sessions.end(session, err);
       this.log.warn(
-        { sessionId: hex32(session.sessionId), kind: (e as SessionError).kind, err: (e as Error).message },
+        { sessionId: hex32(session.sessionId), kind, err },
         "secured record rejected; session terminated",
       );
-      if (!(e instanceof SessionError) || !replyKeys) return undefined;
+      if (kind === undefined || !replyKeys) return undefined;
       const version = this.ctx.connection.peer?.version ?? SpdmVersion.V1_1;
       const error = errorMessage(new SpdmError(SpdmErrorCode.DecryptError), version);
       return encryptRecord({ aead: session.aead, ...replyKeys }, session.sessionId, replyKeys.seq, error);
