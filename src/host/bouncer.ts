@@ -158,11 +158,13 @@ export class Bouncer {
         upstreams.set(key, connecting);
         client = await connecting;
       }
-      const rsp = await client.request({
+      const answer = client.request({
         command: SocketCommand.NORMAL,
         transport: TransportType.PCI_DOE,
         payload: object,
       });
+      log.debug({ mailbox: key }, "object forwarded");
+      const rsp = await answer;
       if (rsp.command !== SocketCommand.NORMAL)
         throw new Error(`mailbox answered ${commandName(rsp.command)}`);
       this.stats.forwarded++;

@@ -84,7 +84,8 @@ class DeviceLink {
   private control: ControlClient | undefined;
   private deviceId: string | undefined;
   private lastOk = Date.now();
-  private checking = false;
+  /** The liveness probe under way; close() waits for it. */
+  private probing: Promise<string | undefined> | undefined;
   /** Resolves when the link is closed, whatever closed it. */
   readonly closed: Promise<void>;
   private resolveClosed!: () => void;
@@ -149,8 +150,15 @@ class DeviceLink {
 
   /** One liveness check: a config read of the device's first function, reconnecting if needed. */
   async check(): Promise<void> {
-    if (this.state !== "registered" || this.checking) return;
-    this.checking = true;
+    if (this.state !== "registered" || this.probing) return;
+    this.probing = this.probe();
+    const unreachable = await this.probing;
+    this.probing = undefined;
+    if (unreachable) await this.close(unreachable);
+  }
+
+  /** Resolves with why the device counts as unreachable, or undefined while it does not. */
+  private async probe(): Promise<string | undefined> {
     try {
       if (!this.control || this.control.closed) {
         this.control?.close();
@@ -161,7 +169,7 @@ class DeviceLink {
         // The link closed while reconnecting: nobody else will close this client.
         if (this.state !== "registered") {
           this.control.close();
-          return;
+          return undefined;
         }
       }
       const first = this.ctx.registry.devices.get(this.deviceId!)?.functions[0];
@@ -170,10 +178,9 @@ class DeviceLink {
     } catch (e) {
       const silentFor = Date.now() - this.lastOk;
       if (silentFor >= this.ctx.unreachableTimeoutMs)
-        await this.close(`unreachable for ${silentFor} ms: ${(e as Error).message}`);
-    } finally {
-      this.checking = false;
+        return `unreachable for ${silentFor} ms: ${(e as Error).message}`;
     }
+    return undefined;
   }
 
   /** Removes the device (TDIs, then TDEVs) and drops the control connection. Idempotent. */
@@ -181,6 +188,8 @@ class DeviceLink {
     if (this.state === "closed") return;
     this.state = "closed";
     this.control?.close();
+    // A probe under way ends first, so that no reconnect outlives the removal.
+    await this.probing;
     if (this.deviceId !== undefined) await this.ctx.registry.remove(this.deviceId, reason);
     this.resolveClosed();
   }

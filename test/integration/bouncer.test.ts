@@ -1,4 +1,5 @@
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { EventEmitter, once } from "node:events";
+import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from "vitest";
 import {
   type DoeProtocol,
   decodeDoeObject,
@@ -10,16 +11,19 @@ import { Bouncer } from "../../src/host/bouncer.js";
 import { silentLogger } from "../../src/log.js";
 import { type Endpoint, FramedClient, type FramedConnection, FramedServer } from "../../src/net/framed.js";
 
-/** A stand-in mailbox endpoint that answers every object with its own name, or holds it when told to. */
+/**
+ * A stand-in mailbox endpoint that answers every object with its own name, or holds it when told to
+ * and emits "held" with the connection it came on.
+ */
 async function fakeMailbox(name: string) {
-  const held: FramedConnection[] = [];
+  const held = new EventEmitter<{ held: [FramedConnection] }>();
   let hold = false;
   const server = await FramedServer.listen({
     host: "127.0.0.1",
     port: 0,
     onConnection: (conn) =>
       conn.on("frame", (f) => {
-        if (hold) return void held.push(conn);
+        if (hold) return void held.emit("held", conn);
         const { vendorId, type } = decodeDoeObject(f.payload);
         conn.send({
           command: SocketCommand.NORMAL,
@@ -77,6 +81,9 @@ describe("bouncer", () => {
     });
     cmaOnly = await Bouncer.start({ ...common, targets: { cma: cma.server.address, secured: undefined } });
   });
+  afterEach(() => {
+    vi.useRealTimers();
+  });
   afterAll(async () => {
     await Promise.all([both.close(), cmaOnly.close(), cma.server.close(), secured.server.close()]);
   });
@@ -124,22 +131,28 @@ describe("bouncer", () => {
   });
 
   it("answers an empty NORMAL reply when the mailbox dies or hangs mid-request, within the timeout", async () => {
+    // The bounce timeout runs on a fake clock: it fires only when the test moves the clock.
+    vi.useFakeTimers({ toFake: ["setTimeout", "clearTimeout", "performance"] });
     const r = await requester(both.address);
     expect(await r.normal(object(SECURED))).toBe("secured");
     secured.setHold(true);
     const before = upstreamErrors;
-    // The mailbox's process dies while the object is in flight: its sockets close.
+    // The mailbox's process dies while the object is in flight: its sockets close. The clock stands
+    // still, so the reply comes from the close, not from the timeout.
+    let holding = once(secured.held, "held");
     const dying = r.normal(object(SECURED));
-    while (secured.held.length === 0) await new Promise((res) => setTimeout(res, 5));
-    for (const c of secured.held.splice(0)) c.destroy();
-    const t0 = Date.now();
+    const [conn] = await holding;
+    conn.destroy();
     expect(await dying).toBe("");
-    expect(Date.now() - t0).toBeLessThan(300);
-    // A mailbox that holds the object past the bounce timeout.
-    const t1 = Date.now();
-    expect(await r.normal(object(SECURED))).toBe("");
-    expect(Date.now() - t1).toBeGreaterThanOrEqual(290);
-    expect(Date.now() - t1).toBeLessThan(1500);
+    expect(both.stats.upstreamError).toBe(1);
+    // A mailbox that holds the object: answered empty at the bounce timeout, not before.
+    holding = once(secured.held, "held");
+    const hung = r.normal(object(SECURED));
+    await holding;
+    await vi.advanceTimersByTimeAsync(299);
+    expect(both.stats.upstreamError).toBe(1);
+    await vi.advanceTimersByTimeAsync(1);
+    expect(await hung).toBe("");
     expect(upstreamErrors - before).toBe(2);
     expect(both.stats.upstreamError).toBe(2);
     secured.setHold(false);

@@ -1,3 +1,4 @@
+import { EventEmitter, once } from "node:events";
 import net from "node:net";
 import { afterEach, describe, expect, it, vi } from "vitest";
 import { encodeFrame, FrameDecoder } from "../../protocol/socket.js";
@@ -9,9 +10,13 @@ import {
   TimeoutError,
 } from "../../src/net/framed.js";
 
-/** A server that answers the n-th frame after delays[n] ms (never, for -1), echoing its payload. */
-async function server(delays: number[]): Promise<{ port: number; close: () => void }> {
+/**
+ * A server that answers the n-th frame after delays[n] ms (at once for 0, never for -1), echoing
+ * its payload; `received` emits "frame" as each one comes in.
+ */
+async function server(delays: number[]) {
   const sockets = new Set<net.Socket>();
+  const received = new EventEmitter<{ frame: [] }>();
   const s = net.createServer((c) => {
     sockets.add(c);
     const d = new FrameDecoder();
@@ -19,7 +24,10 @@ async function server(delays: number[]): Promise<{ port: number; close: () => vo
     c.on("data", (chunk) => {
       for (const f of d.push(chunk)) {
         const delay = delays[n++] ?? 0;
-        if (delay >= 0) setTimeout(() => c.write(encodeFrame(f)), delay);
+        const answer = () => c.write(encodeFrame(f));
+        if (delay === 0) answer();
+        else if (delay > 0) setTimeout(answer, delay);
+        received.emit("frame");
       }
     });
     c.on("error", () => undefined);
@@ -27,6 +35,7 @@ async function server(delays: number[]): Promise<{ port: number; close: () => vo
   await new Promise<void>((r) => s.listen(0, "127.0.0.1", r));
   return {
     port: (s.address() as net.AddressInfo).port,
+    received,
     close: () => {
       for (const c of sockets) c.destroy();
       s.close();
@@ -34,9 +43,13 @@ async function server(delays: number[]): Promise<{ port: number; close: () => vo
   };
 }
 
+/** FramedClient's timeouts (and the server's delays) on a clock that moves only when the test moves it. */
+const useFakeClock = () => vi.useFakeTimers({ toFake: ["setTimeout", "clearTimeout", "performance"] });
+
 const frame = (i: number) => ({ command: 1, transport: 2, payload: Buffer.from([i]) });
 let cleanup: (() => void)[] = [];
 afterEach(() => {
+  vi.useRealTimers();
   for (const c of cleanup) c();
   cleanup = [];
 });
@@ -70,32 +83,48 @@ describe("FramedClient", () => {
   });
 
   it("keeps the timeout per request when answers come just inside it, one after another", async () => {
+    useFakeClock();
     const srv = await server([150, 150, 150, 150]);
     cleanup.push(srv.close);
     const c = await FramedClient.connect({ host: "127.0.0.1", port: srv.port }, { timeoutMs: 400 });
     cleanup.push(() => c.close());
-    for (let i = 0; i < 4; i++) expect((await c.request(frame(i))).payload[0]).toBe(i);
+    // 600 ms in all: one deadline for the lot would expire during the third.
+    for (let i = 0; i < 4; i++) {
+      const arrived = once(srv.received, "frame");
+      const answer = c.request(frame(i));
+      await arrived;
+      await vi.advanceTimersByTimeAsync(150);
+      expect((await answer).payload[0]).toBe(i);
+    }
   });
 
   it("times out a short request after a long one on time, not on the long one's clock", async () => {
+    useFakeClock();
     const srv = await server([0, -1]);
     cleanup.push(srv.close);
     const c = await FramedClient.connect({ host: "127.0.0.1", port: srv.port });
     cleanup.push(() => c.close());
     expect((await c.request(frame(0), 60_000)).payload[0]).toBe(0);
-    await expect(c.request(frame(1), 100)).rejects.toBeInstanceOf(TimeoutError);
-  }, 5_000);
+    const short = expect(c.request(frame(1), 100)).rejects.toBeInstanceOf(TimeoutError);
+    await vi.advanceTimersByTimeAsync(99);
+    expect(c.closed).toBe(false);
+    await vi.advanceTimersByTimeAsync(1);
+    await short;
+  });
 
   it("times out a request with no answer, closes the connection and fails what is queued", async () => {
+    useFakeClock();
     const srv = await server([0, -1, 0]);
     cleanup.push(srv.close);
     const c = await FramedClient.connect({ host: "127.0.0.1", port: srv.port }, { timeoutMs: 200 });
     expect((await c.request(frame(0))).payload[0]).toBe(0);
-    const started = performance.now();
-    const [late, queued] = await Promise.allSettled([c.request(frame(1)), c.request(frame(2))]);
+    const settled = Promise.allSettled([c.request(frame(1)), c.request(frame(2))]);
+    await vi.advanceTimersByTimeAsync(199);
+    expect(c.closed).toBe(false); // not given up before its timeout
+    await vi.advanceTimersByTimeAsync(1);
+    const [late, queued] = await settled;
     expect(late.status === "rejected" && late.reason).toBeInstanceOf(TimeoutError);
     expect(queued.status === "rejected" && queued.reason).toBeInstanceOf(ConnectionClosedError);
-    expect(performance.now() - started).toBeGreaterThanOrEqual(190);
     expect(c.closed).toBe(true);
     await expect(c.request(frame(3))).rejects.toBeInstanceOf(ConnectionClosedError);
   });

@@ -5,7 +5,7 @@
  * spdm_responder_emu serves our generated chain to spdm_requester_emu (libspdm verifies it on both
  * sides). With `openssl` on PATH, `openssl verify -x509_strict` accepts our chains.
  */
-import { spawn, spawnSync } from "node:child_process";
+import { spawnSync } from "node:child_process";
 import { createPublicKey, type KeyObject, webcrypto, X509Certificate } from "node:crypto";
 import {
   cpSync,
@@ -17,7 +17,6 @@ import {
   statSync,
   writeFileSync,
 } from "node:fs";
-import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
@@ -38,6 +37,7 @@ import { type GeneratedCertChain, generateCertChain, OID } from "../../src/crypt
 import { ASYM, type AsymAlgo, asymSign, asymVerify, keyFits } from "../../src/crypto/suites.js";
 import { CertChainError, certVersion, verifyCertChain } from "../../src/crypto/verify-chain.js";
 import { loadX509 } from "../../src/crypto/x509.js";
+import { startResponder, stopResponders } from "../../src/fixture/spdm-emu-responder.js";
 
 const x509 = await loadX509();
 
@@ -680,15 +680,6 @@ describe.skipIf(!EMU_BIN)("DMTF sample certificates (SPDM_EMU_BIN)", () => {
     },
   );
 
-  const freePort = () =>
-    new Promise<number>((resolve) => {
-      const s = createServer();
-      s.listen(0, "127.0.0.1", () => {
-        const { port } = s.address() as { port: number };
-        s.close(() => resolve(port));
-      });
-    });
-
   let emuDir: string;
   beforeAll(() => {
     emuDir = join(tmp, "emu");
@@ -701,19 +692,28 @@ describe.skipIf(!EMU_BIN)("DMTF sample certificates (SPDM_EMU_BIN)", () => {
     writeFileSync(join(d, "bundle_responder.certchain.der"), Buffer.concat(c.certsDer));
     writeFileSync(join(d, "ca.cert.der"), c.rootDer);
     writeFileSync(join(d, "end_responder.key"), c.privateKey.export({ type: "pkcs8", format: "pem" }));
-    const port = String(await freePort());
-    const common = ["--trans", "PCI_DOE", "--port", port, "--asym", flag, "--hash", hashFlag];
-    const responder = spawn(join(emuDir, "spdm_responder_emu"), common, { cwd: emuDir, stdio: "ignore" });
+    const suite = ["--trans", "PCI_DOE", "--asym", flag, "--hash", hashFlag];
+    const responder = await startResponder([], suite, emuDir);
     try {
-      await new Promise((r) => setTimeout(r, 700));
       const req = spawnSync(
         join(emuDir, "spdm_requester_emu"),
-        [...common, "--exe_conn", "DIGEST,CERT,CHAL", "--exe_session", "KEY_EX", "--mut_auth", "NO"],
+        [
+          ...suite,
+          "--port",
+          String(responder.port),
+          "--exe_conn",
+          "DIGEST,CERT,CHAL",
+          "--exe_session",
+          "KEY_EX",
+          "--mut_auth",
+          "NO",
+        ],
         { cwd: emuDir, encoding: "utf8", timeout: 20_000 },
       );
       return { status: req.status, stderr: req.stderr };
     } finally {
-      responder.kill();
+      responder.child.kill();
+      await stopResponders();
     }
   }
 

@@ -43,12 +43,12 @@ import {
 } from "../../src/crypto/suites.js";
 import { parseDescription } from "../../src/device/description.js";
 import { startDevice } from "../../src/device/device.js";
-import { silentLogger } from "../../src/log.js";
 import { SpdmResponder } from "../../src/spdm/responder.js";
 import { responderConfig, type SpdmSettings, spdmSettingsSchema } from "../../src/spdm/responder-settings.js";
 import { CertificateSlots, type SlotKey } from "../../src/spdm/responder-slots.js";
 import { SecureSession, sessionTranscriptPrefix } from "../../src/spdm/session.js";
 import { verifyTranscript } from "../../src/spdm/signing.js";
+import { logLines } from "../support/log-lines.js";
 import { RawPeer } from "../support/raw-peer.js";
 
 const [V11, V12, V13] = [0x11, 0x12, 0x13];
@@ -854,8 +854,15 @@ describe("SPDM responder sessions on a device", () => {
   };
 
   it("sessions outlive one of several connections, and end when the mailbox's last one closes", async () => {
-    const device = await startDevice({ description: parseDescription({}), port: 0, log: silentLogger });
+    const lines = logLines("info");
+    const device = await startDevice({ description: parseDescription({}), port: 0, log: lines.log });
     const { port } = device.mailboxes[0]!.endpoint;
+    /** Closes a peer; resolves once the device has run its connection's close listeners. */
+    const hangUp = async (p: RawPeer) => {
+      const handled = lines.next("disconnected");
+      p.close();
+      await handled;
+    };
     const peers: RawPeer[] = [];
     try {
       const [p1, p2] = [await RawPeer.connect(port), await RawPeer.connect(port)];
@@ -863,13 +870,9 @@ describe("SPDM responder sessions on a device", () => {
       const host = await (await new Host(overSocket(p1)).vca()).fetchChain();
       const s = await host.keyExchange();
       const viaP2 = new Host(overSocket(p2));
-      p1.close();
-      await p1.closed;
-      await new Promise((res) => setTimeout(res, 50));
+      await hangUp(p1);
       viaP2.decode("HEARTBEAT_ACK", await viaP2.inSession(s, { code: "HEARTBEAT", version: V12 }));
-      p2.close();
-      await p2.closed;
-      await new Promise((res) => setTimeout(res, 50));
+      await hangUp(p2);
       const p3 = await RawPeer.connect(port);
       peers.push(p3);
       expect(

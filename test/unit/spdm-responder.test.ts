@@ -7,8 +7,14 @@ import { mkdtempSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import fc from "fast-check";
-import { beforeAll, describe, expect, it } from "vitest";
-import { DoeType, decodeDoeObject, encodeDoeObject, PCI_SIG_VENDOR_ID } from "../../protocol/doe.js";
+import { afterEach, beforeAll, describe, expect, it, vi } from "vitest";
+import {
+  DoeType,
+  decodeDoeObject,
+  encodeDiscoveryRequest,
+  encodeDoeObject,
+  PCI_SIG_VENDOR_ID,
+} from "../../protocol/doe.js";
 import { Doe, DoeCtrl, DoeStatus } from "../../protocol/pci.js";
 import {
   AlgType,
@@ -877,9 +883,19 @@ describe("SPDM responder: one per DOE mailbox", () => {
       for (let i = 0; i < request.length; i += 4)
         device.model.configWrite(rid, cap + Doe.WRITE, 4, request.readUInt32LE(i));
       device.model.configWrite(rid, cap + Doe.CTRL, 4, DoeCtrl.GO);
-      while ((device.model.configRead(rid, cap + Doe.STATUS, 4) & DoeStatus.DATA_OBJECT_READY) === 0) {
-        await new Promise((r) => setTimeout(r, 1));
-      }
+      // The mailbox takes one object at a time: once an object sent after it over the socket is
+      // answered, the registers hold this one's response.
+      peer.sendFrame(
+        1,
+        2,
+        encodeDoeObject({
+          vendorId: PCI_SIG_VENDOR_ID,
+          type: DoeType.DISCOVERY,
+          payload: encodeDiscoveryRequest({ index: 0, version: 0 }),
+        }),
+      );
+      await peer.recv();
+      expect(device.model.configRead(rid, cap + Doe.STATUS, 4)).toBe(DoeStatus.DATA_OBJECT_READY);
       const dws: Buffer[] = [];
       while (device.model.configRead(rid, cap + Doe.STATUS, 4) & DoeStatus.DATA_OBJECT_READY) {
         const dw = Buffer.alloc(4);
@@ -951,6 +967,7 @@ describe("device description: the spdm section", () => {
 });
 
 describe("SPDM responder: ResponseNotReady and RESPOND_IF_READY", () => {
+  afterEach(() => vi.useRealTimers());
   const slow = (delayMs = 0) =>
     responder({
       notReady: { requests: ["CHALLENGE", "GET_MEASUREMENTS"], rdtExponent: 12, rdtm: 3, delayMs },
@@ -1020,10 +1037,13 @@ describe("SPDM responder: ResponseNotReady and RESPOND_IF_READY", () => {
   });
 
   it("answers ResponseNotReady again until delayMs have passed", async () => {
+    vi.useFakeTimers({ toFake: ["performance"] }); // the responder's clock, moved only by the test
     const p = await negotiated({ version: V12 }, slow(50));
     const token = notReady(await p.send(challenge), 0x83);
     expect(notReady(await p.send(ready(0x83, token)), 0x83)).toBe(token);
-    await new Promise((done) => setTimeout(done, 60));
+    vi.advanceTimersByTime(49);
+    expect(notReady(await p.send(ready(0x83, token)), 0x83)).toBe(token);
+    vi.advanceTimersByTime(1);
     p.decode("CHALLENGE_AUTH", await p.send(ready(0x83, token)), { measurementSummaryHashType: 0 });
   });
 
