@@ -3,8 +3,7 @@
  * function's SPDM peers. A session opened through the config-space DOE registers (over a control
  * connection) survives socket peers coming and going, and ends when its control connection closes.
  */
-import { pino } from "pino";
-import { describe, expect, it, vi } from "vitest";
+import { describe, expect, it } from "vitest";
 import type { DoeObject } from "../../protocol/doe.js";
 import { parseDescription } from "../../src/device/description.js";
 import { startDevice } from "../../src/device/device.js";
@@ -13,13 +12,12 @@ import { ControlClient, DoeRegisterClient } from "../../src/host/control-client.
 import { CMA, SECURED_CMA } from "../../src/requester/run.js";
 import { SpdmRequester } from "../../src/spdm/requester.js";
 import { heartbeat, openSession } from "../../src/spdm/requester-session.js";
+import { logLines } from "../support/log-lines.js";
 
 describe("session lifetime", () => {
   it("a session opened through the DOE registers outlives socket peers and ends with its control connection", async () => {
     // The device's log lines are the events the test waits for.
-    const lines: string[] = [];
-    const log = pino({ level: "info" }, { write: (line: string) => void lines.push(line) });
-    const logged = (msg: string) => vi.waitUntil(() => lines.some((l) => l.includes(msg)), 10_000);
+    const { log, next } = logLines("info");
     const device = await startDevice({ description: parseDescription({}), port: 0, log });
     const { rid, doeCapOffset } = device.model.identity().mailboxes[0]!;
     const control = await ControlClient.connect(device.control);
@@ -44,16 +42,18 @@ describe("session lifetime", () => {
       sockets.push(peer);
       via = (o) => peer.exchange(o);
       await heartbeat(requester, session);
+      const disconnected = next("disconnected");
       await peer.end("CONTINUE");
-      await logged('"msg":"disconnected"');
+      await disconnected;
 
       // The registers' peer is still there, and so is its session.
       via = (o) => registers.exchange(o);
       await heartbeat(requester, session);
 
       // The control connection that opened it goes: the function has no SPDM peer left.
+      const ended = next("session ended");
       control.close();
-      await logged("the function's last SPDM peer left");
+      expect((await ended)["reason"]).toBe("the function's last SPDM peer left");
       const late = await DoeClient.connect(device.mailboxes[0]!.endpoint);
       sockets.push(late);
       via = (o) => late.exchange(o);
