@@ -14,6 +14,7 @@ import { spawnDevice } from "../src/fixture/spawn-device.js";
 import { SPDM_EMU_BIN, startResponder, stopResponders } from "../src/fixture/spdm-emu-responder.js";
 import { startTopology } from "../src/fixture/topology.js";
 import type { Endpoint } from "../src/net/framed.js";
+import { authenticate } from "../src/requester/connection.js";
 import { runRequester, withRequester } from "../src/requester/run.js";
 import type { SpdmRequester } from "../src/spdm/requester.js";
 import { endSession, heartbeat, openSession } from "../src/spdm/requester-session.js";
@@ -228,7 +229,7 @@ const authFlows = () =>
 function onConnection<T>(p: Peer, body: (r: SpdmRequester) => Promise<T>): Promise<T> {
   const opts = { exeMode: "CONTINUE" as const, connectionSteps: ["DIGEST", "CERT"] as const };
   return withRequester(p.endpoint, opts, true, async (r) => {
-    await r.authenticate();
+    await authenticate(r);
     return body(r);
   });
 }

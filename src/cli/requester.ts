@@ -1,7 +1,7 @@
 /**
  * `doe-emu requester`: authenticate a DOE mailbox endpoint the way DMTF's spdm_requester_emu does
  * (VCA, GET_DIGESTS, GET_CERTIFICATE, CHALLENGE, GET_MEASUREMENTS), verifying every answer; with
- * `--session KEY_EX|PSK` then open a secure session and work inside it (requester-session.ts).
+ * `--session KEY_EX|PSK` then open a secure session and work inside it (src/requester/session.ts).
  * Flags carry spdm-emu's names and values (uppercase, comma-separated lists) where the meaning matches.
  */
 import { X509Certificate } from "node:crypto";
@@ -21,25 +21,25 @@ import {
 } from "../../protocol/spdm/codes.js";
 import { loadChainAndKey } from "../crypto/cert-files.js";
 import { formatEndpoint } from "../net/framed.js";
+import type { ConnectionSummary } from "../requester/connection.js";
 import {
   type ExeMode,
   type RunRequesterOptions,
   runRequester,
   runSessionRequester,
 } from "../requester/run.js";
-import {
-  CONNECTION_STEPS,
-  type ConnectionStep,
-  type ConnectionSummary,
-  REQUESTER_DEFAULTS,
-  type SpdmRequesterOptions,
-} from "../spdm/requester.js";
+import type { SessionSummary } from "../requester/session.js";
 import {
   DMTF_TEST_PSK,
   DMTF_TEST_PSK_HINT,
   type SessionRequestOptions,
-  type SessionSummary,
-} from "../spdm/requester-session.js";
+} from "../spdm/requester-handshake.js";
+import {
+  CONNECTION_STEPS,
+  type ConnectionStep,
+  REQUESTER_DEFAULTS,
+  type SpdmRequesterOptions,
+} from "../spdm/requester-options.js";
 import type { SessionKind } from "../spdm/session.js";
 import { run } from "./common.js";
 

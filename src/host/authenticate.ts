@@ -1,6 +1,6 @@
 /**
  * SPDM authentication of a TDEV through its CMA mailbox, as the TSM's connect step does it: the
- * SPDM requester (src/spdm/requester.ts) runs VCA, certificates, CHALLENGE and measurements over a
+ * SPDM requester (src/requester/run.ts) runs VCA, certificates, CHALLENGE and measurements over a
  * connection of the host's own to the mailbox endpoint, which ends with CONTINUE (never SHUTDOWN:
  * the device belongs to the host). Its result is what the registry keeps in the TDEV's `auth`.
  */

@@ -13,7 +13,7 @@ import { EventEmitter } from "node:events";
 import { formatRoutingId } from "../../protocol/pci.js";
 import type { Logger } from "../log.js";
 import { type Endpoint, formatEndpoint } from "../net/framed.js";
-import type { MeasurementSummary } from "../spdm/requester.js";
+import type { MeasurementSummary } from "../spdm/requester-measurements.js";
 import type { Bouncer } from "./bouncer.js";
 import { planTsm, type ScannedFunction, type ScannedMailbox, type TdevPlan } from "./scan.js";
 

@@ -2,20 +2,23 @@
  * The requester's transport over a DOE mailbox endpoint: SPDM messages as CMA/SPDM data objects
  * (PCI-SIG type 1), secured records as Secured CMA/SPDM objects (type 2) on the same mailbox, the
  * spdm-emu socket session around them (TEST, discovery, SHUTDOWN/CONTINUE), and `runRequester` /
- * `runSessionRequester`, which do one whole requester run the way spdm_requester_emu does.
+ * `runSessionRequester`, which do one whole requester run the way spdm_requester_emu does
+ * (connection.ts and session.ts sequence its steps).
  */
 import { DoeType, PCI_SIG_VENDOR_ID, protocolId } from "../../protocol/doe.js";
 import { DoeClient } from "../doe/client.js";
 import { DoeError } from "../doe/discovery.js";
 import { type Endpoint, formatEndpoint } from "../net/framed.js";
+import { SpdmRequester, type SpdmTransport } from "../spdm/requester.js";
+import type { SessionRequestOptions } from "../spdm/requester-handshake.js";
+import type { SpdmRequesterOptions } from "../spdm/requester-options.js";
 import {
+  authenticate,
+  authenticateAll,
   type ConnectionSummary,
   type RequesterSummary,
-  SpdmRequester,
-  type SpdmRequesterOptions,
-  type SpdmTransport,
-} from "../spdm/requester.js";
-import { runSession, type SessionRequestOptions, type SessionSummary } from "../spdm/requester-session.js";
+} from "./connection.js";
+import { runSession, type SessionSummary } from "./session.js";
 
 export const CMA = { vendorId: PCI_SIG_VENDOR_ID, type: DoeType.CMA_SPDM } as const;
 export const SECURED_CMA = { vendorId: PCI_SIG_VENDOR_ID, type: DoeType.SECURED_CMA_SPDM } as const;
@@ -83,7 +86,7 @@ export async function withRequester<T>(
 
 /** One authentication run with every connection step (VCA, certificates, CHALLENGE, measurements). */
 export function runRequester(endpoint: Endpoint, opts: RunRequesterOptions = {}): Promise<RequesterSummary> {
-  return withRequester(endpoint, opts, false, (r) => r.run());
+  return withRequester(endpoint, opts, false, authenticateAll);
 }
 
 /** The configured connection steps, then a secure session (runSession) on the same connection. */
@@ -92,7 +95,7 @@ export function runSessionRequester(
   opts: RunRequesterOptions & { session: SessionRequestOptions },
 ): Promise<{ connection: ConnectionSummary; session: SessionSummary }> {
   return withRequester(endpoint, opts, true, async (r) => {
-    const connection = await r.authenticate();
+    const connection = await authenticate(r);
     const session = await runSession(r, opts.session);
     return { connection, session };
   });

@@ -8,9 +8,10 @@ import { join } from "node:path";
 import { afterAll, beforeAll, expect, it } from "vitest";
 import { DoeClient } from "../../src/doe/client.js";
 import { type SpawnedDevice, spawnDevice } from "../../src/fixture/spawn-device.js";
+import { authenticate } from "../../src/requester/connection.js";
 import { CMA, SECURED_CMA } from "../../src/requester/run.js";
+import { runSession } from "../../src/requester/session.js";
 import { SpdmRequester } from "../../src/spdm/requester.js";
-import { runSession } from "../../src/spdm/requester-session.js";
 
 let device: SpawnedDevice;
 beforeAll(async () => {
@@ -39,7 +40,7 @@ it("opens a KEY_EX session on the CMA mailbox and runs it on the secured CMA mai
       },
       { connectionSteps: ["DIGEST", "CERT"] },
     );
-    await r.authenticate();
+    await authenticate(r);
     const s = await runSession(r, { kind: "KEY_EX" });
     expect(s.skipped).toEqual([]);
     expect(s.steps).toContain("END_SESSION");

@@ -20,9 +20,12 @@ import {
   startResponder,
   stopResponders,
 } from "../../src/fixture/spdm-emu-responder.js";
+import { authenticate } from "../../src/requester/connection.js";
 import { cmaTransport, type RunRequesterOptions, runSessionRequester } from "../../src/requester/run.js";
-import { REQUESTER_DEFAULTS, SpdmRequester, SpdmRequesterError } from "../../src/spdm/requester.js";
-import { endSession, heartbeat, openSession, type SessionSummary } from "../../src/spdm/requester-session.js";
+import type { SessionSummary } from "../../src/requester/session.js";
+import { SpdmRequester, SpdmRequesterError } from "../../src/spdm/requester.js";
+import { REQUESTER_DEFAULTS } from "../../src/spdm/requester-options.js";
+import { endSession, heartbeat, openSession } from "../../src/spdm/requester-session.js";
 import type { SessionKind } from "../../src/spdm/session.js";
 
 const root = (dir: string) => readFileSync(join(SPDM_EMU_BIN ?? "", dir, "ca.cert.der"));
@@ -167,7 +170,7 @@ describe.skipIf(!SPDM_EMU_BIN)("our requester's sessions against DMTF spdm_respo
     const doe = await DoeClient.connect({ host: "127.0.0.1", port: rsp.port });
     try {
       const r = new SpdmRequester(cmaTransport(doe), { measurementMode: "ALL" });
-      await r.authenticate();
+      await authenticate(r);
       const ids: number[] = [];
       for (const kind of ["KEY_EX", "PSK"] as const) {
         const { session } = await openSession(r, { kind });

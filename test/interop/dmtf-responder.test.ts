@@ -14,6 +14,7 @@ import {
   startResponder as startAt,
   stopResponders,
 } from "../../src/fixture/spdm-emu-responder.js";
+import { authenticateAll } from "../../src/requester/connection.js";
 import { CMA, cmaTransport, runRequester } from "../../src/requester/run.js";
 import { SpdmRequester, SpdmRequesterError, type SpdmTransport } from "../../src/spdm/requester.js";
 
@@ -63,11 +64,13 @@ describe.skipIf(!BIN)("our requester against DMTF spdm_responder_emu", () => {
         return cma.send(req);
       },
     };
-    const s = await new SpdmRequester(transport, {
-      dataTransferSize: 0x100,
-      measurementMode: "ALL",
-      trustRoot: root("ecp384"),
-    }).run();
+    const s = await authenticateAll(
+      new SpdmRequester(transport, {
+        dataTransferSize: 0x100,
+        measurementMode: "ALL",
+        trustRoot: root("ecp384"),
+      }),
+    );
     await doe.end("SHUTDOWN");
     expect(codes.filter((c) => c === 0x86).length).toBeGreaterThan(3);
     expect(s.measurements).toMatchObject({ mode: "ALL", signed: true });

@@ -20,12 +20,9 @@ import {
 } from "../../protocol/spdm/codes.js";
 import { writeChainFiles } from "../../src/crypto/cert-files.js";
 import { type GeneratedCertChain, generateCertChain } from "../../src/crypto/certgen.js";
-import {
-  REQUESTER_DEFAULTS,
-  SpdmRequester,
-  type SpdmRequesterOptions,
-  type SpdmTransport,
-} from "../../src/spdm/requester.js";
+import { authenticate } from "../../src/requester/connection.js";
+import { SpdmRequester, type SpdmTransport } from "../../src/spdm/requester.js";
+import { REQUESTER_DEFAULTS, type SpdmRequesterOptions } from "../../src/spdm/requester-options.js";
 import { heartbeat, openSession } from "../../src/spdm/requester-session.js";
 import { SpdmResponder } from "../../src/spdm/responder.js";
 import {
@@ -79,7 +76,7 @@ describe("mutual authentication, our requester -> our responder", () => {
     ["at SPDM 1.2", { versions: [0x12] }],
   ])("the requester signs FINISH (%s); the session works", async (_title, opts) => {
     const { responder, r } = connect(opts);
-    await r.authenticate();
+    await authenticate(r);
     const c = r.connection;
     expect(c.responderFlags & Rsp.MUT_AUTH_CAP).toBe(Rsp.MUT_AUTH_CAP);
     expect(c.requesterFlags & Req.MUT_AUTH_CAP).toBe(Req.MUT_AUTH_CAP);
@@ -99,7 +96,7 @@ describe("mutual authentication, our requester -> our responder", () => {
       { requesterCertChain: undefined, requesterKey: undefined },
       settings({ mutualAuth: { requesterCertChain: rsaChainFile, required: true } }),
     );
-    await r.authenticate();
+    await authenticate(r);
     // The requester offers the defaults (RSA); the responder's preferences shrank to RSAPSS-2048/RSASSA-2048.
     const sel = r.connection.algorithms.algStructs.find((t) => t.algType === AlgType.REQ_BASE_ASYM_ALG);
     expect(sel?.algSupported).toBe(ReqBaseAsymAlg.RSAPSS_2048);
@@ -108,7 +105,7 @@ describe("mutual authentication, our requester -> our responder", () => {
   it("a requester key other than the chain's leaf: ERROR DecryptError, no session", async () => {
     const other = generateKeyPairSync("ec", { namedCurve: "secp384r1" }).privateKey;
     const { responder, r } = connect({ requesterKey: other });
-    await r.authenticate();
+    await authenticate(r);
     await expect(openSession(r, { kind: "KEY_EX" })).rejects.toThrow(
       /responder answered FINISH with ERROR DecryptError/,
     );
@@ -122,7 +119,7 @@ describe("mutual authentication, our requester -> our responder", () => {
         ? Buffer.concat([q.subarray(0, 2), Buffer.from([0, 0]), q.subarray(4 + 96)])
         : q;
     const { r } = connect({}, settings(), { request: unsign });
-    await r.authenticate();
+    await authenticate(r);
     await expect(openSession(r, { kind: "KEY_EX" })).rejects.toThrow(
       /responder answered FINISH with ERROR InvalidRequest/,
     );
@@ -137,7 +134,7 @@ describe("mutual authentication, our requester -> our responder", () => {
       requesterCertChain: undefined,
       requesterKey: undefined,
     });
-    await r.authenticate();
+    await authenticate(r);
     await expect(openSession(r, { kind: "KEY_EX" })).rejects.toThrow(
       new RegExp(`KEY_EXCHANGE with ERROR ${error}`),
     );
@@ -147,7 +144,7 @@ describe("mutual authentication, our requester -> our responder", () => {
   it("not required: a requester without MUT_AUTH_CAP gets a session without mutual authentication", async () => {
     const s = settings({ mutualAuth: { requesterCertChain: chainFile, required: false } });
     const { r } = connect({ requesterCertChain: undefined, requesterKey: undefined }, s);
-    await r.authenticate();
+    await authenticate(r);
     const opened = await openSession(r, { kind: "KEY_EX" });
     expect(opened.session.mutualAuth).toBe(false);
     expect(opened.session.state).toBe("established");
@@ -155,7 +152,7 @@ describe("mutual authentication, our requester -> our responder", () => {
 
   it("PSK sessions are untouched by mutual authentication", async () => {
     const { r } = connect();
-    await r.authenticate();
+    await authenticate(r);
     const opened = await openSession(r, { kind: "PSK" });
     expect(opened.session.mutualAuth).toBe(false);
     expect(opened.session.state).toBe("established");
@@ -170,7 +167,7 @@ describe("mutual authentication, requester side", () => {
         ? Buffer.concat([rsp.subarray(0, 6), Buffer.from([0x02]), rsp.subarray(7)])
         : rsp;
     const { r } = connect({}, settings(), { response: encap });
-    await r.authenticate();
+    await authenticate(r);
     await expect(openSession(r, { kind: "KEY_EX" })).rejects.toThrow(
       /encapsulated mutual authentication is not supported/,
     );
@@ -183,7 +180,7 @@ describe("mutual authentication, requester side", () => {
       capabilities: REQUESTER_DEFAULTS.capabilities | Req.MUT_AUTH_CAP,
       reqBaseAsymAlg: ReqBaseAsymAlg.ECDSA_P384,
     });
-    await r.authenticate();
+    await authenticate(r);
     await expect(openSession(r, { kind: "KEY_EX" })).rejects.toThrow(/--req-cert-chain, --req-key/);
   });
 

@@ -8,6 +8,7 @@
  */
 import { describe, expect, it } from "vitest";
 import { KeyUpdateOperation as Op } from "../../protocol/spdm/codes.js";
+import { authenticate } from "../../src/requester/connection.js";
 import { SpdmRequester, SpdmRequesterError, type SpdmTransport } from "../../src/spdm/requester.js";
 import { endSession, heartbeat, keyUpdate, openSession } from "../../src/spdm/requester-session.js";
 import { type Capture, type Frame, readDecoded } from "../vectors.js";
@@ -80,7 +81,7 @@ function recordedRandom(frames: Frame[]): (size: number) => Buffer {
   };
 }
 
-/** spdm-emu's requester as recorded: its default capabilities masked to 1.2/1.3 by libspdm, VCA only. */
+/** spdm-emu's requester as recorded: its default capabilities masked to 1.2/1.3 by libspdm 1e16c60f, VCA only. */
 const CAPABILITIES: Record<string, number> = { spdm12_psk: 0x0002f7c6, spdm13_psk: 0x0882f7c6 };
 
 async function replayFlow(capture: Capture, edit?: (pairs: Exchange[]) => void) {
@@ -93,7 +94,7 @@ async function replayFlow(capture: Capture, edit?: (pairs: Exchange[]) => void) 
     connectionSteps: [],
     randomBytes: recordedRandom(frames),
   });
-  const summary = await r.authenticate();
+  const summary = await authenticate(r);
   const { session, measurementSummaryHash, pskFinish } = await openSession(r, { kind: "PSK" });
   const established = session.state;
   await heartbeat(r, session);

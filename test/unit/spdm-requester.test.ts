@@ -21,12 +21,9 @@ import {
 import type { MessageOf } from "../../protocol/spdm/messages.js";
 import { decodeCertChain } from "../../src/crypto/cert-chain.js";
 import { generateCertChain } from "../../src/crypto/certgen.js";
-import {
-  SpdmRequester,
-  SpdmRequesterError,
-  type SpdmRequesterOptions,
-  type SpdmTransport,
-} from "../../src/spdm/requester.js";
+import { authenticateAll } from "../../src/requester/connection.js";
+import { SpdmRequester, SpdmRequesterError, type SpdmTransport } from "../../src/spdm/requester.js";
+import type { SpdmRequesterOptions } from "../../src/spdm/requester-options.js";
 import { certChains, readDecoded } from "../vectors.js";
 
 interface Pair {
@@ -100,7 +97,7 @@ class Replay implements SpdmTransport {
 
 const recordedRoot = decodeCertChain("SHA-256", certChains(capture.messages).get(0)!).certsDer[0]!;
 
-/** spdm-emu's requester settings for this capture (its default --cap, masked to 1.3 by libspdm). */
+/** spdm-emu's requester settings for this capture (its default --cap, masked to 1.3 by libspdm 1e16c60f). */
 function options(pairs: readonly Pair[], extra: SpdmRequesterOptions = {}): SpdmRequesterOptions {
   return {
     capabilities:
@@ -146,9 +143,9 @@ async function failure(
   extra: SpdmRequesterOptions = {},
   strict = true,
 ): Promise<SpdmRequesterError> {
-  const e = await new SpdmRequester(new Replay(pairs, strict), options(pairs, extra))
-    .run()
-    .catch((x: unknown) => x);
+  const e = await authenticateAll(new SpdmRequester(new Replay(pairs, strict), options(pairs, extra))).catch(
+    (x: unknown) => x,
+  );
   expect(e).toBeInstanceOf(SpdmRequesterError);
   return e as SpdmRequesterError;
 }
@@ -166,7 +163,7 @@ describe("SpdmRequester against DMTF's recorded responder (spdm13_p256_auth)", (
   it("replays the recorded flow request for request and verifies every signature", async () => {
     const pairs = recordedPairs();
     const replay = new Replay(pairs);
-    const s = await new SpdmRequester(replay, options(pairs)).run();
+    const s = await authenticateAll(new SpdmRequester(replay, options(pairs)));
     expect(replay.finished).toBe(true);
     expect(s.exchanges).toBe(270);
     expect(s.version).toBe("1.3");
@@ -192,7 +189,9 @@ describe("SpdmRequester against DMTF's recorded responder (spdm13_p256_auth)", (
 
   it("without a trust root still verifies the chain's own consistency", async () => {
     const pairs = recordedPairs();
-    const s = await new SpdmRequester(new Replay(pairs), options(pairs, { trustRoot: undefined })).run();
+    const s = await authenticateAll(
+      new SpdmRequester(new Replay(pairs), options(pairs, { trustRoot: undefined })),
+    );
     expect(s.certificateChain.trustAnchor).toBeUndefined();
   });
 
@@ -314,10 +313,9 @@ describe("SpdmRequester against DMTF's recorded responder (spdm13_p256_auth)", (
         return replay.send(request);
       },
     };
-    const s = await new SpdmRequester(
-      transport,
-      options(pairs, { sleep: async (ms) => void waits.push(ms) }),
-    ).run();
+    const s = await authenticateAll(
+      new SpdmRequester(transport, options(pairs, { sleep: async (ms) => void waits.push(ms) })),
+    );
     expect(waits).toEqual([1.024]);
     expect(s.exchanges).toBe(271);
   });
@@ -331,9 +329,11 @@ describe("SpdmRequester against DMTF's recorded responder (spdm13_p256_auth)", (
         send: async (req) => (req[1] === 0x83 && left-- > 0 ? error(SpdmErrorCode.Busy) : replay.send(req)),
       };
     };
-    const s = await new SpdmRequester(busyFor(2), options(pairs)).run();
+    const s = await authenticateAll(new SpdmRequester(busyFor(2), options(pairs)));
     expect(s.exchanges).toBe(272);
-    const e = await new SpdmRequester(busyFor(4), options(recordedPairs())).run().catch((x: unknown) => x);
+    const e = await authenticateAll(new SpdmRequester(busyFor(4), options(recordedPairs()))).catch(
+      (x: unknown) => x,
+    );
     expect((e as Error).message).toBe("responder answered CHALLENGE with ERROR Busy");
   });
 
@@ -364,7 +364,7 @@ describe("SpdmRequester against DMTF's recorded responder (spdm13_p256_auth)", (
         return replay.send(request);
       },
     };
-    const s = await new SpdmRequester(transport, options(pairs)).run();
+    const s = await authenticateAll(new SpdmRequester(transport, options(pairs)));
     expect(chunks).toHaveLength(3);
     expect(s.exchanges).toBe(270 + 3); // the LargeResponse stands in for CERTIFICATE
   });

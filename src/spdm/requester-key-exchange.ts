@@ -1,0 +1,151 @@
+/**
+ * DSP0274 KEY_EXCHANGE from the requester side: ECDHE, the responder's signature over TH1 with the
+ * slot's verified leaf key, its verify data unless the handshake is in the clear, then FINISH —
+ * signed by us when the responder asks for mutual authentication and we hold a requester chain and
+ * key (no encapsulated flows).
+ */
+import { DecodeError } from "../../protocol/errors.js";
+import { encodeSupportedVersions } from "../../protocol/secured.js";
+import {
+  AlgType,
+  bitNames,
+  DheNamedGroup,
+  MutAuthRequested,
+  RANDOM_DATA_SIZE,
+  RequesterCapability as Req,
+  ResponderCapability as Rsp,
+} from "../../protocol/spdm/codes.js";
+import { byBit, hex } from "../bits.js";
+import { encodeCertChain } from "../crypto/cert-chain.js";
+import { ASYM, type AsymAlgo, DHE, type DheAlgo, dheKeyPair, hash, keyFits } from "../crypto/suites.js";
+import { expectResponse, fail, type RequesterConnection } from "./requester.js";
+import {
+  acceptVerifyData,
+  both,
+  checkHeartbeat,
+  finish,
+  type Handshake,
+  type MutualAuth,
+  selectedVersion,
+  selection,
+} from "./requester-handshake.js";
+import { SecureSession, sessionTranscriptPrefix } from "./session.js";
+import { verifyTranscript } from "./signing.js";
+
+/** KEY_EXCHANGE, then FINISH. */
+export const keyExchange: Handshake = async (r, c, o, suite, held) => {
+  const slot = c.slotId;
+  const chain = c.chain(slot);
+  if (!chain)
+    fail("session", `KEY_EXCHANGE needs slot ${slot}'s certificate chain: run DIGEST and CERT first`);
+  const dheBit = selection(c, AlgType.DHE);
+  const dhe = byBit(DHE, dheBit) as DheAlgo | undefined;
+  if (!dhe)
+    fail(
+      "negotiation",
+      `ALGORITHMS selected DHE ${bitNames(DheNamedGroup, dheBit).join("") || "none"}; this requester does ECDHE on SECP_256_R1, SECP_384_R1 and SECP_521_R1 only`,
+    );
+  const type = o.measurementSummaryHashType ?? c.measurementSummaryHashType;
+  const keyPair = dheKeyPair(dhe);
+  const reply = await r.exchange(
+    {
+      code: "KEY_EXCHANGE",
+      version: c.version,
+      measurementSummaryHashType: type,
+      slotId: slot,
+      reqSessionId: o.reqSessionId,
+      sessionPolicy: c.version >= 0x12 ? o.sessionPolicy : 0,
+      randomData: c.random(RANDOM_DATA_SIZE),
+      exchangeData: keyPair.exchangeData,
+      opaqueData: encodeSupportedVersions(c.version, o.securedMessageVersions),
+    },
+    { measurementSummaryHashType: type },
+  );
+  const kr = expectResponse(reply, "KEY_EXCHANGE_RSP");
+  checkHeartbeat(c, reply, kr.heartbeatPeriod);
+  const mutual = mutualAuthRequest(c, kr.mutAuthRequested, kr.reqSlotIdParam);
+  const session = new SecureSession({
+    role: "requester",
+    kind: "KEY_EX",
+    suite,
+    reqSessionId: o.reqSessionId,
+    rspSessionId: kr.rspSessionId,
+    transcriptPrefix: sessionTranscriptPrefix(suite, {
+      vca: c.vca,
+      digests: c.digests,
+      certChain: chain.bytes,
+    }),
+    handshakeInTheClear: c.ctx.handshakeInTheClear ?? false,
+    mutualAuth: mutual !== undefined,
+    heartbeatPeriod: kr.heartbeatPeriod,
+    securedMessageVersion: selectedVersion(c, reply, kr.opaqueData, o.securedMessageVersions),
+  });
+  held.session = session;
+  // TH1 takes KEY_EXCHANGE_RSP through the signature; the signature covers what precedes it.
+  const signatureAt = reply.bytes.length - kr.responderVerifyData.length - kr.signature.length;
+  session.addTranscript(reply.requestBytes, reply.bytes.subarray(0, signatureAt));
+  if (!verifyTranscript(c.suite, chain.leafKey, "KEY_EXCHANGE_RSP", session.transcript, kr.signature))
+    fail(
+      "signature",
+      `KEY_EXCHANGE_RSP signature does not verify over TH (${c.suite.asym}, ${c.suite.hash}, slot ${slot})`,
+    );
+  session.addTranscript(kr.signature);
+  let dheSecret: Buffer;
+  try {
+    dheSecret = keyPair.sharedSecret(kr.exchangeData);
+  } catch (e) {
+    if (e instanceof DecodeError) fail("session", `KEY_EXCHANGE_RSP ${e.message}`, e);
+    throw e;
+  }
+  session.deriveHandshakeKeys({ dheSecret });
+  dheSecret.fill(0);
+  if (!session.handshakeInTheClear)
+    acceptVerifyData(session, kr.responderVerifyData, "KEY_EXCHANGE_RSP ResponderVerifyData");
+  if (mutual) session.addTranscript(hash(c.suite.hash, mutual.chain));
+  await finish(r, c, session, "FINISH", mutual);
+  return {
+    session,
+    measurementSummaryHashType: type,
+    measurementSummaryHash: kr.measurementSummaryHash,
+    mutualAuth: mutual && { slot: mutual.slot, reqAsym: mutual.suite.asym },
+  };
+};
+
+/**
+ * MutAuthRequested of KEY_EXCHANGE_RSP checked as libspdm 1e16c60f's requester does: none, or bit 0
+ * alone (the requester signs FINISH) with MUT_AUTH_CAP on both sides and a slot 0–7; the
+ * encapsulated flows (bits 1, 2) are not implemented.
+ */
+function mutualAuthRequest(
+  c: RequesterConnection,
+  requested: number,
+  slotParam: number,
+): MutualAuth | undefined {
+  const what = `KEY_EXCHANGE_RSP MutAuthRequested ${hex(requested)}`;
+  if ((requested & 0x7) === 0) return undefined;
+  if ((requested & (MutAuthRequested.WITH_ENCAP_REQUEST | MutAuthRequested.WITH_GET_DIGESTS)) !== 0)
+    fail("session", `${what}: encapsulated mutual authentication is not supported`);
+  const id = c.requesterIdentity;
+  if (!id)
+    fail(
+      "session",
+      `${what} asks for mutual authentication; give the requester certificate chain and key (--req-cert-chain, --req-key)`,
+    );
+  if (!both(c, Req.MUT_AUTH_CAP, Rsp.MUT_AUTH_CAP))
+    fail("session", `${what} asks for mutual authentication without MUT_AUTH_CAP on both sides`);
+  const slot = slotParam & 0xf;
+  if (slot > 7) fail("session", `${what} names requester slot ${slot}`);
+  const bit = selection(c, AlgType.REQ_BASE_ASYM_ALG);
+  const asym = byBit(ASYM, bit) as AsymAlgo | undefined;
+  if (!asym || !keyFits(asym, id.privateKey))
+    fail(
+      "negotiation",
+      `ALGORITHMS ReqBaseAsymAlg ${hex(bit)} is not an algorithm the requester key signs with`,
+    );
+  return {
+    slot,
+    chain: encodeCertChain(c.suite.hash, id.certsDer),
+    suite: { version: c.version, hash: c.suite.hash, asym },
+    key: id.privateKey,
+  };
+}
