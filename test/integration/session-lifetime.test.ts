@@ -9,6 +9,7 @@ import { parseDescription } from "../../src/device/description.js";
 import { startDevice } from "../../src/device/device.js";
 import { DoeClient } from "../../src/doe/client.js";
 import { ControlClient, DoeRegisterClient } from "../../src/host/control-client.js";
+import { authenticate } from "../../src/requester/connection.js";
 import { CMA, SECURED_CMA } from "../../src/requester/run.js";
 import { SpdmRequester } from "../../src/spdm/requester.js";
 import { heartbeat, openSession } from "../../src/spdm/requester-session.js";
@@ -34,7 +35,7 @@ describe("session lifetime", () => {
     );
     const sockets: DoeClient[] = [];
     try {
-      await requester.authenticate();
+      await authenticate(requester);
       const { session } = await openSession(requester, { kind: "KEY_EX" });
 
       // A socket peer speaks SPDM in the session, then leaves (CONTINUE: the device closes it).
