@@ -1,8 +1,8 @@
 /**
- * W2, the control wire (DESIGN.md): config-space access by routing ID, the identity of a device
- * (which mailbox endpoint sits behind each DOE capability) and the hotplug announce. It rides the
- * spdm-emu frame codec of socket.ts: `command` is a control opcode, `transport` a request tag the
- * reply echoes, the payload the message body below. Every body integer is little-endian.
+ * The control wire (docs/ARCHITECTURE.md): config-space access by routing ID, the identity of a
+ * device (which mailbox endpoint sits behind each DOE capability) and the hotplug announce. It
+ * rides the spdm-emu frame codec of socket.ts: `command` is a control opcode, `transport` a request
+ * tag the reply echoes, the payload the message body below. Every body integer is little-endian.
  *
  * Bodies, fields in order:
  *   CFG_READ       rid u16 | offset u16 | width u8                         → CFG_READ_RSP value u32
@@ -19,7 +19,10 @@ import { DecodeError, requireBytes } from "./errors.js";
 import { CONFIG_SPACE_BYTES, type ConfigWidth } from "./pci.js";
 import type { SocketFrame } from "./socket.js";
 
-/** Opcodes, in a range of their own so a W2 frame is never mistaken for a W1 one; a reply is its request | 0x80. */
+/**
+ * Opcodes, in a range of their own so a control-wire frame is never mistaken for a mailbox-wire
+ * one; a reply is its request | 0x80.
+ */
 export const ControlCommand = {
   CFG_READ: 0x4301,
   CFG_WRITE: 0x4302,
@@ -31,7 +34,7 @@ export const ControlCommand = {
   ERROR: 0x43ff,
 } as const;
 
-/** Largest W2 payload; an identity of 8 functions × a few mailboxes is a few KiB. */
+/** Largest control-wire payload; an identity of 8 functions × a few mailboxes is a few KiB. */
 export const CONTROL_MAX_PAYLOAD = 64 * 1024;
 
 export const ControlErrorCode = {
@@ -271,7 +274,7 @@ function exactly(payload: Buffer, n: number, field: string): void {
   if (payload.length !== n) throw new DecodeError(field, 0, `body is ${payload.length} bytes, not ${n}`);
 }
 
-/** Decodes a W2 frame's message (the tag is `frame.transport`). Throws DecodeError on anything malformed. */
+/** Decodes a control-wire frame's message (the tag is `frame.transport`); DecodeError if malformed. */
 export function decodeControlFrame(frame: SocketFrame): ControlMessage {
   const p = frame.payload;
   const r = new Reader(p);

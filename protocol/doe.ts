@@ -1,6 +1,7 @@
 /**
- * PCIe DOE data objects (PROTOCOL-FACTS 1.3–1.5). A data object is a 2-DW header followed by the
- * payload, every DW little-endian. Pure codecs: bytes in, typed values out, DecodeError on bad input.
+ * PCIe DOE data objects (PCIe r6.0 §6.30.1; discovery §6.30.1.1). A data object is a 2-DW header
+ * followed by the payload, every DW little-endian. Pure codecs: bytes in, typed values out,
+ * DecodeError on bad input.
  */
 import { Parser } from "binary-parser";
 import { DecodeError, requireBytes } from "./errors.js";

@@ -1,5 +1,6 @@
 /**
- * PCI configuration-space constants (PROTOCOL-FACTS 1.1–1.2, 2), named after Linux
+ * PCI configuration-space constants (PCIe r6.0 §7.5.1 type-0 header, §7.5.3 PCI Express capability,
+ * §7.6 extended capabilities, §7.9.24 DOE, §9.3.3 SR-IOV), named after Linux
  * include/uapi/linux/pci_regs.h, and the few pure helpers every reader of config space needs.
  */
 
@@ -135,7 +136,7 @@ export function decodeExtCapHeader(dw: number): ExtCapHeader {
   return { id: dw & 0xffff, version: (dw >>> 16) & 0xf, next: (dw >>> 20) & 0xffc };
 }
 
-/** DOE extended capability register offsets, from the capability header (PROTOCOL-FACTS 1.2). */
+/** DOE extended capability register offsets, from the capability header (PCIe r6.0 §7.9.24). */
 export const Doe = {
   CAP: 0x04,
   CTRL: 0x08,
@@ -155,7 +156,7 @@ export const DoeStatus = {
   DATA_OBJECT_READY: 0x8000_0000,
 } as const;
 
-/** SR-IOV extended capability register offsets (PROTOCOL-FACTS 2.4). */
+/** SR-IOV extended capability register offsets (PCIe r6.0 §9.3.3). */
 export const Sriov = {
   CAP: 0x04,
   CTRL: 0x08,

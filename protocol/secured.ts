@@ -1,10 +1,11 @@
 /**
- * DSP0277 secured-message record inside a DOE type-2 payload (PROTOCOL-FACTS 5.1), encrypt+MAC form:
+ * DSP0277 secured-message record inside a DOE type-2 payload (secured CMA/SPDM, PCIe r6.0 §6.31),
+ * encrypt+MAC form:
  *   u32 SessionID | u16 Length | Length bytes: encrypted (u16 ApplicationDataLength | message) | 16-byte MAC
- * then 0–3 bytes of DOE padding. Over DOE the sequence-number field is 0 bytes and libspdm adds no
- * random padding. The 6 header bytes are the AEAD's additional data. Also the opaque data that
- * negotiates the secured-message version in KEY_EXCHANGE/PSK_EXCHANGE (PROTOCOL-FACTS 5.3).
- * Pure codecs, no crypto.
+ * then 0–3 bytes of DOE padding. Over DOE the sequence-number field is 0 bytes and libspdm 1e16c60f
+ * adds no random padding. The 6 header bytes are the AEAD's additional data. Also the opaque data
+ * that negotiates the secured-message version in KEY_EXCHANGE/PSK_EXCHANGE (DSP0277 elements in
+ * DSP0274 1.2 §14 general opaque data). Pure codecs, no crypto.
  */
 import { DecodeError, requireBytes } from "./errors.js";
 
@@ -69,7 +70,7 @@ export function decodeAppData(plain: Uint8Array): Buffer {
   return buf.subarray(APP_LENGTH_BYTES, APP_LENGTH_BYTES + n);
 }
 
-// ---- secured-message version negotiation in KEY_EXCHANGE / PSK_EXCHANGE opaque data (5.3) -----
+// ---- secured-message version negotiation in KEY_EXCHANGE / PSK_EXCHANGE opaque data -----------
 
 /**
  * DSP0277 versions as the SPDM version byte style (0x12 = 1.2); on the wire a u16 major<<12 | minor<<8.

@@ -1,7 +1,8 @@
 /**
- * DMTF spdm-emu socket ("platform") framing (PROTOCOL-FACTS 9): a 12-byte big-endian header
- * (command, transport type, payload size) and the payload. Used by spdm_requester_emu,
- * spdm_responder_emu and QEMU's spdm-socket.
+ * DMTF spdm-emu socket ("platform") framing (spdm-emu 85436d53 spdm_emu/spdm_emu_common/command.h):
+ * a 12-byte big-endian header (command, transport type, payload size) and the payload. Used by
+ * spdm_requester_emu, spdm_responder_emu and QEMU's spdm-socket; our mailbox wire and, with its own
+ * opcodes, the control wire (control.ts).
  */
 import { DOE_MAX_BYTES } from "./doe.js";
 import { DecodeError } from "./errors.js";

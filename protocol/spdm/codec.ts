@@ -1,6 +1,7 @@
 /**
- * encodeSpdm / decodeSpdm: one field list per message (PROTOCOL-FACTS 3.3–3.17), shared by both
- * directions. Layouts that depend on negotiated algorithms or on the request take a DecodeContext.
+ * encodeSpdm / decodeSpdm: one field list per message (DSP0274 1.0–1.3, the clause of each message
+ * pair), shared by both directions. Layouts that depend on negotiated algorithms or on the request
+ * take a DecodeContext.
  *
  * Length: a decoder derives the message's exact length from its own fields, because DOE pads the
  * message with 0–3 zero bytes and transcripts hash the exact message. By default only zero bytes

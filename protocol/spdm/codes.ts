@@ -1,7 +1,7 @@
 /**
  * The one registry of SPDM (DSP0274 1.0–1.3) numbers: request/response codes, error codes,
  * versions, capability flags, algorithm bits and the small enums the messages carry
- * (PROTOCOL-FACTS 3.1–3.17). Names follow libspdm's spdm.h without its prefixes.
+ * (DSP0274 message clauses). Names follow spdm.h of libspdm 1e16c60f without its prefixes.
  */
 
 /** Request codes (bit 7 set). 1.4 codes are listed only so that they get a name in logs. */
@@ -262,7 +262,7 @@ export const OtherParams = {
 } as const;
 export const OPAQUE_DATA_FMT_MASK = 0x0f;
 
-// Byte sizes the negotiated algorithms imply (PROTOCOL-FACTS 3.5: H, S, D).
+// Byte sizes the negotiated algorithms imply (DSP0274 NEGOTIATE_ALGORITHMS: H, S, D).
 export const HASH_SIZE: Readonly<Record<number, number>> = {
   [BaseHashAlgo.SHA_256]: 32,
   [BaseHashAlgo.SHA_384]: 48,

@@ -37,7 +37,7 @@ export interface DecodeContext {
   /**
    * What may follow the message in the buffer. "zeros" (default): only zero bytes, the 0–3 bytes of
    * DOE padding, so a mis-sized message (wrong context) is caught instead of hashed. "none": nothing.
-   * "any": anything, as libspdm does.
+   * "any": anything, as libspdm 1e16c60f does.
    */
   trailing?: "zeros" | "none" | "any";
 }

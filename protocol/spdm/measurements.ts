@@ -1,7 +1,7 @@
 /**
- * The MEASUREMENTS record: a list of measurement blocks (PROTOCOL-FACTS 3.10). Every block is
- * Index u8 | MeasurementSpecification u8 | MeasurementSize u16 | Measurement; for the DMTF
- * specification the Measurement is ValueType u8 | ValueSize u16 | Value.
+ * The MEASUREMENTS record: a list of measurement blocks (DSP0274 GET_MEASUREMENTS, measurement
+ * block format). Every block is Index u8 | MeasurementSpecification u8 | MeasurementSize u16 |
+ * Measurement; for the DMTF specification the Measurement is ValueType u8 | ValueSize u16 | Value.
  */
 import { DecodeError } from "../errors.js";
 import { DMTF_VALUE_TYPE_RAW_BIT_STREAM, MeasurementSpecification } from "./codes.js";

@@ -45,7 +45,7 @@ import { run } from "./common.js";
 
 type Names = Readonly<Record<string, number>>;
 
-/** spdm-emu's requester capability names (spdm_emu.c), which drop the _CAP suffix. */
+/** spdm-emu's requester capability names (spdm-emu 85436d53 spdm_emu_common/spdm_emu.c), without _CAP. */
 const CAP_NAMES: Names = {
   CERT: Cap.CERT_CAP,
   CHAL: Cap.CHAL_CAP,

@@ -1,6 +1,7 @@
 /**
- * The SPDM certificate chain (PROTOCOL-FACTS 3.7): u16 Length, u16 reserved, RootHash (H bytes),
- * then DER X.509 certificates, root first, leaf last. 1.0–1.3 form (16-bit length) only.
+ * The SPDM certificate chain (DSP0274 "Certificate chain format"): u16 Length, u16 reserved,
+ * RootHash (H bytes), then DER X.509 certificates, root first, leaf last. 1.0–1.3 form (16-bit
+ * length) only.
  */
 import { X509Certificate } from "node:crypto";
 import { DecodeError, requireBytes } from "../../protocol/errors.js";

@@ -2,7 +2,7 @@
  * Certificate chain and private key files: reading DMTF's samples and our own, writing what
  * `doe-emu certs generate` produces. A chain file is PEM (several CERTIFICATE blocks), DER
  * certificates concatenated (DMTF's bundle_*.certchain.der), or an SPDM certificate chain blob
- * (PROTOCOL-FACTS 3.7: Length, reserved, RootHash, certificates); always root first.
+ * (DSP0274 certificate chain format: Length, reserved, RootHash, certificates); always root first.
  */
 import { createPublicKey, type KeyObject, X509Certificate } from "node:crypto";
 import { mkdirSync, readFileSync, writeFileSync } from "node:fs";

@@ -1,7 +1,9 @@
 /**
  * Generates SPDM certificate chains (root CA → intermediate CA(s) → device leaf, root first) with
- * the profile libspdm's requester accepts (libspdm_crypt_cert.c, mbedtls backend as spdm-emu builds
- * it), modelled on DMTF's sample certificates (spdm-emu build/bin/openssl.cnf, v3_inter / v3_end):
+ * the profile libspdm's requester accepts (libspdm 1e16c60f
+ * library/spdm_crypt_lib/libspdm_crypt_cert.c, mbedtls backend as spdm-emu builds it), modelled on
+ * DMTF's sample certificates (libspdm 1e16c60f unit_test/sample_key/openssl.cnf, v3_inter /
+ * v3_end):
  *
  * - every certificate X.509 v3, random positive serial, non-empty issuer and subject, validity
  *   2020-01-01 … 2099-12-31 (libspdm only requires 1970 ≤ notBefore and notAfter ≤ 9999; mbedtls

@@ -1,7 +1,8 @@
 /**
- * SPDM algorithm suites over node:crypto (PROTOCOL-FACTS 3.5, 3.9, 4): hashes, HMAC/HKDF, asymmetric
- * signatures, ECDHE and AEAD, each looked up by its SPDM name. `bit` is the algorithm's bit in the
- * NEGOTIATE_ALGORITHMS/ALGORITHMS field it belongs to.
+ * SPDM algorithm suites over node:crypto (DSP0274 NEGOTIATE_ALGORITHMS, §12 key schedule, 1.2 §15
+ * signature generation): hashes, HMAC/HKDF, asymmetric signatures, ECDHE and AEAD, each looked up
+ * by its SPDM name. `bit` is the algorithm's bit in the NEGOTIATE_ALGORITHMS/ALGORITHMS field it
+ * belongs to.
  */
 import {
   type CipherGCMTypes,
@@ -92,7 +93,7 @@ export function keyFits(alg: AsymAlgo, key: KeyObject): boolean {
   return types.includes(key.asymmetricKeyType ?? "") && d?.modulusLength === a.size;
 }
 
-// SPDM ECDSA signatures are raw r||s (not DER); libspdm's RSA-PSS uses salt length = hash length.
+// SPDM ECDSA signatures are raw r||s (not DER); libspdm 1e16c60f's RSA-PSS uses salt length = hash length.
 function signOptions(alg: AsymAlgo, h: HashAlgo, key: KeyObject) {
   const kind = ASYM[alg].kind;
   if (kind === "ecdsa") return { key, dsaEncoding: "ieee-p1363" as const };

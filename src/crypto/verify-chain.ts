@@ -1,6 +1,7 @@
 /**
- * Certificate chain verification as an SPDM requester needs it, following libspdm's rules
- * (library/spdm_crypt_lib/libspdm_crypt_cert.c, mbedtls backend os_stub/cryptlib_mbedtls/pk/x509.c):
+ * Certificate chain verification as an SPDM requester needs it, following the rules of libspdm
+ * 1e16c60f (library/spdm_crypt_lib/libspdm_crypt_cert.c, mbedtls backend
+ * os_stub/cryptlib_mbedtls/pk/x509.c):
  *
  * - every certificate is signed by its predecessor, whose subject is its issuer, and that
  *   predecessor is a CA (basicConstraints cA=TRUE, keyUsage keyCertSign when keyUsage is present);

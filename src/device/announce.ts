@@ -1,7 +1,7 @@
 /**
- * Hotplug announce (W2): a device started with `--host` connects to the host's hotplug port and
- * sends ANNOUNCE with its control endpoint and identity. The connection then stays open; its
- * closing is the device's removal.
+ * Hotplug announce (control wire): a device started with `--host` connects to the host's hotplug
+ * port and sends ANNOUNCE with its control endpoint and identity. The connection then stays open;
+ * its closing is the device's removal.
  */
 import { CONTROL_MAX_PAYLOAD, encodeControlFrame } from "../../protocol/control.js";
 import { type Logger, silentLogger } from "../log.js";

@@ -1,5 +1,5 @@
 /**
- * The 4 KiB config space of one function (PROTOCOL-FACTS 2): bytes with per-byte write masks
+ * The 4 KiB config space of one function (PCIe r6.0 §7.5–7.6): bytes with per-byte write masks
  * (read-only, read-write, write-1-to-clear) and register blocks with side effects (the DOE
  * mailboxes). It is laid out from a type-0 header and two lists of capability builders, legacy ones
  * chained from 0x40 and extended ones from 0x100, so SR-IOV or IDE is one more builder.
@@ -235,7 +235,7 @@ export function doeCapability(block: RegisterBlock): ExtendedCapabilityBuilder {
 }
 
 /**
- * SR-IOV extended capability of a PF (PROTOCOL-FACTS 2.4). The registers are the VFs' state: a
+ * SR-IOV extended capability of a PF (PCIe r6.0 §9.3.3). The registers are the VFs' state: a
  * VF exists while VF Enable is set and its index is below NumVFs (see DeviceModel). NumVFs, VF
  * Enable and VF MSE are writable, as a PF driver writes them; VF migration is not offered.
  */
@@ -297,7 +297,7 @@ export function functionConfigSpace(
 
 /**
  * A VF's config space: a type-0 header with the PF's vendor, the VF Device ID and the PF's class,
- * and a PCI Express capability (endpoint, TEE-IO as its PF); no DOE (PROTOCOL-FACTS 2.4).
+ * and a PCI Express capability (endpoint, TEE-IO as its PF); no DOE.
  */
 export function vfConfigSpace(pf: FunctionDescription, vfDeviceId: number): ConfigSpace {
   return buildConfigSpace(

@@ -1,7 +1,8 @@
 /**
- * The control endpoint (W2): config reads and writes by routing ID, and the device identity.
- * Each request frame gets exactly one reply carrying its tag; a bad request gets an ERROR reply and
- * the connection stays up, while broken framing closes it (FramedConnection does that).
+ * The control endpoint (the device side of the control wire): config reads and writes by routing
+ * ID, and the device identity. Each request frame gets exactly one reply carrying its tag; a bad
+ * request gets an ERROR reply and the connection stays up, while broken framing closes it
+ * (FramedConnection does that).
  */
 import {
   CONTROL_MAX_PAYLOAD,

@@ -1,5 +1,5 @@
 /**
- * Device descriptions: a device is data (DESIGN.md "Devices are data"). A JSON file is validated
+ * Device descriptions: a device is data (docs/ARCHITECTURE.md). A JSON file is validated
  * against this schema; an error names the path of the bad field. Every field has a default, so
  * `{}` is the default device: one function with TEE-IO and one mailbox on port 2323.
  */
@@ -40,7 +40,7 @@ const mailboxSchema = z.strictObject({
 });
 
 /**
- * SR-IOV on a physical function (PROTOCOL-FACTS 2.4). numVfs and vfEnable are the reset values of
+ * SR-IOV on a physical function (PCIe r6.0 §9.3.3). numVfs and vfEnable are the reset values of
  * the registers a host may rewrite; VF routing IDs are PF + firstVfOffset + vfStride × index.
  */
 const sriovSchema = z

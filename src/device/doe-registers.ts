@@ -1,6 +1,6 @@
 /**
- * The register face of one DOE mailbox (PROTOCOL-FACTS 1.2), driving the same Mailbox engine as
- * the TCP endpoint. Behaviour follows QEMU hw/pci/pcie_doe.c, except that the engine is async:
+ * The register face of one DOE mailbox (PCIe r6.0 §6.30, §7.9.24), driving the same Mailbox engine
+ * as the TCP endpoint. Behaviour follows QEMU hw/pci/pcie_doe.c, except that the engine is async:
  * Busy stays set while the object is processed, and a host polls Status for Data Object Ready.
  */
 import { DOE_MAX_DW } from "../../protocol/doe.js";

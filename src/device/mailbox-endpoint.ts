@@ -1,6 +1,6 @@
 /**
- * A mailbox's TCP endpoint (W1): the spdm-emu socket protocol with transport PCI_DOE in front of a
- * Mailbox; SHUTDOWN ends the device process.
+ * A mailbox's TCP endpoint (the mailbox wire): the spdm-emu socket protocol with transport PCI_DOE
+ * in front of a Mailbox; SHUTDOWN ends the device process.
  */
 import type { Logger } from "../log.js";
 import { type FramedConnection, FramedServer } from "../net/framed.js";

@@ -169,7 +169,7 @@ export class Mailbox {
   private discovery(req: DoeRequest): Buffer | undefined {
     const { index } = decodeDiscoveryRequest(req.payload);
     const entry = this.protocols[index];
-    // Out of range: QEMU's answer, vendor 0xFFFF / type 0xFF (PROTOCOL-FACTS 1.5).
+    // Out of range: QEMU's answer (hw/pci/pcie_doe.c), vendor 0xFFFF / type 0xFF.
     if (!entry) return encodeDiscoveryResponse({ vendorId: 0xffff, type: 0xff, nextIndex: 0 });
     const nextIndex = index + 1 < this.protocols.length ? index + 1 : 0;
     return encodeDiscoveryResponse({ ...entry, nextIndex });

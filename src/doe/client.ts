@@ -1,6 +1,7 @@
 /**
- * Host-side DOE client over a mailbox endpoint (W1): TEST handshake, discovery (cached), and
- * object exchanges with a per-request timeout, checked the way Linux drivers/pci/doe.c checks them.
+ * Host-side DOE client over a mailbox endpoint (the mailbox wire): TEST handshake, discovery
+ * (cached), and object exchanges with a per-request timeout, checked the way Linux
+ * drivers/pci/doe.c checks them.
  */
 import {
   type DoeObject,

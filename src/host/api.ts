@@ -1,5 +1,5 @@
 /**
- * The management API: HTTP JSON on loopback (DESIGN.md). Routes:
+ * The management API: HTTP JSON on loopback (docs/ARCHITECTURE.md). Routes:
  *   GET  /v1/topology                 devices with their functions, TDEVs, TDIs
  *   POST /v1/tdevs/{bdf}/authenticate SPDM authentication through the TDEV's CMA mailbox
  *   POST /v1/tdis/{bdf}/bind          {"vm": ID}: same VM again is a no-op, another VM 409

@@ -1,7 +1,7 @@
 /**
- * The SPDM bouncer of one TDEV: a W1 endpoint (spdm-emu socket protocol, transport PCI_DOE) that a
- * requester such as DMTF spdm_requester_emu talks to as if it were the device, while the objects go
- * to the TDEV's mailboxes (DESIGN.md "Host rules"):
+ * The SPDM bouncer of one TDEV: a mailbox-wire endpoint that a requester such as DMTF
+ * spdm_requester_emu talks to as if it were the device, while the objects go to the TDEV's
+ * mailboxes (the host rules, docs/ARCHITECTURE.md):
  *   - TEST is answered here; DOE discovery (type 0) goes to the CMA mailbox;
  *   - CMA/SPDM (0001:01) goes to the CMA mailbox, secured CMA/SPDM (0001:02) to the secured one;
  *   - any other object is an invalid request; a type whose mailbox the TDEV lacks is a missing-mailbox

@@ -1,7 +1,7 @@
 /**
- * Host side of the control wire (W2): config-space access and identity over a device's control
+ * Host side of the control wire: config-space access and identity over a device's control
  * endpoint, and a register-level DOE driver on top of it that works the way Linux
- * drivers/pci/doe.c does (PROTOCOL-FACTS 1.6).
+ * drivers/pci/doe.c does.
  */
 import { setTimeout as sleep } from "node:timers/promises";
 import {

@@ -1,9 +1,9 @@
 /**
- * Bus scan over the control wire, the way a PCI core enumerates (PROTOCOL-FACTS 2): probe each
- * slot's function 0, read the header type for the multi-function bit, walk the legacy capability
- * list to the PCI Express capability (port type, DEVCAP TEE-IO), walk the extended list for SR-IOV
- * and DOE. VFs are not found by probing: like Linux, the scan derives them from the PF's SR-IOV
- * registers, their vendor from the PF and their device ID from VF Device ID.
+ * Bus scan over the control wire, the way a PCI core enumerates (PCIe r6.0 §7.5–7.6, §9.3.3): probe
+ * each slot's function 0, read the header type for the multi-function bit, walk the legacy
+ * capability list to the PCI Express capability (port type, DEVCAP TEE-IO), walk the extended list
+ * for SR-IOV and DOE. VFs are not found by probing: like Linux, the scan derives them from the PF's
+ * SR-IOV registers, their vendor from the PF and their device ID from VF Device ID.
  */
 import type { DeviceIdentity } from "../../protocol/control.js";
 import { type DoeProtocol, protocolId } from "../../protocol/doe.js";
@@ -214,7 +214,7 @@ export async function discoverMailboxes(
 export interface ScannedMailbox {
   rid: number;
   capOffset: number;
-  /** Where its W1 endpoint listens, from the device identity; undefined if the identity names none. */
+  /** Where its mailbox endpoint listens, from the device identity; undefined if the identity names none. */
   endpoint: { host: string; port: number } | undefined;
   protocols: DoeProtocol[];
 }
@@ -239,9 +239,10 @@ const SECURED_CMA = "0001:02";
 const functionNumber = (rid: number) => rid & 0x7;
 
 /**
- * DESIGN.md "Host rules": a TDEV for each PCIe endpoint that is not a VF, has TEE-IO, and is PF0
- * of an SR-IOV device or a function without SR-IOV (any function number, as the seed's rule); a TDI
- * for each such function; a TDI for each VF whose PF0 has a TDEV, bound to that TDEV. Nothing else.
+ * The host rules (docs/ARCHITECTURE.md): a TDEV for each PCIe endpoint that is not a VF, has
+ * TEE-IO, and is PF0 of an SR-IOV device or a function without SR-IOV (any function number, as the
+ * RFC PCI TSM patches had it; mainline Linux later narrowed it to function 0); a TDI for each such
+ * function; a TDI for each VF whose PF0 has a TDEV, bound to that TDEV. Nothing else.
  */
 export function planTsm(
   functions: readonly ScannedFunction[],

@@ -1,8 +1,8 @@
 /**
- * The server side of DMTF spdm-emu's socket protocol (PROTOCOL-FACTS 9), transport PCI_DOE, as
- * both a device's mailbox endpoint and the host's bouncer speak it. Frames of one connection are
- * handled strictly in order: while a NORMAL frame waits for its answer, later frames wait too; an
- * answer given at once goes out within the same read.
+ * The server side of the mailbox wire: DMTF spdm-emu's socket protocol (protocol/socket.ts),
+ * transport PCI_DOE, as both a device's mailbox endpoint and the host's bouncer speak it. Frames of
+ * one connection are handled strictly in order: while a NORMAL frame waits for its answer, later
+ * frames wait too; an answer given at once goes out within the same read.
  */
 import {
   commandName,

@@ -1,7 +1,8 @@
 /**
- * The SPDM session key schedule as libspdm implements it (PROTOCOL-FACTS 4). Derivation is the same
- * for requester and responder; each side picks the direction it sends or receives with. Versions
- * are the negotiated SPDM version byte (0x11..0x14); BinConcat uses it, not the DSP0277 version.
+ * The SPDM session key schedule (DSP0274 §12) as libspdm 1e16c60f implements it. Derivation is the
+ * same for requester and responder; each side picks the direction it sends or receives with.
+ * Versions are the negotiated SPDM version byte (0x11..0x14); BinConcat uses it, not the DSP0277
+ * version.
  */
 import {
   AEAD,

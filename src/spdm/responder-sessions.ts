@@ -2,13 +2,13 @@
  * The secure sessions of one responder (one DOE mailbox): allocation up to the description's
  * limit, lookup by session ID for DOE type-2 records, and the end of each session.
  *
- * Lifetime rule. DOE state belongs to the mailbox, not to a TCP connection (the host's bouncer,
- * the host itself and a requester may each hold their own), and so does the SPDM connection a
- * session lives in. A session therefore ends on END_SESSION, on GET_VERSION (a new SPDM
- * connection, as libspdm resets its context), on a record that fails (DSP0277), after twice its
- * heartbeat period without a record (checked whenever the mailbox gets a request), or when the
- * last peer that spoke SPDM to the function leaves (device.ts, SessionUsers) — never merely
- * because one of several connections closed.
+ * Lifetime rule. DOE state belongs to the mailbox, not to a TCP connection (the host's bouncer, the
+ * host itself and a requester may each hold their own), and so does the SPDM connection a session
+ * lives in. A session therefore ends on END_SESSION, on GET_VERSION (a new SPDM connection, as
+ * libspdm 1e16c60f resets its context), on a record that fails (DSP0277), after twice its heartbeat
+ * period without a record (checked whenever the mailbox gets a request), or when the function's
+ * last peer leaves (device.ts, SessionUsers) — never merely because one of several connections
+ * closed.
  */
 import { hex32 } from "../bits.js";
 import type { Logger } from "../log.js";

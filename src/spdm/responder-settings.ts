@@ -1,5 +1,5 @@
 /**
- * The `spdm` section of a device description (DESIGN.md "Devices are data") and its translation
+ * The `spdm` section of a device description (docs/ARCHITECTURE.md) and its translation
  * into the numbers the responder works with. Names follow spdm-emu's command-line flags
  * (`--hash SHA_384`, `--asym ECDSA_P384`, `--dhe SECP_384_R1`, ...), so one vocabulary serves both.
  * Every field has a default: `{}` is a working SPDM 1.0–1.3 responder with a generated certificate
@@ -58,7 +58,7 @@ export const CAPABILITY_NAMES = {
   HANDSHAKE_IN_CLEAR: ResponderCapability.HANDSHAKE_IN_THE_CLEAR_CAP,
 } as const;
 
-/** libspdm's sample PSK and hint (LIBSPDM_TEST_PSK_DATA_STRING / _HINT_STRING, NUL included). */
+/** libspdm 1e16c60f's sample PSK and hint (LIBSPDM_TEST_PSK_DATA_STRING / _HINT_STRING, NUL included). */
 export const DMTF_TEST_PSK = "0x5465737450736b4461746100"; // "TestPskData\0"
 export const DMTF_TEST_PSK_HINT = "0x5465737450736b48696e7400"; // "TestPskHint\0"
 
@@ -218,7 +218,10 @@ export const spdmSettingsSchema = z
      * then unexpected); a session silent for twice this long is ended.
      */
     heartbeatPeriod: int(0, 0xff).default(60),
-    /** Concurrent sessions per mailbox (libspdm's LIBSPDM_MAX_SESSION_COUNT is 4); SessionLimitExceeded beyond. */
+    /**
+     * Concurrent sessions per mailbox (LIBSPDM_MAX_SESSION_COUNT of libspdm 1e16c60f is 4);
+     * SessionLimitExceeded beyond.
+     */
     sessionLimit: int(1, 0xffff).default(4),
     /** The pre-shared key of PSK_EXCHANGE and the hint naming it: text, or hex with a "0x" prefix. */
     psk: z.string().min(1).default(DMTF_TEST_PSK),
@@ -251,7 +254,7 @@ export const spdmSettingsSchema = z
       .strictObject({
         requests: z.array(names(NOT_READY_REQUESTS)).min(1),
         rdtExponent: int(0, 31).default(10),
-        // libspdm's requester refuses RDTM ≤ 1 (libspdm_req_handle_error_response.c:188).
+        // libspdm's requester refuses RDTM ≤ 1 (libspdm 1e16c60f libspdm_req_handle_error_response.c:188).
         rdtm: int(2, 0xff).default(2),
         delayMs: z.number().min(0).default(0),
       })
@@ -261,7 +264,7 @@ export const spdmSettingsSchema = z
     const issue = (path: (string | number)[], message: string) =>
       ctx.addIssue({ code: "custom", path, message });
     const has = (c: keyof typeof CAPABILITY_NAMES) => s.capabilities.includes(c);
-    // The combinations libspdm's requester rejects in CAPABILITIES (validate_responder_capability).
+    // What libspdm's requester rejects in CAPABILITIES (libspdm 1e16c60f validate_responder_capability).
     if (has("MEAS_SIG") && has("MEAS_NO_SIG"))
       issue(["capabilities"], "MEAS_SIG and MEAS_NO_SIG exclude each other");
     if ((has("CHAL") || has("MEAS_SIG")) && !has("CERT"))

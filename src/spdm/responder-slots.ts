@@ -1,5 +1,6 @@
 /**
- * Certificate slots (DSP0274 GET_DIGESTS, GET_CERTIFICATE): the chain and private key behind each slot ID.
+ * Certificate slots (DSP0274 GET_DIGESTS, GET_CERTIFICATE): the chain and private key behind each
+ * slot ID.
  *
  * A slot is loaded (certificate chain and key files, e.g. DMTF's samples) or generated. An SPDM
  * slot holds one key, yet a connection only fixes its asym algorithm at NEGOTIATE_ALGORITHMS, so:

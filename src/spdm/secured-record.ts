@@ -1,6 +1,7 @@
 /**
- * AEAD protection of DSP0277 records over DOE (PROTOCOL-FACTS 4.4, 5.1). Nonce = IV XOR the 64-bit
- * sequence number, little-endian in IV bytes 0–7; each key has its own per-direction counter from 0.
+ * AEAD protection of DSP0277 records over DOE (secured CMA/SPDM, PCIe r6.0 §6.31). Nonce = IV XOR
+ * the 64-bit sequence number, little-endian in IV bytes 0–7; each key has its own per-direction
+ * counter from 0.
  */
 import {
   decodeAppData,

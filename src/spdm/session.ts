@@ -6,7 +6,7 @@
  *
  * What it deliberately does not do: build or parse SPDM messages, verify signatures, or talk to a
  * transport. The role's code does that and tells the session what happened, at the points both
- * roles share (PROTOCOL-FACTS 4.3, 5.2, 3.14):
+ * roles share (DSP0274 §12 transcripts and keys, DSP0277 records, DSP0274 KEY_UPDATE):
  *
  *   KEY_EX: new SecureSession({transcriptPrefix: A ‖ [D] ‖ Hash(CT)}) → addTranscript(KE, KR up to
  *           and including the signature) → deriveHandshakeKeys({dheSecret}) → [ResponderVerifyData
@@ -98,11 +98,11 @@ const LIFECYCLE = {
 type Operation = keyof typeof LIFECYCLE;
 
 /**
- * KEY_UPDATE (PROTOCOL-FACTS 3.14): the directions whose key each operation replaces, applied by
- * both roles between the request and its ACK. The request therefore always travels under the old
- * request key, and the ACK under the response key *after* the update: the new one for
- * UpdateAllKeys, the unchanged one for UpdateKey. Replaced keys stay as backups until
- * VerifyNewKey (`verifies`), so a peer that never saw the update can still be understood.
+ * KEY_UPDATE (DSP0274 KEY_UPDATE/KEY_UPDATE_ACK): the directions whose key each operation replaces,
+ * applied by both roles between the request and its ACK. The request therefore always travels under
+ * the old request key, and the ACK under the response key *after* the update: the new one for
+ * UpdateAllKeys, the unchanged one for UpdateKey. Replaced keys stay as backups until VerifyNewKey
+ * (`verifies`), so a peer that never saw the update can still be understood.
  */
 const KEY_UPDATE_RULES: Readonly<Record<number, { update: readonly Direction[]; verifies: boolean }>> = {
   [KeyUpdateOperation.UpdateKey]: { update: ["request"], verifies: false },
@@ -110,7 +110,7 @@ const KEY_UPDATE_RULES: Readonly<Record<number, { update: readonly Direction[]; 
   [KeyUpdateOperation.VerifyNewKey]: { update: [], verifies: true },
 };
 
-/** DSP0277 sequence numbers are u64; libspdm's default limit is the largest. */
+/** DSP0277 sequence numbers are u64; libspdm 1e16c60f's default limit is the largest. */
 const SEQ_LIMIT_DEFAULT = (1n << 64n) - 1n;
 
 interface DirectionState {
@@ -153,7 +153,7 @@ export function composeSessionId(reqSessionId: number, rspSessionId: number): nu
 }
 
 /**
- * The bytes TH starts with (PROTOCOL-FACTS 4.3): A ‖ Hash(CT) for KEY_EXCHANGE, with D (the first
+ * The bytes TH starts with (DSP0274 §12, TH1/TH2): A ‖ Hash(CT) for KEY_EXCHANGE, with D (the first
  * DIGESTS after VCA) before Hash(CT) on 1.3 multi-key connections; just A for PSK_EXCHANGE.
  */
 export function sessionTranscriptPrefix(

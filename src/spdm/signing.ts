@@ -1,8 +1,9 @@
 /**
- * What SPDM signs (PROTOCOL-FACTS 3.8–3.9, 4.3). Versions are the wire byte (major << 4 | minor).
+ * What SPDM signs (DSP0274 1.2 §15 signature generation, over the CHALLENGE_AUTH, MEASUREMENTS and
+ * KEY_EXCHANGE/FINISH transcripts). Versions are the wire byte (major << 4 | minor).
  * 1.0/1.1 sign the transcript itself (the asymmetric algorithm hashes it with the negotiated hash).
  * 1.2+ sign SigningContext (100 bytes) || Hash(transcript), hashed once more by the algorithm, as
- * libspdm does for ECDSA and RSA.
+ * libspdm 1e16c60f does for ECDSA and RSA.
  */
 import type { KeyObject } from "node:crypto";
 import { type AsymAlgo, asymSign, asymVerify, type HashAlgo, hash } from "../crypto/suites.js";

@@ -1,7 +1,7 @@
 /**
- * The connection transcripts both SPDM roles keep (PROTOCOL-FACTS 3.8, 3.10), with libspdm's
- * reset rules (libspdm_reset_message_buffer_via_request_code), so that our responder and requester
- * sign and verify exactly what DMTF's do:
+ * The connection transcripts both SPDM roles keep (DSP0274 CHALLENGE_AUTH M1/M2, MEASUREMENTS
+ * L1/L2), with the reset rules of libspdm 1e16c60f (libspdm_reset_message_buffer_via_request_code),
+ * so that our responder and requester sign and verify exactly what DMTF's do:
  *   A = VCA; B = digests/certificates; C = challenge; M = measurements (one log per scope: the
  *   connection's here, each session's in SecureSession.measurementLog); D = the first DIGESTS
  *   after VCA, which 1.3 multi-key connections put into every KEY_EXCHANGE TH.

@@ -29,7 +29,7 @@ const SLOW: DoeProtocol = { vendorId: 1, type: 2 };
 
 const dws = (buf: Buffer) => Array.from({ length: buf.length / 4 }, (_, i) => buf.readUInt32LE(i * 4));
 
-describe("control endpoint (W2) over TCP", () => {
+describe("control endpoint (control wire) over TCP", () => {
   const description = defaultDescription();
   const mailbox = new Mailbox(description.functions[0]!.mailboxes[0]!.protocols, silentLogger);
   const lines = logLines();

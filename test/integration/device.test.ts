@@ -32,7 +32,7 @@ describe("doe-emu device process over TCP", () => {
     expect(dev.control.port).toBeGreaterThan(0);
   });
 
-  it("answers TEST and discovery with the exact bytes of PROTOCOL-FACTS 9 and 11", async () => {
+  it("answers TEST and discovery with the exact mailbox-wire bytes, written by hand", async () => {
     const peer = await RawPeer.connect(port);
     peer.send("0000dead 00000002 0000000e 436c69656e742048656c6c6f2100");
     expect((await peer.recvBytes()).toString("hex")).toBe(

@@ -1,6 +1,7 @@
 /**
- * A socket peer written only from PROTOCOL-FACTS section 9/11, independent of our codecs: it sends
- * raw bytes and reads frames by hand, so tests check the device against the documented wire format.
+ * A mailbox-wire peer written only from the frame layout (spdm-emu 85436d53
+ * spdm_emu/spdm_emu_common/command.h), independent of our codecs: it sends raw bytes and reads
+ * frames by hand, so tests check the device against the wire format itself.
  */
 import net from "node:net";
 

@@ -147,8 +147,8 @@ describe("generateCertChain", () => {
 });
 
 /**
- * What libspdm (library/spdm_crypt_lib/libspdm_crypt_cert.c) and its mbedtls backend check, asserted
- * on the bytes we produce.
+ * What libspdm 1e16c60f (library/spdm_crypt_lib/libspdm_crypt_cert.c) and its mbedtls backend
+ * check, asserted on the bytes we produce.
  */
 describe("the profile libspdm accepts", () => {
   const ext = (der: Uint8Array, oid: string) => parsed(der).getExtension(oid);

@@ -16,13 +16,13 @@ import { DecodeError } from "../../protocol/errors.js";
 
 const hex = (s: string) => Buffer.from(s.replace(/\s+/g, ""), "hex");
 
-describe("DOE data object header (PROTOCOL-FACTS 1.3, 11)", () => {
-  it("encodes GET_VERSION in a CMA object exactly as section 11 shows", () => {
+describe("DOE data object header (PCIe r6.0 §6.30.1)", () => {
+  it("encodes GET_VERSION in a CMA object byte for byte", () => {
     const obj = encodeDoeObject({ vendorId: 1, type: 1, payload: hex("10840000") });
     expect(obj).toEqual(hex("01000100 03000000 10840000"));
   });
 
-  it("decodes the section 11 VERSION answer (length 5 DW)", () => {
+  it("decodes a VERSION answer (length 5 DW)", () => {
     const wire = hex("01000100 05000000 1004000000030010 00110012");
     const obj = decodeDoeObject(wire);
     expect(obj.vendorId).toBe(1);
@@ -101,8 +101,8 @@ describe("DOE data object header (PROTOCOL-FACTS 1.3, 11)", () => {
   });
 });
 
-describe("DOE discovery (PROTOCOL-FACTS 1.5, 11)", () => {
-  it("encodes the index-1 request of section 11", () => {
+describe("DOE discovery (PCIe r6.0 §6.30.1.1)", () => {
+  it("encodes the index-1 request", () => {
     const obj = encodeDoeObject({
       vendorId: 1,
       type: 0,
@@ -111,7 +111,7 @@ describe("DOE discovery (PROTOCOL-FACTS 1.5, 11)", () => {
     expect(obj).toEqual(hex("01000000 03000000 01000000"));
   });
 
-  it("decodes the section 11 answer: vendor 0001, type 01, next 02", () => {
+  it("decodes the index-1 answer: vendor 0001, type 01, next 02", () => {
     const obj = decodeDoeObject(hex("01000000 03000000 01000102"));
     expect(decodeDiscoveryResponse(obj.payload)).toEqual({ vendorId: 1, type: 1, nextIndex: 2 });
   });

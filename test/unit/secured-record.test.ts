@@ -41,7 +41,7 @@ function recordedRecords(capture: (typeof SESSION_CAPTURES)[number]): Recorded[]
   }));
 }
 
-// Secured records per capture (vectors README).
+// Secured records per capture (the SECURED lines of test/fixtures/vectors/<capture>_decoded.txt).
 const RECORDS: Record<string, number> = {
   spdm12_keyex: 1068,
   spdm13_keyex: 1068,

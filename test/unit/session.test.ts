@@ -171,7 +171,8 @@ function replay(capture: Capture) {
   return { records, established, keyUpdates, open: live.size };
 }
 
-// Secured records, sessions and KEY_UPDATE requests per capture (vectors README).
+// Secured records, sessions and KEY_UPDATE requests per capture
+// (test/fixtures/vectors/<capture>_decoded.txt).
 const EXPECTED: Record<string, { records: number; established: number; keyUpdates: number }> = {
   spdm12_keyex: { records: 1068, established: 2, keyUpdates: 4 },
   spdm13_keyex: { records: 1068, established: 2, keyUpdates: 4 },
@@ -494,7 +495,7 @@ describe("SecureSession", () => {
 });
 
 describe("secured-message version opaque data", () => {
-  // The bytes DMTF's requester and responder exchanged (vectors README).
+  // The bytes DMTF's requester and responder exchanged (recorded in test/fixtures/vectors/).
   const REQUEST = "0100000000000900010103001000110012000000";
   const SELECTION = "010000000000040001000012";
 

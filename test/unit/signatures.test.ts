@@ -45,7 +45,7 @@ interface SignedMessage {
 }
 
 // Requests after which libspdm drops B and C (M1/M2) unless CHALLENGE already succeeded
-// (libspdm_reset_message_buffer_via_request_code).
+// (libspdm 1e16c60f libspdm_reset_message_buffer_via_request_code).
 const RESETS_B_C: readonly number[] = [0xe4, 0xe0, 0xe5, 0xe6, 0xe7, 0xe9, 0xe8, 0xea, 0xec];
 const B_NAMES = ["GET_DIGESTS", "DIGESTS", "GET_CERTIFICATE", "CERTIFICATE"];
 
@@ -121,7 +121,7 @@ function signedMessages(capture: Capture) {
   return { signed: out, suite, keys, chains };
 }
 
-// How many signed messages of each kind each capture holds (vectors README / verification report).
+// How many signed messages of each kind each capture holds (its recording in test/fixtures/vectors/).
 const EXPECTED: [Capture, Record<string, number>][] = [
   ["spdm13_p256_auth", { CHALLENGE_AUTH: 1, MEASUREMENTS: 9 }],
   ["spdm12_keyex", { CHALLENGE_AUTH: 1, MEASUREMENTS: 27, KEY_EXCHANGE_RSP: 2 }],

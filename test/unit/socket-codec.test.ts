@@ -15,11 +15,11 @@ import {
 
 const hex = (s: string) => Buffer.from(s.replace(/\s+/g, ""), "hex");
 
-// The GET_VERSION frame of PROTOCOL-FACTS section 11, written out by hand.
+// A GET_VERSION frame (NORMAL, PCI_DOE), written out by hand.
 const GET_VERSION_FRAME = hex("00000001 00000002 0000000c 01000100 03000000 10840000");
 
-describe("spdm-emu socket frame (PROTOCOL-FACTS 9, 11)", () => {
-  it("encodes section 11's NORMAL/PCI_DOE frame", () => {
+describe("spdm-emu socket frame (mailbox wire)", () => {
+  it("encodes a NORMAL/PCI_DOE frame", () => {
     const frame = {
       command: SocketCommand.NORMAL,
       transport: TransportType.PCI_DOE,

@@ -56,7 +56,7 @@ interface Case {
   msg: SpdmMessage;
 }
 
-// Vectors written from PROTOCOL-FACTS section 3 byte tables, independent of the encoders.
+// Vectors written from the DSP0274 message tables, independent of the encoders.
 const SHA256: DecodeContext = { hashSize: 32, asymSignatureSize: 64, dheExchangeSize: 64 };
 const CASES: Case[] = [
   { title: "GET_VERSION", bytes: hex("10840000"), msg: { code: "GET_VERSION", version: 0x10 } },
@@ -588,7 +588,7 @@ const CASES: Case[] = [
   },
 ];
 
-describe("SPDM codec: hand-written vectors (PROTOCOL-FACTS 3.3–3.17)", () => {
+describe("SPDM codec: hand-written vectors (DSP0274 message tables)", () => {
   it.each(CASES)("$title", ({ bytes, ctx, msg }) => {
     expect(decodeSpdm(bytes, ctx)).toEqual(msg);
     expect(encodeSpdm(msg)).toEqual(bytes);

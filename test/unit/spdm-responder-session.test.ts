@@ -1,10 +1,10 @@
 /**
  * Secure sessions of the SPDM responder, driven with real crypto by a requester written here from
- * DSP0274 (the session messages and key schedule) and DSP0277 on top of a requester-role
- * SecureSession (the machinery both roles share): KEY_EXCHANGE/FINISH and PSK_EXCHANGE/PSK_FINISH for every DHE × AEAD × hash, in and
- * out of the clear, at 1.1–1.3; HEARTBEAT, KEY_UPDATE, END_SESSION and measurements in a session;
- * concurrent sessions; what tampered records and misplaced requests get; and, on a device, the
- * rule that sessions end when the mailbox's last connection closes.
+ * DSP0274 (KEY_EXCHANGE … END_SESSION, §12) and DSP0277 on top of a requester-role SecureSession
+ * (the machinery both roles share): KEY_EXCHANGE/FINISH and PSK_EXCHANGE/PSK_FINISH for every DHE ×
+ * AEAD × hash, in and out of the clear, at 1.1–1.3; HEARTBEAT, KEY_UPDATE, END_SESSION and
+ * measurements in a session; concurrent sessions; what tampered records and misplaced requests get;
+ * and, on a device, the rule that sessions end when the function's last peer leaves.
  */
 import { randomBytes } from "node:crypto";
 import { afterEach, beforeAll, describe, expect, it, vi } from "vitest";
@@ -94,7 +94,7 @@ interface HostOptions {
   heartbeatPeriod?: number;
 }
 
-/** A requester from DSP0274: keeps A, builds the session messages, checks every answer. */
+/** A requester written from DSP0274/DSP0277: keeps A, builds the session messages, checks every answer. */
 class Host {
   readonly A: Buffer[] = [];
   ctx: DecodeContext = {};

@@ -111,7 +111,7 @@ interface PeerOptions {
 }
 
 /**
- * A requester written from PROTOCOL-FACTS 3 (with chunking, 3.16) that keeps its own transcripts.
+ * A requester written from DSP0274 (with CHUNK_SEND/CHUNK_GET) that keeps its own transcripts.
  * `call` sends one logical request and returns its logical response, chunking both ways as needed.
  */
 class Peer {
