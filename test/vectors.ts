@@ -7,7 +7,9 @@ import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import {
+  AEAD,
   type AeadAlgo,
+  ASYM,
   type AsymAlgo,
   DHE,
   type DheAlgo,
@@ -117,13 +119,12 @@ function parseFrame(line: string): Frame {
   return f;
 }
 
-const HASH_NAMES: Record<string, HashAlgo> = {
-  "SHA-256": "SHA-256",
-  "SHA-384": "SHA-384",
-  "SHA-512": "SHA-512",
-};
+/** The recordings name algorithms as spdm-emu does, and so do our suites. */
+function suiteName<T extends object>(table: T, name: string | undefined): keyof T {
+  if (name === undefined || !(name in table)) throw new Error(`recording names an unknown algorithm ${name}`);
+  return name as keyof T;
+}
 
-/** "ECDSA_P384" → "ECDSA-P384", "SECP_384_R1" → "secp384r1", "AES_256_GCM" → "AES-256-GCM". */
 function parseNegotiated(line: string): Negotiated {
   const kv = Object.fromEntries(
     line
@@ -134,10 +135,11 @@ function parseNegotiated(line: string): Negotiated {
   const [maj, min] = kv["SPDM"]!.split(".").map(Number);
   return {
     version: (maj! << 4) | min!,
-    hash: HASH_NAMES[kv["BaseHash"]!]!,
-    asym: kv["BaseAsym"]!.replace("_", "-") as AsymAlgo,
-    dhe: kv["DHE"]!.replaceAll("_", "").toLowerCase() as DheAlgo,
-    aead: kv["AEAD"]!.replaceAll("_", "-") as AeadAlgo,
+    // The recordings spell the base hash "SHA-384", every other algorithm as spdm-emu does.
+    hash: suiteName(HASH, kv["BaseHash"]?.replace("-", "_")),
+    asym: suiteName(ASYM, kv["BaseAsym"]),
+    dhe: suiteName(DHE, kv["DHE"]),
+    aead: suiteName(AEAD, kv["AEAD"]),
     multiKey: (Number.parseInt(kv["OtherParamsSelection"]!, 16) & 0x10) !== 0,
   };
 }

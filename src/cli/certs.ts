@@ -8,12 +8,10 @@ import { CertChainError, certLabel, describeKey, verifyCertChain } from "../cryp
 import { loadX509, type X509 } from "../crypto/x509.js";
 import { run } from "./common.js";
 
-// spdm-emu spells algorithms ECDSA_P384, RSAPSS_3072, SHA_384, SHA3_256; our tables ECDSA-P384, SHA-384.
-const flag = (name: string) => name.replace(/-/g, "_");
-const ASYM_FLAGS = (Object.keys(ASYM) as AsymAlgo[]).map(flag);
-const HASH_FLAGS = (Object.keys(HASH) as HashAlgo[]).map(flag);
+// Algorithms as spdm-emu spells them (ECDSA_P384, SHA3_256); "ecdsa-p384" is taken too.
+const ASYM_FLAGS = Object.keys(ASYM) as AsymAlgo[];
+const HASH_FLAGS = Object.keys(HASH) as HashAlgo[];
 const normalize = (s: unknown) => String(s).toUpperCase().replace(/-/g, "_");
-const fromFlag = <T extends string>(s: string) => s.replace(/_/g, "-") as T;
 
 interface GenerateArgs {
   asym: string;
@@ -26,10 +24,11 @@ interface GenerateArgs {
 }
 
 async function runGenerate(argv: GenerateArgs): Promise<void> {
-  const asym = fromFlag<AsymAlgo>(argv.asym);
+  // yargs has checked both against their choices.
+  const asym = argv.asym as AsymAlgo;
   const chain = await generateCertChain({
     asym,
-    hash: argv.hash ? fromFlag<HashAlgo>(argv.hash) : undefined,
+    hash: argv.hash as HashAlgo | undefined,
     intermediates: argv.intermediates,
     commonName: argv["common-name"],
     role: argv.role,
@@ -80,7 +79,7 @@ async function runShow(argv: ShowArgs): Promise<void> {
   });
   const rootDer = argv.root ? loadCertChainFile(argv.root, { checkChain: false })[0] : undefined;
   try {
-    await verifyCertChain(certsDer, rootDer, { asym: argv.asym ? fromFlag<AsymAlgo>(argv.asym) : undefined });
+    await verifyCertChain(certsDer, rootDer, { asym: argv.asym as AsymAlgo | undefined });
     console.log(`verify: OK${rootDer ? ` against ${argv.root}` : " (chain consistent; no --root to trust)"}`);
   } catch (e) {
     if (!(e instanceof CertChainError)) throw e;

@@ -8,16 +8,9 @@ import { X509Certificate } from "node:crypto";
 import { readFileSync } from "node:fs";
 import type { Argv } from "yargs";
 import {
-  AeadCipherSuite,
-  BaseAsymAlgo,
-  BaseHashAlgo,
   RequesterCapability as Cap,
   DheNamedGroup,
-  KeyScheduleAlgo,
-  MeasurementHashAlgo,
-  MeasurementSpecification,
   MeasurementSummaryHashType,
-  OtherParams,
 } from "../../protocol/spdm/codes.js";
 import { loadChainAndKey } from "../crypto/cert-files.js";
 import { formatEndpoint } from "../net/framed.js";
@@ -30,10 +23,21 @@ import {
 } from "../requester/run.js";
 import type { SessionSummary } from "../requester/session.js";
 import {
+  AEAD_NAMES,
+  ASYM_NAMES,
+  DHE_NAMES,
   DMTF_TEST_PSK,
   DMTF_TEST_PSK_HINT,
-  type SessionRequestOptions,
-} from "../spdm/requester-handshake.js";
+  HASH_NAMES,
+  KEY_SCHEDULE_NAMES,
+  MEASUREMENT_HASH_NAMES,
+  MEASUREMENT_SPEC_NAMES,
+  type Names,
+  OTHER_PARAM_NAMES,
+  REQUESTER_CAPABILITY_NAMES,
+  VERSION_NAMES,
+} from "../spdm/names.js";
+import type { SessionRequestOptions } from "../spdm/requester-handshake.js";
 import {
   CONNECTION_STEPS,
   type ConnectionStep,
@@ -42,34 +46,6 @@ import {
 } from "../spdm/requester-options.js";
 import type { SessionKind } from "../spdm/session.js";
 import { run } from "./common.js";
-
-type Names = Readonly<Record<string, number>>;
-
-/** spdm-emu's requester capability names (spdm-emu 85436d53 spdm_emu_common/spdm_emu.c), without _CAP. */
-const CAP_NAMES: Names = {
-  CERT: Cap.CERT_CAP,
-  CHAL: Cap.CHAL_CAP,
-  ENCRYPT: Cap.ENCRYPT_CAP,
-  MAC: Cap.MAC_CAP,
-  MUT_AUTH: Cap.MUT_AUTH_CAP,
-  KEY_EX: Cap.KEY_EX_CAP,
-  PSK: Cap.PSK_CAP,
-  ENCAP: Cap.ENCAP_CAP,
-  HBEAT: Cap.HBEAT_CAP,
-  KEY_UPD: Cap.KEY_UPD_CAP,
-  HANDSHAKE_IN_CLEAR: Cap.HANDSHAKE_IN_THE_CLEAR_CAP,
-  PUB_KEY_ID: Cap.PUB_KEY_ID_CAP,
-  CHUNK: Cap.CHUNK_CAP,
-  EP_INFO_NO_SIG: Cap.EP_INFO_CAP_NO_SIG,
-  EP_INFO_SIG: Cap.EP_INFO_CAP_SIG,
-  EVENT: Cap.EVENT_CAP,
-  MULTI_KEY_ONLY: Cap.MULTI_KEY_CAP_ONLY,
-  MULTI_KEY_NEG: Cap.MULTI_KEY_CAP_NEG,
-  LARGE_RESP: Cap.LARGE_RESP_CAP,
-};
-const VERSION_NAMES: Names = { "1.0": 0x10, "1.1": 0x11, "1.2": 0x12, "1.3": 0x13 };
-const { RAW_BIT_STREAM_ONLY, ...MEAS_HASHES } = MeasurementHashAlgo;
-const { SM4_GCM, ...AEADS } = AeadCipherSuite;
 
 /** Each list flag: its option key, the names it takes, what it sets, and its help. */
 const LIST_FLAGS: readonly { flag: string; names: Names; key: keyof SpdmRequesterOptions; help: string }[] = [
@@ -81,51 +57,51 @@ const LIST_FLAGS: readonly { flag: string; names: Names; key: keyof SpdmRequeste
   },
   {
     flag: "cap",
-    names: CAP_NAMES,
+    names: REQUESTER_CAPABILITY_NAMES,
     key: "capabilities",
     help: "Requester capability flags (GET_CAPABILITIES)",
   },
-  { flag: "hash", names: BaseHashAlgo, key: "baseHashAlgo", help: "BaseHashAlgo offered" },
+  { flag: "hash", names: HASH_NAMES, key: "baseHashAlgo", help: "BaseHashAlgo offered" },
   {
     flag: "asym",
-    names: BaseAsymAlgo,
+    names: ASYM_NAMES,
     key: "baseAsymAlgo",
     help: "BaseAsymAlgo offered (responder signing)",
   },
   {
     flag: "meas_spec",
-    names: MeasurementSpecification,
+    names: MEASUREMENT_SPEC_NAMES,
     key: "measurementSpecification",
     help: "MeasurementSpecification offered",
   },
   {
     flag: "meas_hash",
-    names: { RAW_BIT: RAW_BIT_STREAM_ONLY, ...MEAS_HASHES },
+    names: MEASUREMENT_HASH_NAMES,
     key: "measurementHashAlgo",
     help: "MeasurementHashAlgo accepted (the responder picks one; anything else fails)",
   },
-  { flag: "dhe", names: { NONE: 0, ...DheNamedGroup }, key: "dheNamedGroup", help: "DHE groups offered" },
+  { flag: "dhe", names: { NONE: 0, ...DHE_NAMES }, key: "dheNamedGroup", help: "DHE groups offered" },
   {
     flag: "aead",
-    names: { ...AEADS, SM4_128_GCM: SM4_GCM },
+    names: AEAD_NAMES,
     key: "aeadCipherSuite",
     help: "AEAD suites offered",
   },
   {
     flag: "req_asym",
-    names: { NONE: 0, ...BaseAsymAlgo },
+    names: { NONE: 0, ...ASYM_NAMES },
     key: "reqBaseAsymAlg",
     help: "ReqBaseAsymAlg offered",
   },
   {
     flag: "key_schedule",
-    names: { HMAC_HASH: KeyScheduleAlgo.SPDM },
+    names: KEY_SCHEDULE_NAMES,
     key: "keySchedule",
     help: "KeySchedule offered",
   },
   {
     flag: "other_param",
-    names: { OPAQUE_FMT_1: OtherParams.OPAQUE_DATA_FMT_1, MULTI_KEY_CONN: OtherParams.MULTI_KEY_CONN },
+    names: OTHER_PARAM_NAMES,
     key: "otherParamsSupport",
     help: "OtherParamsSupport (1.2+)",
   },

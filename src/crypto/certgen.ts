@@ -87,7 +87,7 @@ const WEB_CURVE: Record<string, string> = { prime256v1: "P-256", secp384r1: "P-3
 
 /** The hash certificates are signed with: `hash` (SHA3 → SHA-2 of its size) or the key's natural one. */
 export function certSignatureHash(asym: AsymAlgo, hash?: HashAlgo): ShaHash {
-  if (hash) return `SHA-${hash.replace(/^SHA3?-/, "")}` as ShaHash;
+  if (hash) return `SHA-${hash.replace(/^SHA3?_/, "")}` as ShaHash;
   const size = ASYM[asym].size;
   if (size === "prime256v1" || size === 2048) return "SHA-256";
   if (size === "secp384r1" || size === 3072) return "SHA-384";

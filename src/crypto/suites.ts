@@ -20,17 +20,43 @@ import {
   X509Certificate,
 } from "node:crypto";
 import { DecodeError } from "../../protocol/errors.js";
+import {
+  AeadCipherSuite,
+  BaseAsymAlgo,
+  BaseHashAlgo,
+  DHE_EXCHANGE_SIZE,
+  DheNamedGroup,
+  HASH_SIZE,
+  SIGNATURE_SIZE,
+} from "../../protocol/spdm/codes.js";
 
 // ---- hash, HMAC, HKDF (RFC 5869) -------------------------------------------------------------
 
+/** An algorithm's bit in its SPDM field and its size from the codec's table: one source for both. */
+function coded<N extends string>(
+  codes: Readonly<Record<N, number>>,
+  name: N,
+  sizes: Readonly<Record<number, number>>,
+) {
+  const bit: number = codes[name];
+  const size = sizes[bit];
+  if (size === undefined) throw new Error(`no size for ${name}`);
+  return { bit, size };
+}
+
+const hashSuite = (name: keyof typeof BaseHashAlgo, node: string) => ({
+  ...coded(BaseHashAlgo, name, HASH_SIZE),
+  node,
+});
+
 export const HASH = {
-  "SHA-256": { bit: 0x01, size: 32, node: "sha256" },
-  "SHA-384": { bit: 0x02, size: 48, node: "sha384" },
-  "SHA-512": { bit: 0x04, size: 64, node: "sha512" },
-  "SHA3-256": { bit: 0x08, size: 32, node: "sha3-256" },
-  "SHA3-384": { bit: 0x10, size: 48, node: "sha3-384" },
-  "SHA3-512": { bit: 0x20, size: 64, node: "sha3-512" },
-} as const;
+  SHA_256: hashSuite("SHA_256", "sha256"),
+  SHA_384: hashSuite("SHA_384", "sha384"),
+  SHA_512: hashSuite("SHA_512", "sha512"),
+  SHA3_256: hashSuite("SHA3_256", "sha3-256"),
+  SHA3_384: hashSuite("SHA3_384", "sha3-384"),
+  SHA3_512: hashSuite("SHA3_512", "sha3-512"),
+};
 export type HashAlgo = keyof typeof HASH;
 
 export function hash(alg: HashAlgo, ...parts: Uint8Array[]): Buffer {
@@ -71,17 +97,26 @@ interface AsymInfo {
   size: number | string;
 }
 
+const asymSuite = (
+  name: keyof typeof BaseAsymAlgo,
+  kind: AsymInfo["kind"],
+  size: number | string,
+): AsymInfo => {
+  const { bit, size: sigSize } = coded(BaseAsymAlgo, name, SIGNATURE_SIZE);
+  return { bit, kind, sigSize, size };
+};
+
 export const ASYM = {
-  "RSASSA-2048": { bit: 0x001, kind: "rsassa", sigSize: 256, size: 2048 },
-  "RSAPSS-2048": { bit: 0x002, kind: "rsapss", sigSize: 256, size: 2048 },
-  "RSASSA-3072": { bit: 0x004, kind: "rsassa", sigSize: 384, size: 3072 },
-  "RSAPSS-3072": { bit: 0x008, kind: "rsapss", sigSize: 384, size: 3072 },
-  "ECDSA-P256": { bit: 0x010, kind: "ecdsa", sigSize: 64, size: "prime256v1" },
-  "RSASSA-4096": { bit: 0x020, kind: "rsassa", sigSize: 512, size: 4096 },
-  "RSAPSS-4096": { bit: 0x040, kind: "rsapss", sigSize: 512, size: 4096 },
-  "ECDSA-P384": { bit: 0x080, kind: "ecdsa", sigSize: 96, size: "secp384r1" },
-  "ECDSA-P521": { bit: 0x100, kind: "ecdsa", sigSize: 132, size: "secp521r1" },
-} as const satisfies Record<string, AsymInfo>;
+  RSASSA_2048: asymSuite("RSASSA_2048", "rsassa", 2048),
+  RSAPSS_2048: asymSuite("RSAPSS_2048", "rsapss", 2048),
+  RSASSA_3072: asymSuite("RSASSA_3072", "rsassa", 3072),
+  RSAPSS_3072: asymSuite("RSAPSS_3072", "rsapss", 3072),
+  ECDSA_P256: asymSuite("ECDSA_P256", "ecdsa", "prime256v1"),
+  RSASSA_4096: asymSuite("RSASSA_4096", "rsassa", 4096),
+  RSAPSS_4096: asymSuite("RSAPSS_4096", "rsapss", 4096),
+  ECDSA_P384: asymSuite("ECDSA_P384", "ecdsa", "secp384r1"),
+  ECDSA_P521: asymSuite("ECDSA_P521", "ecdsa", "secp521r1"),
+};
 export type AsymAlgo = keyof typeof ASYM;
 
 /** Whether `key` (public or private) is of the type and size `alg` names. */
@@ -161,11 +196,16 @@ export function importPublicKey(data: string | Uint8Array): KeyObject {
 
 // ---- ECDHE -----------------------------------------------------------------------------------
 
+const dheSuite = (name: keyof typeof DheNamedGroup, curve: string) => {
+  const { bit, size: exchangeSize } = coded(DheNamedGroup, name, DHE_EXCHANGE_SIZE);
+  return { bit, curve, exchangeSize };
+};
+
 export const DHE = {
-  secp256r1: { bit: 0x08, curve: "prime256v1", exchangeSize: 64 },
-  secp384r1: { bit: 0x10, curve: "secp384r1", exchangeSize: 96 },
-  secp521r1: { bit: 0x20, curve: "secp521r1", exchangeSize: 132 },
-} as const;
+  SECP_256_R1: dheSuite("SECP_256_R1", "prime256v1"),
+  SECP_384_R1: dheSuite("SECP_384_R1", "secp384r1"),
+  SECP_521_R1: dheSuite("SECP_521_R1", "secp521r1"),
+};
 export type DheAlgo = keyof typeof DHE;
 
 export interface DheKeyPair {
@@ -199,10 +239,10 @@ export function dheKeyPair(alg: DheAlgo, privateKey?: Uint8Array): DheKeyPair {
 // ---- AEAD ------------------------------------------------------------------------------------
 
 export const AEAD = {
-  "AES-128-GCM": { bit: 0x1, keySize: 16, node: "aes-128-gcm" },
-  "AES-256-GCM": { bit: 0x2, keySize: 32, node: "aes-256-gcm" },
-  "CHACHA20-POLY1305": { bit: 0x4, keySize: 32, node: "chacha20-poly1305" },
-} as const;
+  AES_128_GCM: { bit: AeadCipherSuite.AES_128_GCM, keySize: 16, node: "aes-128-gcm" },
+  AES_256_GCM: { bit: AeadCipherSuite.AES_256_GCM, keySize: 32, node: "aes-256-gcm" },
+  CHACHA20_POLY1305: { bit: AeadCipherSuite.CHACHA20_POLY1305, keySize: 32, node: "chacha20-poly1305" },
+};
 export type AeadAlgo = keyof typeof AEAD;
 export const AEAD_IV_SIZE = 12;
 export const AEAD_TAG_SIZE = 16;

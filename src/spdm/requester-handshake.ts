@@ -6,6 +6,7 @@
  * libspdm 1e16c60f's requester and spdm_requester_emu (spdm-emu 85436d53), so DMTF's responder sees
  * what its own requester sends.
  */
+
 import { DecodeError } from "../../protocol/errors.js";
 import { decodeSecuredMessageOpaque } from "../../protocol/secured.js";
 import { encodeSpdm } from "../../protocol/spdm/codec.js";
@@ -26,6 +27,7 @@ import type { Finish, PskFinish } from "../../protocol/spdm/messages.js";
 import { byBit, hex } from "../bits.js";
 import { AEAD, type AeadAlgo, ASYM, type AsymAlgo, HASH } from "../crypto/suites.js";
 import type { KeyScheduleSuite } from "./key-schedule.js";
+import { DMTF_TEST_PSK, DMTF_TEST_PSK_HINT } from "./names.js";
 import {
   expectResponse,
   fail,
@@ -36,10 +38,6 @@ import {
 import { algStructSel } from "./requester-vca.js";
 import type { SecureSession, SessionKind } from "./session.js";
 import { signTranscript } from "./signing.js";
-
-/** libspdm 1e16c60f's sample PSK and hint (LIBSPDM_TEST_PSK_DATA_STRING / _HINT_STRING, NUL included). */
-export const DMTF_TEST_PSK = Buffer.from("TestPskData\0", "latin1");
-export const DMTF_TEST_PSK_HINT = Buffer.from("TestPskHint\0", "latin1");
 
 export interface SessionRequestOptions {
   kind: SessionKind;

@@ -4,19 +4,11 @@
  * built as libspdm 1e16c60f's requester builds it, and every ALGORITHMS selection checked against it.
  */
 import {
-  AeadCipherSuite,
   AlgType,
-  BaseAsymAlgo,
-  BaseHashAlgo,
   bitNames,
   CapabilityField,
-  DheNamedGroup,
-  KeyScheduleAlgo,
-  MeasurementHashAlgo,
-  MeasurementSpecification,
   OPAQUE_DATA_FMT_MASK,
   OtherParams,
-  ReqBaseAsymAlg,
   ResponderCapability,
   versionFromEntry,
   versionName,
@@ -31,6 +23,17 @@ import type {
 } from "../../protocol/spdm/messages.js";
 import { byBit, hex, isOneHotOrZero } from "../bits.js";
 import { ASYM, type AsymAlgo, HASH, type HashAlgo } from "../crypto/suites.js";
+import {
+  AEAD_NAMES,
+  ASYM_NAMES,
+  DHE_NAMES,
+  HASH_NAMES,
+  KEY_SCHEDULE_NAMES,
+  MEASUREMENT_HASH_NAMES,
+  MEASUREMENT_SPEC_NAMES,
+  type Names,
+  OTHER_PARAM_NAMES,
+} from "./names.js";
 import { expectResponse, fail, type SpdmRequester } from "./requester.js";
 import type { ResolvedOptions } from "./requester-options.js";
 
@@ -40,8 +43,6 @@ const REQUESTER_CAPS_SINCE: readonly [version: number, mask: number][] = [
   [0x12, 0x0003_f7c6],
   [0x11, 0x0001_f7c6],
 ];
-
-type Names = Readonly<Record<string, number>>;
 
 /** The algorithm a struct table of type `type` holds (0 when there is none). */
 export const algStructSel = (tables: readonly AlgStruct[], type: number) =>
@@ -67,7 +68,7 @@ const SELECTIONS: {
   {
     label: "BaseHash",
     field: "BaseHashSel",
-    names: BaseHashAlgo,
+    names: HASH_NAMES,
     selected: (a) => a.baseHashSel,
     offered: (n) => n.baseHashAlgo,
     required: true,
@@ -75,7 +76,7 @@ const SELECTIONS: {
   {
     label: "BaseAsym",
     field: "BaseAsymSel",
-    names: BaseAsymAlgo,
+    names: ASYM_NAMES,
     selected: (a) => a.baseAsymSel,
     offered: (n) => n.baseAsymAlgo,
     required: true,
@@ -83,7 +84,7 @@ const SELECTIONS: {
   {
     label: "MeasurementSpec",
     field: "MeasurementSpecificationSel",
-    names: MeasurementSpecification,
+    names: MEASUREMENT_SPEC_NAMES,
     selected: (a) => a.measurementSpecificationSel,
     offered: (n) => n.measurementSpecification,
     required: "measurements",
@@ -91,20 +92,20 @@ const SELECTIONS: {
   {
     label: "MeasurementHash",
     field: "MeasurementHashAlgo",
-    names: MeasurementHashAlgo,
+    names: MEASUREMENT_HASH_NAMES,
     selected: (a) => a.measurementHashAlgo,
     offered: (_n, o) => o.measurementHashAlgo,
     required: "measurements",
   },
-  { label: "DHE", field: "DHE", names: DheNamedGroup, ...struct(AlgType.DHE) },
-  { label: "AEAD", field: "AEAD", names: AeadCipherSuite, ...struct(AlgType.AEAD) },
+  { label: "DHE", field: "DHE", names: DHE_NAMES, ...struct(AlgType.DHE) },
+  { label: "AEAD", field: "AEAD", names: AEAD_NAMES, ...struct(AlgType.AEAD) },
   {
     label: "ReqBaseAsym",
     field: "ReqBaseAsymAlg",
-    names: ReqBaseAsymAlg,
+    names: ASYM_NAMES,
     ...struct(AlgType.REQ_BASE_ASYM_ALG),
   },
-  { label: "KeySchedule", field: "KeySchedule", names: KeyScheduleAlgo, ...struct(AlgType.KEY_SCHEDULE) },
+  { label: "KeySchedule", field: "KeySchedule", names: KEY_SCHEDULE_NAMES, ...struct(AlgType.KEY_SCHEDULE) },
 ];
 
 /** The selections ALGORITHMS made, by label (e.g. BaseHash: "SHA_384"), for reports. */
@@ -112,7 +113,7 @@ export function algorithmNames(alg: Algorithms): Record<string, string> {
   return Object.fromEntries(
     [
       ...SELECTIONS,
-      { label: "OtherParams", names: OtherParams, selected: (a: Algorithms) => a.otherParamsSelection },
+      { label: "OtherParams", names: OTHER_PARAM_NAMES, selected: (a: Algorithms) => a.otherParamsSelection },
     ]
       .filter(({ selected }) => selected(alg) !== 0)
       .map(({ label, names, selected }) => [label, bitNames(names, selected(alg)).join(",")]),

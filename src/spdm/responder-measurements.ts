@@ -29,12 +29,12 @@ import type { ResponderConfig } from "./responder-settings.js";
 export type MeasurementContext = Pick<ResponderContext, "config" | "connection" | "transcript">;
 
 const MEASUREMENT_HASH: Readonly<Record<number, HashAlgo>> = {
-  [MeasurementHashAlgo.SHA_256]: "SHA-256",
-  [MeasurementHashAlgo.SHA_384]: "SHA-384",
-  [MeasurementHashAlgo.SHA_512]: "SHA-512",
-  [MeasurementHashAlgo.SHA3_256]: "SHA3-256",
-  [MeasurementHashAlgo.SHA3_384]: "SHA3-384",
-  [MeasurementHashAlgo.SHA3_512]: "SHA3-512",
+  [MeasurementHashAlgo.SHA_256]: "SHA_256",
+  [MeasurementHashAlgo.SHA_384]: "SHA_384",
+  [MeasurementHashAlgo.SHA_512]: "SHA_512",
+  [MeasurementHashAlgo.SHA3_256]: "SHA3_256",
+  [MeasurementHashAlgo.SHA3_384]: "SHA3_384",
+  [MeasurementHashAlgo.SHA3_512]: "SHA3_512",
 };
 
 /** Measurement hash: the negotiated base hash when configured, else our first choice. */

@@ -15,91 +15,27 @@
 import { type KeyObject, X509Certificate } from "node:crypto";
 import { resolve } from "node:path";
 import { z } from "zod";
-import {
-  AeadCipherSuite,
-  DheNamedGroup,
-  DmtfMeasurementType,
-  KeyScheduleAlgo,
-  MeasurementHashAlgo,
-  ResponderCapability,
-  SpdmRequestCode,
-  SpdmVersion,
-} from "../../protocol/spdm/codes.js";
+import { DmtfMeasurementType, ResponderCapability, SpdmRequestCode } from "../../protocol/spdm/codes.js";
 import { CertFileError, loadCertChainFile } from "../crypto/cert-files.js";
-import { ASYM, type AsymAlgo, type HashAlgo, keyFits } from "../crypto/suites.js";
+import { AEAD, ASYM, type AsymAlgo, DHE, HASH, type HashAlgo, keyFits } from "../crypto/suites.js";
+import {
+  DMTF_TEST_PSK,
+  DMTF_TEST_PSK_HINT,
+  KEY_SCHEDULE_NAMES,
+  MEASUREMENT_HASH_NAMES,
+  RESPONDER_CAPABILITY_NAMES,
+  VERSION_NAMES,
+} from "./names.js";
 
 // ---- names ------------------------------------------------------------------------------------
 
-export const VERSION_NAMES = {
-  "1.0": SpdmVersion.V1_0,
-  "1.1": SpdmVersion.V1_1,
-  "1.2": SpdmVersion.V1_2,
-  "1.3": SpdmVersion.V1_3,
-} as const;
-
-/** The capabilities this responder implements (spdm-emu `--cap` names). */
-export const CAPABILITY_NAMES = {
-  CERT: ResponderCapability.CERT_CAP,
-  CHAL: ResponderCapability.CHAL_CAP,
-  MEAS_NO_SIG: ResponderCapability.MEAS_CAP_NO_SIG,
-  MEAS_SIG: ResponderCapability.MEAS_CAP_SIG,
-  MEAS_FRESH: ResponderCapability.MEAS_FRESH_CAP,
-  CHUNK: ResponderCapability.CHUNK_CAP,
-  // Secure sessions (1.1+): records are always encrypted and MACed, so ENCRYPT and MAC go together.
-  ENCRYPT: ResponderCapability.ENCRYPT_CAP,
-  MAC: ResponderCapability.MAC_CAP,
-  KEY_EX: ResponderCapability.KEY_EX_CAP,
-  /** PSK_CAP 01b: no responder context, so no PSK_FINISH. */
-  PSK: ResponderCapability.PSK_CAP_RESPONDER,
-  /** PSK_CAP 10b: a responder context, and PSK_FINISH. */
-  PSK_WITH_CONTEXT: ResponderCapability.PSK_CAP_RESPONDER_WITH_CONTEXT,
-  HBEAT: ResponderCapability.HBEAT_CAP,
-  KEY_UPD: ResponderCapability.KEY_UPD_CAP,
-  HANDSHAKE_IN_CLEAR: ResponderCapability.HANDSHAKE_IN_THE_CLEAR_CAP,
-} as const;
-
-/** libspdm 1e16c60f's sample PSK and hint (LIBSPDM_TEST_PSK_DATA_STRING / _HINT_STRING, NUL included). */
-export const DMTF_TEST_PSK = "0x5465737450736b4461746100"; // "TestPskData\0"
-export const DMTF_TEST_PSK_HINT = "0x5465737450736b48696e7400"; // "TestPskHint\0"
-
-export const HASH_NAMES = {
-  SHA_256: "SHA-256",
-  SHA_384: "SHA-384",
-  SHA_512: "SHA-512",
-  SHA3_256: "SHA3-256",
-  SHA3_384: "SHA3-384",
-  SHA3_512: "SHA3-512",
-} as const satisfies Record<string, HashAlgo>;
-
-export const ASYM_NAMES = {
-  RSASSA_2048: "RSASSA-2048",
-  RSAPSS_2048: "RSAPSS-2048",
-  RSASSA_3072: "RSASSA-3072",
-  RSAPSS_3072: "RSAPSS-3072",
-  RSASSA_4096: "RSASSA-4096",
-  RSAPSS_4096: "RSAPSS-4096",
-  ECDSA_P256: "ECDSA-P256",
-  ECDSA_P384: "ECDSA-P384",
-  ECDSA_P521: "ECDSA-P521",
-} as const satisfies Record<string, AsymAlgo>;
-
-const { RAW_BIT_STREAM_ONLY, SHA_256, SHA_384, SHA_512, SHA3_256, SHA3_384, SHA3_512 } = MeasurementHashAlgo;
-export const MEASUREMENT_HASH_NAMES = {
-  RAW_BIT_STREAM_ONLY,
-  SHA_256,
-  SHA_384,
-  SHA_512,
-  SHA3_256,
-  SHA3_384,
-  SHA3_512,
-};
-const { SECP_256_R1, SECP_384_R1, SECP_521_R1 } = DheNamedGroup;
-export const DHE_NAMES = { SECP_256_R1, SECP_384_R1, SECP_521_R1 };
-const { AES_128_GCM, AES_256_GCM, CHACHA20_POLY1305 } = AeadCipherSuite;
-export const AEAD_NAMES = { AES_128_GCM, AES_256_GCM, CHACHA20_POLY1305 };
-export const KEY_SCHEDULE_NAMES = KeyScheduleAlgo;
 const { GET_DIGESTS, GET_CERTIFICATE, CHALLENGE, GET_MEASUREMENTS, KEY_EXCHANGE, PSK_EXCHANGE } =
   SpdmRequestCode;
+/** Measurement hashes we compute: a raw bit stream, or a hash the suites implement. */
+const MEASUREMENT_HASHES = Object.fromEntries(
+  Object.entries(MEASUREMENT_HASH_NAMES).filter(([n]) => n === "RAW_BIT" || n in HASH),
+) as Pick<typeof MEASUREMENT_HASH_NAMES, "RAW_BIT" | keyof typeof HASH>;
+
 /** The requests a `notReady` device may hold back. */
 export const NOT_READY_REQUESTS = {
   GET_DIGESTS,
@@ -162,7 +98,7 @@ export const spdmSettingsSchema = z
   .strictObject({
     versions: list(VERSION_NAMES, ["1.0", "1.1", "1.2", "1.3"]),
     capabilities: z
-      .array(names(CAPABILITY_NAMES))
+      .array(names(RESPONDER_CAPABILITY_NAMES))
       .default([
         "CERT",
         "CHAL",
@@ -183,8 +119,8 @@ export const spdmSettingsSchema = z
     dataTransferSize: int(42, DTS_MAX).default(4096),
     /** Largest assembled message with chunking; default 65536 with CHUNK, else dataTransferSize. */
     maxSpdmMsgSize: int(42, DTS_MAX).optional(),
-    hash: list(HASH_NAMES, ["SHA_384", "SHA_256", "SHA_512"]),
-    asym: list(ASYM_NAMES, [
+    hash: list(HASH, ["SHA_384", "SHA_256", "SHA_512"]),
+    asym: list(ASYM, [
       "ECDSA_P384",
       "ECDSA_P256",
       "ECDSA_P521",
@@ -196,10 +132,10 @@ export const spdmSettingsSchema = z
       "RSASSA_4096",
     ]),
     /** The negotiated base hash when listed here, else the first entry. */
-    measurementHash: list(MEASUREMENT_HASH_NAMES, ["SHA_384", "SHA_256", "SHA_512"]),
-    dhe: list(DHE_NAMES, ["SECP_384_R1", "SECP_256_R1", "SECP_521_R1"]),
-    aead: list(AEAD_NAMES, ["AES_256_GCM", "CHACHA20_POLY1305", "AES_128_GCM"]),
-    reqAsym: list(ASYM_NAMES, [
+    measurementHash: list(MEASUREMENT_HASHES, ["SHA_384", "SHA_256", "SHA_512"]),
+    dhe: list(DHE, ["SECP_384_R1", "SECP_256_R1", "SECP_521_R1"]),
+    aead: list(AEAD, ["AES_256_GCM", "CHACHA20_POLY1305", "AES_128_GCM"]),
+    reqAsym: list(ASYM, [
       "ECDSA_P384",
       "ECDSA_P256",
       "RSAPSS_3072",
@@ -207,7 +143,7 @@ export const spdmSettingsSchema = z
       "RSASSA_3072",
       "RSASSA_2048",
     ]),
-    keySchedule: list(KEY_SCHEDULE_NAMES, ["SPDM"]),
+    keySchedule: list(KEY_SCHEDULE_NAMES, ["HMAC_HASH"]),
     slots: z
       .array(slotSchema)
       .max(8)
@@ -224,8 +160,11 @@ export const spdmSettingsSchema = z
      */
     sessionLimit: int(1, 0xffff).default(4),
     /** The pre-shared key of PSK_EXCHANGE and the hint naming it: text, or hex with a "0x" prefix. */
-    psk: z.string().min(1).default(DMTF_TEST_PSK),
-    pskHint: z.string().default(DMTF_TEST_PSK_HINT),
+    psk: z
+      .string()
+      .min(1)
+      .default(`0x${DMTF_TEST_PSK.toString("hex")}`),
+    pskHint: z.string().default(`0x${DMTF_TEST_PSK_HINT.toString("hex")}`),
     /**
      * Mutual authentication of KEY_EXCHANGE sessions without encapsulated requests (spdm-emu's
      * `--mut_auth WO_ENCAP`), off when absent: MUT_AUTH_CAP is advertised, KEY_EXCHANGE_RSP asks
@@ -263,7 +202,7 @@ export const spdmSettingsSchema = z
   .superRefine((s, ctx) => {
     const issue = (path: (string | number)[], message: string) =>
       ctx.addIssue({ code: "custom", path, message });
-    const has = (c: keyof typeof CAPABILITY_NAMES) => s.capabilities.includes(c);
+    const has = (c: keyof typeof RESPONDER_CAPABILITY_NAMES) => s.capabilities.includes(c);
     // What libspdm's requester rejects in CAPABILITIES (libspdm 1e16c60f validate_responder_capability).
     if (has("MEAS_SIG") && has("MEAS_NO_SIG"))
       issue(["capabilities"], "MEAS_SIG and MEAS_NO_SIG exclude each other");
@@ -381,21 +320,21 @@ function requesterIdentity(m: NonNullable<SpdmSettings["mutualAuth"]>, reqAsym: 
 
 export function responderConfig(s: SpdmSettings): ResponderConfig {
   const chunk = s.capabilities.includes("CHUNK");
-  const reqAsym = s.reqAsym.map((n) => ASYM_NAMES[n]);
+  const { reqAsym } = s;
   const mutual = s.mutualAuth && requesterIdentity(s.mutualAuth, reqAsym);
   return {
     versions: [...new Set(s.versions.map((v) => VERSION_NAMES[v]))].sort((a, b) => a - b),
     flags:
-      s.capabilities.reduce((f, c) => f | CAPABILITY_NAMES[c], 0) |
+      s.capabilities.reduce((f, c) => f | RESPONDER_CAPABILITY_NAMES[c], 0) |
       (mutual ? ResponderCapability.MUT_AUTH_CAP : 0),
     ctExponent: s.ctExponent,
     dataTransferSize: s.dataTransferSize,
     maxSpdmMsgSize: s.maxSpdmMsgSize ?? (chunk ? Math.max(65536, s.dataTransferSize) : s.dataTransferSize),
-    hash: s.hash.map((n) => HASH_NAMES[n]),
-    asym: s.asym.map((n) => ASYM_NAMES[n]),
-    measurementHash: s.measurementHash.map((n) => MEASUREMENT_HASH_NAMES[n]),
-    dhe: s.dhe.map((n) => DHE_NAMES[n]),
-    aead: s.aead.map((n) => AEAD_NAMES[n]),
+    hash: s.hash,
+    asym: s.asym,
+    measurementHash: s.measurementHash.map((n) => MEASUREMENT_HASHES[n]),
+    dhe: s.dhe.map((n) => DHE[n].bit),
+    aead: s.aead.map((n) => AEAD[n].bit),
     reqAsym: (mutual?.reqAsym ?? reqAsym).map((a) => ASYM[a].bit),
     keySchedule: s.keySchedule.map((n) => KEY_SCHEDULE_NAMES[n]),
     measurements: [...s.measurements]

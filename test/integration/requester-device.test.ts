@@ -100,7 +100,7 @@ describe("mutual authentication, our requester -> our device", () => {
   it("KEY_EX signed by the provisioned requester chain; another key gets ERROR DecryptError", {
     timeout: 30_000,
   }, async () => {
-    const requester = await generateCertChain({ asym: "ECDSA-P256", role: "requester" });
+    const requester = await generateCertChain({ asym: "ECDSA_P256", role: "requester" });
     const files = writeChainFiles(mkdtempSync(join(tmpdir(), "doe-emu-mut-auth-")), "requester", requester);
     const mutual = await spawnDevice({ args: ["--mut-auth-cert-chain", files.certchainDer] });
     try {
@@ -112,9 +112,9 @@ describe("mutual authentication, our requester -> our device", () => {
         session: { kind: "KEY_EX" as const },
       };
       const { session } = await runSessionRequester(at, opts);
-      expect(session.mutualAuth).toEqual({ slot: 0, reqAsym: "ECDSA-P256" });
+      expect(session.mutualAuth).toEqual({ slot: 0, reqAsym: "ECDSA_P256" });
       expect(session.skipped).toEqual([]);
-      const other = await generateCertChain({ asym: "ECDSA-P256", role: "requester" });
+      const other = await generateCertChain({ asym: "ECDSA_P256", role: "requester" });
       await expect(runSessionRequester(at, { ...opts, requesterKey: other.privateKey })).rejects.toThrow(
         /FINISH with ERROR DecryptError/,
       );

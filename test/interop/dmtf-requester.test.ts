@@ -155,7 +155,7 @@ describe.skipIf(!BIN)("DMTF spdm-emu tools against the doe-emu SPDM responder", 
   });
 
   it("spdm_requester_emu signing FINISH with a key other than the provisioned chain's: ERROR DecryptError", async () => {
-    const other = await generateCertChain({ asym: "RSAPSS-3072", role: "requester" });
+    const other = await generateCertChain({ asym: "RSAPSS_3072", role: "requester" });
     const chain = writeChainFiles(tmp, "other-requester", other).certchainDer;
     await against([...slot0("ecp384"), "--mut-auth-cert-chain", chain], async (port) => {
       const { code, output } = await runTool(

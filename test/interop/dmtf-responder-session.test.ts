@@ -200,7 +200,7 @@ describe.skipIf(!SPDM_EMU_BIN)(
 
     it("KEY_EX with the handshake in the clear, DMTF's RSA-3072 requester chain (its default ReqBaseAsym)", async () => {
       const s = await session("KEY_EX", MUT_AUTH, identity("rsa3072"));
-      expect(s).toMatchObject({ mutualAuth: { slot: 0, reqAsym: "RSAPSS-3072" }, steps: ALL_STEPS });
+      expect(s).toMatchObject({ mutualAuth: { slot: 0, reqAsym: "RSAPSS_3072" }, steps: ALL_STEPS });
     });
 
     it("KEY_EX under the handshake keys, DMTF's ECDSA P-384 requester chain (--req_asym ECDSA_P384)", async () => {
@@ -210,7 +210,7 @@ describe.skipIf(!SPDM_EMU_BIN)(
       });
       expect(s).toMatchObject({
         handshake: "encrypted",
-        mutualAuth: { reqAsym: "ECDSA-P384" },
+        mutualAuth: { reqAsym: "ECDSA_P384" },
         steps: ALL_STEPS,
       });
     });
@@ -226,7 +226,7 @@ describe.skipIf(!SPDM_EMU_BIN)(
 
     it("a requester chain other than the one DMTF provisioned: FINISH gets ERROR DecryptError", async () => {
       const rsp = await startResponder(MUT_AUTH);
-      const ours = await generateCertChain({ asym: "RSAPSS-3072", role: "requester" });
+      const ours = await generateCertChain({ asym: "RSAPSS_3072", role: "requester" });
       const e = await runSessionRequester(
         { host: "127.0.0.1", port: rsp.port },
         {

@@ -94,7 +94,7 @@ function checkWithNode(asym: AsymAlgo, c: GeneratedCertChain): void {
   const leafKey = certs[2]!.publicKey;
   for (const x of certs) expect(keyFits(asym, x.publicKey)).toBe(true);
   expect(keyFits(asym, c.privateKey)).toBe(true);
-  const h = ASYM[asym].kind === "ecdsa" ? "SHA-384" : "SHA-256";
+  const h = ASYM[asym].kind === "ecdsa" ? "SHA_384" : "SHA_256";
   const data = Buffer.from(`transcript for ${asym}`);
   const sig = asymSign(asym, h, c.privateKey, data);
   expect(sig).toHaveLength(ASYM[asym].sigSize);
@@ -110,36 +110,36 @@ describe("generateCertChain", () => {
   });
 
   it("RSASSA-4096 (once: slow key generation)", async () => {
-    const c = await generateCertChain({ asym: "RSASSA-4096" });
-    await verifyCertChain(c.certsDer, c.rootDer, { asym: "RSASSA-4096" });
-    await verifyCertChain(c.certsDer, c.rootDer, { asym: "RSAPSS-4096" });
-    checkWithNode("RSASSA-4096", c);
+    const c = await generateCertChain({ asym: "RSASSA_4096" });
+    await verifyCertChain(c.certsDer, c.rootDer, { asym: "RSASSA_4096" });
+    await verifyCertChain(c.certsDer, c.rootDer, { asym: "RSAPSS_4096" });
+    checkWithNode("RSASSA_4096", c);
     expect(parsed(c.certsDer[2]!).signatureAlgorithm).toMatchObject({ hash: { name: "SHA-512" } });
   }, 120_000);
 
   it("follows --intermediates: 0 gives root → leaf, 2 gives four certificates", async () => {
     const [none, two] = await Promise.all([
-      generateCertChain({ asym: "ECDSA-P256", intermediates: 0 }),
-      generateCertChain({ asym: "ECDSA-P256", intermediates: 2, commonName: "Acme, Inc. = widget" }),
+      generateCertChain({ asym: "ECDSA_P256", intermediates: 0 }),
+      generateCertChain({ asym: "ECDSA_P256", intermediates: 2, commonName: "Acme, Inc. = widget" }),
     ]);
     expect(none.certsDer).toHaveLength(2);
     expect(two.certsDer).toHaveLength(4);
-    await verifyCertChain(none.certsDer, none.rootDer, { asym: "ECDSA-P256" });
-    await verifyCertChain(two.certsDer, two.rootDer, { asym: "ECDSA-P256" });
+    await verifyCertChain(none.certsDer, none.rootDer, { asym: "ECDSA_P256" });
+    await verifyCertChain(two.certsDer, two.rootDer, { asym: "ECDSA_P256" });
     expect(new X509Certificate(two.certsDer[3]!).subject).toBe("CN=Acme\\, Inc. = widget responder");
-    await expect(generateCertChain({ asym: "ECDSA-P256", intermediates: -1 })).rejects.toThrow(RangeError);
+    await expect(generateCertChain({ asym: "ECDSA_P256", intermediates: -1 })).rejects.toThrow(RangeError);
   });
 
   it("signs with the key size's SHA-2 by default, the given hash otherwise (SHA3 → SHA-2 of its size)", async () => {
     const hashOf = (c: GeneratedCertChain) =>
       c.certsDer.map((d) => (parsed(d).signatureAlgorithm as { hash: { name: string } }).hash.name);
-    expect(hashOf(chain("ECDSA-P256"))).toEqual(["SHA-256", "SHA-256", "SHA-256"]);
-    expect(hashOf(chain("ECDSA-P384"))).toEqual(["SHA-384", "SHA-384", "SHA-384"]);
-    expect(hashOf(chain("ECDSA-P521"))).toEqual(["SHA-512", "SHA-512", "SHA-512"]);
-    expect(hashOf(chain("RSAPSS-3072"))).toEqual(["SHA-384", "SHA-384", "SHA-384"]);
+    expect(hashOf(chain("ECDSA_P256"))).toEqual(["SHA-256", "SHA-256", "SHA-256"]);
+    expect(hashOf(chain("ECDSA_P384"))).toEqual(["SHA-384", "SHA-384", "SHA-384"]);
+    expect(hashOf(chain("ECDSA_P521"))).toEqual(["SHA-512", "SHA-512", "SHA-512"]);
+    expect(hashOf(chain("RSAPSS_3072"))).toEqual(["SHA-384", "SHA-384", "SHA-384"]);
     const [sha3, sha512] = await Promise.all([
-      generateCertChain({ asym: "ECDSA-P256", hash: "SHA3-256" }),
-      generateCertChain({ asym: "ECDSA-P256", hash: "SHA-512" }),
+      generateCertChain({ asym: "ECDSA_P256", hash: "SHA3_256" }),
+      generateCertChain({ asym: "ECDSA_P256", hash: "SHA_512" }),
     ]);
     expect(hashOf(sha3)).toEqual(["SHA-256", "SHA-256", "SHA-256"]);
     expect(hashOf(sha512)).toEqual(["SHA-512", "SHA-512", "SHA-512"]);
@@ -153,7 +153,7 @@ describe("generateCertChain", () => {
 describe("the profile libspdm accepts", () => {
   const ext = (der: Uint8Array, oid: string) => parsed(der).getExtension(oid);
 
-  it.each(["ECDSA-P384", "RSAPSS-2048"] as AsymAlgo[])(
+  it.each(["ECDSA_P384", "RSAPSS_2048"] as AsymAlgo[])(
     "%s: version, serials, names, validity",
     async (asym) => {
       for (const der of chain(asym).certsDer) {
@@ -174,7 +174,7 @@ describe("the profile libspdm accepts", () => {
   );
 
   it("CAs: basicConstraints cA=TRUE critical, keyUsage keyCertSign|cRLSign (mbedtls x509_crt_check_parent)", async () => {
-    for (const der of chain("ECDSA-P384").certsDer.slice(0, 2)) {
+    for (const der of chain("ECDSA_P384").certsDer.slice(0, 2)) {
       const bc = ext(der, "2.5.29.19")!;
       expect(bc.critical).toBe(true);
       expect(hex(bc.value)).toBe("30030101ff"); // libspdm BASIC_CONSTRAINTS_CA_TRUE, no pathLen
@@ -185,8 +185,8 @@ describe("the profile libspdm accepts", () => {
   });
 
   it("leaf: basicConstraints exactly 30 00, keyUsage with digitalSignature, DMTF EKU, SAN, SPDM extension", async () => {
-    const leafEc = chain("ECDSA-P384").certsDer[2]!;
-    const leafRsa = chain("RSASSA-3072").certsDer[2]!;
+    const leafEc = chain("ECDSA_P384").certsDer[2]!;
+    const leafRsa = chain("RSASSA_3072").certsDer[2]!;
     for (const leaf of [leafEc, leafRsa]) {
       const bc = ext(leaf, "2.5.29.19")!;
       expect(bc.critical).toBe(true);
@@ -197,7 +197,7 @@ describe("the profile libspdm accepts", () => {
       const san = ext(leaf, OID.subjectAltName)!;
       expect(san.critical).toBe(false);
       // GeneralNames { otherName [0] { OID id-DMTF-device-info, [0] EXPLICIT UTF8String } }, as DMTF's sample
-      const info = leaf === leafEc ? "doe-emu:ECDSA-P384:0001" : "doe-emu:RSASSA-3072:0001";
+      const info = leaf === leafEc ? "doe-emu:ECDSA_P384:0001" : "doe-emu:RSASSA_3072:0001";
       const n = info.length;
       const len = (x: number) => x.toString(16).padStart(2, "0");
       const oid = "060a2b06010401831c821201";
@@ -217,7 +217,7 @@ describe("the profile libspdm accepts", () => {
   });
 
   it("key identifiers: each AKI is the issuer's SKI", async () => {
-    const certs = chain("ECDSA-P521").certsDer.map(parsed);
+    const certs = chain("ECDSA_P521").certsDer.map(parsed);
     const ski = certs.map((c) => c.getExtension(x509.SubjectKeyIdentifierExtension)!.keyId);
     const aki = certs.map((c) => c.getExtension(x509.AuthorityKeyIdentifierExtension)!.keyId);
     expect(aki).toEqual([ski[0], ski[0], ski[1]]);
@@ -227,8 +227,8 @@ describe("the profile libspdm accepts", () => {
   it("SubjectPublicKeyInfo is what libspdm_get_public_key_oid expects for the negotiated asym", async () => {
     // RSA (SSA and PSS alike): rsaEncryption key, modulus INTEGER header 02 82 01 01 (2048) / 01 81 (3072)
     for (const [asym, header] of [
-      ["RSAPSS-2048", "02820101"],
-      ["RSASSA-3072", "02820181"],
+      ["RSAPSS_2048", "02820101"],
+      ["RSASSA_3072", "02820181"],
     ] as const) {
       const key = new X509Certificate(chain(asym).certsDer[2]!).publicKey;
       expect(key.asymmetricKeyType).toBe("rsa");
@@ -237,9 +237,9 @@ describe("the profile libspdm accepts", () => {
     }
     // EC: id-ecPublicKey with the curve's OID
     const curves = {
-      "ECDSA-P256": "prime256v1",
-      "ECDSA-P384": "secp384r1",
-      "ECDSA-P521": "secp521r1",
+      ECDSA_P256: "prime256v1",
+      ECDSA_P384: "secp384r1",
+      ECDSA_P521: "secp521r1",
     } as const;
     for (const [asym, curve] of Object.entries(curves)) {
       const key = new X509Certificate(chain(asym as AsymAlgo).certsDer[2]!).publicKey;
@@ -248,7 +248,7 @@ describe("the profile libspdm accepts", () => {
   });
 
   it("role requester puts the requester-auth OID on the leaf", async () => {
-    const c = await generateCertChain({ asym: "ECDSA-P256", role: "requester", deviceInfo: false });
+    const c = await generateCertChain({ asym: "ECDSA_P256", role: "requester", deviceInfo: false });
     const leaf = parsed(c.certsDer[2]!);
     expect(leaf.getExtension(x509.ExtendedKeyUsageExtension)!.usages).toContain(OID.dmtfEkuRequesterAuth);
     expect(leaf.getExtension(OID.subjectAltName)).toBeNull();
@@ -262,16 +262,16 @@ describe("the profile libspdm accepts", () => {
 });
 
 describe("verifyCertChain errors", () => {
-  const p256 = () => chain("ECDSA-P256");
-  const other = () => chain("ECDSA-P384");
+  const p256 = () => chain("ECDSA_P256");
+  const other = () => chain("ECDSA_P384");
 
   it("a chain that does not chain: intermediate signed by another root", async () => {
-    const b = await generateCertChain({ asym: "ECDSA-P256" }); // same subject names as p256()
+    const b = await generateCertChain({ asym: "ECDSA_P256" }); // same subject names as p256()
     const mixed = [p256().certsDer[0]!, b.certsDer[1]!, b.certsDer[2]!];
     const e = await expectThrow(
       () => verifyCertChain(mixed, p256().rootDer),
       CertChainError,
-      /certificate #1 \(intermediate, CN=doe-emu ECDSA-P256 intermediate CA\): signature does not verify with the public key of certificate #0 \(root/,
+      /certificate #1 \(intermediate, CN=doe-emu ECDSA_P256 intermediate CA\): signature does not verify with the public key of certificate #0 \(root/,
     );
     expect((e as CertChainError).index).toBe(1);
     const foreign = [p256().certsDer[0]!, other().certsDer[1]!, other().certsDer[2]!];
@@ -290,7 +290,7 @@ describe("verifyCertChain errors", () => {
       /certificate #0 \(root, .*\) is a self-signed root other than the trust root .*fingerprints/,
     );
     // a chain starting at the intermediate is fine when the trust root signed it (libspdm's authority rule)
-    await verifyCertChain(c.certsDer.slice(1), c.rootDer, { asym: "ECDSA-P256" });
+    await verifyCertChain(c.certsDer.slice(1), c.rootDer, { asym: "ECDSA_P256" });
     await expectThrow(
       () => verifyCertChain(c.certsDer.slice(1), other().rootDer),
       CertChainError,
@@ -320,14 +320,14 @@ describe("verifyCertChain errors", () => {
   it("leaf key not of the negotiated algorithm", async () => {
     const c = p256();
     await expectThrow(
-      () => verifyCertChain(c.certsDer, c.rootDer, { asym: "ECDSA-P384" }),
+      () => verifyCertChain(c.certsDer, c.rootDer, { asym: "ECDSA_P384" }),
       CertChainError,
-      /certificate #2 \(leaf, .*\) key is EC P-256; ECDSA-P384 needs EC P-384/,
+      /certificate #2 \(leaf, .*\) key is EC P-256; ECDSA_P384 needs EC P-384/,
     );
     await expectThrow(
-      () => verifyCertChain(chain("RSASSA-2048").certsDer, undefined, { asym: "RSASSA-3072" }),
+      () => verifyCertChain(chain("RSASSA_2048").certsDer, undefined, { asym: "RSASSA_3072" }),
       CertChainError,
-      /key is RSA 2048; RSASSA-3072 needs RSA 3072/,
+      /key is RSA 2048; RSASSA_3072 needs RSA 3072/,
     );
   });
 
@@ -381,14 +381,14 @@ describe("verifyCertChain errors", () => {
     await expectThrow(
       () => verifyCertChain([...c.certsDer, Buffer.from(byLeaf.rawData)], c.rootDer),
       CertChainError,
-      /certificate #2 \(intermediate, CN=doe-emu ECDSA-P256 responder\) issues a certificate but is not a CA/,
+      /certificate #2 \(intermediate, CN=doe-emu ECDSA_P256 responder\) issues a certificate but is not a CA/,
     );
   });
 });
 
 describe("chain and key files", () => {
   it("writes the five files and reads them back (DER, PEM, root, PKCS#8 key)", async () => {
-    const c = chain("ECDSA-P384");
+    const c = chain("ECDSA_P384");
     const files = writeChainFiles(join(tmp, "out", "nested"), "responder", c);
     expect(Object.values(files).map((f) => f.replace(/.*\//, ""))).toEqual([
       "responder.certchain.der",
@@ -416,8 +416,8 @@ describe("chain and key files", () => {
   it("reads DER keys (PKCS#8, SEC1, PKCS#1) and PEM SEC1", async () => {
     const dir = join(tmp, "keys");
     mkdirSync(dir, { recursive: true });
-    const ec = chain("ECDSA-P256").privateKey;
-    const rsa = chain("RSASSA-2048").privateKey;
+    const ec = chain("ECDSA_P256").privateKey;
+    const rsa = chain("RSASSA_2048").privateKey;
     const cases: [string, Buffer | string, KeyObject][] = [
       ["ec.p8.der", ec.export({ type: "pkcs8", format: "der" }), ec],
       ["ec.sec1.der", ec.export({ type: "sec1", format: "der" }), ec],
@@ -432,18 +432,18 @@ describe("chain and key files", () => {
   });
 
   it("reads an SPDM certificate chain blob (Length, reserved, RootHash, certificates)", async () => {
-    const c = chain("ECDSA-P384");
-    const blob = encodeCertChain("SHA-384", c.certsDer);
+    const c = chain("ECDSA_P384");
+    const blob = encodeCertChain("SHA_384", c.certsDer);
     writeFileSync(join(tmp, "chain.spdm"), blob);
     expect(loadCertChainFile(join(tmp, "chain.spdm"))).toEqual(c.certsDer);
-    expect(parseCertChainData(encodeCertChain("SHA-256", c.certsDer))).toEqual(c.certsDer);
+    expect(parseCertChainData(encodeCertChain("SHA_256", c.certsDer))).toEqual(c.certsDer);
     const bad = Buffer.from(blob);
     bad[4]! ^= 1;
     await expectThrow(() => parseCertChainData(bad), CertChainError, /RootHash is not the hash of its root/);
   });
 
   it("clear errors naming the file", async () => {
-    const c = chain("ECDSA-P256");
+    const c = chain("ECDSA_P256");
     const put = (name: string, data: string | Uint8Array) => {
       const p = join(tmp, name);
       writeFileSync(p, data);
@@ -499,7 +499,7 @@ describe("chain and key files", () => {
     // a chain that does not chain
     const broken = put(
       "broken.pem",
-      [c.certsDer[0]!, chain("ECDSA-P384").certsDer[1]!].map((d) => toPem("CERTIFICATE", d)).join(""),
+      [c.certsDer[0]!, chain("ECDSA_P384").certsDer[1]!].map((d) => toPem("CERTIFICATE", d)).join(""),
     );
     await expectThrow(
       () => loadCertChainFile(broken),
@@ -527,15 +527,15 @@ describe("chain and key files", () => {
   });
 
   it("a private key that does not match the leaf", async () => {
-    const c = chain("ECDSA-P256");
+    const c = chain("ECDSA_P256");
     await expectThrow(
-      () => checkKeyMatchesLeaf(chain("ECDSA-P384").privateKey, c.certsDer[2]!),
+      () => checkKeyMatchesLeaf(chain("ECDSA_P384").privateKey, c.certsDer[2]!),
       CertChainError,
-      /private key \(EC P-384\) does not match the leaf certificate's public key \(EC P-256, CN=doe-emu ECDSA-P256 responder\)/,
+      /private key \(EC P-384\) does not match the leaf certificate's public key \(EC P-256, CN=doe-emu ECDSA_P256 responder\)/,
     );
     const d = join(tmp, "mismatch");
     const files = writeChainFiles(d, "a", c);
-    const wrong = writeChainFiles(d, "b", chain("RSASSA-2048"));
+    const wrong = writeChainFiles(d, "b", chain("RSASSA_2048"));
     const e = await expectThrow(
       () => loadChainAndKey(files.certchainDer, wrong.keyPem),
       CertFileError,
@@ -598,9 +598,9 @@ describe("certs CLI", () => {
       "ecdsa-p256",
     ]);
     expect(shown).toMatch(/3 certificates, root first/);
-    expect(shown).toMatch(/certificate #0 \(root, CN=doe-emu ECDSA-P256 root CA\)/);
+    expect(shown).toMatch(/certificate #0 \(root, CN=doe-emu ECDSA_P256 root CA\)/);
     expect(shown).toMatch(
-      /certificate #2 \(leaf, CN=doe-emu ECDSA-P256 responder\)\n {2}subject {4}CN=doe-emu ECDSA-P256 responder\n {2}issuer {5}CN=doe-emu ECDSA-P256 intermediate CA/,
+      /certificate #2 \(leaf, CN=doe-emu ECDSA_P256 responder\)\n {2}subject {4}CN=doe-emu ECDSA_P256 responder\n {2}issuer {5}CN=doe-emu ECDSA_P256 intermediate CA/,
     );
     expect(shown).toMatch(/key {8}EC P-256 \(CA\)/);
     expect(shown).toMatch(/signature {2}ECDSA with SHA-384/);
@@ -613,7 +613,7 @@ describe("certs CLI", () => {
 });
 
 describe.skipIf(!HAS_OPENSSL)("openssl verify", () => {
-  it.each(["ECDSA-P384", "RSASSA-2048", "RSAPSS-3072", "ECDSA-P521"] as AsymAlgo[])(
+  it.each(["ECDSA_P384", "RSASSA_2048", "RSAPSS_3072", "ECDSA_P521"] as AsymAlgo[])(
     "%s chain passes -x509_strict",
     async (asym) => {
       const dir = join(tmp, `openssl-${asym}`);
@@ -632,7 +632,7 @@ describe.skipIf(!HAS_OPENSSL)("openssl verify", () => {
       );
       expect(`${r.stdout}${r.stderr}`.trim()).toBe(`${leaf}: OK`);
       const wrongRoot = join(dir, "other-root.pem");
-      writeFileSync(wrongRoot, toPem("CERTIFICATE", chain("ECDSA-P256").rootDer));
+      writeFileSync(wrongRoot, toPem("CERTIFICATE", chain("ECDSA_P256").rootDer));
       expect(
         spawnSync("openssl", ["verify", "-CAfile", wrongRoot, "-untrusted", inter!, leaf!]).status,
       ).not.toBe(0);
@@ -643,12 +643,12 @@ describe.skipIf(!HAS_OPENSSL)("openssl verify", () => {
 // ---- DMTF's samples and libspdm itself (SPDM_EMU_BIN = spdm-emu's build/bin) --------------------------
 
 const SAMPLES: [string, AsymAlgo][] = [
-  ["ecp256", "ECDSA-P256"],
-  ["ecp384", "ECDSA-P384"],
-  ["ecp521", "ECDSA-P521"],
-  ["rsa2048", "RSASSA-2048"],
-  ["rsa3072", "RSAPSS-3072"],
-  ["rsa4096", "RSASSA-4096"],
+  ["ecp256", "ECDSA_P256"],
+  ["ecp384", "ECDSA_P384"],
+  ["ecp521", "ECDSA_P521"],
+  ["rsa2048", "RSASSA_2048"],
+  ["rsa3072", "RSAPSS_3072"],
+  ["rsa4096", "RSASSA_4096"],
 ];
 
 describe.skipIf(!EMU_BIN)("DMTF sample certificates (SPDM_EMU_BIN)", () => {
@@ -718,9 +718,9 @@ describe.skipIf(!EMU_BIN)("DMTF sample certificates (SPDM_EMU_BIN)", () => {
   }
 
   it.each([
-    ["ecp384", "ECDSA-P384", "ECDSA_P384", "SHA_384"],
-    ["ecp256", "ECDSA-P256", "ECDSA_P256", "SHA_256"],
-    ["rsa2048", "RSAPSS-2048", "RSAPSS_2048", "SHA_256"],
+    ["ecp384", "ECDSA_P384", "ECDSA_P384", "SHA_384"],
+    ["ecp256", "ECDSA_P256", "ECDSA_P256", "SHA_256"],
+    ["rsa2048", "RSAPSS_2048", "RSAPSS_2048", "SHA_256"],
   ] as [string, AsymAlgo, string, string][])(
     "libspdm (spdm_responder_emu → spdm_requester_emu) accepts our %s chain: GET_CERTIFICATE + CHALLENGE + KEY_EXCHANGE",
     async (dir, asym, flag, hashFlag) => {
@@ -732,7 +732,7 @@ describe.skipIf(!EMU_BIN)("DMTF sample certificates (SPDM_EMU_BIN)", () => {
   );
 
   it("libspdm rejects a responder leaf that carries only the requester-auth EKU (our verifier agrees)", async () => {
-    const c = await generateCertChain({ asym: "ECDSA-P384", role: "requester" });
+    const c = await generateCertChain({ asym: "ECDSA_P384", role: "requester" });
     await expectThrow(() => verifyCertChain(c.certsDer, c.rootDer), CertChainError, /requester-auth OID/);
     const r = await emuRun("ecp384", "ECDSA_P384", "SHA_384", c);
     expect(r.status).not.toBe(0);

@@ -41,9 +41,9 @@ let chainFile: string;
 let rsaChainFile: string;
 
 beforeAll(async () => {
-  requester = await generateCertChain({ asym: "ECDSA-P384", role: "requester" });
+  requester = await generateCertChain({ asym: "ECDSA_P384", role: "requester" });
   chainFile = writeChainFiles(DIR, "requester", requester).certchainPem;
-  const rsa = await generateCertChain({ asym: "RSAPSS-2048", role: "requester" });
+  const rsa = await generateCertChain({ asym: "RSAPSS_2048", role: "requester" });
   rsaChainFile = writeChainFiles(DIR, "requester-rsa", rsa).certchainDer;
 });
 
@@ -214,7 +214,7 @@ describe("mutual authentication settings", () => {
 
   it("refuses a chain whose key fits no reqAsym, a foreign trust root, and mutual authentication without KEY_EX", async () => {
     expect(() => responderConfig(settings({ reqAsym: ["RSAPSS_3072"] }))).toThrow(/fits none/);
-    const foreign = await generateCertChain({ asym: "ECDSA-P256" });
+    const foreign = await generateCertChain({ asym: "ECDSA_P256" });
     const root = writeChainFiles(DIR, "foreign", foreign).rootDer;
     expect(() =>
       responderConfig(

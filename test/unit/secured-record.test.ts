@@ -183,7 +183,7 @@ describe("decoders on arbitrary bytes", () => {
   });
 
   it("decryptRecord throws nothing but DecodeError or AuthError", () => {
-    const keys: RecordKeys = { aead: "AES-256-GCM", key: randomBytes(32), iv: randomBytes(12) };
+    const keys: RecordKeys = { aead: "AES_256_GCM", key: randomBytes(32), iv: randomBytes(12) };
     fc.assert(
       fc.property(payloads, (p) => {
         try {

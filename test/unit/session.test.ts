@@ -193,11 +193,11 @@ const PSK = Buffer.from("TestPskData\0", "latin1");
 
 /** A requester and a responder session through a PSK handshake (PSK_FINISH under handshake keys). */
 function pair(
-  aead: AeadAlgo = "AES-256-GCM",
+  aead: AeadAlgo = "AES_256_GCM",
   extra: Partial<SecureSessionOptions> = {},
   establish = true,
 ): Pair {
-  const suite: KeyScheduleSuite = { version: 0x13, hash: "SHA-384", aead };
+  const suite: KeyScheduleSuite = { version: 0x13, hash: "SHA_384", aead };
   const make = (role: SessionRole) =>
     new SecureSession({
       role,
@@ -250,14 +250,14 @@ describe("SecureSession", () => {
   });
 
   it("starts TH with A ‖ [D] ‖ Hash(CT) for KEY_EXCHANGE and A for PSK", () => {
-    const s = { hash: "SHA-256" as const };
+    const s = { hash: "SHA_256" as const };
     const [a, d, ct] = [Buffer.from("A"), Buffer.from("D"), Buffer.from("chain")];
     expect(sessionTranscriptPrefix(s, { vca: a })).toEqual(a);
     expect(sessionTranscriptPrefix(s, { vca: a, certChain: ct })).toEqual(
-      Buffer.concat([a, hash("SHA-256", ct)]),
+      Buffer.concat([a, hash("SHA_256", ct)]),
     );
     expect(sessionTranscriptPrefix(s, { vca: a, digests: d, certChain: ct })).toEqual(
-      Buffer.concat([a, d, hash("SHA-256", ct)]),
+      Buffer.concat([a, d, hash("SHA_256", ct)]),
     );
   });
 
@@ -284,11 +284,11 @@ describe("SecureSession", () => {
   );
 
   it("allows each operation only in its states", () => {
-    const p = pair("AES-256-GCM", {}, false);
+    const p = pair("AES_256_GCM", {}, false);
     const fresh = new SecureSession({
       role: "requester",
       kind: "KEY_EX",
-      suite: { version: 0x12, hash: "SHA-256", aead: "AES-128-GCM" },
+      suite: { version: 0x12, hash: "SHA_256", aead: "AES_128_GCM" },
       reqSessionId: 1,
       rspSessionId: 2,
       transcriptPrefix: Buffer.alloc(0),
@@ -475,7 +475,7 @@ describe("SecureSession", () => {
   });
 
   it("ends the session instead of reusing a sequence number", () => {
-    const p = pair("AES-128-GCM", { maxSequenceNumber: 2n });
+    const p = pair("AES_128_GCM", { maxSequenceNumber: 2n });
     for (let i = 0; i < 3; i++) send(p, "requester", msg(0xe8));
     expect(() => p.requester.seal(msg(0xe8))).toThrow(expect.objectContaining({ kind: "sequence" }));
     expect(p.requester.state).toBe("ended");
@@ -483,7 +483,7 @@ describe("SecureSession", () => {
 
   it("is overdue after twice the heartbeat period without a record", () => {
     let now = 0;
-    const p = pair("AES-256-GCM", { heartbeatPeriod: 5, now: () => now });
+    const p = pair("AES_256_GCM", { heartbeatPeriod: 5, now: () => now });
     now = 10_000;
     expect(p.responder.heartbeatOverdue()).toBe(false);
     now = 10_001;

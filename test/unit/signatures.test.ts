@@ -190,9 +190,9 @@ describe("signing context", () => {
 
   it("1.0/1.1 sign the transcript itself, 1.2+ the context and the transcript hash", () => {
     const t = Buffer.from("transcript");
-    expect(messageToSign(0x11, "SHA-256", "MEASUREMENTS", t).equals(t)).toBe(true);
-    const m = messageToSign(0x12, "SHA-384", "MEASUREMENTS", t);
-    expect(m.equals(Buffer.concat([signingContext(0x12, "MEASUREMENTS"), hash("SHA-384", t)]))).toBe(true);
+    expect(messageToSign(0x11, "SHA_256", "MEASUREMENTS", t).equals(t)).toBe(true);
+    const m = messageToSign(0x12, "SHA_384", "MEASUREMENTS", t);
+    expect(m.equals(Buffer.concat([signingContext(0x12, "MEASUREMENTS"), hash("SHA_384", t)]))).toBe(true);
   });
 });
 
@@ -216,7 +216,7 @@ describe("sign and verify round trips", () => {
     const { privateKey, publicKey } = pairs.get(alg)!;
     const transcript = Buffer.from("A || B || C");
     for (const version of [0x11, 0x13]) {
-      for (const h of ["SHA-256", "SHA-384", "SHA-512"] as const) {
+      for (const h of ["SHA_256", "SHA_384", "SHA_512"] as const) {
         const suite: SigningSuite = { version, hash: h, asym: alg };
         const sig = signTranscript(suite, privateKey, "FINISH", transcript);
         expect(sig.length).toBe(ASYM[alg].sigSize);
@@ -227,21 +227,21 @@ describe("sign and verify round trips", () => {
   });
 
   it("refuses keys of another algorithm or size", () => {
-    const p256 = pairs.get("ECDSA-P256")!;
-    const rsa2048 = pairs.get("RSASSA-2048")!;
-    expect(() => asymSign("ECDSA-P384", "SHA-384", p256.privateKey, Buffer.alloc(1))).toThrow(TypeError);
-    expect(() => asymSign("RSASSA-3072", "SHA-384", rsa2048.privateKey, Buffer.alloc(1))).toThrow(TypeError);
-    expect(() => asymSign("ECDSA-P256", "SHA-256", p256.publicKey, Buffer.alloc(1))).toThrow(TypeError);
-    const sig = asymSign("ECDSA-P256", "SHA-256", p256.privateKey, Buffer.alloc(1));
-    expect(asymVerify("ECDSA-P384", "SHA-256", p256.publicKey, Buffer.alloc(1), sig)).toBe(false);
+    const p256 = pairs.get("ECDSA_P256")!;
+    const rsa2048 = pairs.get("RSASSA_2048")!;
+    expect(() => asymSign("ECDSA_P384", "SHA_384", p256.privateKey, Buffer.alloc(1))).toThrow(TypeError);
+    expect(() => asymSign("RSASSA_3072", "SHA_384", rsa2048.privateKey, Buffer.alloc(1))).toThrow(TypeError);
+    expect(() => asymSign("ECDSA_P256", "SHA_256", p256.publicKey, Buffer.alloc(1))).toThrow(TypeError);
+    const sig = asymSign("ECDSA_P256", "SHA_256", p256.privateKey, Buffer.alloc(1));
+    expect(asymVerify("ECDSA_P384", "SHA_256", p256.publicKey, Buffer.alloc(1), sig)).toBe(false);
     // RSASSA and RSA-PSS are different schemes over the same key.
-    const pss = asymSign("RSAPSS-2048", "SHA-256", rsa2048.privateKey, Buffer.alloc(1));
-    expect(asymVerify("RSASSA-2048", "SHA-256", rsa2048.publicKey, Buffer.alloc(1), pss)).toBe(false);
+    const pss = asymSign("RSAPSS_2048", "SHA_256", rsa2048.privateKey, Buffer.alloc(1));
+    expect(asymVerify("RSASSA_2048", "SHA_256", rsa2048.publicKey, Buffer.alloc(1), pss)).toBe(false);
   });
 
   it("imports private keys from PEM and DER (PKCS#8, SEC1, PKCS#1) and public keys from SPKI or a certificate", () => {
-    const ec = pairs.get("ECDSA-P384")!.privateKey;
-    const rsa = pairs.get("RSAPSS-2048")!.privateKey;
+    const ec = pairs.get("ECDSA_P384")!.privateKey;
+    const rsa = pairs.get("RSAPSS_2048")!.privateKey;
     const forms = [
       ec.export({ format: "pem", type: "pkcs8" }),
       ec.export({ format: "pem", type: "sec1" }),
@@ -255,10 +255,10 @@ describe("sign and verify round trips", () => {
       const k = importPrivateKey(f);
       expect(k.equals(f === forms[4] || f === forms[5] || f === forms[6] ? rsa : ec)).toBe(true);
     }
-    const pub = pairs.get("ECDSA-P384")!.publicKey;
+    const pub = pairs.get("ECDSA_P384")!.publicKey;
     expect(importPublicKey(pub.export({ format: "der", type: "spki" })).equals(pub)).toBe(true);
     expect(importPublicKey(pub.export({ format: "pem", type: "spki" }) as string).equals(pub)).toBe(true);
-    const rsaPub = pairs.get("RSAPSS-2048")!.publicKey;
+    const rsaPub = pairs.get("RSAPSS_2048")!.publicKey;
     expect(importPublicKey(rsaPub.export({ format: "der", type: "pkcs1" })).equals(rsaPub)).toBe(true);
     const { chains, suite } = signedMessages("spdm13_p256_auth");
     const c = decodeCertChain(suite.hash, chains.get(0)!);

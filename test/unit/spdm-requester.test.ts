@@ -95,7 +95,7 @@ class Replay implements SpdmTransport {
   }
 }
 
-const recordedRoot = decodeCertChain("SHA-256", certChains(capture.messages).get(0)!).certsDer[0]!;
+const recordedRoot = decodeCertChain("SHA_256", certChains(capture.messages).get(0)!).certsDer[0]!;
 
 /** spdm-emu's requester settings for this capture (its default --cap, masked to 1.3 by libspdm 1e16c60f). */
 function options(pairs: readonly Pair[], extra: SpdmRequesterOptions = {}): SpdmRequesterOptions {
@@ -172,7 +172,7 @@ describe("SpdmRequester against DMTF's recorded responder (spdm13_p256_auth)", (
       BaseAsym: "ECDSA_P256",
       MeasurementHash: "SHA_512",
     });
-    expect(s.algorithms["OtherParams"]).toBe("OPAQUE_DATA_FMT_1,MULTI_KEY_CONN");
+    expect(s.algorithms["OtherParams"]).toBe("OPAQUE_FMT_1,MULTI_KEY_CONN");
     expect(s.requesterCapabilities).not.toContain("LARGE_RESP_CAP");
     expect(s.provisionedSlots).toEqual([0, 1, 4]);
     expect(s.certificateChain).toMatchObject({ bytes: 1390, certificates: 3 });
@@ -199,17 +199,17 @@ describe("SpdmRequester against DMTF's recorded responder (spdm13_p256_auth)", (
     const e = await failure(withResponse("CHALLENGE", 0, flip(20)));
     expect(e.kind).toBe("signature");
     expect(e.message).toBe(
-      "CHALLENGE_AUTH signature does not verify over M1 (ECDSA-P256, SHA-256, SPDM 1.3)",
+      "CHALLENGE_AUTH signature does not verify over M1 (ECDSA_P256, SHA_256, SPDM 1.3)",
     );
   });
 
   it("rejects a tampered MEASUREMENTS signature", async () => {
     const e = await failure(withResponse("GET_MEASUREMENTS", -1, flip(20)));
-    expect(e.message).toBe("MEASUREMENTS signature does not verify over L1 (ECDSA-P256, SHA-256, SPDM 1.3)");
+    expect(e.message).toBe("MEASUREMENTS signature does not verify over L1 (ECDSA_P256, SHA_256, SPDM 1.3)");
   });
 
   it("rejects a chain that does not end in the trust root", async () => {
-    const other = await generateCertChain({ asym: "ECDSA-P256" });
+    const other = await generateCertChain({ asym: "ECDSA_P256" });
     const e = await failure(recordedPairs(), { trustRoot: other.rootDer });
     expect(e.kind).toBe("certificate");
     expect(e.message).toMatch(/^slot 0 certificate chain: /);
@@ -238,14 +238,14 @@ describe("SpdmRequester against DMTF's recorded responder (spdm13_p256_auth)", (
       }),
     );
     expect(e.message).toBe(
-      "slot 0 certificate chain does not match its DIGESTS digest (SHA-256 of the 1390-byte chain)",
+      "slot 0 certificate chain does not match its DIGESTS digest (SHA_256 of the 1390-byte chain)",
     );
   });
 
   it("checks CHALLENGE_AUTH's CertChainHash and RequesterContext before its signature", async () => {
     const hashFlipped = await failure(withResponse("CHALLENGE", 0, flip(170)));
     expect(hashFlipped.message).toBe(
-      "CHALLENGE_AUTH CertChainHash is not the SHA-256 of slot 0's certificate chain",
+      "CHALLENGE_AUTH CertChainHash is not the SHA_256 of slot 0's certificate chain",
     );
     // 174-byte message: ... RequesterContext (8) | Signature (64), then 2 bytes of DOE padding.
     const contextFlipped = await failure(withResponse("CHALLENGE", 0, flip(2 + 64 + 1)));

@@ -55,7 +55,7 @@ const [V11, V12, V13] = [0x11, 0x12, 0x13];
 const EMPTY = Buffer.alloc(0);
 const PSK = Buffer.from("TestPskData\0", "latin1");
 const PSK_HINT = Buffer.from("TestPskHint\0", "latin1");
-const ASYM = "ECDSA-P384";
+const ASYM = "ECDSA_P384";
 const BASE_FLAGS =
   Req.CERT_CAP | Req.CHAL_CAP | Req.ENCRYPT_CAP | Req.MAC_CAP | Req.KEY_EX_CAP | Req.PSK_CAP | Req.HBEAT_CAP;
 const SETTINGS = spdmSettingsSchema.parse({ hash: ["SHA_384", "SHA_256", "SHA_512"] });
@@ -112,9 +112,9 @@ class Host {
     private readonly o: HostOptions = {},
   ) {
     this.version = o.version ?? V12;
-    this.hash = o.hash ?? "SHA-384";
-    this.dhe = o.dhe ?? "secp384r1";
-    this.aead = o.aead ?? "AES-256-GCM";
+    this.hash = o.hash ?? "SHA_384";
+    this.dhe = o.dhe ?? "SECP_384_R1";
+    this.aead = o.aead ?? "AES_256_GCM";
     this.flags =
       BASE_FLAGS |
       (o.inTheClear === false ? 0 : Req.HANDSHAKE_IN_THE_CLEAR_CAP) |
@@ -416,7 +416,7 @@ async function measureInSession(h: Host, s: SecureSession): Promise<void> {
 }
 
 describe("SPDM responder sessions: every DHE × AEAD × hash", () => {
-  const combos = (["SHA-256", "SHA-384", "SHA-512"] as const).flatMap((h) =>
+  const combos = (["SHA_256", "SHA_384", "SHA_512"] as const).flatMap((h) =>
     (Object.keys(DHE) as DheAlgo[]).flatMap((d) =>
       (Object.keys(AEAD) as AeadAlgo[]).map((a) => [h, d, a] as const),
     ),

@@ -92,7 +92,7 @@ const SETTINGS = spdmSettingsSchema.parse({
 const SLOTS = CertificateSlots.fromSettings(SETTINGS.slots);
 let keys: Map<number, SlotKey>;
 beforeAll(async () => {
-  keys = await SLOTS.forAsym("ECDSA-P384");
+  keys = await SLOTS.forAsym("ECDSA_P384");
 });
 
 function responder(overrides: Partial<SpdmSettings> = {}): SpdmResponder {
@@ -249,8 +249,8 @@ class Peer {
   }
 
   get suite() {
-    const hashes: Record<number, HashAlgo> = { 1: "SHA-256", 2: "SHA-384", 4: "SHA-512" };
-    const asyms: Record<number, "ECDSA-P256" | "ECDSA-P384"> = { 16: "ECDSA-P256", 128: "ECDSA-P384" };
+    const hashes: Record<number, HashAlgo> = { 1: "SHA_256", 2: "SHA_384", 4: "SHA_512" };
+    const asyms: Record<number, "ECDSA_P256" | "ECDSA_P384"> = { 16: "ECDSA_P256", 128: "ECDSA_P384" };
     return {
       version: this.version,
       hash: hashes[this.algorithms.baseHashSel]!,
@@ -550,11 +550,11 @@ describe("SPDM responder: certificates and CHALLENGE", () => {
     expect(digests.provisionedSlotMask).toBe(0b101);
     expect(digests.supportedSlotMask).toBe(0b101);
     expect(digests.digests).toEqual([
-      hash("SHA-384", chainFor("SHA-384", 0)),
-      hash("SHA-384", chainFor("SHA-384", 2)),
+      hash("SHA_384", chainFor("SHA_384", 0)),
+      hash("SHA_384", chainFor("SHA_384", 2)),
     ]);
     for (const slot of [0, 2]) {
-      const chain = chainFor("SHA-384", slot);
+      const chain = chainFor("SHA_384", slot);
       const parts: Buffer[] = [];
       for (let offset = 0; offset < chain.length; ) {
         const c = p.decode(
@@ -575,13 +575,13 @@ describe("SPDM responder: certificates and CHALLENGE", () => {
         parts.push(c.certChain);
       }
       expect(Buffer.concat(parts)).toEqual(chain);
-      expect(decodeCertChain("SHA-384", Buffer.concat(parts)).certsDer).toHaveLength(3);
+      expect(decodeCertChain("SHA_384", Buffer.concat(parts)).certsDer).toHaveLength(3);
     }
     const size = p.decode(
       "CERTIFICATE",
       await p.send({ code: "GET_CERTIFICATE", version: V13, slotId: 0, attributes: 1, offset: 0, length: 0 }),
     );
-    expect(size).toMatchObject({ remainderLength: chainFor("SHA-384").length, certChain: Buffer.alloc(0) });
+    expect(size).toMatchObject({ remainderLength: chainFor("SHA_384").length, certChain: Buffer.alloc(0) });
   });
 
   it("builds the chain for the negotiated hash (RootHash)", async () => {
@@ -600,7 +600,7 @@ describe("SPDM responder: certificates and CHALLENGE", () => {
         length: 0xffff,
       }),
     );
-    expect(c.certChain).toEqual(chainFor("SHA-256"));
+    expect(c.certChain).toEqual(chainFor("SHA_256"));
   });
 
   it.each([
@@ -647,7 +647,7 @@ describe("SPDM responder: certificates and CHALLENGE", () => {
     expect(auth).toMatchObject({
       attributes: 0,
       slotMask: 0b101,
-      certChainHash: hash("SHA-384", chainFor("SHA-384")),
+      certChainHash: hash("SHA_384", chainFor("SHA_384")),
     });
     if (v >= V13) expect(auth.requesterContext).toEqual(CTX8);
     const m1 = Buffer.concat([...p.A, ...b, req, rsp.subarray(0, rsp.length - auth.signature.length)]);
@@ -679,7 +679,7 @@ describe("SPDM responder: certificates and CHALLENGE", () => {
       ),
     );
     expect(auth.measurementSummaryHash).toEqual(
-      summaryType === 0 ? Buffer.alloc(0) : hash("SHA-384", record),
+      summaryType === 0 ? Buffer.alloc(0) : hash("SHA_384", record),
     );
   });
 
@@ -697,7 +697,7 @@ describe("SPDM responder: certificates and CHALLENGE", () => {
     const rsp = await p.send(challenge);
     const auth = p.decode("CHALLENGE_AUTH", rsp, { measurementSummaryHashType: 0 });
     expect(auth.attributes).toBe(2);
-    const key = leafPublicKey("SHA-384", chainFor("SHA-384", 2));
+    const key = leafPublicKey("SHA_384", chainFor("SHA_384", 2));
     const m1 = Buffer.concat([...p.A, challenge, rsp.subarray(0, -96)]);
     expect(verifyTranscript(p.suite, key, "CHALLENGE_AUTH", m1, auth.signature)).toBe(true);
   });
@@ -738,7 +738,7 @@ describe("SPDM responder: measurements", () => {
     expect(blocks[4]!.dmtf!.value.toString()).toBe("1.0.0");
     const one = p.decode("MEASUREMENTS", await p.send(meas(V12, 0, 2)), ctx);
     const [fw] = decodeMeasurementRecord(one.measurementRecord, { numberOfBlocks: 1 });
-    expect(fw!.dmtf!.value).toEqual(hash("SHA-384", Buffer.from("doe-emu device firmware 1.0.0")));
+    expect(fw!.dmtf!.value).toEqual(hash("SHA_384", Buffer.from("doe-emu device firmware 1.0.0")));
     const raw = p.decode("MEASUREMENTS", await p.send(meas(V12, 2, 2)), ctx);
     const [rawFw] = decodeMeasurementRecord(raw.measurementRecord);
     expect(rawFw!.dmtf).toMatchObject({
@@ -775,7 +775,7 @@ describe("SPDM responder: measurements", () => {
       expectError(await p.send(meas(v, 0, 0x77)), "InvalidRequest");
       log.length = 0;
       const second = await signed(v >= V11 ? 2 : 0);
-      const key = leafPublicKey("SHA-384", chainFor("SHA-384", v >= V11 ? 2 : 0));
+      const key = leafPublicKey("SHA_384", chainFor("SHA_384", v >= V11 ? 2 : 0));
       expect(verifyTranscript(p.suite, key, "MEASUREMENTS", second.l1, second.m.signature)).toBe(true);
     },
   );
@@ -784,7 +784,7 @@ describe("SPDM responder: measurements", () => {
 describe("SPDM responder: chunking (1.2+)", () => {
   it("sends a large CERTIFICATE as LargeResponse + CHUNK_GET, and logs it whole", async () => {
     const p = await negotiated({ version: V12, dts: 64 });
-    const chain = chainFor("SHA-384");
+    const chain = chainFor("SHA_384");
     const req = encodeSpdm({
       code: "GET_CERTIFICATE",
       version: V12,
@@ -922,7 +922,7 @@ describe("device description: the spdm section", () => {
       dataTransferSize: 4096,
       maxSpdmMsgSize: 65536,
     });
-    expect(c.asym[0]).toBe("ECDSA-P384");
+    expect(c.asym[0]).toBe("ECDSA_P384");
     expect(c.measurements.map((m) => m.index)).toEqual([1, 2, 3, 4, 5]);
   });
 
