@@ -1,4 +1,4 @@
-import { execFile } from "node:child_process";
+import { execFile, spawn } from "node:child_process";
 import { mkdtempSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -200,6 +200,43 @@ describe("device process lifecycle", () => {
     );
     expect(err.code).toBe(1);
     expect(err.stderr).toContain("functions[0].mailboxes[0].protocols: must list DOE Discovery");
+  });
+
+  it("takes the last of a repeated --log-level (and --pretty)", async () => {
+    const child = spawn(
+      process.execPath,
+      [
+        cliPath(),
+        "device",
+        "--port",
+        "0",
+        "--log-level",
+        "error",
+        "--log-level",
+        "info",
+        "--pretty",
+        "--pretty",
+      ],
+      {
+        stdio: ["ignore", "pipe", "pipe"],
+      },
+    );
+    let stderr = "";
+    child.stderr.on("data", (d: Buffer) => {
+      stderr += d.toString();
+    });
+    const exited = new Promise<number | null>((resolve) => child.once("exit", resolve));
+    let stdout = "";
+    for await (const chunk of child.stdout) {
+      stdout += chunk;
+      if (stdout.includes("ready")) break;
+    }
+    const m = /listening on 127\.0\.0\.1:(\d+)/.exec(stdout);
+    const doe = await DoeClient.connect({ host: "127.0.0.1", port: Number(m![1]) });
+    await doe.end("SHUTDOWN");
+    expect(await exited).toBe(0);
+    // "connected" is an info line: printed only because the later --log-level won, and pretty.
+    expect(stderr).toMatch(/INFO.*connected/);
   });
 
   it("reports a port in use clearly", async () => {
