@@ -126,23 +126,38 @@ class HttpError extends Error {
 const bindBody = z.strictObject({
   vm: z.union([z.string().min(1).max(256), z.number().int().min(0)]),
 });
+const emptyBody = z.union([z.undefined(), z.strictObject({})]);
 const MAX_BODY = 64 * 1024;
+/** A client gets this long to send its whole request (Node's default is 300 s). */
+const REQUEST_TIMEOUT_MS = 10_000;
 
-async function readJson(req: http.IncomingMessage): Promise<unknown> {
-  const chunks: Buffer[] = [];
-  let size = 0;
-  for await (const chunk of req as AsyncIterable<Buffer>) {
-    size += chunk.length;
-    if (size > MAX_BODY) throw new HttpError(413, `body exceeds ${MAX_BODY} bytes`);
-    chunks.push(chunk);
-  }
-  const text = Buffer.concat(chunks).toString("utf8");
-  if (text.trim() === "") return undefined;
-  try {
-    return JSON.parse(text);
-  } catch {
-    throw new HttpError(400, "body is not valid JSON");
-  }
+/**
+ * The body as JSON (undefined when empty). Past MAX_BODY the request is refused with 413 while the
+ * rest of the body is read and dropped, so the client gets the answer rather than a reset; the
+ * server's request timeout bounds how long that may take.
+ */
+function readJson(req: http.IncomingMessage): Promise<unknown> {
+  return new Promise((resolve, reject) => {
+    const chunks: Buffer[] = [];
+    let size = 0;
+    req.on("data", (chunk: Buffer) => {
+      if (size > MAX_BODY) return;
+      size += chunk.length;
+      if (size <= MAX_BODY) chunks.push(chunk);
+      else reject(new HttpError(413, `body exceeds ${MAX_BODY} bytes`));
+    });
+    req.once("error", reject);
+    req.once("end", () => {
+      if (size > MAX_BODY) return;
+      const text = Buffer.concat(chunks).toString("utf8");
+      if (text.trim() === "") return resolve(undefined);
+      try {
+        resolve(JSON.parse(text));
+      } catch {
+        reject(new HttpError(400, "body is not valid JSON"));
+      }
+    });
+  });
 }
 
 function bdfParam(text: string, what: "TDEV" | "TDI", exists: (rid: number) => boolean): number {
@@ -165,6 +180,8 @@ async function route(target: ApiTarget, req: http.IncomingMessage): Promise<[num
   const expect = (m: string) => {
     if (method !== m) throw new HttpError(405, `${method} ${path}: use ${m}`);
   };
+  // Read (or refuse) the whole body first, so every answer, an error too, comes after it.
+  const body = await readJson(req);
   if (path === "/v1/topology") {
     expect("GET");
     return [200, topologyView(registry)];
@@ -172,6 +189,7 @@ async function route(target: ApiTarget, req: http.IncomingMessage): Promise<[num
   let m = /^\/v1\/tdevs\/([^/]+)\/authenticate$/.exec(path);
   if (m) {
     expect("POST");
+    if (!emptyBody.safeParse(body).success) throw new HttpError(400, "authenticate takes no body (or {})");
     const rid = bdfParam(m[1]!, "TDEV", (r) => registry.tdevs.has(r));
     if (!registry.tdevs.get(rid)?.cma)
       throw new HttpError(409, `TDEV ${formatRoutingId(rid)} has no CMA mailbox to authenticate through`);
@@ -179,22 +197,21 @@ async function route(target: ApiTarget, req: http.IncomingMessage): Promise<[num
       return [200, { bdf: formatRoutingId(rid), auth: await target.authenticate(rid) }];
     } catch (e) {
       if (e instanceof RegistryError) throw new HttpError(e.code === "busy" ? 409 : 404, e.message);
-      throw new HttpError(502, `authentication of ${formatRoutingId(rid)} failed: ${(e as Error).message}`);
+      const why = e instanceof Error ? e.message : String(e);
+      throw new HttpError(502, `authentication of ${formatRoutingId(rid)} failed: ${why}`);
     }
   }
   m = /^\/v1\/tdis\/([^/]+)\/(bind|unbind)$/.exec(path);
   if (m) {
     expect("POST");
+    const bind = m[2] === "bind" ? bindBody.safeParse(body) : undefined;
+    if (bind && !bind.success)
+      throw new HttpError(400, `body must be {"vm": ID} (a string or a non-negative integer)`);
+    if (!bind && !emptyBody.safeParse(body).success) throw new HttpError(400, "unbind takes no body (or {})");
     const rid = bdfParam(m[1]!, "TDI", (r) => registry.tdis.has(r));
     const bdf = formatRoutingId(rid);
-    if (m[2] === "unbind") {
-      await readJson(req);
-      return [200, { bdf, boundTo: null, changed: registry.unbind(rid) === "unbound" }];
-    }
-    const body = bindBody.safeParse(await readJson(req));
-    if (!body.success)
-      throw new HttpError(400, `body must be {"vm": ID} (a string or a non-negative integer)`);
-    const { vm } = body.data;
+    if (!bind?.data) return [200, { bdf, boundTo: null, changed: registry.unbind(rid) === "unbound" }];
+    const { vm } = bind.data;
     const result = registry.bind(rid, vm);
     if (result === "busy") {
       const tdi = registry.tdis.get(rid);
@@ -207,21 +224,34 @@ async function route(target: ApiTarget, req: http.IncomingMessage): Promise<[num
   throw new HttpError(404, `no such resource: ${path}`);
 }
 
-export function startApi(opts: Endpoint & { tsm: ApiTarget; log: Logger }): Promise<ApiServer> {
+export function startApi(
+  opts: Endpoint & { tsm: ApiTarget; log: Logger; requestTimeoutMs?: number },
+): Promise<ApiServer> {
   const { log } = opts;
-  const server = http.createServer((req, res) => {
-    void route(opts.tsm, req)
-      .catch((e: unknown): [number, unknown] => {
-        if (e instanceof HttpError) return [e.status, { error: e.message }];
-        log.error({ err: (e as Error).stack }, "API request failed");
-        return [500, { error: "internal error" }];
-      })
-      .then(([status, body]) => {
-        log.debug({ method: req.method, url: req.url, status }, "api");
-        res.writeHead(status, { "content-type": "application/json" });
-        res.end(`${JSON.stringify(body)}\n`);
-      });
-  });
+  const requestTimeout = opts.requestTimeoutMs ?? REQUEST_TIMEOUT_MS;
+  const server = http.createServer(
+    // Node checks the timeouts every connectionsCheckingInterval (30 s unless told).
+    {
+      requestTimeout,
+      headersTimeout: requestTimeout,
+      connectionsCheckingInterval: Math.min(1000, requestTimeout),
+    },
+    (req, res) => {
+      void route(opts.tsm, req)
+        .catch((e: unknown): [number, unknown] => {
+          if (e instanceof HttpError) return [e.status, { error: e.message }];
+          log.error({ err: e instanceof Error ? e.stack : String(e) }, "API request failed");
+          return [500, { error: "internal error" }];
+        })
+        .then(([status, body]) => {
+          log.debug({ method: req.method, url: req.url, status }, "api");
+          // A refused body may still be arriving: answer, then close instead of reading another request.
+          const close = status === 413 ? { connection: "close" } : {};
+          res.writeHead(status, { "content-type": "application/json", ...close });
+          res.end(`${JSON.stringify(body)}\n`);
+        });
+    },
+  );
   return new Promise((resolve, reject) => {
     server.once("error", reject);
     server.listen({ host: opts.host, port: opts.port }, () => {

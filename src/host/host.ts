@@ -58,6 +58,8 @@ export interface HostOptions {
   bounceTimeoutMs?: number;
   /** DER of the root certificate a device's chain must end in when authenticated. */
   trustRoot?: Uint8Array;
+  /** How long an API client may take to send one whole request (default 10 s). */
+  apiRequestTimeoutMs?: number;
 }
 
 export interface Host {
@@ -272,6 +274,7 @@ export async function startHost(opts: HostOptions = {}): Promise<Host> {
       ...(opts.api ?? { host: "127.0.0.1", port: 0 }),
       tsm: { registry, authenticate },
       log,
+      requestTimeoutMs: opts.apiRequestTimeoutMs,
     });
     return { api: api.address, hotplug: hotplug?.address, registry, authenticate, stop };
   } catch (e) {

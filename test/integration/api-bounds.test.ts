@@ -1,0 +1,58 @@
+/**
+ * The host's management API against clients that misbehave: a body over the cap is answered 413
+ * (not a reset), a request that trickles in is cut off by the request timeout, and a body where
+ * none belongs is a 400.
+ */
+import http from "node:http";
+import net from "node:net";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { apiRequest } from "../../src/host/api-client.js";
+import { type Host, startHost } from "../../src/host/host.js";
+
+let host: Host;
+beforeAll(async () => {
+  host = await startHost({ apiRequestTimeoutMs: 300 });
+});
+afterAll(() => host.stop());
+
+/** POSTs `body` with Node's client and resolves with the status and text it gets back. */
+function post(path: string, body: Buffer): Promise<{ status: number; text: string }> {
+  return new Promise((resolve, reject) => {
+    const req = http.request({ ...host.api, path, method: "POST" }, (res) => {
+      let text = "";
+      res.on("data", (d: Buffer) => {
+        text += d.toString();
+      });
+      res.on("end", () => resolve({ status: res.statusCode ?? 0, text }));
+    });
+    req.on("error", reject);
+    req.end(body);
+  });
+}
+
+describe("management API bounds", () => {
+  it("answers a 10 MB body with 413, and keeps serving", async () => {
+    const rsp = await post("/v1/tdis/01:00.0/bind", Buffer.alloc(10 << 20, 0x20));
+    expect(rsp.status).toBe(413);
+    expect(JSON.parse(rsp.text)).toEqual({ error: expect.stringMatching(/body exceeds/) });
+    expect((await apiRequest(host.api, "GET", "/v1/topology")).status).toBe(200);
+  });
+
+  it("cuts off a request whose body never completes", async () => {
+    const socket = net.connect(host.api.port, host.api.host);
+    let answer = "";
+    socket.on("data", (d: Buffer) => {
+      answer += d.toString();
+    });
+    socket.write("POST /v1/tdis/01:00.0/bind HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n{");
+    await new Promise((resolve) => socket.once("close", resolve));
+    expect(answer).toMatch(/^HTTP\/1\.1 408/);
+  });
+
+  it("refuses a body on authenticate and unbind", async () => {
+    for (const path of ["/v1/tdevs/01:00.0/authenticate", "/v1/tdis/01:00.0/unbind"]) {
+      const rsp = await post(path, Buffer.from('{"trust":"me"}'));
+      expect([path, rsp.status]).toEqual([path, 400]);
+    }
+  });
+});
