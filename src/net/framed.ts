@@ -36,18 +36,36 @@ export function parseEndpoint(text: string): Endpoint {
 export interface ConnectionOptions {
   maxPayload?: number;
   log?: Logger;
+  /** How long part of a frame may sit unfinished before the connection is closed (ms). */
+  partialFrameTimeoutMs?: number;
+  /** Set by FramedServer for the connections it accepts. */
+  serving?: boolean;
 }
+
+/** A peer that stops halfway through a frame for this long is gone or hostile; idle between frames is fine. */
+export const DEFAULT_PARTIAL_FRAME_TIMEOUT_MS = 5000;
 
 interface FramedConnectionEvents {
   frame: [SocketFrame];
   close: [];
 }
 
-/** One framed socket. Emits "frame" per received frame and "close" once. Bad framing closes it. */
+/**
+ * One framed socket. Emits "frame" per received frame and "close" once. Bad framing, or part of a
+ * frame left unfinished too long, closes it. Reading stops while our own writes are not drained (a
+ * peer that sends but does not read) or while the consumer holds it (`holdReading`), so a peer can
+ * never make us buffer more than one read's worth of frames and answers.
+ */
 export class FramedConnection extends EventEmitter<FramedConnectionEvents> {
   readonly peer: string;
   private readonly decoder: FrameDecoder;
   private readonly log: Logger;
+  private readonly partialFrameTimeoutMs: number;
+  private partialTimer: NodeJS.Timeout | undefined;
+  private writeBlocked = false;
+  private consumerHold = false;
+  /** Accepted by a server: answers we cannot send stop our reading. A client never pauses for that. */
+  private readonly serving: boolean;
 
   constructor(
     readonly socket: net.Socket,
@@ -57,10 +75,40 @@ export class FramedConnection extends EventEmitter<FramedConnectionEvents> {
     this.decoder = new FrameDecoder(opts.maxPayload ?? DEFAULT_MAX_FRAME_PAYLOAD);
     this.peer = formatEndpoint({ host: socket.remoteAddress ?? "?", port: socket.remotePort ?? 0 });
     this.log = opts.log ?? silentLogger;
+    this.partialFrameTimeoutMs = opts.partialFrameTimeoutMs ?? DEFAULT_PARTIAL_FRAME_TIMEOUT_MS;
+    this.serving = opts.serving ?? false;
     socket.setNoDelay(true);
     socket.on("data", (chunk) => this.onData(chunk));
+    socket.on("drain", () => {
+      this.writeBlocked = false;
+      this.updateFlow();
+    });
     socket.on("error", (err) => this.log.debug({ err: err.message }, "socket error"));
-    socket.once("close", () => this.emit("close"));
+    socket.once("close", () => {
+      clearTimeout(this.partialTimer);
+      this.emit("close");
+    });
+  }
+
+  /** While held, no more frames are read from the peer (the consumer's queue is full). */
+  holdReading(hold: boolean): void {
+    if (hold === this.consumerHold) return;
+    this.consumerHold = hold;
+    this.updateFlow();
+  }
+
+  /** True while reading is stopped, for either reason. */
+  get readingPaused(): boolean {
+    return this.socket.isPaused();
+  }
+
+  private updateFlow(): void {
+    const pause = this.writeBlocked || this.consumerHold;
+    if (pause === this.socket.isPaused() || this.socket.destroyed) return;
+    if (pause) {
+      this.log.debug({ unsent: this.socket.writableLength, held: this.consumerHold }, "reading paused");
+      this.socket.pause();
+    } else this.socket.resume();
   }
 
   get closed(): boolean {
@@ -79,7 +127,19 @@ export class FramedConnection extends EventEmitter<FramedConnectionEvents> {
     }
     // Part of a frame is still to come: ACK now, so a peer that sends each header field on its
     // own with Nagle on releases the next piece at once. A whole frame gets its ACK on our answer.
-    if (this.decoder.pending > 0) armQuickAck(this.socket, (msg) => this.log.warn(msg));
+    if (this.decoder.pending > 0) {
+      armQuickAck(this.socket, (msg) => this.log.warn(msg));
+      this.partialTimer ??= setTimeout(() => {
+        this.log.warn(
+          { bytes: this.decoder.pending },
+          "part of a frame unfinished too long; closing connection",
+        );
+        this.socket.destroy();
+      }, this.partialFrameTimeoutMs);
+    } else if (this.partialTimer) {
+      clearTimeout(this.partialTimer);
+      this.partialTimer = undefined;
+    }
     for (const f of frames) {
       if (this.socket.destroyed) return;
       this.emit("frame", f);
@@ -89,7 +149,10 @@ export class FramedConnection extends EventEmitter<FramedConnectionEvents> {
   /** Sends one frame in a single write. Returns false if the connection is already gone. */
   send(frame: SocketFrame): boolean {
     if (this.socket.destroyed) return false;
-    this.socket.write(encodeFrame(frame));
+    if (!this.socket.write(encodeFrame(frame)) && this.serving && !this.writeBlocked) {
+      this.writeBlocked = true;
+      this.updateFlow();
+    }
     return true;
   }
 
@@ -107,7 +170,11 @@ export interface ServerOptions extends ConnectionOptions {
   host: string;
   port: number;
   onConnection: (conn: FramedConnection) => void;
+  /** Connections served at once; more are closed on arrival, with a log line. */
+  maxConnections?: number;
 }
+
+export const DEFAULT_MAX_CONNECTIONS = 64;
 
 /** A listening endpoint that tracks its connections so it can close all of them. */
 export class FramedServer {
@@ -121,6 +188,13 @@ export class FramedServer {
   static listen(opts: ServerOptions): Promise<FramedServer> {
     return new Promise((resolve, reject) => {
       const server = net.createServer();
+      server.maxConnections = opts.maxConnections ?? DEFAULT_MAX_CONNECTIONS;
+      server.on("drop", (d) =>
+        opts.log?.warn(
+          { peer: d && formatEndpoint({ host: d.remoteAddress ?? "?", port: d.remotePort ?? 0 }) },
+          `connection refused: ${server.maxConnections} connections already open`,
+        ),
+      );
       const onError = (err: Error) => reject(err);
       server.once("error", onError);
       server.listen({ host: opts.host, port: opts.port }, () => {
@@ -128,7 +202,7 @@ export class FramedServer {
         const addr = server.address() as net.AddressInfo;
         const fs = new FramedServer(server, { host: addr.address, port: addr.port });
         server.on("connection", (socket) => {
-          const conn = new FramedConnection(socket, opts);
+          const conn = new FramedConnection(socket, { ...opts, serving: true });
           fs.connections.add(conn);
           conn.once("close", () => fs.connections.delete(conn));
           opts.onConnection(conn);

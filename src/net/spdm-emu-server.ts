@@ -22,6 +22,8 @@ export interface SpdmEmuHandlers {
 }
 
 const EMPTY: Buffer = Buffer.alloc(0);
+/** Frames read but not yet handled, per connection, before reading from the peer stops. */
+const MAX_PENDING_FRAMES = 32;
 
 export function serveSpdmEmu(conn: FramedConnection, log: Logger, handlers: SpdmEmuHandlers): void {
   const pending: SocketFrame[] = [];
@@ -31,6 +33,7 @@ export function serveSpdmEmu(conn: FramedConnection, log: Logger, handlers: Spdm
   let ended = false;
   conn.on("frame", (frame) => {
     pending.push(frame);
+    if (pending.length >= MAX_PENDING_FRAMES) conn.holdReading(true);
     pump();
   });
 
@@ -41,6 +44,7 @@ export function serveSpdmEmu(conn: FramedConnection, log: Logger, handlers: Spdm
     if (pumping) return;
     pumping = true;
     while (!waiting && pending.length > 0) handleFrame(pending.shift()!);
+    if (pending.length < MAX_PENDING_FRAMES) conn.holdReading(false);
     pumping = false;
   }
 
