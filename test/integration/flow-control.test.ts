@@ -10,8 +10,8 @@ import { encodeFrame, SocketCommand, TEST_CLIENT_HELLO, TransportType } from "..
 import { parseDescription } from "../../src/device/description.js";
 import { type RunningDevice, startDevice } from "../../src/device/device.js";
 import { DoeClient } from "../../src/doe/client.js";
-import { FramedServer } from "../../src/net/framed.js";
-import { serveSpdmEmu } from "../../src/net/spdm-emu-server.js";
+import { FramedServer, type ServerOptions } from "../../src/net/framed.js";
+import { type SpdmEmuHandlers, serveSpdmEmu } from "../../src/net/spdm-emu-server.js";
 import { logLines } from "../support/log-lines.js";
 import { RawPeer } from "../support/raw-peer.js";
 
@@ -23,6 +23,22 @@ afterEach(async () => {
   for (const c of cleanup.reverse()) await c();
   cleanup = [];
 });
+
+/** A mailbox-wire server in this process with `opts`, answering NORMAL frames with `normal`. */
+async function echoServer(
+  opts: Partial<ServerOptions>,
+  normal: SpdmEmuHandlers["normal"] = (p, reply) => reply(p),
+): Promise<FramedServer> {
+  const log = opts.log ?? logLines().log;
+  const server = await FramedServer.listen({
+    host: "127.0.0.1",
+    port: 0,
+    ...opts,
+    onConnection: (conn) => serveSpdmEmu(conn, log, { normal }),
+  });
+  cleanup.push(() => server.close());
+  return server;
+}
 
 describe("mailbox wire bounds", () => {
   it("stops reading a peer that never reads its answers, and keeps serving others", async () => {
@@ -49,16 +65,8 @@ describe("mailbox wire bounds", () => {
   });
 
   it("answers a thousand pipelined requests in order through the bounded queue", async () => {
-    const server = await FramedServer.listen({
-      host: "127.0.0.1",
-      port: 0,
-      onConnection: (conn) =>
-        serveSpdmEmu(conn, logLines().log, {
-          // Asynchronous answers, so frames pile up and the queue's hold engages.
-          normal: (payload, reply) => setImmediate(() => reply(payload)),
-        }),
-    });
-    cleanup.push(() => server.close());
+    // Asynchronous answers, so frames pile up and the queue's hold engages.
+    const server = await echoServer({}, (payload, reply) => setImmediate(() => reply(payload)));
     const peer = await RawPeer.connect(server.address.port);
     cleanup.push(() => peer.close());
     const requests = Array.from({ length: 1000 }, (_, i) => {
@@ -72,14 +80,7 @@ describe("mailbox wire bounds", () => {
 
   it("closes a connection left halfway through a frame; an idle one stays", async () => {
     const { log, next } = logLines("warn");
-    const server = await FramedServer.listen({
-      host: "127.0.0.1",
-      port: 0,
-      log,
-      partialFrameTimeoutMs: 200,
-      onConnection: (conn) => serveSpdmEmu(conn, log, { normal: (p, reply) => reply(p) }),
-    });
-    cleanup.push(() => server.close());
+    const server = await echoServer({ log, partialFrameTimeoutMs: 200 });
     const idle = await RawPeer.connect(server.address.port);
     const stalled = await RawPeer.connect(server.address.port);
     cleanup.push(
@@ -96,14 +97,7 @@ describe("mailbox wire bounds", () => {
 
   it("caps the connections of a listener and says so", async () => {
     const { log, next } = logLines("warn");
-    const server = await FramedServer.listen({
-      host: "127.0.0.1",
-      port: 0,
-      log,
-      maxConnections: 2,
-      onConnection: (conn) => serveSpdmEmu(conn, log, { normal: (p, reply) => reply(p) }),
-    });
-    cleanup.push(() => server.close());
+    const server = await echoServer({ log, maxConnections: 2 });
     const [a, b] = [await RawPeer.connect(server.address.port), await RawPeer.connect(server.address.port)];
     cleanup.push(
       () => a.close(),
