@@ -219,3 +219,8 @@ export function decodeSecuredMessageOpaque(spdmVersion: number, opaque: Uint8Arr
   }
   return out;
 }
+
+/** DSP0277 session ID: RspSessionID in the high 16 bits, ReqSessionID in the low. */
+export function composeSessionId(reqSessionId: number, rspSessionId: number): number {
+  return (((rspSessionId & 0xffff) << 16) | (reqSessionId & 0xffff)) >>> 0;
+}

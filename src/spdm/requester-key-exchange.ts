@@ -29,8 +29,9 @@ import {
   selectedVersion,
   selection,
 } from "./requester-handshake.js";
-import { SecureSession, sessionTranscriptPrefix } from "./session.js";
+import { SecureSession } from "./session.js";
 import { verifyTranscript } from "./signing.js";
+import { sessionTranscriptPrefix } from "./transcript.js";
 
 /** KEY_EXCHANGE, then FINISH. */
 export const keyExchange: Handshake = async (r, c, o, suite, held) => {

@@ -14,7 +14,8 @@ import {
   type Handshake,
   selectedVersion,
 } from "./requester-handshake.js";
-import { SecureSession, sessionTranscriptPrefix } from "./session.js";
+import { SecureSession } from "./session.js";
+import { sessionTranscriptPrefix } from "./transcript.js";
 
 /** PSK_EXCHANGE, then PSK_FINISH when the responder keeps a context. */
 export const pskExchange: Handshake = async (r, c, o, suite, held) => {

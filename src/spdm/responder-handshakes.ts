@@ -33,8 +33,9 @@ import { encodeCertChain } from "../crypto/cert-chain.js";
 import { dheKeyPair, hash } from "../crypto/suites.js";
 import { check, EMPTY, type Exchange, fail, inSession, type ResponderContext } from "./responder-context.js";
 import { measurementSummary } from "./responder-measurements.js";
-import { SecureSession, sessionTranscriptPrefix } from "./session.js";
+import { SecureSession } from "./session.js";
 import { verifyTranscript } from "./signing.js";
+import { sessionTranscriptPrefix } from "./transcript.js";
 
 export type HandshakeContext = Pick<
   ResponderContext,

@@ -29,7 +29,7 @@
  */
 
 import { timingSafeEqual } from "node:crypto";
-import { decodeSecuredRecord } from "../../protocol/secured.js";
+import { composeSessionId, decodeSecuredRecord } from "../../protocol/secured.js";
 import { KeyUpdateOperation, nameOf } from "../../protocol/spdm/codes.js";
 import { hex32 } from "../bits.js";
 import { AEAD, type AeadAlgo, hash } from "../crypto/suites.js";
@@ -145,24 +145,6 @@ export interface SecureSessionOptions {
   maxSequenceNumber?: bigint;
   /** Clock for the heartbeat, ms. */
   now?: () => number;
-}
-
-/** DSP0277 session ID: RspSessionID in the high 16 bits, ReqSessionID in the low. */
-export function composeSessionId(reqSessionId: number, rspSessionId: number): number {
-  return (((rspSessionId & 0xffff) << 16) | (reqSessionId & 0xffff)) >>> 0;
-}
-
-/**
- * The bytes TH starts with (DSP0274 §12, TH1/TH2): A ‖ Hash(CT) for KEY_EXCHANGE, with D (the first
- * DIGESTS after VCA) before Hash(CT) on 1.3 multi-key connections; just A for PSK_EXCHANGE.
- */
-export function sessionTranscriptPrefix(
-  suite: Pick<KeyScheduleSuite, "hash">,
-  parts: { vca: Uint8Array; digests?: Uint8Array; certChain?: Uint8Array },
-): Buffer {
-  const { vca, digests, certChain } = parts;
-  if (!certChain) return Buffer.from(vca);
-  return Buffer.concat([vca, digests ?? Buffer.alloc(0), hash(suite.hash, certChain)]);
 }
 
 export class SecureSession {

@@ -8,6 +8,8 @@
  * Messages are exact SPDM messages, never transport padding.
  */
 import { SpdmRequestCode } from "../../protocol/spdm/codes.js";
+import { hash } from "../crypto/suites.js";
+import type { KeyScheduleSuite } from "./key-schedule.js";
 
 /** Requests that, before authentication completes, drop B and C (CHALLENGE skipped). */
 const RESETS_BC_BEFORE_AUTH: ReadonlySet<number> = new Set([
@@ -118,4 +120,17 @@ export class Transcript {
   get vca(): Buffer {
     return Buffer.concat(this.a);
   }
+}
+
+/**
+ * The bytes TH starts with (DSP0274 §12, TH1/TH2): A ‖ Hash(CT) for KEY_EXCHANGE, with D (the first
+ * DIGESTS after VCA) before Hash(CT) on 1.3 multi-key connections; just A for PSK_EXCHANGE.
+ */
+export function sessionTranscriptPrefix(
+  suite: Pick<KeyScheduleSuite, "hash">,
+  parts: { vca: Uint8Array; digests?: Uint8Array; certChain?: Uint8Array },
+): Buffer {
+  const { vca, digests, certChain } = parts;
+  if (!certChain) return Buffer.from(vca);
+  return Buffer.concat([vca, digests ?? Buffer.alloc(0), hash(suite.hash, certChain)]);
 }

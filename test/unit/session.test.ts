@@ -9,6 +9,7 @@ import { randomBytes } from "node:crypto";
 import { describe, expect, it } from "vitest";
 import { DecodeError } from "../../protocol/errors.js";
 import {
+  composeSessionId,
   decodeOpaqueData,
   decodeSecuredMessageOpaque,
   encodeOpaqueData,
@@ -19,13 +20,12 @@ import { KeyUpdateOperation as Op } from "../../protocol/spdm/codes.js";
 import { AEAD, type AeadAlgo, ASYM, HASH, hash } from "../../src/crypto/suites.js";
 import { type KeyScheduleSuite, updateTrafficKeys } from "../../src/spdm/key-schedule.js";
 import {
-  composeSessionId,
   SecureSession,
   type SecureSessionOptions,
   SessionError,
   type SessionRole,
-  sessionTranscriptPrefix,
 } from "../../src/spdm/session.js";
+import { sessionTranscriptPrefix } from "../../src/spdm/transcript.js";
 import {
   type Capture,
   certChains,

@@ -46,8 +46,9 @@ import { startDevice } from "../../src/device/device.js";
 import { SpdmResponder } from "../../src/spdm/responder.js";
 import { responderConfig, type SpdmSettings, spdmSettingsSchema } from "../../src/spdm/responder-settings.js";
 import { CertificateSlots, type SlotKey } from "../../src/spdm/responder-slots.js";
-import { SecureSession, sessionTranscriptPrefix } from "../../src/spdm/session.js";
+import { SecureSession } from "../../src/spdm/session.js";
 import { verifyTranscript } from "../../src/spdm/signing.js";
+import { sessionTranscriptPrefix } from "../../src/spdm/transcript.js";
 import { logLines } from "../support/log-lines.js";
 import { RawPeer } from "../support/raw-peer.js";
 
