@@ -59,10 +59,19 @@ export interface Frame {
   spdmSession?: number;
   /** Message name without the SPDM_ prefix, e.g. "KEY_EXCHANGE_RSP". */
   name?: string;
+  /** What the recorder's VDM(...) says a vendor-defined message carries. */
+  vdm?: VdmLabel;
   /** The exact SPDM message (decrypted for secured records). */
   plain?: Buffer;
   /** The whole DOE object as sent. */
   wire?: Buffer;
+}
+
+/** E.g. "VDM(std=0003 vid=0001 len16=17 PCI TDISP v10 GET_VERSION)", libspdm's message names. */
+export interface VdmLabel {
+  family: "PCI" | "CXL";
+  protocol: "IDE_KM" | "TDISP" | "TSP";
+  name: string;
 }
 
 /** An SPDM message frame: one that has a name and plain bytes. */
@@ -112,6 +121,8 @@ function parseFrame(line: string): Frame {
       const m = /^SPDM\[([0-9a-f]+)\] SPDM_(\S+)/.exec(part);
       f.spdmSession = Number.parseInt(m![1]!, 16);
       f.name = m![2]!;
+      const vdm = /VDM\(std=\S+ vid=\S+ len16=\d+ (PCI|CXL) (IDE_KM|TDISP|TSP) .*?(\S+)\)/.exec(part);
+      if (vdm) f.vdm = { family: vdm[1], protocol: vdm[2], name: vdm[3] } as VdmLabel;
     } else if (part.startsWith("plain=")) f.plain = Buffer.from(part.slice(6), "hex");
     else if (part.startsWith("wire=")) f.wire = Buffer.from(part.slice(5), "hex");
     else if (/^[0-9a-f]*$/.test(part)) f.raw = Buffer.from(part, "hex");

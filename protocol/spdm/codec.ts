@@ -38,6 +38,7 @@ import type {
   VendorDefinedRequest,
 } from "./messages.js";
 import {
+  asBuffer,
   bytesElem,
   decodeFields,
   type Elem,
@@ -420,9 +421,6 @@ export interface DecodedSpdm {
   /** The exact message length, without trailing DOE padding: what transcripts hash. */
   byteLength: number;
 }
-
-const asBuffer = (b: Uint8Array) =>
-  Buffer.isBuffer(b) ? b : Buffer.from(b.buffer, b.byteOffset, b.byteLength);
 
 /** The 4-byte header alone, e.g. to answer VersionMismatch before looking at the body. */
 export function decodeSpdmHeader(buf: Uint8Array): SpdmHeader {

@@ -321,7 +321,7 @@ export interface EndSession extends Msg<"END_SESSION"> {
 export interface EndSessionAck extends Msg<"END_SESSION_ACK"> {}
 
 /** Generic vendor-defined form with the 16-bit length (the 1.4 large form is not handled). */
-interface VendorFields {
+export interface VendorFields {
   /** Registry (RegistryId), e.g. 3 = PCI-SIG. */
   standardId: number;
   vendorId: Buffer;

@@ -1,8 +1,9 @@
 /**
- * A small field-list language for SPDM layouts: each message is one array of fields, and the same
- * array drives decoding and encoding, so the two can't drift apart. binary-parser is not used
- * because sizes here depend on the version, on earlier fields and on the negotiated context, and
- * every short read must become a DecodeError naming the field.
+ * A small field-list language for SPDM layouts, and for the PCI-SIG protocols SPDM carries (IDE-KM,
+ * TDISP): each message is one array of fields, and the same array drives decoding and encoding, so
+ * the two can't drift apart. binary-parser is not used because sizes here depend on the version, on
+ * earlier fields and on the negotiated context, and every short read must become a DecodeError
+ * naming the field.
  */
 import { DecodeError, requireBytes } from "../errors.js";
 import type { DecodeContext } from "./context.js";
@@ -10,6 +11,10 @@ import type { DecodeContext } from "./context.js";
 type Obj = Record<string, unknown>;
 /** Counts and lengths read before the data they describe (e.g. PSK_EXCHANGE's three lengths). */
 type Scratch = Map<string, number>;
+
+/** A Buffer view of `b` (no copy); decoders copy what they keep with Reader.take. */
+export const asBuffer = (b: Uint8Array): Buffer =>
+  Buffer.isBuffer(b) ? b : Buffer.from(b.buffer, b.byteOffset, b.byteLength);
 
 export class Reader {
   off = 0;
@@ -33,6 +38,19 @@ export class Reader {
     this.off += size;
     return v;
   }
+
+  u64(field: string): bigint {
+    requireBytes(this.buf, this.off, 8, field);
+    const v = this.buf.readBigUInt64LE(this.off);
+    this.off += 8;
+    return v;
+  }
+
+  /** Throws DecodeError when bytes are left: for messages whose length is exactly their fields. */
+  end(field: string): void {
+    if (this.remaining > 0)
+      throw new DecodeError(field, this.off, `${this.remaining} bytes after the message`);
+  }
 }
 
 export class Writer {
@@ -53,6 +71,16 @@ export class Writer {
     }
     const b = Buffer.alloc(size);
     b.writeUIntLE(v, 0, size);
+    return this.bytes(b);
+  }
+
+  /** Throws RangeError when `v` is not a bigint that fits in 64 bits. */
+  u64(v: unknown, field: string): Buffer {
+    if (typeof v !== "bigint" || v < 0n || v > 0xffff_ffff_ffff_ffffn) {
+      throw new RangeError(`${field}: ${String(v)} is not a 64-bit unsigned bigint`);
+    }
+    const b = Buffer.alloc(8);
+    b.writeBigUInt64LE(v, 0);
     return this.bytes(b);
   }
 
@@ -117,6 +145,8 @@ export interface Field<M> {
 
 /** One element of a list: digests, version entries, algorithm tables. */
 export interface Elem<E> {
+  /** Bytes per element when fixed: a list checks its count against the bytes left before reading. */
+  readonly size?: number;
   dec(r: Reader, n: Need, field: string): E;
   enc(w: Writer, v: E, field: string): void;
 }
@@ -234,10 +264,28 @@ const impl = {
     },
   }),
 
+  u64: (k: string) => ({
+    keys: [k],
+    dec(r: Reader, m: Obj, n: Need) {
+      m[k] = r.u64(`${n.where}.${k}`);
+    },
+    enc(w: Writer, m: unknown, e: EncState) {
+      w.u64(val(m, k), `${e.where}.${k}`);
+    },
+  }),
+
   list: <E>(k: string, count: "prefixed" | ((m: unknown, n: Need) => number), elem: Elem<E>) => ({
     keys: [k],
     dec(r: Reader, m: Obj, n: Need, s: Scratch) {
       const c = count === "prefixed" ? prefixed(s, k) : count(m, n);
+      if (elem.size !== undefined && c * elem.size > r.remaining) {
+        const need = c * elem.size;
+        throw new DecodeError(
+          `${n.where}.${k}`,
+          r.off,
+          `${c} entries need ${need} bytes, ${r.remaining} left`,
+        );
+      }
       const out: E[] = [];
       for (let i = 0; i < c; i++) out.push(elem.dec(r, n, `${n.where}.${k}[${i}]`));
       m[k] = out;
@@ -366,6 +414,7 @@ export interface Builder<M> {
   u16(k: KeysOf<M, number>): Field<M>;
   u24(k: KeysOf<M, number>): Field<M>;
   u32(k: KeysOf<M, number>): Field<M>;
+  u64(k: KeysOf<M, bigint>): Field<M>;
   /** A count or byte length of k, read/written here; k itself comes later via data() or list(). */
   len8(k: KeysOf<M, Buffer | readonly unknown[]>): Field<M>;
   len16(k: KeysOf<M, Buffer | readonly unknown[]>): Field<M>;
@@ -406,13 +455,21 @@ export const u16Elem: Elem<number> = {
   enc: (w, v, field) => w.uint(v, 2, field),
 };
 
+export const u32Elem: Elem<number> = {
+  size: 4,
+  dec: (r, _n, field) => r.uint(4, field),
+  enc: (w, v, field) => w.uint(v, 4, field),
+};
+
 /** Fixed-size byte strings whose size the context gives (e.g. digests of H bytes). */
 export const bytesElem = (size: (n: Need) => number): Elem<Buffer> => ({
   dec: (r, n, field) => r.take(size(n), field),
   enc: (w, v, field) => w.bytes(buf(v, field)),
 });
 
-export const structElem = <S>(fields: readonly Field<S>[]): Elem<S> => ({
+/** A struct per element; `size` when every element has the same byte length. */
+export const structElem = <S>(fields: readonly Field<S>[], size?: number): Elem<S> => ({
+  size,
   dec: (r, n, field) => decodeFields(fields as readonly Field<unknown>[], r, new Need(n.ctx, r, field)) as S,
   enc: (w, v, field) => encodeFields(fields, w, v, field),
 });
