@@ -159,6 +159,8 @@ export const spdmSettingsSchema = z
      * SessionLimitExceeded beyond.
      */
     sessionLimit: int(1, 0xffff).default(4),
+    /** Accept VENDOR_DEFINED_REQUEST (IDE-KM, TDISP) outside a secure session too. */
+    vendorDefinedInClear: z.boolean().default(false),
     /** The pre-shared key of PSK_EXCHANGE and the hint naming it: text, or hex with a "0x" prefix. */
     psk: z
       .string()
@@ -278,6 +280,7 @@ export interface ResponderConfig {
   /** Seconds; 0 = none. */
   heartbeatPeriod: number;
   sessionLimit: number;
+  vendorDefinedInClear: boolean;
   psk: Buffer;
   pskHint: Buffer;
   /** Mutual authentication (KEY_EXCHANGE without encapsulation) is on: the requester's identity. */
@@ -347,6 +350,7 @@ export function responderConfig(s: SpdmSettings): ResponderConfig {
       })),
     heartbeatPeriod: s.heartbeatPeriod,
     sessionLimit: s.sessionLimit,
+    vendorDefinedInClear: s.vendorDefinedInClear,
     psk: bytesOf(s.psk),
     pskHint: bytesOf(s.pskHint),
     mutualAuth: mutual?.identity,

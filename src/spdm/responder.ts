@@ -65,6 +65,7 @@ import { NotReady } from "./responder-not-ready.js";
 import { ResponderSessions } from "./responder-sessions.js";
 import type { ResponderConfig } from "./responder-settings.js";
 import type { CertificateSlots } from "./responder-slots.js";
+import { type VendorDefinedHandler, vendorDefined } from "./responder-vendor.js";
 import { encryptRecord } from "./secured-record.js";
 import { type SecureSession, SessionError, type SessionKind } from "./session.js";
 import { Transcript } from "./transcript.js";
@@ -235,6 +236,12 @@ export class SpdmResponder {
       in: IN_SESSION,
       handle: (r, m, _q, x) => endSession(r.ctx, m, x),
     },
+    // IDE-KM, TDISP and the like: in a session unless the description lets them in the clear.
+    VENDOR_DEFINED_REQUEST: {
+      states: [Negotiated],
+      in: (r) => (r.config.vendorDefinedInClear ? ANYWHERE : IN_SESSION),
+      handle: (r, m, _q, x) => vendorDefined(r.vendor, m, x),
+    },
   });
 
   private current: ResponderState = NotStarted;
@@ -247,6 +254,8 @@ export class SpdmResponder {
     private readonly config: ResponderConfig,
     slots: CertificateSlots,
     private readonly log: Logger = silentLogger,
+    /** The device's answer to VENDOR_DEFINED_REQUEST; none: every one is UnsupportedRequest. */
+    private readonly vendor?: VendorDefinedHandler,
   ) {
     const connection = new Connection(config);
     const sessions = new ResponderSessions(config.sessionLimit, log);

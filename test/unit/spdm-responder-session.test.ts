@@ -28,6 +28,7 @@ import {
   SpdmErrorCode,
   type SpdmErrorName,
   type SpdmMessage,
+  SpdmRequestCode,
 } from "../../protocol/spdm/index.js";
 import type { MessageOf } from "../../protocol/spdm/messages.js";
 import { encodeCertChain, leafPublicKey } from "../../src/crypto/cert-chain.js";
@@ -43,9 +44,11 @@ import {
 } from "../../src/crypto/suites.js";
 import { parseDescription } from "../../src/device/description.js";
 import { startDevice } from "../../src/device/device.js";
+import { silentLogger } from "../../src/log.js";
 import { SpdmResponder } from "../../src/spdm/responder.js";
 import { responderConfig, type SpdmSettings, spdmSettingsSchema } from "../../src/spdm/responder-settings.js";
 import { CertificateSlots, type SlotKey } from "../../src/spdm/responder-slots.js";
+import type { VendorDefinedHandler } from "../../src/spdm/responder-vendor.js";
 import { SecureSession } from "../../src/spdm/session.js";
 import { verifyTranscript } from "../../src/spdm/signing.js";
 import { sessionTranscriptPrefix } from "../../src/spdm/transcript.js";
@@ -539,6 +542,45 @@ describe("SPDM responder sessions: inside a session", () => {
         "InvalidRequest",
       );
     host.decode("HEARTBEAT_ACK", await host.heartbeat(s));
+  });
+
+  it("VENDOR_DEFINED_REQUEST reaches the device's handler in a session only; one it does not serve is UnsupportedRequest", async () => {
+    const seen: (number | undefined)[] = [];
+    const handler: VendorDefinedHandler = (q, ctx) => {
+      seen.push(ctx.sessionId);
+      return q.standardId === 3 ? { ...q, payload: Buffer.concat([q.payload, Buffer.from("!")]) } : undefined;
+    };
+    const r = new SpdmResponder(responderConfig(SETTINGS), SLOTS, silentLogger, handler);
+    const host = await new Host(direct(r)).vca();
+    const vdm = (standardId: number) =>
+      ({
+        code: "VENDOR_DEFINED_REQUEST",
+        version: V12,
+        standardId,
+        vendorId: Buffer.from([1, 0]),
+        payload: Buffer.from([1, 2, 3]),
+      }) as const;
+    expectError(await r.handle(encodeSpdm(vdm(3))), "SessionRequired");
+    const s = await host.keyExchange();
+    expect(decodeSpdm(await host.inSession(s, vdm(3)))).toMatchObject({
+      code: "VENDOR_DEFINED_RESPONSE",
+      standardId: 3,
+      payload: Buffer.from([1, 2, 3, 0x21]),
+    });
+    expectError(
+      await host.inSession(s, vdm(4)),
+      "UnsupportedRequest",
+      SpdmRequestCode.VENDOR_DEFINED_REQUEST,
+    );
+    expect(seen).toEqual([s.sessionId, s.sessionId]);
+    // A device with no handler refuses them all.
+    const plain = await new Host(direct(responder())).vca();
+    const t = await plain.keyExchange();
+    expectError(
+      await plain.inSession(t, vdm(3)),
+      "UnsupportedRequest",
+      SpdmRequestCode.VENDOR_DEFINED_REQUEST,
+    );
   });
 
   it("two concurrent sessions on one device, interleaved, one ended while the other goes on", async () => {
