@@ -1,7 +1,7 @@
 /**
  * PCI configuration-space constants (PCIe r6.0 §7.5.1 type-0 header, §7.5.3 PCI Express capability,
- * §7.6 extended capabilities, §7.9.24 DOE, §9.3.3 SR-IOV), named after Linux
- * include/uapi/linux/pci_regs.h, and the few pure helpers every reader of config space needs.
+ * §7.6 extended capabilities, §7.7.2 MSI-X, §7.9.24 DOE, §7.9.26 IDE, §9.3.3 SR-IOV), named after
+ * Linux include/uapi/linux/pci_regs.h, and the few pure helpers every reader of config space needs.
  */
 
 /** A PCIe function's config space: 256 legacy bytes plus the extended space. */
@@ -41,11 +41,58 @@ export const Status = {
 } as const;
 export const HeaderType = { NORMAL: 0x00, BRIDGE: 0x01, MULTI_FUNCTION: 0x80 } as const;
 
+/** BAR0-5 at 0x10-0x24 of a type-0 header; the SR-IOV capability's VF BAR0-5 have the same layout. */
+export const BAR_COUNT = 6;
+/**
+ * Low bits of a memory BAR (§7.5.1.2.1): bit 0 clear (memory), [2:1] type, bit 3 prefetchable,
+ * all read-only; the address bits above them are writable down to the BAR's size.
+ */
+export const Bar = {
+  MEM_TYPE_64: 0x4,
+  PREFETCH: 0x8,
+  FLAG_BITS: 0xf,
+  /** The type bits leave 16 bytes as the smallest memory BAR. */
+  MIN_SIZE: 16,
+  /** Bit 31 is the highest address bit a 32-bit BAR can leave writable. */
+  MAX_SIZE_32: 2 ** 31,
+} as const;
+
+/**
+ * The write masks of a memory BAR of `size` bytes (a power of two): its low DW and, for a 64-bit
+ * BAR, its upper DW. Bits below the size read 0 whatever is written, so writing all ones and reading
+ * back gives the size, as a host sizes a BAR.
+ */
+export function barAddressMasks(size: number): { low: number; high: number } {
+  return {
+    low: size >= 2 ** 32 ? 0 : (~(size - 1) & ~Bar.FLAG_BITS) >>> 0,
+    high: ~(Math.max(size / 2 ** 32, 1) - 1) >>> 0,
+  };
+}
+
 /** Legacy capability: byte 0 ID, byte 1 next pointer. Capabilities start at or above 0x40. */
 export const CAP_LIST_ID = 0;
 export const CAP_LIST_NEXT = 1;
 export const FIRST_LEGACY_CAP = 0x40;
 export const CapId = { PM: 0x01, MSI: 0x05, EXP: 0x10, MSIX: 0x11 } as const;
+
+/** MSI-X capability register offsets, from the capability (§7.7.2). */
+export const Msix = {
+  /** Message Control. */
+  FLAGS: 0x02,
+  /** Table Offset/Table BIR: [2:0] BIR, [31:3] the QWORD-aligned offset into that BAR. */
+  TABLE: 0x04,
+  /** PBA Offset/PBA BIR, laid out as TABLE. */
+  PBA: 0x08,
+  SIZEOF: 0x0c,
+  ENTRY_SIZE: 16,
+  MAX_TABLE_SIZE: 2048,
+  /** The highest offset the 32-bit Offset/BIR registers can hold. */
+  MAX_OFFSET: 0xffff_fff8,
+} as const;
+/** Message Control: Table Size (N-1, read-only), Function Mask and MSI-X Enable. */
+export const MsixFlags = { QSIZE: 0x07ff, MASKALL: 0x4000, ENABLE: 0x8000 } as const;
+/** Bytes of the Pending Bit Array of `vectors` vectors: one bit each, in whole QWORDs. */
+export const msixPbaBytes = (vectors: number): number => Math.ceil(vectors / 64) * 8;
 
 /** PCI Express capability register offsets, from the capability. */
 export const PciExp = {
@@ -175,6 +222,83 @@ export const Sriov = {
   SIZEOF: 0x40,
 } as const;
 export const SriovCtrl = { VFE: 0x0001, VFM: 0x0002, INTR: 0x0004, MSE: 0x0008, ARI: 0x0010 } as const;
+/** System Page Size: bit n set selects pages of 2^(n+12) bytes; VF BARs decode whole pages (§9.3.3.13). */
+export const SRIOV_PAGE_SHIFT = 12;
+
+/**
+ * IDE extended capability (PCIe r6.0 §7.9.26): Capability and Control, then one Link IDE register
+ * block per traffic class, then the Selective IDE stream register blocks, each with its address
+ * association blocks. Offsets from the capability header, and from each block.
+ */
+export const Ide = {
+  CAP: 0x04,
+  CTL: 0x08,
+  LINK_STREAM_0: 0x0c,
+  LINK_BLOCK_SIZE: 8,
+  CAP_VERSION: 1,
+  /** At most 8 traffic classes have Link IDE streams and 256 selective streams; 15 address blocks each. */
+  MAX_LINK_STREAMS: 8,
+  MAX_SELECTIVE_STREAMS: 256,
+  MAX_ADDRESS_BLOCKS: 15,
+} as const;
+export const IdeCap = {
+  LINK: 0x0000_0001,
+  SELECTIVE: 0x0000_0002,
+  FLOWTHROUGH: 0x0000_0004,
+  PARTIAL_HEADER_ENC: 0x0000_0008,
+  AGGREGATION: 0x0000_0010,
+  PCRC: 0x0000_0020,
+  IDE_KM: 0x0000_0040,
+  SEL_CFG: 0x0000_0080,
+  /** Supported algorithms; 0 is AES-GCM-256 with a 96-bit MAC, the only one defined. */
+  ALG: 0x0000_1f00,
+  /** Link IDE traffic classes, minus one. */
+  LINK_TC_NUM: 0x0000_e000,
+  /** Selective IDE streams, minus one. */
+  SEL_NUM: 0x00ff_0000,
+  /** TEE-Limited Stream Supported (r6.1). */
+  TEE_LIMITED: 0x0100_0000,
+} as const;
+/** Link and Selective IDE Stream Control share these fields; DEFAULT and TEE_LIMITED are selective only. */
+export const IdeStreamCtl = {
+  ENABLE: 0x0000_0001,
+  ALG: 0x0007_c000,
+  TC: 0x0038_0000,
+  DEFAULT: 0x0040_0000,
+  TEE_LIMITED: 0x0080_0000,
+  ID: 0xff00_0000,
+} as const;
+/** Link and Selective IDE Stream Status. */
+export const IdeStreamSts = { STATE: 0x0000_000f, IDE_FAIL: 0x8000_0000 } as const;
+export const IdeStreamState = { INSECURE: 0, SECURE: 2 } as const;
+/** Offsets in a Link IDE register block. */
+export const IdeLink = { CTL: 0x00, STS: 0x04 } as const;
+/** Offsets in a Selective IDE stream register block; address association block n is at ADDR_0 + 12n. */
+export const IdeSel = {
+  CAP: 0x00,
+  CTL: 0x04,
+  STS: 0x08,
+  RID_1: 0x0c,
+  RID_2: 0x10,
+  ADDR_0: 0x14,
+  ADDR_BLOCK_SIZE: 12,
+} as const;
+/** Selective IDE Stream Capability: the number of address association register blocks. */
+export const IDE_SEL_CAP_ASSOC_NUM = 0x0000_000f;
+export const IdeRid1 = { LIMIT: 0x00ff_ff00 } as const;
+export const IdeRid2 = { VALID: 0x0000_0001, BASE: 0x00ff_ff00, SEG: 0xff00_0000 } as const;
+/** IDE Address Association Register 1; registers 2 and 3 are the limit's and the base's upper 32 bits. */
+export const IdeAddr1 = { VALID: 0x0000_0001, BASE_LOW: 0x000f_ff00, LIMIT_LOW: 0xfff0_0000 } as const;
+
+/** Bytes of a Selective IDE stream register block with `addressBlocks` address association blocks. */
+export const ideSelectiveBlockBytes = (addressBlocks: number): number =>
+  IdeSel.ADDR_0 + IdeSel.ADDR_BLOCK_SIZE * addressBlocks;
+
+/** Bytes of an IDE extended capability with the given register blocks. */
+export const ideCapabilityBytes = (linkStreams: number, selectiveStreams: number, addressBlocks: number) =>
+  Ide.LINK_STREAM_0 +
+  Ide.LINK_BLOCK_SIZE * linkStreams +
+  selectiveStreams * ideSelectiveBlockBytes(addressBlocks);
 
 /** Routing ID: bus[15:8], device[7:3], function[2:0]. */
 export const routingId = (bus: number, device: number, fn: number): number =>

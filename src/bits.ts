@@ -14,8 +14,14 @@ export const maskOf = (bits: Iterable<number>): number => {
 export const bitIndices = (mask: number, width = 8): number[] =>
   [...Array(width).keys()].filter((i) => (mask >>> i) & 1);
 
-/** The value of the field `mask` selects in `flags`, shifted down (e.g. PSK_CAP's two bits). */
-export const fieldOf = (flags: number, mask: number): number => (flags & mask) / (mask & -mask);
+/** The lowest set bit of a 32-bit `mask`, as an unsigned number (2^31 for bit 31). */
+export const lowestBit = (mask: number): number => (mask & -mask) >>> 0;
+
+/** The value of the field `mask` selects in 32-bit `flags`, shifted down (e.g. PSK_CAP's two bits). */
+export const fieldOf = (flags: number, mask: number): number => ((flags & mask) >>> 0) / lowestBit(mask);
+
+/** The inverse of fieldOf: `value` shifted into the field `mask` selects. */
+export const toField = (value: number, mask: number): number => value * lowestBit(mask);
 
 /** True for 0 and for a value with exactly one bit set (an algorithm selection must be one). */
 export const isOneHotOrZero = (x: number): boolean => (x & (x - 1)) === 0;

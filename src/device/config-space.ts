@@ -3,6 +3,8 @@
  * (read-only, read-write, write-1-to-clear) and register blocks with side effects (the DOE
  * mailboxes). It is laid out from a type-0 header and two lists of capability builders, legacy ones
  * chained from 0x40 and extended ones from 0x100, so SR-IOV or IDE is one more builder.
+ * Registers a device's security state depends on are watched: a write that changes one is reported
+ * as a ConfigChange, for TDISP to act on.
  * Callers pass legal accesses only (checkConfigAccess in protocol/control.ts decides that).
  */
 import {
@@ -22,20 +24,41 @@ import {
   Header,
   HeaderType,
   LEGACY_CONFIG_BYTES,
+  Msix,
+  MsixFlags,
   PCI_EXP_CAP_VERSION,
   PciExp,
   PciExpFlags,
   PORT_TYPES,
+  SRIOV_PAGE_SHIFT,
   Sriov,
   SriovCtrl,
   Status,
 } from "../../protocol/pci.js";
-import type { FunctionDescription } from "./description.js";
+import { lowestBit } from "../bits.js";
+import { BarArray, type BarState } from "./bars.js";
+import type { BarDescription, FunctionDescription } from "./description.js";
+import { type IdeStream, ideCapability } from "./ide.js";
 
 /** The writer of accesses made in-process (tests, the device itself) rather than over the control wire. */
 export const CONFIG_WRITER = "cfg";
 
 export type SriovDescription = NonNullable<FunctionDescription["sriov"]>;
+export type MsixDescription = NonNullable<FunctionDescription["msix"]>;
+
+/**
+ * A config write that changed what a function decodes or how it is secured: a BAR (by index; either
+ * DW of a 64-bit BAR), Memory Space Enable, MSI-X Enable or Function Mask (the table moves only with
+ * its BAR), the SR-IOV settings (VF Enable, VF MSE, ARI Capable Hierarchy, NumVFs, System Page
+ * Size), a VF BAR, or an IDE stream's Control register.
+ */
+export type ConfigChange =
+  | { kind: "bar"; bar: number }
+  | { kind: "memoryEnable"; enabled: boolean }
+  | { kind: "msix" }
+  | { kind: "sriov" }
+  | { kind: "vfBar"; bar: number }
+  | { kind: "ideStream"; stream: "link" | "selective"; index: number };
 
 /** Registers whose accesses have side effects; offsets are relative to the block's base. */
 export interface RegisterBlock {
@@ -49,6 +72,13 @@ interface Mapping {
   from: number;
   to: number;
   block: RegisterBlock;
+}
+
+interface Watch {
+  offset: number;
+  width: number;
+  mask: number;
+  onChange: (value: number, before: number) => void;
 }
 
 export interface Masks {
@@ -73,12 +103,34 @@ export class ConfigSpace {
   private readonly rw = Buffer.alloc(CONFIG_SPACE_BYTES);
   private readonly w1c = Buffer.alloc(CONFIG_SPACE_BYTES);
   private readonly mappings: Mapping[] = [];
+  private readonly watches: Watch[] = [];
+  private readonly listeners = new Set<(change: ConfigChange) => void>();
 
   /** Sets a register's reset value and which of its bits are writable; unset bits are read-only. */
   define(offset: number, width: number, value: number, masks: Masks = {}): void {
     putLE(this.data, offset, width, value);
     putLE(this.rw, offset, width, masks.rw ?? 0);
     putLE(this.w1c, offset, width, masks.w1c ?? 0);
+  }
+
+  /** The device's own update of a register (a status), whatever its write masks say. */
+  set(offset: number, width: number, value: number): void {
+    putLE(this.data, offset, width, value);
+  }
+
+  /** Calls `onChange` after a write changes any bit of `mask` in the register at `offset` (at most a DW). */
+  watch(offset: number, width: number, mask: number, onChange: Watch["onChange"]): void {
+    this.watches.push({ offset, width, mask, onChange });
+  }
+
+  /** Listens to the changes the watches report; returns the way to stop. */
+  onChange(listener: (change: ConfigChange) => void): () => void {
+    this.listeners.add(listener);
+    return () => this.listeners.delete(listener);
+  }
+
+  notify(change: ConfigChange): void {
+    for (const listener of this.listeners) listener(change);
   }
 
   /** Routes accesses to [base + from, base + to) to `block`, with offsets relative to `base`. DW-aligned bounds. */
@@ -98,12 +150,18 @@ export class ConfigSpace {
       m.block.write(offset - m.base, width, value, writer);
       return;
     }
+    const watched = this.watches.filter((w) => offset < w.offset + w.width && w.offset < offset + width);
+    const before = watched.map((w) => getLE(this.data, w.offset, w.width));
     for (let i = 0; i < width; i++) {
       const at = offset + i;
       const v = (value >>> (8 * i)) & 0xff;
       const rw = this.rw[at]!;
       this.data[at] = ((this.data[at]! & ~rw) | (v & rw)) & ~(v & this.w1c[at]!);
     }
+    watched.forEach((w, i) => {
+      const after = getLE(this.data, w.offset, w.width);
+      if ((after ^ before[i]!) & w.mask) w.onChange(after, before[i]!);
+    });
   }
 
   /** Accesses are aligned and at most a DW, and mappings DW-aligned, so an access is wholly in or out. */
@@ -130,6 +188,8 @@ export interface HeaderFields {
   revision: number;
   classCode: number;
   multiFunction: boolean;
+  /** Memory BARs; a VF's header has none of its own (its PF's VF BARs place it). */
+  bars: readonly BarDescription[];
 }
 
 export interface BuiltConfigSpace {
@@ -143,8 +203,9 @@ const align4 = (n: number) => (n + 3) & ~3;
 function defineHeader(space: ConfigSpace, h: HeaderFields, hasCaps: boolean): void {
   space.define(Header.VENDOR_ID, 2, h.vendorId);
   space.define(Header.DEVICE_ID, 2, h.deviceId);
-  // The bits a driver toggles; the function has no BARs and no I/O space.
+  // The bits a driver toggles; the function has no I/O space.
   space.define(Header.COMMAND, 2, 0, { rw: Command.MEMORY | Command.MASTER | Command.INTX_DISABLE });
+  new BarArray(space, Header.BAR0, h.bars).define((bar) => bar.size);
   space.define(Header.STATUS, 2, hasCaps ? Status.CAP_LIST : 0, { w1c: Status.RW1C_ERRORS });
   space.define(Header.REVISION_ID, 1, h.revision);
   space.define(Header.CLASS_PROG, 3, h.classCode);
@@ -222,6 +283,24 @@ export function pciExpressCapability(fn: Pick<FunctionDescription, "portType" | 
   };
 }
 
+/**
+ * MSI-X capability (PCIe r6.0 §7.7.2): Table Size, Table and PBA Offset/BIR read-only, MSI-X Enable
+ * and Function Mask writable. The table and PBA themselves live in BAR memory, not modelled here.
+ */
+export function msixCapability(msix: MsixDescription): CapabilityBuilder {
+  return {
+    id: CapId.MSIX,
+    size: Msix.SIZEOF,
+    init(space, base) {
+      const control = MsixFlags.ENABLE | MsixFlags.MASKALL;
+      space.define(base + Msix.FLAGS, 2, msix.tableSize - 1, { rw: control });
+      space.define(base + Msix.TABLE, 4, (msix.table.offset | msix.table.bar) >>> 0);
+      space.define(base + Msix.PBA, 4, (msix.pba.offset | msix.pba.bar) >>> 0);
+      space.watch(base + Msix.FLAGS, 2, control, () => space.notify({ kind: "msix" }));
+    },
+  };
+}
+
 /** One DOE extended capability whose registers are `block` (a DoeRegisters). */
 export function doeCapability(block: RegisterBlock): ExtendedCapabilityBuilder {
   return {
@@ -234,10 +313,26 @@ export function doeCapability(block: RegisterBlock): ExtendedCapabilityBuilder {
   };
 }
 
+/** Bytes of one page of the System Page Size register's value (bit n: 2^(n+12)); 4 KiB if none is set. */
+const systemPageBytes = (pageSizeRegister: number) =>
+  (lowestBit(pageSizeRegister) || 1) * 2 ** SRIOV_PAGE_SHIFT;
+
+/**
+ * Each VF's aperture of a VF BAR: the described size, but at least one system page, since every
+ * VF's BAR must decode whole pages of the System Page Size the host chose (PCIe r6.0 §9.3.3.13-14).
+ */
+const vfBarSize = (space: ConfigSpace, base: number) => (bar: BarDescription) =>
+  Math.max(bar.size, systemPageBytes(space.read(base + Sriov.SYS_PGSIZE, 4)));
+
+/** The VF BARs of the SR-IOV capability at `base`, as programmed: VF n's BAR is at address + n × size. */
+export const readVfBars = (space: ConfigSpace, base: number, sriov: SriovDescription): BarState[] =>
+  new BarArray(space, base + Sriov.BAR0, sriov.vfBars).read(vfBarSize(space, base));
+
 /**
  * SR-IOV extended capability of a PF (PCIe r6.0 §9.3.3). The registers are the VFs' state: a
  * VF exists while VF Enable is set and its index is below NumVFs (see DeviceModel). NumVFs, VF
- * Enable and VF MSE are writable, as a PF driver writes them; VF migration is not offered.
+ * Enable, VF MSE, System Page Size and the VF BARs are writable, as a PF driver writes them; VF
+ * migration is not offered.
  */
 export function sriovCapability(
   sriov: SriovDescription,
@@ -261,6 +356,17 @@ export function sriovCapability(
       // 4 KiB to 4 MiB pages supported; the system page size starts at 4 KiB.
       space.define(base + Sriov.SUP_PGSIZE, 4, 0x553);
       space.define(base + Sriov.SYS_PGSIZE, 4, 0x1, { rw: 0xffff_ffff });
+      const vfBars = new BarArray(space, base + Sriov.BAR0, sriov.vfBars);
+      vfBars.define(vfBarSize(space, base));
+      vfBars.watch((bar) => ({ kind: "vfBar", bar }));
+      const changed = () => space.notify({ kind: "sriov" });
+      space.watch(base + Sriov.CTRL, 2, SriovCtrl.VFE | SriovCtrl.MSE | SriovCtrl.ARI, changed);
+      space.watch(base + Sriov.NUM_VF, 2, 0xffff, changed);
+      // A new page size resizes the VF BARs, as a host sizes them after choosing it.
+      space.watch(base + Sriov.SYS_PGSIZE, 4, 0xffff_ffff, () => {
+        vfBars.define(vfBarSize(space, base));
+        changed();
+      });
     },
   };
 }
@@ -271,14 +377,21 @@ export interface FunctionConfigSpace {
   doeOffsets: number[];
   /** Config offset of the SR-IOV capability, when the function has one. */
   sriovOffset?: number;
+  /** The IDE capability's streams, Link IDE streams first; none without IDE. */
+  ideStreams: readonly IdeStream[];
 }
 
-/** The config space of a described function, one DOE capability per register block given. */
+/**
+ * The config space of a described function: its BARs, PCI Express and MSI-X capabilities, one DOE
+ * capability per register block given, then SR-IOV and IDE. Writes to the BARs and Memory Space
+ * Enable are watched here, those of capabilities by their builders.
+ */
 export function functionConfigSpace(
   fn: FunctionDescription,
   multiFunction: boolean,
   doe: readonly RegisterBlock[],
 ): FunctionConfigSpace {
+  const ide = fn.ide ? ideCapability(fn.ide) : undefined;
   const { space, extendedOffsets } = buildConfigSpace(
     {
       vendorId: fn.vendorId,
@@ -286,18 +399,29 @@ export function functionConfigSpace(
       revision: fn.revision,
       classCode: fn.classCode,
       multiFunction,
+      bars: fn.bars,
     },
-    [pciExpressCapability(fn)],
-    // DOE first, so a function's mailboxes keep their offsets whether or not it has SR-IOV.
-    [...doe.map(doeCapability), ...(fn.sriov ? [sriovCapability(fn.sriov, fn)] : [])],
+    [pciExpressCapability(fn), ...(fn.msix ? [msixCapability(fn.msix)] : [])],
+    // DOE first, so a function's mailboxes keep their offsets whether or not it has SR-IOV or IDE.
+    [...doe.map(doeCapability), ...(fn.sriov ? [sriovCapability(fn.sriov, fn)] : []), ...(ide ? [ide] : [])],
+  );
+  new BarArray(space, Header.BAR0, fn.bars).watch((bar) => ({ kind: "bar", bar }));
+  space.watch(Header.COMMAND, 2, Command.MEMORY, (command) =>
+    space.notify({ kind: "memoryEnable", enabled: (command & Command.MEMORY) !== 0 }),
   );
   const sriovOffset = fn.sriov ? extendedOffsets[doe.length] : undefined;
-  return { space, doeOffsets: extendedOffsets.slice(0, doe.length), ...(sriovOffset ? { sriovOffset } : {}) };
+  return {
+    space,
+    doeOffsets: extendedOffsets.slice(0, doe.length),
+    ...(sriovOffset ? { sriovOffset } : {}),
+    ideStreams: ide?.streams ?? [],
+  };
 }
 
 /**
- * A VF's config space: a type-0 header with the PF's vendor, the VF Device ID and the PF's class,
- * and a PCI Express capability (endpoint, TEE-IO as its PF); no DOE.
+ * A VF's config space: a type-0 header with the PF's vendor, the VF Device ID and the PF's class and
+ * no BARs (its memory is its share of the PF's VF BARs, PCIe r6.0 §9.3.4), and a PCI Express
+ * capability (endpoint, TEE-IO as its PF); no DOE.
  */
 export function vfConfigSpace(pf: FunctionDescription, vfDeviceId: number): ConfigSpace {
   return buildConfigSpace(
@@ -307,6 +431,7 @@ export function vfConfigSpace(pf: FunctionDescription, vfDeviceId: number): Conf
       revision: pf.revision,
       classCode: pf.classCode,
       multiFunction: false,
+      bars: [],
     },
     [pciExpressCapability({ portType: "endpoint", teeIo: pf.teeIo })],
     [],

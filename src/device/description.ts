@@ -7,7 +7,21 @@ import { readFileSync } from "node:fs";
 import { dirname } from "node:path";
 import { z } from "zod";
 import { type DoeProtocol, parseProtocolId } from "../../protocol/doe.js";
-import { PORT_TYPES, routingId, vfRoutingId } from "../../protocol/pci.js";
+import {
+  BAR_COUNT,
+  Bar,
+  CONFIG_SPACE_BYTES,
+  Doe,
+  FIRST_EXT_CAP,
+  Ide,
+  ideCapabilityBytes,
+  Msix,
+  msixPbaBytes,
+  PORT_TYPES,
+  routingId,
+  Sriov,
+  vfRoutingId,
+} from "../../protocol/pci.js";
 import { resolveSlotPaths, spdmSettingsSchema } from "../spdm/responder-settings.js";
 
 /** A number given as JSON number or as a "0x…" hex string, within [0, max]. */
@@ -39,9 +53,88 @@ const mailboxSchema = z.strictObject({
     .refine((ps) => ps.some((p) => p.vendorId === 1 && p.type === 0), "must list DOE Discovery (0001:00)"),
 });
 
+const isPowerOfTwo = (n: number) => n > 0 && 2 ** Math.round(Math.log2(n)) === n;
+
+const fail = (ctx: z.RefinementCtx, path: PropertyKey[], message: string) =>
+  ctx.addIssue({ code: "custom", path, message });
+
+/**
+ * A memory BAR (PCIe r6.0 §7.5.1.2.1): `size` bytes, a power of two of at least 16 (at most 2 GiB
+ * for a 32-bit BAR); a 64-bit BAR takes slots `index` and `index + 1`.
+ */
+const barSchema = z
+  .strictObject({
+    index: uint(BAR_COUNT - 1),
+    type: z.enum(["mem32", "mem64"]).default("mem64"),
+    size: uint(Number.MAX_SAFE_INTEGER),
+    prefetchable: z.boolean().default(false),
+  })
+  .superRefine((b, ctx) => {
+    if (!isPowerOfTwo(b.size) || b.size < Bar.MIN_SIZE)
+      fail(ctx, ["size"], "must be a power of two of at least 16 bytes");
+    else if (b.type === "mem32" && b.size > Bar.MAX_SIZE_32)
+      fail(ctx, ["size"], "must be at most 2 GiB for a 32-bit BAR");
+    if (b.type === "mem64" && b.index === BAR_COUNT - 1)
+      fail(ctx, ["index"], "a 64-bit BAR takes two slots; 5 is the last");
+  });
+
+/** A BAR array (the header's, or SR-IOV's VF BARs): no two BARs share a slot. */
+const barsSchema = z.array(barSchema).superRefine((bars, ctx) => {
+  const owner = new Map<number, number>();
+  bars.forEach((b, i) => {
+    const slots = b.type === "mem64" ? [b.index, b.index + 1] : [b.index];
+    const clash = slots.find((slot) => owner.has(slot));
+    if (clash !== undefined)
+      fail(ctx, [i, "index"], `BAR slot ${clash} is already taken by BAR ${owner.get(clash)}`);
+    else for (const slot of slots) owner.set(slot, b.index);
+  });
+});
+
+export type BarDescription = z.output<typeof barSchema>;
+
+/** Where an MSI-X structure sits: a BAR (by its index) and a QWORD-aligned offset into it. */
+const barLocation = z.strictObject({
+  bar: uint(BAR_COUNT - 1),
+  offset: uint(Msix.MAX_OFFSET).refine((o) => o % 8 === 0, "must be a multiple of 8 (QWORD-aligned)"),
+});
+
+/**
+ * MSI-X (PCIe r6.0 §7.7.2): `tableSize` vectors, the table and the Pending Bit Array in BARs of the
+ * function; the PBA follows the table unless placed.
+ */
+const msixSchema = z
+  .strictObject({
+    tableSize: uint(Msix.MAX_TABLE_SIZE).pipe(z.number().min(1)),
+    table: barLocation.default({ bar: 0, offset: 0 }),
+    pba: barLocation.optional(),
+  })
+  .transform((m) => ({
+    ...m,
+    pba: m.pba ?? { bar: m.table.bar, offset: m.table.offset + m.tableSize * Msix.ENTRY_SIZE },
+  }));
+
+/**
+ * The IDE extended capability (PCIe r6.0 §7.9.26): how many Link IDE stream register blocks (one per
+ * traffic class) and Selective IDE stream register blocks, and how many address association blocks
+ * each selective stream has. Streams start Insecure.
+ */
+const ideSchema = z
+  .strictObject({
+    linkStreams: uint(Ide.MAX_LINK_STREAMS).default(0),
+    selectiveStreams: uint(Ide.MAX_SELECTIVE_STREAMS).default(1),
+    addressBlocks: uint(Ide.MAX_ADDRESS_BLOCKS).default(1),
+    /** TEE-Limited Stream Supported, which TDISP's streams use. */
+    teeLimited: z.boolean().default(true),
+  })
+  .refine((i) => i.linkStreams + i.selectiveStreams > 0, {
+    path: ["selectiveStreams"],
+    message: "an IDE capability needs at least one link or selective stream",
+  });
+
 /**
  * SR-IOV on a physical function (PCIe r6.0 §9.3.3). numVfs and vfEnable are the reset values of
  * the registers a host may rewrite; VF routing IDs are PF + firstVfOffset + vfStride × index.
+ * vfBars are each VF's BARs, programmed once in the PF for all VFs.
  */
 const sriovSchema = z
   .strictObject({
@@ -52,6 +145,7 @@ const sriovSchema = z
     vfStride: uint(0xffff).default(1),
     /** Device ID of every VF; the PF's when absent. */
     vfDeviceId: uint(0xffff).optional(),
+    vfBars: barsSchema.default([{ index: 0, type: "mem64", size: 0x4000, prefetchable: true }]),
   })
   .refine((s) => s.numVfs <= s.totalVfs, { path: ["numVfs"], message: "must not exceed totalVfs" })
   .refine((s) => s.vfStride > 0 || s.totalVfs === 1, {
@@ -59,7 +153,7 @@ const sriovSchema = z
     message: "must be at least 1 with more than one VF",
   });
 
-const functionSchema = z.strictObject({
+const functionFields = z.strictObject({
   function: uint(7).default(0),
   vendorId: uint(0xfffe).default(0x1b36),
   deviceId: uint(0xffff).default(0xde00),
@@ -73,7 +167,60 @@ const functionSchema = z.strictObject({
     .array(mailboxSchema)
     .default([{ protocols: DEFAULT_PROTOCOLS.map((p) => parseProtocolId(p)!) }]),
   sriov: sriovSchema.optional(),
+  bars: barsSchema.default([{ index: 0, type: "mem64", size: 0x10_0000, prefetchable: true }]),
+  msix: msixSchema.optional(),
+  ide: ideSchema.optional(),
 });
+
+const functionSchema = functionFields.superRefine(checkFunction, {
+  when: (payload) => payload.issues.length === 0,
+});
+
+/** Checks across a function's fields, once each field is valid on its own. */
+function checkFunction(f: z.output<typeof functionFields>, ctx: z.RefinementCtx): void {
+  if (f.msix) checkMsixPlacement(f.msix, f.bars, ctx);
+  const extended =
+    f.mailboxes.length * Doe.SIZEOF +
+    (f.sriov ? Sriov.SIZEOF : 0) +
+    (f.ide ? ideCapabilityBytes(f.ide.linkStreams, f.ide.selectiveStreams, f.ide.addressBlocks) : 0);
+  const room = CONFIG_SPACE_BYTES - FIRST_EXT_CAP;
+  if (extended > room)
+    fail(
+      ctx,
+      [f.ide ? "ide" : "mailboxes"],
+      `the extended capabilities need ${extended} bytes, more than the ${room} of extended config space`,
+    );
+}
+
+/** The MSI-X table and PBA must each lie inside a described BAR, and not overlap. */
+function checkMsixPlacement(
+  msix: z.output<typeof msixSchema>,
+  bars: readonly BarDescription[],
+  ctx: z.RefinementCtx,
+): void {
+  const places = [
+    { name: "table", at: msix.table, bytes: msix.tableSize * Msix.ENTRY_SIZE },
+    { name: "pba", at: msix.pba, bytes: msixPbaBytes(msix.tableSize) },
+  ] as const;
+  for (const { name, at, bytes } of places) {
+    const bar = bars.find((b) => b.index === at.bar);
+    if (!bar) fail(ctx, ["msix", name, "bar"], `BAR ${at.bar} is not described`);
+    else if (at.offset > Msix.MAX_OFFSET) fail(ctx, ["msix", name, "offset"], "must fit in 32 bits");
+    else if (at.offset + bytes > bar.size)
+      fail(
+        ctx,
+        ["msix", name, "offset"],
+        `${bytes} bytes at offset ${at.offset} do not fit in BAR ${at.bar} (${bar.size} bytes)`,
+      );
+  }
+  const [table, pba] = places;
+  if (
+    table.at.bar === pba.at.bar &&
+    table.at.offset < pba.at.offset + pba.bytes &&
+    pba.at.offset < table.at.offset + table.bytes
+  )
+    fail(ctx, ["msix", "pba", "offset"], "the PBA overlaps the table");
+}
 
 export const deviceSchema = z
   .strictObject({

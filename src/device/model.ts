@@ -3,27 +3,48 @@
  * each with one DOE capability per mailbox, and the identity that tells a host which mailbox
  * endpoint sits behind each DOE capability. VFs answer at the routing IDs their PF's SR-IOV
  * registers give, for as long as those registers enable them.
+ * For the device's own protocols (TDISP, IDE_KM) it also tells what the host programmed: each
+ * function's BARs, its IDE streams, and every config write that changed either (onConfigChange).
  */
 import { checkConfigAccess, type DeviceIdentity, type MailboxIdentity } from "../../protocol/control.js";
-import { allOnes, routingId, Sriov, SriovCtrl, vfIndexAt, vfRoutingId } from "../../protocol/pci.js";
+import { allOnes, Header, routingId, Sriov, SriovCtrl, vfIndexAt, vfRoutingId } from "../../protocol/pci.js";
 import { type Logger, silentLogger } from "../log.js";
 import type { Endpoint } from "../net/framed.js";
-import { type ConfigSpace, functionConfigSpace, vfConfigSpace } from "./config-space.js";
+import { BarArray, type BarState } from "./bars.js";
+import {
+  type ConfigChange,
+  type ConfigSpace,
+  functionConfigSpace,
+  readVfBars,
+  type SriovDescription,
+  vfConfigSpace,
+} from "./config-space.js";
 import type { DeviceDescription, FunctionDescription } from "./description.js";
 import { DoeRegisters } from "./doe-registers.js";
+import type { IdeStream } from "./ide.js";
 import type { Mailbox } from "./mailbox.js";
 
 /** A PF with SR-IOV: where its capability sits, so its registers can be read. */
 interface SriovPf {
   rid: number;
   fn: FunctionDescription;
+  sriov: SriovDescription;
   space: ConfigSpace;
   base: number;
 }
 
+interface Pf {
+  fn: FunctionDescription;
+  space: ConfigSpace;
+  ideStreams: readonly IdeStream[];
+}
+
+export type ConfigChangeListener = (rid: number, change: ConfigChange) => void;
+
 export class DeviceModel {
-  private readonly spaces = new Map<number, ConfigSpace>();
+  private readonly pfs = new Map<number, Pf>();
   private readonly sriovPfs: SriovPf[] = [];
+  private readonly listeners = new Set<ConfigChangeListener>();
   /** VF config spaces, made on first access; dropped when found disabled, so re-enabling resets them. */
   private readonly vfSpaces = new Map<number, ConfigSpace>();
   private readonly mailboxIds: MailboxIdentity[] = [];
@@ -46,9 +67,17 @@ export class DeviceModel {
       }
       const rid = routingId(bus, device, fn.function);
       const registers = fnMailboxes.map((m, mi) => new DoeRegisters(m, log.child({ rid, mailbox: mi })));
-      const { space, doeOffsets, sriovOffset } = functionConfigSpace(fn, functions.length > 1, registers);
-      this.spaces.set(rid, space);
-      if (sriovOffset !== undefined) this.sriovPfs.push({ rid, fn, space, base: sriovOffset });
+      const { space, doeOffsets, sriovOffset, ideStreams } = functionConfigSpace(
+        fn,
+        functions.length > 1,
+        registers,
+      );
+      this.pfs.set(rid, { fn, space, ideStreams });
+      space.onChange((change) => {
+        for (const listener of this.listeners) listener(rid, change);
+      });
+      if (fn.sriov && sriovOffset !== undefined)
+        this.sriovPfs.push({ rid, fn, sriov: fn.sriov, space, base: sriovOffset });
       doeOffsets.forEach((doeCapOffset, mi) => {
         const { host, port } = fnEndpoints[mi]!;
         this.mailboxIds.push({ rid, doeCapOffset, mailbox: mi, host, port });
@@ -65,7 +94,7 @@ export class DeviceModel {
         vfRoutingId(pf.rid, s.firstVfOffset, s.vfStride, vf),
       );
     });
-    return [...this.spaces.keys(), ...vfs.filter((rid) => rid <= 0xffff)];
+    return [...this.pfs.keys(), ...vfs.filter((rid) => rid <= 0xffff)];
   }
 
   /** Throws ControlError for an illegal access; a missing function reads as all ones, as on PCI. */
@@ -80,20 +109,59 @@ export class DeviceModel {
     this.spaceAt(rid)?.write(offset, width, value, writer);
   }
 
+  /**
+   * Tells `listener` of every config write that changes a PF's BARs, Memory Space Enable, MSI-X
+   * control, SR-IOV settings or VF BARs, or an IDE stream's Control register (ConfigChange), with
+   * the PF's routing ID. Returns the way to stop.
+   */
+  onConfigChange(listener: ConfigChangeListener): () => void {
+    this.listeners.add(listener);
+    return () => this.listeners.delete(listener);
+  }
+
+  /**
+   * The memory BARs of the function at `rid` as the host programmed them. An enabled VF has no BARs
+   * of its own: each of its PF's VF BARs gives it the slice at VF BAR address + VF index × size.
+   * None for a function that does not exist.
+   */
+  bars(rid: number): BarState[] {
+    const pf = this.pfs.get(rid);
+    if (pf) return new BarArray(pf.space, Header.BAR0, pf.fn.bars).read((bar) => bar.size);
+    const at = this.vfAt(rid);
+    if (!at) return [];
+    return readVfBars(at.pf.space, at.pf.base, at.pf.sriov).map((bar) => ({
+      ...bar,
+      address: bar.address + BigInt(at.vf) * BigInt(bar.size),
+    }));
+  }
+
+  /** The IDE streams of the function at `rid`, Link IDE streams first; none without an IDE capability. */
+  ideStreams(rid: number): readonly IdeStream[] {
+    return this.pfs.get(rid)?.ideStreams ?? [];
+  }
+
   private spaceAt(rid: number): ConfigSpace | undefined {
-    const pf = this.spaces.get(rid);
-    if (pf) return pf;
-    for (const p of this.sriovPfs) {
-      const vf = vfIndexAt(rid, p.rid, this.placement(p));
-      if (vf === undefined) continue;
-      let space = this.vfSpaces.get(rid);
-      if (!space) {
-        space = vfConfigSpace(p.fn, p.space.read(p.base + Sriov.VF_DID, 2));
-        this.vfSpaces.set(rid, space);
-      }
-      return space;
+    const pf = this.pfs.get(rid);
+    if (pf) return pf.space;
+    const at = this.vfAt(rid);
+    if (!at) {
+      this.vfSpaces.delete(rid);
+      return undefined;
     }
-    this.vfSpaces.delete(rid);
+    let space = this.vfSpaces.get(rid);
+    if (!space) {
+      space = vfConfigSpace(at.pf.fn, at.pf.space.read(at.pf.base + Sriov.VF_DID, 2));
+      this.vfSpaces.set(rid, space);
+    }
+    return space;
+  }
+
+  /** The PF and index of the enabled VF at `rid`, if one is there. */
+  private vfAt(rid: number): { pf: SriovPf; vf: number } | undefined {
+    for (const pf of this.sriovPfs) {
+      const vf = vfIndexAt(rid, pf.rid, this.placement(pf));
+      if (vf !== undefined) return { pf, vf };
+    }
     return undefined;
   }
 

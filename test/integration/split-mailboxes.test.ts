@@ -2,9 +2,6 @@
  * A function with CMA/SPDM on one mailbox and secured CMA/SPDM on another: the SPDM endpoint is the
  * function's, so a session opened through the first mailbox carries its records through the second.
  */
-import { mkdtempSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
 import { afterAll, beforeAll, expect, it } from "vitest";
 import { DoeClient } from "../../src/doe/client.js";
 import { type SpawnedDevice, spawnDevice } from "../../src/fixture/spawn-device.js";
@@ -12,19 +9,19 @@ import { authenticate } from "../../src/requester/connection.js";
 import { CMA, SECURED_CMA } from "../../src/requester/run.js";
 import { runSession } from "../../src/requester/session.js";
 import { SpdmRequester } from "../../src/spdm/requester.js";
+import { descriptionFile } from "../support/description-file.js";
 
 let device: SpawnedDevice;
 beforeAll(async () => {
-  const file = join(mkdtempSync(join(tmpdir(), "doe-emu-")), "split.json");
-  writeFileSync(
-    file,
-    JSON.stringify({
+  const file = descriptionFile(
+    {
       functions: [
         {
           mailboxes: [{ protocols: ["0001:00", "0001:01"] }, { port: 0, protocols: ["0001:00", "0001:02"] }],
         },
       ],
-    }),
+    },
+    "split.json",
   );
   device = await spawnDevice({ args: ["--config", file] });
 });

@@ -18,18 +18,9 @@ import {
   Status,
 } from "../../protocol/pci.js";
 import { ConfigSpace } from "../../src/device/config-space.js";
-import { type DeviceDescription, parseDescription } from "../../src/device/description.js";
-import { Mailbox } from "../../src/device/mailbox.js";
-import { DeviceModel } from "../../src/device/model.js";
-import { silentLogger } from "../../src/log.js";
-
-function modelOf(desc: DeviceDescription): DeviceModel {
-  const mailboxes = desc.functions.map((f) => f.mailboxes.map((m) => new Mailbox(m.protocols, silentLogger)));
-  const endpoints = desc.functions.map((f, fi) =>
-    f.mailboxes.map((_, mi) => ({ host: "127.0.0.1", port: 5000 + fi * 10 + mi })),
-  );
-  return new DeviceModel(desc, mailboxes, endpoints);
-}
+import { parseDescription } from "../../src/device/description.js";
+import type { DeviceModel } from "../../src/device/model.js";
+import { modelOf } from "../support/model.js";
 
 interface ScannedFunction {
   rid: number;

@@ -2,7 +2,6 @@ import { describe, expect, it } from "vitest";
 import {
   CapId,
   DevCap,
-  decodeExtCapHeader,
   ExtCapId,
   FIRST_EXT_CAP,
   formatRoutingId,
@@ -16,26 +15,8 @@ import {
   vfIndexAt,
   vfRoutingId,
 } from "../../protocol/pci.js";
-import { DescriptionError, type DeviceDescription, parseDescription } from "../../src/device/description.js";
-import { Mailbox } from "../../src/device/mailbox.js";
-import { DeviceModel } from "../../src/device/model.js";
-import { silentLogger } from "../../src/log.js";
-
-function modelOf(desc: DeviceDescription): DeviceModel {
-  const mailboxes = desc.functions.map((f) => f.mailboxes.map((m) => new Mailbox(m.protocols, silentLogger)));
-  const endpoints = desc.functions.map((f) => f.mailboxes.map(() => ({ host: "127.0.0.1", port: 1 })));
-  return new DeviceModel(desc, mailboxes, endpoints);
-}
-
-/** Offset of the first extended capability with `id`, walking the list as Linux does. */
-function findExt(model: DeviceModel, rid: number, id: number): number | undefined {
-  for (let at = FIRST_EXT_CAP, hops = 0; at && hops < 64; hops++) {
-    const h = decodeExtCapHeader(model.configRead(rid, at, 4));
-    if (h.id === id) return at;
-    at = h.next;
-  }
-  return undefined;
-}
+import { DescriptionError, parseDescription } from "../../src/device/description.js";
+import { findExtCap, modelOf } from "../support/model.js";
 
 const nic = (sriov: object) =>
   parseDescription({
@@ -66,9 +47,9 @@ describe("SR-IOV", () => {
   it("lays out the capability with the described registers, after the DOE capabilities", () => {
     const model = modelOf(nic({ numVfs: 3, vfEnable: true, firstVfOffset: 4, vfStride: 2 }));
     const pf = 0x0100;
-    const base = findExt(model, pf, ExtCapId.SRIOV)!;
+    const base = findExtCap(model, pf, ExtCapId.SRIOV)!;
     expect(base).toBeGreaterThan(FIRST_EXT_CAP); // the DOE capability stays at 0x100
-    expect(findExt(model, pf, ExtCapId.DOE)).toBe(FIRST_EXT_CAP);
+    expect(findExtCap(model, pf, ExtCapId.DOE)).toBe(FIRST_EXT_CAP);
     const r = (off: number) => model.configRead(pf, base + off, 2);
     expect([
       r(Sriov.CTRL),
@@ -96,7 +77,7 @@ describe("SR-IOV", () => {
 
   it("follows the PF's registers: NumVFs and VF Enable written by the host add and remove VFs", () => {
     const model = modelOf(nic({}));
-    const base = findExt(model, 0x0100, ExtCapId.SRIOV)!;
+    const base = findExtCap(model, 0x0100, ExtCapId.SRIOV)!;
     expect(model.routingIds).toEqual([0x0100]);
     expect(model.configRead(0x0101, 0, 2)).toBe(0xffff);
     model.configWrite(0x0100, base + Sriov.NUM_VF, 2, 2);
@@ -112,6 +93,51 @@ describe("SR-IOV", () => {
     model.configWrite(0x0100, base + Sriov.TOTAL_VF, 2, 100);
     model.configWrite(0x0100, base + Sriov.NUM_VF, 2, 100);
     expect(model.routingIds).toHaveLength(9);
+  });
+
+  it("sizes VF BARs like BARs, each at least one system page, and places VF n at VF BAR + n × size", () => {
+    const model = modelOf(
+      nic({
+        numVfs: 3,
+        vfEnable: true,
+        vfBars: [
+          { index: 0, type: "mem64", size: "0x4000", prefetchable: true },
+          { index: 2, type: "mem32", size: 256 },
+        ],
+      }),
+    );
+    const pf = 0x0100;
+    const base = findExtCap(model, pf, ExtCapId.SRIOV)!;
+    const vfBar = (i: number) => base + Sriov.BAR0 + 4 * i;
+    const size = (i: number) => {
+      model.configWrite(pf, vfBar(i), 4, 0xffffffff);
+      return model.configRead(pf, vfBar(i), 4);
+    };
+    expect([size(0), size(1), size(2), size(3)]).toEqual([0xffffc00c, 0xffffffff, 0xfffff000, 0]);
+    // An 8 KiB system page doubles the 256-byte BAR's aperture past 4 KiB; the 16 KiB one stays.
+    model.configWrite(pf, base + Sriov.SYS_PGSIZE, 4, 0x2);
+    expect([size(0), size(2)]).toEqual([0xffffc00c, 0xffffe000]);
+    model.configWrite(pf, vfBar(0), 4, 0);
+    model.configWrite(pf, vfBar(1), 4, 0x2);
+    model.configWrite(pf, vfBar(2), 4, 0xe0001234);
+    expect(model.configRead(pf, vfBar(2), 4)).toBe(0xe0000000);
+    expect(model.bars(0x0102)).toEqual([
+      { index: 0, type: "mem64", prefetchable: true, size: 0x4000, address: 0x2_0000_4000n },
+      { index: 2, type: "mem32", prefetchable: false, size: 0x2000, address: 0xe000_2000n },
+    ]);
+    expect(model.bars(0x0104)).toEqual([]); // VF 3 is beyond NumVFs
+    // A VF's own header has no BARs: they read 0 and ignore writes.
+    for (let i = 0; i < 6; i++) {
+      model.configWrite(0x0101, Header.BAR0 + 4 * i, 4, 0xffffffff);
+      expect(model.configRead(0x0101, Header.BAR0 + 4 * i, 4)).toBe(0);
+    }
+  });
+
+  it("gives every VF a 64-bit prefetchable 16 KiB VF BAR0 unless described", () => {
+    expect(nic({}).functions[0]!.sriov!.vfBars).toEqual([
+      { index: 0, type: "mem64", size: 0x4000, prefetchable: true },
+    ]);
+    expect(nic({ vfBars: [] }).functions[0]!.sriov!.vfBars).toEqual([]);
   });
 
   it("sets the multi-function bit with several PFs, and keeps TEE-IO per function", () => {
@@ -134,5 +160,8 @@ describe("SR-IOV", () => {
     expect(bad([{ sriov: { totalVfs: 2, vfStride: 0 } }])).toThrow(/vfStride/);
     expect(bad([{ sriov: { totalVfs: 300 } }], 0xff)).toThrow(DescriptionError);
     expect(bad([{ sriov: { totalVfs: 300 } }], 0xff)).toThrow(/past routing ID 0xffff/);
+    expect(bad([{ sriov: { totalVfs: 2, vfBars: [{ index: 0, size: 100 }] } }])).toThrow(
+      "functions[0].sriov.vfBars[0].size: must be a power of two of at least 16 bytes",
+    );
   });
 });
