@@ -17,6 +17,7 @@ import { DEFAULT_MAILBOX_PORT, type DeviceDescription } from "./description.js";
 import { Mailbox } from "./mailbox.js";
 import { startMailboxEndpoint } from "./mailbox-endpoint.js";
 import { DeviceModel } from "./model.js";
+import { type PciSigEngines, pciSigHandler } from "./pcisig-vdm.js";
 
 export interface DeviceOptions {
   description: DeviceDescription;
@@ -58,6 +59,7 @@ export async function startDevice(opts: DeviceOptions): Promise<RunningDevice> {
   const endpoints: Endpoint[][] = [];
   const infos: MailboxInfo[] = [];
   const functionUsers: SessionUsers[] = [];
+  const functionEngines: PciSigEngines[] = [];
   const onShutdown = once(() => opts.onShutdown?.());
   const closeAll = async () => {
     await Promise.all(servers.map((s) => s.close()));
@@ -76,10 +78,14 @@ export async function startDevice(opts: DeviceOptions): Promise<RunningDevice> {
       // One SPDM endpoint per function, as a device's DSM is: every mailbox of the function (socket
       // endpoint and registers alike) reaches the same connection state and sessions, so CMA on one
       // mailbox and secured CMA on another work together.
+      // The function's IDE-KM and TDISP engines, installed once the device model exists.
+      const engines: PciSigEngines = {};
+      functionEngines.push(engines);
       const responder = new SpdmResponder(
         spdmConfig,
         spdmSlots,
         log.child({ function: bdf, protocol: "spdm" }),
+        pciSigHandler(engines),
       );
       const users = new SessionUsers(() => {
         if (responder.sessionCount > 0) responder.endSessions("the function's last SPDM peer left");
