@@ -260,6 +260,22 @@ export function decodeIdeKm(input: Uint8Array): IdeKmMessage {
   return m as unknown as IdeKmMessage;
 }
 
+/**
+ * The key-naming fields at the start of a KEY_PROG or K_SET message whatever its length, so that a
+ * KEY_PROG of the wrong length can still get its KP_ACK (Status Incorrect Length). DecodeError when
+ * even those 7 bytes are not there.
+ */
+export function decodeKeyTarget(input: Uint8Array): KeyTarget {
+  const r = new Reader(asBuffer(input));
+  r.uint(1, "ide_km.objectId");
+  const where = "ide_km.keyTarget";
+  return decodeFields(
+    keyTarget(false) as readonly Field<unknown>[],
+    r,
+    new Need({}, r, where),
+  ) as unknown as KeyTarget;
+}
+
 /** Exact bytes of `msg`; RangeError when a field is missing, out of range or inconsistent. */
 export function encodeIdeKm(msg: IdeKmMessage): Buffer {
   const where = `ide_km.${msg.object}`;

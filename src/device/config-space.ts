@@ -379,6 +379,8 @@ export interface FunctionConfigSpace {
   sriovOffset?: number;
   /** The IDE capability's streams, Link IDE streams first; none without IDE. */
   ideStreams: readonly IdeStream[];
+  /** Config offset of the IDE capability, when the function has one. */
+  ideOffset?: number;
 }
 
 /**
@@ -410,11 +412,13 @@ export function functionConfigSpace(
     space.notify({ kind: "memoryEnable", enabled: (command & Command.MEMORY) !== 0 }),
   );
   const sriovOffset = fn.sriov ? extendedOffsets[doe.length] : undefined;
+  const ideOffset = ide ? extendedOffsets[doe.length + (fn.sriov ? 1 : 0)] : undefined;
   return {
     space,
     doeOffsets: extendedOffsets.slice(0, doe.length),
     ...(sriovOffset ? { sriovOffset } : {}),
     ideStreams: ide?.streams ?? [],
+    ...(ideOffset ? { ideOffset } : {}),
   };
 }
 

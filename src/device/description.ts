@@ -125,6 +125,11 @@ const ideSchema = z
     addressBlocks: uint(Ide.MAX_ADDRESS_BLOCKS).default(1),
     /** TEE-Limited Stream Supported, which TDISP's streams use. */
     teeLimited: z.boolean().default(true),
+    /**
+     * The IDE_KM PortIndex this capability answers (PCIe r6.0 §6.33.3), also the MaxPortIndex of
+     * its QUERY_RESP. DMTF's requester (spdm-emu 85436d53) asks for port 1.
+     */
+    portIndex: uint(0xff).default(1),
   })
   .refine((i) => i.linkStreams + i.selectiveStreams > 0, {
     path: ["selectiveStreams"],
@@ -230,7 +235,8 @@ export const deviceSchema = z
     functions: z
       .array(functionSchema)
       .min(1)
-      .default([functionSchema.parse({})]),
+      // IDE on the default function, so an IDE_KM requester finds a port on `{}`.
+      .default([functionSchema.parse({ ide: {} })]),
     /** SPDM responder of every CMA/SPDM mailbox (src/spdm/responder-settings.ts). */
     spdm: spdmSettingsSchema.prefault({}),
   })

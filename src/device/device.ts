@@ -14,6 +14,7 @@ import { CertificateSlots } from "../spdm/responder-slots.js";
 import { announce } from "./announce.js";
 import { startControlServer } from "./control-server.js";
 import { DEFAULT_MAILBOX_PORT, type DeviceDescription } from "./description.js";
+import { IdeKmEngine } from "./ide-km.js";
 import { Mailbox } from "./mailbox.js";
 import { startMailboxEndpoint } from "./mailbox-endpoint.js";
 import { DeviceModel } from "./model.js";
@@ -128,6 +129,17 @@ export async function startDevice(opts: DeviceOptions): Promise<RunningDevice> {
       endpoints.push(fnEndpoints);
     }
     const model = new DeviceModel(desc, mailboxes, endpoints);
+    for (const [fi, fn] of desc.functions.entries()) {
+      if (!fn.ide) continue;
+      const rid = routingId(desc.bus, desc.device, fn.function);
+      const ideKm = new IdeKmEngine(
+        model,
+        rid,
+        fn.ide.portIndex,
+        log.child({ function: formatRoutingId(rid), protocol: "ide-km" }),
+      );
+      functionEngines[fi]!.IDE_KM = (message) => ideKm.handle(message);
+    }
     const control = await startControlServer({
       model,
       host: ip,

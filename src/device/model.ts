@@ -7,7 +7,17 @@
  * function's BARs, its IDE streams, and every config write that changed either (onConfigChange).
  */
 import { checkConfigAccess, type DeviceIdentity, type MailboxIdentity } from "../../protocol/control.js";
-import { allOnes, Header, routingId, Sriov, SriovCtrl, vfIndexAt, vfRoutingId } from "../../protocol/pci.js";
+import {
+  allOnes,
+  Header,
+  Ide,
+  ideCapabilityBytes,
+  routingId,
+  Sriov,
+  SriovCtrl,
+  vfIndexAt,
+  vfRoutingId,
+} from "../../protocol/pci.js";
 import { type Logger, silentLogger } from "../log.js";
 import type { Endpoint } from "../net/framed.js";
 import { BarArray, type BarState } from "./bars.js";
@@ -37,6 +47,7 @@ interface Pf {
   fn: FunctionDescription;
   space: ConfigSpace;
   ideStreams: readonly IdeStream[];
+  ideOffset: number | undefined;
 }
 
 export type ConfigChangeListener = (rid: number, change: ConfigChange) => void;
@@ -67,12 +78,12 @@ export class DeviceModel {
       }
       const rid = routingId(bus, device, fn.function);
       const registers = fnMailboxes.map((m, mi) => new DoeRegisters(m, log.child({ rid, mailbox: mi })));
-      const { space, doeOffsets, sriovOffset, ideStreams } = functionConfigSpace(
+      const { space, doeOffsets, sriovOffset, ideStreams, ideOffset } = functionConfigSpace(
         fn,
         functions.length > 1,
         registers,
       );
-      this.pfs.set(rid, { fn, space, ideStreams });
+      this.pfs.set(rid, { fn, space, ideStreams, ideOffset });
       space.onChange((change) => {
         for (const listener of this.listeners) listener(rid, change);
       });
@@ -138,6 +149,20 @@ export class DeviceModel {
   /** The IDE streams of the function at `rid`, Link IDE streams first; none without an IDE capability. */
   ideStreams(rid: number): readonly IdeStream[] {
     return this.pfs.get(rid)?.ideStreams ?? [];
+  }
+
+  /**
+   * The IDE capability's registers of the function at `rid` as DWs, from IDE Capability to the
+   * capability's end (what IDE_KM QUERY_RESP carries); none without an IDE capability.
+   */
+  ideRegisters(rid: number): number[] {
+    const pf = this.pfs.get(rid);
+    if (!pf?.fn.ide || pf.ideOffset === undefined) return [];
+    const { linkStreams, selectiveStreams, addressBlocks } = pf.fn.ide;
+    const first = pf.ideOffset + Ide.CAP;
+    const count =
+      (pf.ideOffset + ideCapabilityBytes(linkStreams, selectiveStreams, addressBlocks) - first) / 4;
+    return Array.from({ length: count }, (_, i) => pf.space.read(first + 4 * i, 4));
   }
 
   private spaceAt(rid: number): ConfigSpace | undefined {

@@ -10,14 +10,18 @@ export interface LogLines {
   log: Logger;
   /** Resolves with the next line whose message is `msg`; call it before what causes the line. */
   next(msg: string): Promise<LogLine>;
+  /** Every line written so far, as written. */
+  readonly written: string[];
 }
 
 export function logLines(level = "debug"): LogLines {
   const waiting = new Set<{ msg: string; resolve: (line: LogLine) => void }>();
+  const written: string[] = [];
   const log = pino(
     { level },
     {
       write(text: string) {
+        written.push(text);
         const line = JSON.parse(text) as LogLine;
         for (const w of waiting) {
           if (w.msg !== line.msg) continue;
@@ -27,5 +31,5 @@ export function logLines(level = "debug"): LogLines {
       },
     },
   );
-  return { log, next: (msg) => new Promise((resolve) => waiting.add({ msg, resolve })) };
+  return { log, written, next: (msg) => new Promise((resolve) => waiting.add({ msg, resolve })) };
 }

@@ -106,9 +106,11 @@ describe("config space of a described device", () => {
       bus: 1,
       mailboxes: [{ rid: 0x0100, doeCapOffset: 0x100, mailbox: 0, host: "127.0.0.1", port: 5000 }],
     });
-    // The only extended capability ends the list.
-    expect(decodeExtCapHeader(model.configRead(0x100, 0x100, 4))).toEqual({
-      id: ExtCapId.DOE,
+    // The DOE capability, then the IDE capability (for IDE_KM requesters), which ends the list.
+    const doe = decodeExtCapHeader(model.configRead(0x100, 0x100, 4));
+    expect(doe).toEqual({ id: ExtCapId.DOE, version: 1, next: 0x100 + Doe.SIZEOF });
+    expect(decodeExtCapHeader(model.configRead(0x100, doe.next, 4))).toEqual({
+      id: ExtCapId.IDE,
       version: 1,
       next: 0,
     });

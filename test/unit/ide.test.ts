@@ -135,13 +135,15 @@ describe("IDE extended capability", () => {
     expect(model.ideStreams(0x0101)).toEqual([]);
   });
 
-  it("has no IDE capability unless described", () => {
-    expect(findExtCap(modelOf(parseDescription({})), RID, ExtCapId.IDE)).toBeUndefined();
+  it("has no IDE capability unless described; the default device's function has one", () => {
+    expect(findExtCap(modelOf(parseDescription({ functions: [{}] })), RID, ExtCapId.IDE)).toBeUndefined();
+    expect(findExtCap(modelOf(parseDescription({})), RID, ExtCapId.IDE)).toBeDefined();
     expect(withIde({}).functions[0]!.ide).toEqual({
       linkStreams: 0,
       selectiveStreams: 1,
       addressBlocks: 1,
       teeLimited: true,
+      portIndex: 1,
     });
   });
 
@@ -149,6 +151,8 @@ describe("IDE extended capability", () => {
     [{ linkStreams: 9 }, "functions[0].ide.linkStreams:"],
     [{ selectiveStreams: 0 }, "functions[0].ide.selectiveStreams: an IDE capability needs at least one"],
     [{ addressBlocks: 16 }, "functions[0].ide.addressBlocks:"],
+    [{ portIndex: 256 }, "functions[0].ide.portIndex:"],
+    [{ portIndex: -1 }, "functions[0].ide.portIndex:"],
     [{ selectiveStreams: 256, addressBlocks: 15 }, "functions[0].ide: the extended capabilities need"],
     [{ colour: "red" }, "functions[0].ide:"],
   ])("rejects %j naming the bad field", (ide, message) => {
