@@ -39,7 +39,7 @@ import {
 } from "../../protocol/spdm/codes.js";
 import type { KnownMessageName, MessageOf } from "../../protocol/spdm/messages.js";
 import { hex32 } from "../bits.js";
-import { type Logger, silentLogger } from "../log.js";
+import { type Logger, silentLogger, WarnLimiter } from "../log.js";
 import { challenge, getCertificate, getDigests } from "./responder-authentication.js";
 import { ChunkTransfers } from "./responder-chunking.js";
 import {
@@ -249,6 +249,7 @@ export class SpdmResponder {
   private readonly ctx: ResponderContext;
   private readonly chunks: ChunkTransfers;
   private readonly notReady: NotReady;
+  private readonly strays = new WarnLimiter();
 
   constructor(
     private readonly config: ResponderConfig,
@@ -303,7 +304,9 @@ export class SpdmResponder {
     const sessionId = payload.length >= 4 ? payload.readUInt32LE(0) : undefined;
     const session = sessionId === undefined ? undefined : this.ctx.sessions.get(sessionId);
     if (!session) {
-      this.log.warn(
+      // Anyone can send these: rate-limited.
+      this.strays.warn(
+        this.log,
         { sessionId: sessionId === undefined ? null : hex32(sessionId), bytes: payload.length },
         "secured record for no open session; no response",
       );
