@@ -86,7 +86,8 @@ export class IdeKmEngine {
         return encodeIdeKm(this.queryResp());
       case "KEY_PROG": {
         const status = this.keyProgStatus(m);
-        if (status === KpAckStatus.SUCCESS) this.keys.set(keyOf(m), { key: m.key, ifv: m.ifv });
+        if (status === KpAckStatus.SUCCESS)
+          this.keys.set(keyOf(m), { key: Buffer.from(m.key), ifv: Buffer.from(m.ifv) });
         this.log.info({ ...named(m), status }, "IDE-KM KEY_PROG");
         return this.kpAck(m, status);
       }

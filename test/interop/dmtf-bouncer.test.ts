@@ -26,7 +26,7 @@ function requesterEmu(port: number, args: string[] = []): Promise<{ code: number
   );
 }
 
-/** The default flows minus --exe_session's APP step (IDE-KM, TDISP, CXL: not implemented yet). */
+/** The default flows minus --exe_session's APP step (TDISP and CXL are not implemented yet). */
 const FLOWS = ["--exe_session", "KEY_EX,PSK,KEY_UPDATE,HEARTBEAT,MEAS,DIGEST,CERT"];
 
 describe.skipIf(!BIN)("bouncer transparency with DMTF spdm_requester_emu", () => {

@@ -6,8 +6,9 @@
  * endpoint info, and mutual authentication unless the device is given a requester chain: then it
  * signs FINISH with its sample requester key). Failures inside a session (heartbeat, key update,
  * measurements) only print an error, so the output must also be free of "fail" and "error".
- * Its default --exe_session also has APP: IDE-KM, TDISP and CXL vendor-defined requests, which a
- * later issue brings; until then they get ERROR UnsupportedRequest and the run fails there.
+ * Its default --exe_session also has APP: IDE-KM, TDISP and CXL vendor-defined requests. The device
+ * answers PCI IDE-KM (QUERY, KEY_PROG and K_SET_GO ×6); TDISP comes later, so its first request
+ * gets ERROR UnsupportedRequest and the run fails there.
  * spdm_device_validator_sample runs DMTF's SPDM-Responder-Validator and logs pass/fail counts.
  *
  * Skipped unless SPDM_EMU_BIN names spdm-emu's build/bin (binaries and sample keys), e.g.
@@ -168,7 +169,7 @@ describe.skipIf(!BIN)("DMTF spdm-emu tools against the doe-emu SPDM responder", 
     });
   }, 30_000);
 
-  it("spdm_requester_emu with its defaults: sessions open, then APP's IDE-KM request gets ERROR UnsupportedRequest", async () => {
+  it("spdm_requester_emu with its defaults: sessions open, APP's IDE-KM passes, its first TDISP request gets ERROR UnsupportedRequest", async () => {
     await against(slot0("ecp384"), async (port) => {
       const { code, output } = await runTool(
         "spdm_requester_emu",

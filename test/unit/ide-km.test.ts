@@ -53,8 +53,9 @@ const keyProg = (o: Partial<KeyTarget> = {}) =>
 
 function setup(description: unknown = {}) {
   const lines = logLines();
-  const model = modelOf(parseDescription(description));
-  const engine = new IdeKmEngine(model, RID, 1, lines.log);
+  const desc = parseDescription(description);
+  const model = modelOf(desc);
+  const engine = new IdeKmEngine(model, RID, desc.functions[0]!.ide!.portIndex, lines.log);
   const ask = (m: IdeKmMessage | Buffer) =>
     decodeIdeKm(engine.handle(Buffer.isBuffer(m) ? m : encodeIdeKm(m)));
   const cap = findExtCap(model, RID, ExtCapId.IDE)!;
@@ -107,6 +108,14 @@ describe("IDE_KM responder", () => {
     expect(r.linkStreams).toHaveLength(2);
     expect(r.selectiveStreams.map((s) => s.addressAssociations.length)).toEqual([2, 2, 2]);
     expect(r.trailingRegisters).toEqual([]);
+  });
+
+  it("answers the PortIndex the description gives, and only that one", () => {
+    const { ask } = setup({ functions: [{ ide: { portIndex: 3 } }] });
+    expect(ask({ object: "QUERY", portIndex: 3 })).toMatchObject({ portIndex: 3, maxPortIndex: 3 });
+    expectSpdmError(() => ask({ object: "QUERY", portIndex: 1 }), SpdmErrorCode.InvalidRequest);
+    expect(ask(keyProg({ portIndex: 1 }))).toMatchObject({ status: KpAckStatus.UNSUPPORTED_PORT_INDEX });
+    expect(ask(keyProg({ portIndex: 3 }))).toMatchObject({ status: KpAckStatus.SUCCESS });
   });
 
   it("KEY_PROG and K_SET_GO for all six sub-streams make the stream Secure once enabled; K_SET_STOP ends it", () => {
