@@ -18,6 +18,7 @@ import { Mailbox } from "./mailbox.js";
 import { startMailboxEndpoint } from "./mailbox-endpoint.js";
 import { DeviceModel } from "./model.js";
 import { type PciSigEngines, pciSigHandler } from "./pcisig-vdm.js";
+import { TdispEngine } from "./tdisp.js";
 
 export interface DeviceOptions {
   description: DeviceDescription;
@@ -47,6 +48,7 @@ export interface RunningDevice {
   mailboxes: MailboxInfo[];
   control: Endpoint;
   model: DeviceModel;
+  tdisp: TdispEngine;
   /** Closes every endpoint and connection; idempotent. */
   stop(): Promise<void>;
 }
@@ -60,6 +62,7 @@ export async function startDevice(opts: DeviceOptions): Promise<RunningDevice> {
   const infos: MailboxInfo[] = [];
   const functionUsers: SessionUsers[] = [];
   const functionEngines: PciSigEngines[] = [];
+  const responders: SpdmResponder[] = [];
   const onShutdown = once(() => opts.onShutdown?.());
   const closeAll = async () => {
     await Promise.all(servers.map((s) => s.close()));
@@ -91,6 +94,7 @@ export async function startDevice(opts: DeviceOptions): Promise<RunningDevice> {
         if (responder.sessionCount > 0) responder.endSessions("the function's last SPDM peer left");
       });
       functionUsers.push(users);
+      responders.push(responder);
       for (const [mi, mb] of fn.mailboxes.entries()) {
         const id = `${bdf}/${mi}`;
         const mlog = log.child({ mailbox: id });
@@ -128,6 +132,14 @@ export async function startDevice(opts: DeviceOptions): Promise<RunningDevice> {
       endpoints.push(fnEndpoints);
     }
     const model = new DeviceModel(desc, mailboxes, endpoints);
+    const tdisp = new TdispEngine(model, log.child({ protocol: "tdisp" }));
+    // One TDISP engine for the device, taking requests at each TDEV function (docs/ARCHITECTURE.md).
+    for (const [fi, fn] of desc.functions.entries()) {
+      const via = routingId(desc.bus, desc.device, fn.function);
+      if (!tdisp.servesAt(via)) continue;
+      functionEngines[fi]!.TDISP = (message, ctx) => tdisp.handle(message, { ...ctx, via });
+      responders[fi]!.onSessionEnd((sessionId) => tdisp.sessionEnded(via, sessionId));
+    }
     const control = await startControlServer({
       model,
       host: ip,
@@ -152,6 +164,7 @@ export async function startDevice(opts: DeviceOptions): Promise<RunningDevice> {
       mailboxes: infos,
       control: control.address,
       model,
+      tdisp,
       stop: once(async () => {
         announcement?.close();
         await closeAll();
