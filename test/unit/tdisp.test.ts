@@ -1,5 +1,8 @@
+import { readFileSync } from "node:fs";
 import { describe, expect, it } from "vitest";
 import { CapId, ExtCapId, Header, Msix, MsixFlags, PciExp, Sriov, SriovCtrl } from "../../protocol/pci.js";
+import { decodePciSigVdm } from "../../protocol/pcisig-vdm.js";
+import { decodeSpdm, type VendorDefinedRequest } from "../../protocol/spdm/index.js";
 import {
   decodeDeviceInterfaceReport,
   decodeTdisp,
@@ -22,6 +25,8 @@ import {
 } from "../../src/device/tdisp.js";
 import { silentLogger } from "../../src/log.js";
 import { findCap, findExtCap, modelOf } from "../support/model.js";
+import type { TdispBody } from "../support/tdisp.js";
+import { readDecoded } from "../vectors.js";
 
 const PF = 0x0100;
 const FN1 = 0x0101;
@@ -50,13 +55,7 @@ const description = (extra: object = {}): DeviceDescription =>
 function setup(desc = description()) {
   const model = modelOf(desc);
   const tdisp = new TdispEngine(model, silentLogger, (n) => NONCE.subarray(0, n));
-  type Request =
-    Exclude<TdispMessage, { code: "TDISP_ERROR" }> extends infer M
-      ? M extends TdispMessage
-        ? Omit<M, "version" | "functionId">
-        : never
-      : never;
-  const ask = (m: Request, functionId = PF, ctx = CTX, version = 0x10) =>
+  const ask = (m: TdispBody, functionId = PF, ctx = CTX, version = 0x10) =>
     decodeTdisp(tdisp.handle(encodeTdisp({ version, functionId, ...m } as TdispMessage), ctx));
   const expectError = (reply: TdispMessage, code: keyof typeof TdispErrorCode, data = 0) =>
     expect(reply).toMatchObject({ code: "TDISP_ERROR", errorCode: TdispErrorCode[code], errorData: data });
@@ -311,5 +310,76 @@ describe("TDISP engine", () => {
     expect(bad({ "0xBEEF": "01:00" })).toThrow(/tdisp\.functionIdAliases\.0xBEEF: must be a routing ID/);
     expect(bad({ "0xBEEF": "01:00.5" })).toThrow(/0xBEEF: 01:00.5 is no function of this device/);
     expect(bad({ "0x0101": "01:00.0" })).toThrow(/0x0101 is the routing ID of function 1/);
+  });
+});
+
+describe("TDISP engine against DMTF's requester's recorded requests (spdm13_app, spdm-emu 85436d53)", () => {
+  /** The TDISP requests of the first session's APP step, as recorded. */
+  const requests = readDecoded("spdm13_app")
+    .messages.filter((f) => f.vdm?.family === "PCI" && f.index < 78)
+    .map((f) => decodeSpdm(f.plain))
+    .filter((m): m is VendorDefinedRequest => m.code === "VENDOR_DEFINED_REQUEST")
+    .map((m) => decodePciSigVdm(m))
+    .filter((v) => v.protocol === "TDISP")
+    .map((v) => v.message);
+  /** Exact response sizes the requester checks (spdm-emu's pci_tdisp_requester_lib). */
+  const SIZE: Record<string, number> = {
+    TDISP_VERSION: 18,
+    TDISP_CAPABILITIES: 44,
+    DEVICE_INTERFACE_STATE: 17,
+    LOCK_INTERFACE_RESPONSE: 48,
+    START_INTERFACE_RESPONSE: 16,
+    STOP_INTERFACE_RESPONSE: 16,
+  };
+
+  it("answers each as the requester checks: type, size, version, FunctionID 0xBEEF, the asserted states", () => {
+    expect(requests.length).toBe(11);
+    const start = requests.map(decodeTdisp).find((m) => m.code === "START_INTERFACE_REQUEST");
+    const lockResponseNonce = (start as TdispMessageOf<"START_INTERFACE_REQUEST">).startInterfaceNonce;
+    // The device draws the nonce the recorded START carries, so the recorded START matches it.
+    const model = modelOf(
+      parseDescription(
+        JSON.parse(readFileSync(new URL("../../examples/dmtf-requester.json", import.meta.url), "utf8")),
+      ),
+    );
+    const tdisp = new TdispEngine(model, silentLogger, () => Buffer.from(lockResponseNonce));
+    const states: number[] = [];
+    let reportRequests = 0;
+    for (const request of requests) {
+      const code = decodeTdisp(request).code;
+      if (code === "GET_DEVICE_INTERFACE_REPORT") {
+        if (reportRequests++ > 0) continue;
+        // The requester's loop: 0x40 bytes at a time, then what remains, up to 0x1000 in all.
+        let total = 0;
+        for (let offset = 0, remainder = 1; remainder > 0; ) {
+          const length = offset === 0 ? 0x40 : Math.min(remainder, 0x40);
+          const get = encodeTdisp({ code, version: 0x10, functionId: 0xbeef, offset, length });
+          const bytes = tdisp.handle(get, CTX);
+          const m = decodeTdisp(bytes) as TdispMessageOf<"DEVICE_INTERFACE_REPORT">;
+          expect(m.code).toBe("DEVICE_INTERFACE_REPORT");
+          expect(m.portion.length).toBeLessThanOrEqual(length);
+          expect(bytes.length).toBe(20 + m.portion.length);
+          if (offset === 0) total = m.portion.length + m.remainderLength;
+          expect(offset + m.portion.length + m.remainderLength).toBe(total);
+          offset += m.portion.length;
+          remainder = m.remainderLength;
+        }
+        expect(total).toBeLessThanOrEqual(0x1000);
+        continue;
+      }
+      const bytes = tdisp.handle(request, CTX);
+      const m = decodeTdisp(bytes);
+      expect(m.code, `answer to ${code}`).not.toBe("TDISP_ERROR");
+      expect([m.version, m.functionId, bytes.length]).toEqual([0x10, 0xbeef, SIZE[m.code]]);
+      if (m.code === "DEVICE_INTERFACE_STATE") states.push(m.tdiState);
+      if (m.code === "TDISP_VERSION") expect(m.versions).toEqual([0x10]);
+    }
+    expect(reportRequests).toBe(2);
+    expect(states).toEqual([
+      TdiState.CONFIG_UNLOCKED,
+      TdiState.CONFIG_LOCKED,
+      TdiState.RUN,
+      TdiState.CONFIG_UNLOCKED,
+    ]);
   });
 });
