@@ -26,3 +26,34 @@ export function createLogger(opts: LogOptions = {}): Logger {
 
 /** A logger that drops everything, for library users who pass none. */
 export const silentLogger: Logger = pino({ level: "silent" });
+
+/**
+ * Warnings about a peer's input, at most `perSecond` a second from one source: a flood of bad input
+ * must not become a flood of log lines, each several times the bytes that caused it. The lines
+ * dropped are counted (`suppressed`) in the next one that goes out.
+ */
+export class WarnLimiter {
+  private windowStart = Number.NEGATIVE_INFINITY;
+  private sent = 0;
+  private dropped = 0;
+
+  constructor(
+    private readonly perSecond = 10,
+    private readonly now: () => number = Date.now,
+  ) {}
+
+  warn(log: Logger, fields: object, msg: string): void {
+    const t = this.now();
+    if (t - this.windowStart >= 1000) {
+      this.windowStart = t;
+      this.sent = 0;
+    }
+    if (this.sent >= this.perSecond) {
+      this.dropped++;
+      return;
+    }
+    this.sent++;
+    log.warn(this.dropped > 0 ? { ...fields, suppressed: this.dropped } : fields, msg);
+    this.dropped = 0;
+  }
+}

@@ -16,7 +16,7 @@ import {
   protocolId,
 } from "../../protocol/doe.js";
 import { DecodeError } from "../../protocol/errors.js";
-import type { Logger } from "../log.js";
+import { type Logger, WarnLimiter } from "../log.js";
 
 export interface DoeRequest extends DoeProtocol {
   /** Payload after the DOE header, as received (zero padding included). */
@@ -46,6 +46,8 @@ export class Mailbox {
   private readonly handlers = new Map<number, DoeHandler>();
   private readonly queue: Job[] = [];
   private busy = false;
+  /** Discarded objects are a peer's doing: their warnings are rate-limited. */
+  private readonly discards = new WarnLimiter();
 
   /** `onSubmit` hears the origin of every object as it is submitted, while its sender is connected. */
   constructor(
@@ -120,15 +122,17 @@ export class Mailbox {
     try {
       req = { ...decodeDoeObject(object), origin };
     } catch (e) {
-      this.log.warn(
-        { origin, err: (e as Error).message, bytes: object.length },
+      this.discards.warn(
+        this.log,
+        { origin, err: e instanceof Error ? e.message : String(e), bytes: object.length },
         "discarded malformed DOE object",
       );
       return undefined;
     }
     const handler = this.lists(req) ? this.handlers.get(key(req)) : undefined;
     if (!handler) {
-      this.log.warn(
+      this.discards.warn(
+        this.log,
         { origin, protocol: protocolId(req) },
         "discarded DOE object of a protocol this mailbox does not list",
       );
@@ -161,7 +165,7 @@ export class Mailbox {
     const protocol = protocolId(req);
     const { origin } = req;
     if (e instanceof DecodeError)
-      this.log.warn({ origin, protocol, err: e.message }, "discarded malformed request");
+      this.discards.warn(this.log, { origin, protocol, err: e.message }, "discarded malformed request");
     else this.log.error({ origin, protocol, err: (e as Error).stack }, "handler failed; no response");
     return undefined;
   }

@@ -19,7 +19,7 @@
 import { DoeType, decodeDoeHeader, PCI_SIG_VENDOR_ID, protocolId } from "../../protocol/doe.js";
 import { DecodeError } from "../../protocol/errors.js";
 import { commandName, SocketCommand, TransportType } from "../../protocol/socket.js";
-import type { Logger } from "../log.js";
+import { type Logger, WarnLimiter } from "../log.js";
 import {
   type Endpoint,
   FramedClient,
@@ -81,6 +81,8 @@ function route(object: Buffer, targets: BounceTargets): Endpoint | BounceError {
 
 export class Bouncer {
   readonly stats: BounceStats = { forwarded: 0, invalidRequest: 0, missingMailbox: 0, upstreamError: 0 };
+  /** Bounce errors are mostly a requester's doing: their warnings are rate-limited (the stats count all). */
+  private readonly failures = new WarnLimiter();
 
   private constructor(
     private readonly server: FramedServer,
@@ -184,7 +186,7 @@ export class Bouncer {
 
   private fail(kind: BounceError, log: Logger, detail: object): Buffer {
     this.stats[kind]++;
-    log.warn({ error: kind, ...detail }, "bounce error; answered with an empty NORMAL frame");
+    this.failures.warn(log, { error: kind, ...detail }, "bounce error; answered with an empty NORMAL frame");
     return EMPTY;
   }
 }

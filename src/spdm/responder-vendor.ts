@@ -19,12 +19,8 @@ export type VendorDefinedHandler = (
   ctx: VendorRequestContext,
 ) => VendorFields | undefined;
 
-export function vendorDefined(
-  handler: VendorDefinedHandler | undefined,
-  m: VendorDefinedRequest,
-  x: Exchange,
-): Buffer {
-  const answer = handler?.(m, { sessionId: x.session?.sessionId });
+export function vendorDefined(handler: VendorDefinedHandler, m: VendorDefinedRequest, x: Exchange): Buffer {
+  const answer = handler(m, { sessionId: x.session?.sessionId });
   if (!answer) fail("UnsupportedRequest", SpdmCode.VENDOR_DEFINED_REQUEST);
   const { standardId, vendorId, payload } = answer;
   return encodeSpdm({ code: "VENDOR_DEFINED_RESPONSE", version: m.version, standardId, vendorId, payload });

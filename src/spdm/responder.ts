@@ -7,14 +7,15 @@
  *
  * This file holds the state, the one transition table (RULES) and the dispatch. Each message
  * family has a module, as libspdm's responder has a file per message: responder-negotiation,
- * -authentication, -measurements, -handshakes, -in-session, -chunking and -not-ready, with what
- * they share in responder-context.
+ * -authentication, -measurements, -handshakes, -in-session, -chunking, -not-ready and -vendor
+ * (VENDOR_DEFINED_REQUEST, answered by the device's handler), with what they share in
+ * responder-context.
  *
  * handle() never throws: whatever a request does wrong becomes the ERROR DSP0274 names and the
  * connection carries on. While a chunked transfer is under way only its own messages and
  * GET_VERSION are expected (UnexpectedRequest, the transfer survives); otherwise the checks run
  * in this order, before the body is looked at:
- *   not implemented, capability not advertised (for session requests: by either side, as libspdm
+ *   not implemented (VENDOR_DEFINED without a device handler too), capability not advertised (for session requests: by either side, as libspdm
  *   checks), or newer than the negotiated version → UnsupportedRequest (Param2 = the request code);
  *   SPDMVersion other than the negotiated one (1.0 for GET_VERSION) → VersionMismatch;
  *   not expected in this state → UnexpectedRequest;
@@ -39,7 +40,7 @@ import {
 } from "../../protocol/spdm/codes.js";
 import type { KnownMessageName, MessageOf } from "../../protocol/spdm/messages.js";
 import { hex32 } from "../bits.js";
-import { type Logger, silentLogger } from "../log.js";
+import { type Logger, silentLogger, WarnLimiter } from "../log.js";
 import { challenge, getCertificate, getDigests } from "./responder-authentication.js";
 import { ChunkTransfers } from "./responder-chunking.js";
 import {
@@ -96,6 +97,8 @@ interface Rule<N extends KnownMessageName = KnownMessageName> {
   cap?: number;
   /** Requester capability bits of which it must have advertised one (libspdm checks both sides). */
   peerCap?: number;
+  /** Whether this responder serves the request at all (default yes), else UnsupportedRequest. */
+  served?: (r: SpdmResponder) => boolean;
   /** Where the request is accepted (default ANYWHERE); FINISH's depends on HANDSHAKE_IN_THE_CLEAR. */
   in?: readonly Channel[] | ((r: SpdmResponder) => readonly Channel[]);
   /** The kind of session a session request belongs to (FINISH: KEY_EX, PSK_FINISH: PSK). */
@@ -236,11 +239,12 @@ export class SpdmResponder {
       in: IN_SESSION,
       handle: (r, m, _q, x) => endSession(r.ctx, m, x),
     },
-    // IDE-KM, TDISP and the like: in a session unless the description lets them in the clear.
+    // IDE-KM, TDISP and the like, when the device has a handler: in a session unless let in the clear.
     VENDOR_DEFINED_REQUEST: {
       states: [Negotiated],
+      served: (r) => r.vendor !== undefined,
       in: (r) => (r.config.vendorDefinedInClear ? ANYWHERE : IN_SESSION),
-      handle: (r, m, _q, x) => vendorDefined(r.vendor, m, x),
+      handle: (r, m, _q, x) => vendorDefined(r.vendor!, m, x),
     },
   });
 
@@ -249,6 +253,7 @@ export class SpdmResponder {
   private readonly ctx: ResponderContext;
   private readonly chunks: ChunkTransfers;
   private readonly notReady: NotReady;
+  private readonly strays = new WarnLimiter();
 
   constructor(
     private readonly config: ResponderConfig,
@@ -308,7 +313,9 @@ export class SpdmResponder {
     const sessionId = payload.length >= 4 ? payload.readUInt32LE(0) : undefined;
     const session = sessionId === undefined ? undefined : this.ctx.sessions.get(sessionId);
     if (!session) {
-      this.log.warn(
+      // Anyone can send these: rate-limited.
+      this.strays.warn(
+        this.log,
         { sessionId: sessionId === undefined ? null : hex32(sessionId), bytes: payload.length },
         "secured record for no open session; no response",
       );
@@ -414,7 +421,8 @@ export class SpdmResponder {
       !rule ||
       (rule.since !== undefined && peer !== undefined && peer.version < rule.since) ||
       (rule.cap !== undefined && (advertised & rule.cap) === 0) ||
-      (rule.peerCap !== undefined && peer !== undefined && (peer.flags & rule.peerCap) === 0)
+      (rule.peerCap !== undefined && peer !== undefined && (peer.flags & rule.peerCap) === 0) ||
+      (rule.served !== undefined && !rule.served(this))
     ) {
       fail("UnsupportedRequest", code);
     }

@@ -46,7 +46,8 @@ beforeAll(async () => {
 });
 afterAll(() => device.stop());
 
-const common = { exeMode: "CONTINUE" as const, measurementMode: "ALL" as const, timeoutMs: 10_000 };
+// Generous: the first NEGOTIATE_ALGORITHMS of an asym generates its chain (RSA-4096: seconds, more when loaded).
+const common = { exeMode: "CONTINUE" as const, measurementMode: "ALL" as const, timeoutMs: 60_000 };
 
 describe("authentication, our requester -> our device", () => {
   // The device generates one chain per asym on first use; RSA-4096 key generation takes seconds.

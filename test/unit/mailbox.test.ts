@@ -1,4 +1,5 @@
 import { setTimeout as sleep } from "node:timers/promises";
+import { pino } from "pino";
 import { describe, expect, it } from "vitest";
 import {
   decodeDiscoveryResponse,
@@ -7,7 +8,7 @@ import {
   encodeDoeObject,
 } from "../../protocol/doe.js";
 import { Mailbox } from "../../src/device/mailbox.js";
-import { silentLogger } from "../../src/log.js";
+import { silentLogger, WarnLimiter } from "../../src/log.js";
 
 const P = (type: number, vendorId = 1) => ({ vendorId, type });
 const discovery = (index: number) =>
@@ -93,5 +94,33 @@ describe("Mailbox engine", () => {
     const after = await mb.exchange(encodeDoeObject({ ...P(1), payload: Buffer.from("next") }), "b");
     expect(decodeDoeObject(after!).payload.toString()).toBe("next");
     expect(mb.depth).toBe(0);
+  });
+
+  it("rate-limits the warnings a flood of bad objects causes", async () => {
+    const lines: string[] = [];
+    const log = pino({ level: "warn" }, { write: (l: string) => void lines.push(l) });
+    const mb = new Mailbox([P(0)], log);
+    for (let i = 0; i < 200; i++)
+      await mb.exchange(encodeDoeObject({ ...P(5), payload: Buffer.alloc(4) }), "t");
+    // Ten a second at most: 200 objects in well under the ~20 s it would take to log them all.
+    expect(lines.length).toBeLessThan(50);
+  });
+});
+
+describe("WarnLimiter", () => {
+  it("lets perSecond lines through a second and counts the rest in the next line", () => {
+    let now = 0;
+    const lines: { msg: string; suppressed?: number }[] = [];
+    const log = pino({ level: "warn" }, { write: (l: string) => void lines.push(JSON.parse(l)) });
+    const limiter = new WarnLimiter(3, () => now);
+    for (let i = 0; i < 10; i++) limiter.warn(log, {}, `bad ${i}`);
+    expect(lines.map((l) => l.msg)).toEqual(["bad 0", "bad 1", "bad 2"]);
+    now = 999;
+    limiter.warn(log, {}, "still dropped");
+    now = 1000;
+    limiter.warn(log, {}, "next second");
+    expect(lines.at(-1)).toMatchObject({ msg: "next second", suppressed: 8 });
+    limiter.warn(log, {}, "and then");
+    expect(lines.at(-1)?.suppressed).toBeUndefined();
   });
 });
