@@ -16,6 +16,7 @@ import {
   type ConfigWidth,
   DEVSTA_RW1C,
   DevCap,
+  DevCtl,
   Doe,
   ExtCapId,
   encodeExtCapHeader,
@@ -58,7 +59,9 @@ export type ConfigChange =
   | { kind: "msix" }
   | { kind: "sriov" }
   | { kind: "vfBar"; bar: number }
-  | { kind: "ideStream"; stream: "link" | "selective"; index: number };
+  | { kind: "ideStream"; stream: "link" | "selective"; index: number }
+  /** Initiate Function Level Reset written 1 (PCIe r6.0 §6.6.2); no register is reset here. */
+  | { kind: "flr" };
 
 /** Registers whose accesses have side effects; offsets are relative to the block's base. */
 export interface RegisterBlock {
@@ -72,6 +75,14 @@ interface Mapping {
   from: number;
   to: number;
   block: RegisterBlock;
+}
+
+/** A write-only command bit: it reads 0, so only the write itself tells it was set. */
+interface Action {
+  offset: number;
+  width: number;
+  mask: number;
+  onSet: () => void;
 }
 
 interface Watch {
@@ -104,6 +115,7 @@ export class ConfigSpace {
   private readonly w1c = Buffer.alloc(CONFIG_SPACE_BYTES);
   private readonly mappings: Mapping[] = [];
   private readonly watches: Watch[] = [];
+  private readonly actions: Action[] = [];
   private readonly listeners = new Set<(change: ConfigChange) => void>();
 
   /** Sets a register's reset value and which of its bits are writable; unset bits are read-only. */
@@ -121,6 +133,11 @@ export class ConfigSpace {
   /** Calls `onChange` after a write changes any bit of `mask` in the register at `offset` (at most a DW). */
   watch(offset: number, width: number, mask: number, onChange: Watch["onChange"]): void {
     this.watches.push({ offset, width, mask, onChange });
+  }
+
+  /** Calls `onSet` when a write to the register at `offset` carries a 1 in any bit of `mask`. */
+  onWriteOne(offset: number, width: number, mask: number, onSet: () => void): void {
+    this.actions.push({ offset, width, mask, onSet });
   }
 
   /** Listens to the changes the watches report; returns the way to stop. */
@@ -162,6 +179,15 @@ export class ConfigSpace {
       const after = getLE(this.data, w.offset, w.width);
       if ((after ^ before[i]!) & w.mask) w.onChange(after, before[i]!);
     });
+    for (const a of this.actions) {
+      // The bytes of this access that fall in the action's register, at their place in it.
+      let written = 0;
+      for (let i = 0; i < width; i++) {
+        const at = offset + i - a.offset;
+        if (at >= 0 && at < a.width) written |= ((value >>> (8 * i)) & 0xff) << (8 * at);
+      }
+      if (written & a.mask) a.onSet();
+    }
   }
 
   /** Accesses are aligned and at most a DW, and mappings DW-aligned, so an access is wholly in or out. */
@@ -272,8 +298,10 @@ export function pciExpressCapability(fn: Pick<FunctionDescription, "portType" | 
         PCI_EXP_CAP_VERSION | (PORT_TYPES[fn.portType] << PciExpFlags.TYPE_SHIFT),
       );
       space.define(base + PciExp.DEVCAP, 4, DevCap.RBER | DevCap.FLR | (fn.teeIo ? DevCap.TEE : 0));
-      // Bit 15 (initiate FLR) is left out of the mask so it reads 0; FLR itself is not modelled.
-      space.define(base + PciExp.DEVCTL, 2, 0, { rw: 0x7fff });
+      // Bit 15 (Initiate FLR) is left out of the mask so it reads 0; writing it 1 is reported, for
+      // TDISP (a reset TDI returns to CONFIG_UNLOCKED), but resets no register.
+      space.define(base + PciExp.DEVCTL, 2, 0, { rw: 0x7fff & ~DevCtl.BCR_FLR });
+      space.onWriteOne(base + PciExp.DEVCTL, 2, DevCtl.BCR_FLR, () => space.notify({ kind: "flr" }));
       space.define(base + PciExp.DEVSTA, 2, 0, { w1c: DEVSTA_RW1C });
       // A x1 link at 2.5 GT/s, trained: what lspci and ASPM code expect to find.
       space.define(base + PciExp.LNKCAP, 4, 0x11);

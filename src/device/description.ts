@@ -18,6 +18,7 @@ import {
   Msix,
   msixPbaBytes,
   PORT_TYPES,
+  parseRoutingId,
   routingId,
   Sriov,
   vfRoutingId,
@@ -227,6 +228,26 @@ function checkMsixPlacement(
     fail(ctx, ["msix", "pba", "offset"], "the PBA overlaps the table");
 }
 
+const hexId = /^0x[0-9a-fA-F]{1,8}$/;
+
+/**
+ * TDISP (src/device/tdisp.ts). `functionIdAliases` maps INTERFACE_ID FunctionIDs a requester uses
+ * instead of a TDI's routing ID ("0x…", 32 bits) to the function ("bb:dd.f") they name: DMTF's
+ * requester always sends 0xBEEF.
+ */
+const tdispSchema = z.strictObject({
+  functionIdAliases: z
+    .record(
+      z.string(),
+      z.string().refine((t) => parseRoutingId(t) !== undefined, 'must be a routing ID "bb:dd.f"'),
+    )
+    .superRefine((aliases, ctx) => {
+      for (const alias of Object.keys(aliases))
+        if (!hexId.test(alias)) fail(ctx, [alias], "must be a 0x-prefixed hex FunctionID of at most 32 bits");
+    })
+    .default({}),
+});
+
 export const deviceSchema = z
   .strictObject({
     name: z.string().min(1).default("doe-emu"),
@@ -239,6 +260,7 @@ export const deviceSchema = z
       .default([functionSchema.parse({ ide: {} })]),
     /** SPDM responder of every CMA/SPDM mailbox (src/spdm/responder-settings.ts). */
     spdm: spdmSettingsSchema.prefault({}),
+    tdisp: tdispSchema.prefault({}),
   })
   .superRefine((d, ctx) => {
     const seen = new Set<number>();
@@ -275,6 +297,14 @@ export const deviceSchema = z
         owner.set(rid, `VF ${vf} of function ${f.function}`);
       }
     });
+    for (const [alias, target] of Object.entries(d.tdisp.functionIdAliases)) {
+      const path = ["tdisp", "functionIdAliases", alias];
+      const id = Number.parseInt(alias.slice(2), 16);
+      const rid = parseRoutingId(target)!;
+      if (!owner.has(rid)) fail(ctx, path, `${target} is no function of this device, nor one of its VFs`);
+      else if (owner.has(id) && id !== rid)
+        fail(ctx, path, `${alias} is the routing ID of ${owner.get(id)}, not an alias`);
+    }
   });
 
 export type DeviceDescription = z.output<typeof deviceSchema>;

@@ -19,6 +19,7 @@ import { Mailbox } from "./mailbox.js";
 import { startMailboxEndpoint } from "./mailbox-endpoint.js";
 import { DeviceModel } from "./model.js";
 import { type PciSigEngines, pciSigHandler } from "./pcisig-vdm.js";
+import { TdispEngine } from "./tdisp.js";
 
 export interface DeviceOptions {
   description: DeviceDescription;
@@ -48,6 +49,7 @@ export interface RunningDevice {
   mailboxes: MailboxInfo[];
   control: Endpoint;
   model: DeviceModel;
+  tdisp: TdispEngine;
   /** Closes every endpoint and connection; idempotent. */
   stop(): Promise<void>;
 }
@@ -61,6 +63,7 @@ export async function startDevice(opts: DeviceOptions): Promise<RunningDevice> {
   const infos: MailboxInfo[] = [];
   const functionUsers: SessionUsers[] = [];
   const functionEngines: PciSigEngines[] = [];
+  const responders: SpdmResponder[] = [];
   const onShutdown = once(() => opts.onShutdown?.());
   const closeAll = async () => {
     await Promise.all(servers.map((s) => s.close()));
@@ -92,6 +95,7 @@ export async function startDevice(opts: DeviceOptions): Promise<RunningDevice> {
         if (responder.sessionCount > 0) responder.endSessions("the function's last SPDM peer left");
       });
       functionUsers.push(users);
+      responders.push(responder);
       for (const [mi, mb] of fn.mailboxes.entries()) {
         const id = `${bdf}/${mi}`;
         const mlog = log.child({ mailbox: id });
@@ -129,16 +133,24 @@ export async function startDevice(opts: DeviceOptions): Promise<RunningDevice> {
       endpoints.push(fnEndpoints);
     }
     const model = new DeviceModel(desc, mailboxes, endpoints);
+    const tdisp = new TdispEngine(model, log.child({ protocol: "tdisp" }));
     for (const [fi, fn] of desc.functions.entries()) {
-      if (!fn.ide) continue;
       const rid = routingId(desc.bus, desc.device, fn.function);
-      const ideKm = new IdeKmEngine(
-        model,
-        rid,
-        fn.ide.portIndex,
-        log.child({ function: formatRoutingId(rid), protocol: "ide-km" }),
-      );
-      functionEngines[fi]!.IDE_KM = (message) => ideKm.handle(message);
+      const engines = functionEngines[fi]!;
+      if (fn.ide) {
+        const ideKm = new IdeKmEngine(
+          model,
+          rid,
+          fn.ide.portIndex,
+          log.child({ function: formatRoutingId(rid), protocol: "ide-km" }),
+        );
+        engines.IDE_KM = (message) => ideKm.handle(message);
+      }
+      // One TDISP engine for the device, taking requests at each TDEV function (docs/ARCHITECTURE.md).
+      if (tdisp.servesAt(rid)) {
+        engines.TDISP = (message, ctx) => tdisp.handle(message, { ...ctx, via: rid });
+        responders[fi]!.onSessionEnd((sessionId) => tdisp.sessionEnded(rid, sessionId));
+      }
     }
     const control = await startControlServer({
       model,
@@ -164,6 +176,7 @@ export async function startDevice(opts: DeviceOptions): Promise<RunningDevice> {
       mailboxes: infos,
       control: control.address,
       model,
+      tdisp,
       stop: once(async () => {
         announcement?.close();
         await closeAll();

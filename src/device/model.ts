@@ -84,9 +84,7 @@ export class DeviceModel {
         registers,
       );
       this.pfs.set(rid, { fn, space, ideStreams, ideOffset });
-      space.onChange((change) => {
-        for (const listener of this.listeners) listener(rid, change);
-      });
+      space.onChange((change) => this.emit(rid, change));
       if (fn.sriov && sriovOffset !== undefined)
         this.sriovPfs.push({ rid, fn, sriov: fn.sriov, space, base: sriovOffset });
       doeOffsets.forEach((doeCapOffset, mi) => {
@@ -122,8 +120,8 @@ export class DeviceModel {
 
   /**
    * Tells `listener` of every config write that changes a PF's BARs, Memory Space Enable, MSI-X
-   * control, SR-IOV settings or VF BARs, or an IDE stream's Control register (ConfigChange), with
-   * the PF's routing ID. Returns the way to stop.
+   * control, SR-IOV settings or VF BARs, or an IDE stream's Control register, and of every Function
+   * Level Reset of a PF or VF (ConfigChange), with the function's routing ID. Returns the way to stop.
    */
   onConfigChange(listener: ConfigChangeListener): () => void {
     this.listeners.add(listener);
@@ -165,6 +163,10 @@ export class DeviceModel {
     return Array.from({ length: count }, (_, i) => pf.space.read(first + 4 * i, 4));
   }
 
+  private emit(rid: number, change: ConfigChange): void {
+    for (const listener of this.listeners) listener(rid, change);
+  }
+
   private spaceAt(rid: number): ConfigSpace | undefined {
     const pf = this.pfs.get(rid);
     if (pf) return pf.space;
@@ -176,6 +178,7 @@ export class DeviceModel {
     let space = this.vfSpaces.get(rid);
     if (!space) {
       space = vfConfigSpace(at.pf.fn, at.pf.space.read(at.pf.base + Sriov.VF_DID, 2));
+      space.onChange((change) => this.emit(rid, change));
       this.vfSpaces.set(rid, space);
     }
     return space;

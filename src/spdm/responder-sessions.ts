@@ -21,6 +21,7 @@ export class ResponderSessions {
   private readonly live = new Map<number, SecureSession>();
   /** The last KEY_EXCHANGE session: FINISH in the clear carries no session ID (libspdm's latest_session_id). */
   private latestKeyEx: SecureSession | undefined;
+  private readonly endListeners = new Set<(sessionId: number) => void>();
 
   constructor(
     readonly limit: number,
@@ -64,6 +65,13 @@ export class ResponderSessions {
     if (this.live.get(session.sessionId) === session) this.live.delete(session.sessionId);
     if (session.state !== "ended") session.end(reason);
     this.log.info({ sessionId: hex32(session.sessionId), reason }, "session ended");
+    for (const listener of this.endListeners) listener(session.sessionId);
+  }
+
+  /** Tells `listener` the ID of every session that ends; returns the way to stop. */
+  onEnd(listener: (sessionId: number) => void): () => void {
+    this.endListeners.add(listener);
+    return () => this.endListeners.delete(listener);
   }
 
   endAll(reason: string): void {

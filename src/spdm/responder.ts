@@ -278,6 +278,11 @@ export class SpdmResponder {
     return this.ctx.sessions.size;
   }
 
+  /** Tells `listener` the ID of every session that ends, however it ends; returns the way to stop. */
+  onSessionEnd(listener: (sessionId: number) => void): () => void {
+    return this.ctx.sessions.onEnd(listener);
+  }
+
   /** Ends every session, e.g. when nobody is connected to the mailbox any more. */
   endSessions(reason: string): void {
     this.ctx.sessions.endAll(reason);
