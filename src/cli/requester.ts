@@ -7,13 +7,24 @@
 import { X509Certificate } from "node:crypto";
 import { readFileSync } from "node:fs";
 import type { Argv } from "yargs";
+import { formatRoutingId, parseRoutingId } from "../../protocol/pci.js";
 import {
+  bitNames,
   RequesterCapability as Cap,
   DheNamedGroup,
   MeasurementSummaryHashType,
 } from "../../protocol/spdm/codes.js";
+import { InterfaceInfo, LockInterfaceFlag, MmioRangeAttribute } from "../../protocol/tdisp.js";
+import { hex } from "../bits.js";
 import { loadChainAndKey } from "../crypto/cert-files.js";
 import { formatEndpoint } from "../net/framed.js";
+import {
+  APP_DEFAULTS,
+  APP_PROTOCOLS,
+  type AppOptions,
+  type AppProtocol,
+  type AppSummary,
+} from "../requester/app.js";
 import type { ConnectionSummary } from "../requester/connection.js";
 import {
   type ExeMode,
@@ -145,6 +156,8 @@ interface RequesterArgs {
   meas_sum: keyof typeof SUMMARY_TYPES;
   meas_op: "ONE_BY_ONE" | "ALL";
   exe_mode: ExeMode;
+  app?: string;
+  tdi?: string;
   json: boolean;
   [flag: string]: unknown;
 }
@@ -212,6 +225,52 @@ function sessionOptions(argv: RequesterArgs & { session: SessionKind }): Session
   };
 }
 
+/** --app IDE_KM,TDISP (ALL = both) and --tdi BB:DD.F. */
+export function appOptions(app: string | undefined, tdi: string | undefined): AppOptions | undefined {
+  if (app === undefined) {
+    if (tdi !== undefined) throw new Error("--tdi needs --app TDISP");
+    return undefined;
+  }
+  const protocols = new Set<AppProtocol>();
+  for (const part of app.split(",").map((p) => p.trim())) {
+    if (part === "ALL") for (const p of APP_PROTOCOLS) protocols.add(p);
+    else if ((APP_PROTOCOLS as readonly string[]).includes(part)) protocols.add(part as AppProtocol);
+    else throw new Error(`--app ${part}: not one of ${[...APP_PROTOCOLS, "ALL"].join(", ")}`);
+  }
+  const functionId = tdi === undefined ? undefined : parseRoutingId(tdi);
+  if (tdi !== undefined && functionId === undefined)
+    throw new Error(`--tdi ${tdi}: not a BB:DD.F routing ID`);
+  // Keep DMTF's order: IDE-KM around TDISP.
+  return { protocols: APP_PROTOCOLS.filter((p) => protocols.has(p)), functionId };
+}
+
+const flagNames = (table: Record<string, number>, value: number) =>
+  bitNames(table, value).join("|") || "none";
+
+function formatApp(a: AppSummary): string[] {
+  const lines: string[] = [];
+  if (a.ideKm) {
+    const k = a.ideKm;
+    lines.push(
+      `  IDE-KM port ${k.portIndex} (MaxPortIndex ${k.maxPortIndex}, IDE Capability ${hex(k.ideCapability)}): ${k.keys.length} keys programmed, started, stopped: ${k.keys.join(", ")}`,
+    );
+  }
+  if (a.tdisp) {
+    const t = a.tdisp;
+    const r = t.report;
+    lines.push(
+      `  TDISP TDI FunctionID ${hex(t.functionId)} (${formatRoutingId(t.functionId & 0xffff)}): versions ${t.versions.map(hex).join(",")}, locked with ${flagNames(LockInterfaceFlag, t.lockFlags)}, states ${t.states.join(" > ")}`,
+      `    interface report (${t.reportBytes} bytes in ${t.reportPortions} portions): info ${flagNames(InterfaceInfo, r.interfaceInfo)}, MSI-X Message Control ${hex(r.msixMessageControl)}, LNR ${hex(r.lnrControl)}, TPH ${hex(r.tphControl)}`,
+      ...r.mmioRanges.map(
+        (m) =>
+          `    MMIO range ${m.rangeId}: 0x${(m.firstPage * 4096n).toString(16)}, ${m.numberOfPages} pages, ${flagNames(MmioRangeAttribute, m.rangeAttributes)}`,
+      ),
+      `    device-specific info: ${r.deviceSpecificInfo.length ? r.deviceSpecificInfo.toString("hex") : "none"}`,
+    );
+  }
+  return lines;
+}
+
 function formatMeasurements(m: ConnectionSummary["measurements"], indent: string): string[] {
   if (m.mode === "NONE") return [`${indent}measurements: none (${m.reason})`];
   const how = m.signed ? "signature verified" : `UNSIGNED: ${m.unsignedReason}`;
@@ -275,6 +334,7 @@ function formatSession(s: SessionSummary): string {
     `  measurement summary hash ${h.type}${h.value ? ` ${h.value}` : ""}${h.checked ? " (matches the measurements read in the session)" : ""}`,
     `  in session: ${s.steps.join(", ")}`,
     ...s.skipped.map((k) => `  skipped: ${k}`),
+    ...(s.app ? formatApp(s.app) : []),
     ...formatMeasurements(s.measurements, "  "),
     `  timings (ms): handshake ${s.timingsMs.handshake}, in session ${s.timingsMs.inSession}`,
   ].join("\n");
@@ -284,6 +344,8 @@ async function runRequesterCommand(argv: RequesterArgs): Promise<void> {
   const endpoint = { host: argv.ip, port: argv.port };
   const where = `${formatEndpoint(endpoint)} (PCI_DOE)`;
   const { session } = argv;
+  const app = appOptions(argv.app, argv.tdi);
+  if (app && session === undefined) throw new Error("--app needs --session");
   if (session === undefined) {
     const summary = await runRequester(endpoint, options(argv));
     console.log(argv.json ? JSON.stringify(summary, null, 2) : formatSummary(summary, where));
@@ -292,6 +354,7 @@ async function runRequesterCommand(argv: RequesterArgs): Promise<void> {
   const out = await runSessionRequester(endpoint, {
     ...options(argv),
     session: sessionOptions({ ...argv, session }),
+    app,
   });
   console.log(
     argv.json
@@ -358,7 +421,16 @@ export const requesterCommand = {
       .option("session", {
         choices: ["KEY_EX", "PSK"] as const,
         describe:
-          "Then open a secure session and inside it: digests, certificate, measurements, KEY_UPDATE (UpdateKey, UpdateAllKeys), HEARTBEAT, END_SESSION. KEY_EX offers DHE SECP_384_R1,SECP_256_R1 unless --dhe is given",
+          "Then open a secure session and inside it: the --app step, digests, certificate, measurements, KEY_UPDATE (UpdateKey, UpdateAllKeys), HEARTBEAT, END_SESSION. KEY_EX offers DHE SECP_384_R1,SECP_256_R1 unless --dhe is given",
+      })
+      .option("app", {
+        type: "string",
+        describe:
+          "In the session first, as spdm_requester_emu's APP step: comma-separated from IDE_KM|TDISP|ALL. IDE_KM: QUERY, KEY_PROG + K_SET_GO for RX/TX PR/NPR/CPL, K_SET_STOP after TDISP; TDISP: version, capabilities, lock, interface report, start, stop",
+      })
+      .option("tdi", {
+        type: "string",
+        describe: `TDISP INTERFACE_ID FunctionID as a routing ID BB:DD.F (default ${hex(APP_DEFAULTS.functionId)}, as DMTF's requester sends)`,
       })
       .option("psk", {
         type: "string",
@@ -398,6 +470,10 @@ export const requesterCommand = {
       .example(
         "$0 requester --session PSK --exe_conn VCA --psk 0x5465737450736b4461746100",
         "PSK session without authentication",
+      )
+      .example(
+        "$0 requester --session KEY_EX --app IDE_KM,TDISP --tdi 01:00.0 --trust-root ecp384/ca.cert.der",
+        "IDE-KM keys and the TDISP cycle on TDI 01:00.0 inside a KEY_EX session",
       );
   },
   handler: run(runRequesterCommand),

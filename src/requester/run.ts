@@ -12,6 +12,7 @@ import { type Endpoint, formatEndpoint } from "../net/framed.js";
 import { SpdmRequester, type SpdmTransport } from "../spdm/requester.js";
 import type { SessionRequestOptions } from "../spdm/requester-handshake.js";
 import type { SpdmRequesterOptions } from "../spdm/requester-options.js";
+import type { AppOptions } from "./app.js";
 import {
   authenticate,
   authenticateAll,
@@ -89,14 +90,14 @@ export function runRequester(endpoint: Endpoint, opts: RunRequesterOptions = {})
   return withRequester(endpoint, opts, false, authenticateAll);
 }
 
-/** The configured connection steps, then a secure session (runSession) on the same connection. */
+/** The configured connection steps, then a secure session (runSession, with the APP step of `app`) on the same connection. */
 export function runSessionRequester(
   endpoint: Endpoint,
-  opts: RunRequesterOptions & { session: SessionRequestOptions },
+  opts: RunRequesterOptions & { session: SessionRequestOptions; app?: AppOptions },
 ): Promise<{ connection: ConnectionSummary; session: SessionSummary }> {
   return withRequester(endpoint, opts, true, async (r) => {
     const connection = await authenticate(r);
-    const session = await runSession(r, opts.session);
+    const session = await runSession(r, opts.session, opts.app);
     return { connection, session };
   });
 }

@@ -1,7 +1,7 @@
 /**
  * The session steps of a requester run (`doe-emu requester --session`), sequenced as
  * spdm_requester_emu's --exe_session does them (spdm-emu 85436d53): open the session, then inside
- * it GET_DIGESTS + GET_CERTIFICATE, the measurements (their summary hash checked against the
+ * it the APP step when asked (app.ts: PCI IDE-KM, TDISP), GET_DIGESTS + GET_CERTIFICATE, the measurements (their summary hash checked against the
  * handshake's), KEY_UPDATE UpdateKey and UpdateAllKeys (each with VerifyNewKey), HEARTBEAT and
  * END_SESSION, each skipped when a capability it needs is missing.
  */
@@ -33,6 +33,7 @@ import {
 } from "../spdm/requester-measurements.js";
 import { endSession, heartbeat, keyUpdate, openSession } from "../spdm/requester-session.js";
 import type { SecureSession, SessionKind } from "../spdm/session.js";
+import { type AppOptions, type AppSummary, runApp } from "./app.js";
 import { msBetween } from "./connection.js";
 
 export interface SessionSummary {
@@ -52,6 +53,8 @@ export interface SessionSummary {
   steps: string[];
   skipped: string[];
   measurements: MeasurementsResult;
+  /** What the APP step (--app) did, when it ran. */
+  app?: AppSummary;
   /** Records sent and answered in the session (FINISH in the clear is not one). */
   securedRoundTrips: number;
   timingsMs: { handshake: number; inSession: number; total: number };
@@ -86,7 +89,11 @@ const LATER_STEPS: readonly Step[] = [
  * (when the responder has CERT_CAP), the measurements (their summary hash checked against the
  * handshake's), both key updates, a heartbeat, END_SESSION.
  */
-export async function runSession(r: SpdmRequester, options: SessionRequestOptions): Promise<SessionSummary> {
+export async function runSession(
+  r: SpdmRequester,
+  options: SessionRequestOptions,
+  appOptions?: AppOptions,
+): Promise<SessionSummary> {
   const t0 = performance.now();
   const before = r.counts.secured;
   const opened = await openSession(r, options);
@@ -96,7 +103,13 @@ export async function runSession(r: SpdmRequester, options: SessionRequestOption
   const steps: string[] = [];
   const skipped: string[] = [];
   let measurements: MeasurementsResult;
+  let app: AppSummary | undefined;
   try {
+    // First in the session, as spdm_requester_emu runs its APP step.
+    if (appOptions?.protocols.length) {
+      app = await runApp(r, s, appOptions);
+      steps.push(...appOptions.protocols.map((p) => `APP ${p}`));
+    }
     if (c.responderFlags & Rsp.CERT_CAP) {
       await r.inSession(s, async () => {
         await getDigests(r);
@@ -146,6 +159,7 @@ export async function runSession(r: SpdmRequester, options: SessionRequestOption
     steps,
     skipped,
     measurements,
+    app,
     securedRoundTrips: r.counts.secured - before,
     timingsMs: { handshake: msBetween(t0, t1), inSession: msBetween(t1, t2), total: msBetween(t0, t2) },
   };

@@ -14,6 +14,9 @@
  *   requester-key-exchange.ts  KEY_EXCHANGE (with mutual authentication)
  *   requester-psk.ts           PSK_EXCHANGE
  *   requester-session.ts       opening a session; HEARTBEAT, KEY_UPDATE, END_SESSION inside it
+ *   requester-pcisig.ts        PCI-SIG VENDOR_DEFINED_REQUESTs inside a session
+ *   requester-ide-km.ts        PCI IDE-KM QUERY, KEY_PROG, K_SET_GO, K_SET_STOP
+ *   requester-tdisp.ts         TDISP version, capabilities, state, lock, report, start, stop
  *
  * Everything the responder sends is verified against DSP0274 (1.0–1.3). Requests and defaults mirror
  * DMTF's spdm_requester_emu (spdm-emu 85436d53), so our transcripts are byte for byte what DMTF's

@@ -1,0 +1,149 @@
+/**
+ * TDISP from the requester side (PCIe r6.1 chapter 11; codec protocol/tdisp.ts), one function per
+ * exchange, each inside an established session and addressed to one INTERFACE_ID FunctionID.
+ * Every answer must be TDISP 1.0, the expected response and for the same FunctionID; a TDISP_ERROR
+ * fails with its error name and the step.
+ */
+import { nameOf } from "../../protocol/spdm/codes.js";
+import {
+  type DeviceInterfaceReport,
+  decodeDeviceInterfaceReport,
+  decodeTdisp,
+  encodeTdisp,
+  TDISP_VERSION_1_0,
+  TdiState,
+  TdispErrorCode,
+  type TdispMessage,
+  type TdispMessageName,
+  type TdispMessageOf,
+} from "../../protocol/tdisp.js";
+import { hex } from "../bits.js";
+import { fail, type SpdmRequester } from "./requester.js";
+import { decodeOrFail, pciSigExchange } from "./requester-pcisig.js";
+import type { SecureSession } from "./session.js";
+
+/** The session and the TDI (INTERFACE_ID FunctionID) the requests go to. */
+export interface TdispTarget {
+  r: SpdmRequester;
+  s: SecureSession;
+  functionId: number;
+}
+
+/** Report portions asked for, and the largest report accepted, as DMTF's requester (pci_tdisp_common_lib.h). */
+export const REPORT_PORTION_BYTES = 0x40;
+export const MAX_REPORT_BYTES = 0x1000;
+/** LOCK_INTERFACE_REQUEST MMIO_REPORTING_OFFSET, DMTF's requester's value. */
+export const MMIO_REPORTING_OFFSET = 0xd000_0000n;
+
+type Body<M> = M extends TdispMessage ? Omit<M, "version" | "functionId"> : never;
+
+async function ask<N extends TdispMessageName>(
+  t: TdispTarget,
+  request: Body<TdispMessage>,
+  expected: N,
+): Promise<TdispMessageOf<N>> {
+  const step = request.code;
+  const message = encodeTdisp({
+    ...request,
+    version: TDISP_VERSION_1_0,
+    functionId: t.functionId,
+  } as TdispMessage);
+  const bytes = await pciSigExchange(t.r, t.s, "TDISP", message, step);
+  const m = decodeOrFail(decodeTdisp, bytes, `TDISP ${step}`);
+  if (m.code === "TDISP_ERROR") {
+    const name = nameOf(TdispErrorCode, m.errorCode) ?? hex(m.errorCode);
+    fail("error-response", `TDISP ${step}: TDISP_ERROR ${name} (ErrorData ${hex(m.errorData)})`);
+  }
+  if (m.code !== expected)
+    fail("unexpected-response", `TDISP ${step}: answered with ${m.code}, not ${expected}`);
+  if (m.version !== TDISP_VERSION_1_0)
+    fail("unexpected-response", `TDISP ${step}: ${expected} has version ${hex(m.version)}, not 0x10`);
+  if (m.functionId !== t.functionId)
+    fail(
+      "unexpected-response",
+      `TDISP ${step}: ${expected} is for FunctionID ${hex(m.functionId)}, we sent ${hex(t.functionId)}`,
+    );
+  return m as TdispMessageOf<N>;
+}
+
+export async function tdispVersion(t: TdispTarget): Promise<number[]> {
+  const m = await ask(t, { code: "GET_TDISP_VERSION" }, "TDISP_VERSION");
+  if (!m.versions.includes(TDISP_VERSION_1_0))
+    fail("negotiation", `TDISP GET_TDISP_VERSION: versions ${m.versions.map(hex).join(",")} lack 1.0`);
+  return m.versions;
+}
+
+export function tdispCapabilities(t: TdispTarget): Promise<TdispMessageOf<"TDISP_CAPABILITIES">> {
+  return ask(t, { code: "GET_TDISP_CAPABILITIES", tsmCaps: 0 }, "TDISP_CAPABILITIES");
+}
+
+/** GET_DEVICE_INTERFACE_STATE; the TDI must be in `expected` (a TdiState name). */
+export async function tdispState(t: TdispTarget, expected: keyof typeof TdiState): Promise<void> {
+  const m = await ask(t, { code: "GET_DEVICE_INTERFACE_STATE" }, "DEVICE_INTERFACE_STATE");
+  if (m.tdiState !== TdiState[expected])
+    fail(
+      "unexpected-response",
+      `TDISP GET_DEVICE_INTERFACE_STATE: the TDI is ${nameOf(TdiState, m.tdiState) ?? hex(m.tdiState)}, expected ${expected}`,
+    );
+}
+
+/** LOCK_INTERFACE_REQUEST with `flags`, default stream 0, DMTF's MMIO offset, no P2P; resolves the start nonce. */
+export async function tdispLock(t: TdispTarget, flags: number): Promise<Buffer> {
+  const m = await ask(
+    t,
+    {
+      code: "LOCK_INTERFACE_REQUEST",
+      flags,
+      defaultStreamId: 0,
+      mmioReportingOffset: MMIO_REPORTING_OFFSET,
+      bindP2pAddressMask: 0n,
+    },
+    "LOCK_INTERFACE_RESPONSE",
+  );
+  return m.startInterfaceNonce;
+}
+
+/** GET_DEVICE_INTERFACE_REPORT in portions until RemainderLength is 0, checked as DMTF's requester does; decoded. */
+export async function tdispReport(
+  t: TdispTarget,
+): Promise<{ report: DeviceInterfaceReport; bytes: number; portions: number }> {
+  const parts: Buffer[] = [];
+  let offset = 0;
+  let total: number | undefined;
+  for (;;) {
+    const length =
+      total === undefined ? REPORT_PORTION_BYTES : Math.min(total - offset, REPORT_PORTION_BYTES);
+    const m = await ask(
+      t,
+      { code: "GET_DEVICE_INTERFACE_REPORT", offset, length },
+      "DEVICE_INTERFACE_REPORT",
+    );
+    const p = m.portion.length;
+    const where = `TDISP GET_DEVICE_INTERFACE_REPORT offset ${offset}`;
+    if (p > length) fail("malformed", `${where}: portion of ${p} bytes, we asked for ${length}`);
+    total ??= p + m.remainderLength;
+    if (total > MAX_REPORT_BYTES)
+      fail("malformed", `${where}: report of ${total} bytes, more than ${MAX_REPORT_BYTES}`);
+    if (offset + p + m.remainderLength !== total)
+      fail("malformed", `${where}: ${p} bytes and ${m.remainderLength} remaining do not add up to ${total}`);
+    if (p === 0 && m.remainderLength !== 0)
+      fail("malformed", `${where}: empty portion, ${m.remainderLength} remaining`);
+    parts.push(m.portion);
+    offset += p;
+    if (m.remainderLength === 0) break;
+  }
+  const report = decodeOrFail(
+    decodeDeviceInterfaceReport,
+    Buffer.concat(parts),
+    "TDISP device interface report",
+  );
+  return { report, bytes: offset, portions: parts.length };
+}
+
+export async function tdispStart(t: TdispTarget, nonce: Buffer): Promise<void> {
+  await ask(t, { code: "START_INTERFACE_REQUEST", startInterfaceNonce: nonce }, "START_INTERFACE_RESPONSE");
+}
+
+export async function tdispStop(t: TdispTarget): Promise<void> {
+  await ask(t, { code: "STOP_INTERFACE_REQUEST" }, "STOP_INTERFACE_RESPONSE");
+}

@@ -1,0 +1,76 @@
+/**
+ * Our requester's APP step (`--app IDE_KM,TDISP`) against our device process with
+ * examples/dmtf-requester.json: IDE-KM keys programmed, started and stopped, the TDISP cycle on the
+ * TDI DMTF's FunctionID 0xBEEF names, its interface report's MMIO ranges exactly the BARs the
+ * control wire programmed (plus DMTF's MMIO_REPORTING_OFFSET); a FunctionID naming no function
+ * fails with TDISP_ERROR InvalidInterface.
+ */
+import { join } from "node:path";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { Header, parseRoutingId } from "../../protocol/pci.js";
+import { MmioRangeAttribute } from "../../protocol/tdisp.js";
+import { packageRoot, type SpawnedDevice, spawnDevice } from "../../src/fixture/spawn-device.js";
+import { ControlClient } from "../../src/host/control-client.js";
+import type { Endpoint } from "../../src/net/framed.js";
+import { runSessionRequester } from "../../src/requester/run.js";
+import { SpdmRequesterError } from "../../src/spdm/requester.js";
+import { MMIO_REPORTING_OFFSET } from "../../src/spdm/requester-tdisp.js";
+
+const PF = 0x0100;
+/** examples/dmtf-requester.json: BAR0 mem64 1 MiB, BAR2 mem32 16 KiB with the MSI-X table at 0 and PBA at 0x2000. */
+const BARS = [
+  { index: 0, address: 0x4000_0000n, size: 0x10_0000 },
+  { index: 2, address: 0x5000_0000n, size: 0x4000 },
+];
+
+let device: SpawnedDevice;
+let endpoint: Endpoint;
+
+beforeAll(async () => {
+  device = await spawnDevice({ args: ["--config", join(packageRoot(), "examples", "dmtf-requester.json")] });
+  endpoint = device.mailboxes[0]!.endpoint;
+  const control = await ControlClient.connect(device.control);
+  try {
+    await control.cfgWrite(PF, Header.BAR0, 4, 0x4000_0000);
+    await control.cfgWrite(PF, Header.BAR0 + 4, 4, 0);
+    await control.cfgWrite(PF, Header.BAR0 + 8, 4, 0x5000_0000);
+  } finally {
+    control.close();
+  }
+});
+afterAll(() => device.stop());
+
+// Generous: the device generates its certificate chain on the first NEGOTIATE_ALGORITHMS.
+const common = { exeMode: "CONTINUE" as const, timeoutMs: 60_000, session: { kind: "KEY_EX" as const } };
+
+describe("the requester's APP step against our device", () => {
+  it("IDE_KM,TDISP: six keys, the TDI locked, reported, started, stopped; the report's MMIO ranges are the BARs", async () => {
+    const out = await runSessionRequester(endpoint, { ...common, app: { protocols: ["IDE_KM", "TDISP"] } });
+    const s = out.session;
+    expect(s.steps.slice(0, 2)).toEqual(["APP IDE_KM", "APP TDISP"]);
+    expect(s.app?.ideKm?.keys).toHaveLength(6);
+    const t = s.app!.tdisp!;
+    expect(t.functionId).toBe(0xbeef);
+    expect(t.states).toEqual(["CONFIG_UNLOCKED", "CONFIG_LOCKED", "RUN", "CONFIG_UNLOCKED"]);
+    const ranges = t.report.mmioRanges;
+    for (const bar of BARS) {
+      const mine = ranges.filter((r) => r.rangeId === bar.index);
+      expect(mine[0]!.firstPage).toBe((bar.address + MMIO_REPORTING_OFFSET) >> 12n);
+      expect(mine.reduce((n, r) => n + r.numberOfPages, 0) * 4096).toBe(bar.size);
+    }
+    expect(ranges.map((r) => r.rangeId).sort()).toEqual([0, 2, 2, 2, 2]);
+    const flags = ranges.map((r) => r.rangeAttributes);
+    expect(flags).toContain(MmioRangeAttribute.MSIX_TABLE);
+    expect(flags).toContain(MmioRangeAttribute.MSIX_PBA);
+    expect(t.report.msixMessageControl & 0x7ff).toBe(15);
+  }, 120_000);
+
+  it("a --tdi naming no function: TDISP_ERROR InvalidInterface, named with its step", async () => {
+    const run = runSessionRequester(endpoint, {
+      ...common,
+      app: { protocols: ["TDISP"], functionId: parseRoutingId("02:00.0")! },
+    });
+    await expect(run).rejects.toThrow(SpdmRequesterError);
+    await expect(run).rejects.toThrow(/^TDISP GET_TDISP_VERSION: TDISP_ERROR InvalidInterface/);
+  }, 120_000);
+});

@@ -1,0 +1,65 @@
+/**
+ * Our requester's APP step against DMTF's spdm_responder_emu (set SPDM_EMU_BIN to spdm-emu's
+ * build/bin): in a KEY_EX session PCI IDE-KM (QUERY port 1, six keys programmed, started, stopped)
+ * and the TDISP cycle on FunctionID 0xBEEF, once through runSessionRequester and once as the
+ * `doe-emu requester` command, which must exit 0. spdm-emu reports its MMIO ranges without adding
+ * MMIO_REPORTING_OFFSET (a known quirk of its sample device), so the ranges are compared with what
+ * that sample has, not with the offset we sent.
+ */
+import { execFile } from "node:child_process";
+import { readFileSync } from "node:fs";
+import { join } from "node:path";
+import { promisify } from "node:util";
+import { afterEach, describe, expect, it } from "vitest";
+import { cliPath } from "../../src/fixture/spawn-device.js";
+import {
+  exited,
+  SPDM_EMU_BIN,
+  startResponder,
+  stopResponders,
+} from "../../src/fixture/spdm-emu-responder.js";
+import { runSessionRequester } from "../../src/requester/run.js";
+
+afterEach(stopResponders);
+
+describe.skipIf(!SPDM_EMU_BIN)("our requester's APP step against DMTF spdm_responder_emu", () => {
+  it("IDE_KM,TDISP through runSessionRequester: the whole cycle, the sample device's report", async () => {
+    const rsp = await startResponder();
+    const out = await runSessionRequester(
+      { host: "127.0.0.1", port: rsp.port },
+      {
+        trustRoot: readFileSync(join(SPDM_EMU_BIN ?? "", "ecp384", "ca.cert.der")),
+        session: { kind: "KEY_EX" },
+        app: { protocols: ["IDE_KM", "TDISP"] },
+      },
+    );
+    expect(await exited(rsp.child), rsp.command).toBe(0);
+    const app = out.session.app!;
+    expect(app.ideKm?.keys).toHaveLength(6);
+    const t = app.tdisp!;
+    expect(t.states).toEqual(["CONFIG_UNLOCKED", "CONFIG_LOCKED", "RUN", "CONFIG_UNLOCKED"]);
+    expect(t.reportPortions).toBe(2);
+    expect(t.reportBytes).toBe(100);
+    expect(t.report.mmioRanges.map((r) => [r.firstPage, r.numberOfPages, r.rangeId])).toEqual([
+      [0x0n, 1, 1],
+      [0x8000n, 4, 2],
+      [0x10000n, 8, 3],
+      [0x20000n, 8, 4],
+    ]);
+    expect(t.report.deviceSpecificInfo.toString("latin1")).toBe("tdisp_dev_emu\0\0\0");
+  }, 60_000);
+
+  it("`doe-emu requester --session KEY_EX --app IDE_KM,TDISP` exits 0 and prints the report", async () => {
+    const rsp = await startResponder();
+    const args = ["requester", "--port", String(rsp.port), "--trust-root", "ecp384/ca.cert.der"];
+    const { stdout } = await promisify(execFile)(
+      process.execPath,
+      [cliPath(), ...args, "--session", "KEY_EX", "--app", "IDE_KM,TDISP"],
+      { cwd: SPDM_EMU_BIN, timeout: 60_000 },
+    );
+    expect(await exited(rsp.child), rsp.command).toBe(0);
+    expect(stdout).toContain("in session: APP IDE_KM, APP TDISP,");
+    expect(stdout).toContain("states CONFIG_UNLOCKED > CONFIG_LOCKED > RUN > CONFIG_UNLOCKED");
+    expect(stdout).toContain("MMIO range 4: 0x20000000, 8 pages, IS_MEM_ATTR_UPDATABLE");
+  }, 60_000);
+});
