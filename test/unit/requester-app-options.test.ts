@@ -1,0 +1,21 @@
+/** `--app` / `--tdi` parsing of `doe-emu requester`: names, ALL, DMTF's order, routing IDs. */
+import { describe, expect, it } from "vitest";
+import { appOptions } from "../../src/cli/requester.js";
+
+describe("--app and --tdi", () => {
+  it("keeps DMTF's order whatever the order given, ALL is both, --tdi is a routing ID", () => {
+    expect(appOptions("TDISP,IDE_KM", undefined)).toEqual({
+      protocols: ["IDE_KM", "TDISP"],
+      functionId: undefined,
+    });
+    expect(appOptions("ALL", "01:00.0")).toEqual({ protocols: ["IDE_KM", "TDISP"], functionId: 0x0100 });
+    expect(appOptions(undefined, undefined)).toBeUndefined();
+  });
+  it("refuses unknown names, a bad BDF and --tdi without --app", () => {
+    expect(() => appOptions("IDE_KM,CXL_TSP", undefined)).toThrow(
+      "--app CXL_TSP: not one of IDE_KM, TDISP, ALL",
+    );
+    expect(() => appOptions("TDISP", "1:0.0")).toThrow("--tdi 1:0.0: not a BB:DD.F routing ID");
+    expect(() => appOptions(undefined, "01:00.0")).toThrow("--tdi needs --app TDISP");
+  });
+});
