@@ -10,7 +10,9 @@ import { deviceCommand } from "./device.js";
 import { doeCommand } from "./doe.js";
 import { hostCommand } from "./host.js";
 import { launchCommand } from "./launch.js";
+import { lspciCommand } from "./lspci.js";
 import { requesterCommand } from "./requester.js";
+import { setpciCommand } from "./setpci.js";
 
 await yargs(hideBin(process.argv))
   .scriptName("doe-emu")
@@ -24,6 +26,8 @@ await yargs(hideBin(process.argv))
   .command(certsCommand)
   .command(hostCommand)
   .command(launchCommand)
+  .command(lspciCommand)
+  .command(setpciCommand)
   .demandCommand(1, "name a command")
   .strict()
   .help()

@@ -8,8 +8,11 @@
 import type { DeviceIdentity } from "../../protocol/control.js";
 import { type DoeProtocol, protocolId } from "../../protocol/doe.js";
 import {
+  BAR_COUNT,
+  Bar,
   CAP_LIST_NEXT,
   CapId,
+  Command,
   type ConfigWidth,
   DevCap,
   decodeExtCapHeader,
@@ -33,6 +36,7 @@ import type { Logger } from "../log.js";
 import { type ControlClient, DoeRegisterClient } from "./control-client.js";
 
 export type ConfigReader = (rid: number, offset: number, width: ConfigWidth) => Promise<number>;
+export type ConfigWriter = (rid: number, offset: number, width: ConfigWidth, value: number) => Promise<void>;
 
 export interface SriovInfo {
   enabled: boolean;
@@ -165,6 +169,56 @@ async function scanVfs(read: ConfigReader, pf: ScannedFunction): Promise<Scanned
     vfs.push(vf);
   }
   return vfs;
+}
+
+// ---- BAR sizing ------------------------------------------------------------------------------
+
+export interface SizedBar {
+  index: number;
+  is64: boolean;
+  prefetchable: boolean;
+  size: bigint;
+}
+
+/**
+ * Sizes the six memory BARs at `at` (the header's, or the SR-IOV VF BARs) as Linux
+ * pci_read_bases/__pci_read_base do: memory decode off, then for each BAR save it, write all ones,
+ * read the mask back, restore it (both DWs of a 64-bit BAR); a mask of 0 is an unimplemented BAR.
+ * These are config writes: a locked TDI sees them.
+ */
+export async function sizeBars(
+  read: ConfigReader,
+  write: ConfigWriter,
+  rid: number,
+  at: number = Header.BAR0,
+): Promise<SizedBar[]> {
+  const command = await read(rid, Header.COMMAND, 2);
+  await write(rid, Header.COMMAND, 2, command & ~Command.MEMORY);
+  const probe = async (reg: number) => {
+    const saved = await read(rid, reg, 4);
+    await write(rid, reg, 4, 0xffff_ffff);
+    const mask = await read(rid, reg, 4);
+    await write(rid, reg, 4, saved);
+    return mask;
+  };
+  const bars: SizedBar[] = [];
+  for (let i = 0; i < BAR_COUNT; i++) {
+    const low = await probe(at + 4 * i);
+    // I/O BARs are never emulated.
+    if (low === 0 || low & 1) continue;
+    const is64 = (low & Bar.MEM_TYPE_64) !== 0 && i + 1 < BAR_COUNT;
+    const high = is64 ? await probe(at + 4 * (i + 1)) : 0xffff_ffff;
+    const mask = (BigInt(high) << 32n) | BigInt((low & ~Bar.FLAG_BITS) >>> 0);
+    bars.push({
+      index: i,
+      is64,
+      prefetchable: (low & Bar.PREFETCH) !== 0,
+      size: (~mask & (2n ** 64n - 1n)) + 1n,
+    });
+    if (is64) i++;
+  }
+  await write(rid, Header.COMMAND, 2, command);
+  return bars;
 }
 
 // ---- DOE discovery ---------------------------------------------------------------------------

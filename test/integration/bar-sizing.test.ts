@@ -1,52 +1,20 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { BAR_COUNT, Bar, Command, Header } from "../../protocol/pci.js";
+import { Bar, Command, Header } from "../../protocol/pci.js";
 import { type SpawnedDevice, spawnDevice } from "../../src/fixture/spawn-device.js";
 import { ControlClient } from "../../src/host/control-client.js";
+import { sizeBars as sizeBarsOf } from "../../src/host/scan.js";
 import { descriptionFile } from "../support/description-file.js";
 
 const RID = 0x0100;
 const barAt = (i: number) => Header.BAR0 + 4 * i;
 
-interface SizedBar {
-  index: number;
-  is64: boolean;
-  prefetchable: boolean;
-  size: bigint;
-}
-
-/**
- * Sizes the function's BARs as Linux pci_read_bases/__pci_read_base do, with nothing but config
- * reads and writes: memory decode off, then for each BAR save it, write all ones, read the mask back,
- * restore it (both DWs of a 64-bit BAR); a mask of 0 is an unimplemented BAR.
- */
-async function sizeBars(client: ControlClient): Promise<SizedBar[]> {
-  const command = await client.cfgRead(RID, Header.COMMAND, 2);
-  await client.cfgWrite(RID, Header.COMMAND, 2, command & ~Command.MEMORY);
-  const probe = async (at: number) => {
-    const saved = await client.cfgRead(RID, at, 4);
-    await client.cfgWrite(RID, at, 4, 0xffffffff);
-    const mask = await client.cfgRead(RID, at, 4);
-    await client.cfgWrite(RID, at, 4, saved);
-    return mask;
-  };
-  const bars: SizedBar[] = [];
-  for (let i = 0; i < BAR_COUNT; i++) {
-    const low = await probe(barAt(i));
-    if (low === 0) continue;
-    const is64 = (low & Bar.MEM_TYPE_64) !== 0;
-    const high = is64 ? await probe(barAt(i + 1)) : 0xffffffff;
-    const mask = (BigInt(high) << 32n) | BigInt((low & ~Bar.FLAG_BITS) >>> 0);
-    bars.push({
-      index: i,
-      is64,
-      prefetchable: (low & Bar.PREFETCH) !== 0,
-      size: (~mask & (2n ** 64n - 1n)) + 1n,
-    });
-    if (is64) i++;
-  }
-  await client.cfgWrite(RID, Header.COMMAND, 2, command);
-  return bars;
-}
+/** Sizes the function's BARs as Linux does, with nothing but config reads and writes (sizeBars). */
+const sizeBars = (client: ControlClient) =>
+  sizeBarsOf(
+    (rid, off, w) => client.cfgRead(rid, off, w),
+    (rid, off, w, v) => client.cfgWrite(rid, off, w, v),
+    RID,
+  );
 
 describe("BARs of a device process, sized and assigned over the control wire", () => {
   let dev: SpawnedDevice;

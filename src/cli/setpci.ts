@@ -1,0 +1,69 @@
+/**
+ * `doe-emu setpci`: reads and writes an emulated function's config registers with setpci's syntax,
+ * over the device's control wire.
+ */
+import type { Argv } from "yargs";
+import { formatRoutingId, Header, NO_FUNCTION_VENDOR_ID } from "../../protocol/pci.js";
+import { run } from "./common.js";
+import { parseBdf, readConfig, withControl } from "./lspci.js";
+import { applyMask, formatSetpciValue, parseSetpciOp, resolveRegister } from "./pci-text.js";
+
+interface SetpciArgs {
+  control: string;
+  s: string;
+  ops?: string[];
+}
+
+async function runSetpci(argv: SetpciArgs): Promise<void> {
+  const rid = parseBdf(argv.s);
+  // Every expression is checked before anything is written.
+  const ops = (argv.ops ?? []).map(String).map(parseSetpciOp);
+  if (!ops.length) throw new Error("setpci: name at least one register");
+  await withControl(argv.control, async (client) => {
+    if ((await client.cfgRead(rid, Header.VENDOR_ID, 2)) === NO_FUNCTION_VENDOR_ID)
+      throw new Error(`no such device ${formatRoutingId(rid)}`);
+    let cfg: Buffer | undefined;
+    for (const { register, write } of ops) {
+      // Capabilities are found in a fresh snapshot only when an expression names one.
+      if (register.cap && !cfg) cfg = await readConfig(client, rid, 4096);
+      const offset = cfg ? resolveRegister(register, cfg, rid) : register.offset;
+      const { width } = register;
+      if (!write) console.log(formatSetpciValue(await client.cfgRead(rid, offset, width), width));
+      else {
+        const full = write.mask === (width === 4 ? 0xffff_ffff : (1 << (width * 8)) - 1);
+        const old = full ? 0 : await client.cfgRead(rid, offset, width);
+        await client.cfgWrite(rid, offset, width, applyMask(old, write.value, write.mask));
+      }
+    }
+  });
+}
+
+export const setpciCommand = {
+  command: "setpci <ops..>",
+  describe: "Read or write an emulated function's config registers, as Linux setpci",
+  builder: (y: Argv) =>
+    y
+      .positional("ops", {
+        type: "string",
+        array: true,
+        describe:
+          "REG[+OFFSET][.b|.w|.l][=VALUE[:MASK]]: a name (COMMAND, BASE_ADDRESS_0, …), a capability (CAP_EXP, CAP_MSIX, ECAP_SRIOV, ECAP_DOE, ECAP_IDE, CAP0x10, ECAP0x30) or a hex offset; values in hex; without =VALUE the register is read",
+      })
+      .option("s", {
+        type: "string",
+        demandOption: true,
+        describe: "The function bus:device.function, e.g. 01:00.0",
+      })
+      .option("control", {
+        type: "string",
+        demandOption: true,
+        describe: "The device's control endpoint HOST:PORT (going through the host's API is a later step)",
+      })
+      .example("$0 setpci -s 01:00.0 COMMAND=0x2:0x2 --control 127.0.0.1:2400", "Set Memory Space Enable")
+      .example("$0 setpci -s 01:00.0 BASE_ADDRESS_0=fe000000 --control 127.0.0.1:2400", "Move BAR 0")
+      .example(
+        "$0 setpci -s 01:00.0 CAP_EXP+8.w ECAP_IDE+0x10.l --control 127.0.0.1:2400",
+        "Read two registers",
+      ),
+  handler: run(runSetpci),
+};
