@@ -1,9 +1,12 @@
 /**
  * TDISP through a real SPDM session over real sockets, on a device in this process: the requests go
  * as PCI-SIG VENDOR_DEFINED_REQUESTs in a KEY_EX session to function 0's mailbox, the whole
- * lock/report/start/stop cycle DMTF's requester runs; a BAR write while RUN puts the TDI in ERROR,
+ * lock/report/start/stop cycle DMTF's requester runs; a BAR write while RUN (with `doe-emu setpci`)
+ * puts the TDI in ERROR,
  * and so does the end of the session it was locked in.
  */
+import { execFile } from "node:child_process";
+import { promisify } from "node:util";
 import { describe, expect, it } from "vitest";
 import { Header } from "../../protocol/pci.js";
 import { decodePciSigVdm, encodePciSigVdm } from "../../protocol/pcisig-vdm.js";
@@ -19,13 +22,16 @@ import {
 import { parseDescription } from "../../src/device/description.js";
 import { startDevice } from "../../src/device/device.js";
 import { DoeClient } from "../../src/doe/client.js";
+import { cliPath } from "../../src/fixture/spawn-device.js";
 import { silentLogger } from "../../src/log.js";
+import { formatEndpoint } from "../../src/net/framed.js";
 import { authenticate } from "../../src/requester/connection.js";
 import { CMA, SECURED_CMA } from "../../src/requester/run.js";
 import { SpdmRequester } from "../../src/spdm/requester.js";
 import { endSession, openSession } from "../../src/spdm/requester-session.js";
 import type { TdispBody } from "../support/tdisp.js";
 
+const exec = promisify(execFile);
 const BEEF = 0xbeef;
 const PF = 0x0100;
 
@@ -112,7 +118,16 @@ describe("TDISP over an SPDM session", () => {
       );
       expect(await state()).toBe(TdiState.RUN);
       expect(device.tdisp.state(PF)).toBe("RUN");
-      device.model.configWrite(PF, Header.BAR0, 4, 0x5000_0000);
+      // Poke the running TDI's BAR as a person would, with setpci over the control wire.
+      await exec(process.execPath, [
+        cliPath(),
+        "setpci",
+        "-s",
+        "01:00.0",
+        "BASE_ADDRESS_0=0x50000000",
+        "--control",
+        formatEndpoint(device.control),
+      ]);
       expect(await state()).toBe(TdiState.ERROR);
       expect((await ask({ code: "STOP_INTERFACE_REQUEST" })).code).toBe("STOP_INTERFACE_RESPONSE");
       expect(await state()).toBe(TdiState.CONFIG_UNLOCKED);
