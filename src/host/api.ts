@@ -2,6 +2,8 @@
  * The management API: HTTP JSON on loopback (docs/ARCHITECTURE.md). Routes:
  *   GET  /v1/topology                 devices with their functions, TDEVs, TDIs
  *   POST /v1/tdevs/{bdf}/authenticate SPDM authentication through the TDEV's CMA mailbox
+ *   POST /v1/tdevs/{bdf}/connect      authenticate, hold a session, program and enable IDE (no-op when connected)
+ *   POST /v1/tdevs/{bdf}/disconnect   stop the IDE keys, clear Enable, end the session (idempotent)
  *   POST /v1/tdis/{bdf}/bind          {"vm": ID}: same VM again is a no-op, another VM 409
  *   POST /v1/tdis/{bdf}/unbind
  * A path that names nothing is 404, a bad body 400; every error is {"error": text}.
@@ -45,6 +47,10 @@ export interface TopologyView {
     state: TdevState;
     auth: AuthResult | null;
     authError?: string;
+    connected: boolean;
+    /** The held session's ID while connected. */
+    session: string | null;
+    ide: "secure" | "insecure" | null;
   }[];
   tdis: { bdf: string; tdev: string; boundTo: VmId | null }[];
 }
@@ -94,6 +100,9 @@ export function topologyView(registry: Registry): TopologyView {
       state: t.state,
       auth: t.auth,
       ...(t.authError ? { authError: t.authError } : {}),
+      connected: t.state === "connected",
+      session: t.link?.session ?? null,
+      ide: t.ide,
     })),
     tdis: byRid(registry.tdis.values()).map((t) => ({
       bdf: formatRoutingId(t.rid),
@@ -103,10 +112,19 @@ export function topologyView(registry: Registry): TopologyView {
   };
 }
 
-/** What the API drives: the registry, and authentication (which needs the host's transports). */
+/** What the API drives: the registry, and what needs the host's transports. */
 export interface ApiTarget {
   registry: Registry;
   authenticate(rid: number): Promise<AuthResult>;
+  connect(rid: number): Promise<"connected" | "unchanged">;
+  disconnect(rid: number): Promise<"disconnected" | "unchanged">;
+}
+
+/** A RegistryError as its HTTP status; anything else is the device's failure, 502. */
+function tdevFailure(e: unknown, what: string): HttpError {
+  if (e instanceof RegistryError) return new HttpError(e.code === "notFound" ? 404 : 409, e.message);
+  const why = e instanceof Error ? e.message : String(e);
+  return new HttpError(502, `${what} failed: ${why}`);
 }
 
 export interface ApiServer {
@@ -196,10 +214,33 @@ async function route(target: ApiTarget, req: http.IncomingMessage): Promise<[num
     try {
       return [200, { bdf: formatRoutingId(rid), auth: await target.authenticate(rid) }];
     } catch (e) {
-      if (e instanceof RegistryError) throw new HttpError(e.code === "busy" ? 409 : 404, e.message);
-      const why = e instanceof Error ? e.message : String(e);
-      throw new HttpError(502, `authentication of ${formatRoutingId(rid)} failed: ${why}`);
+      throw tdevFailure(e, `authentication of ${formatRoutingId(rid)}`);
     }
+  }
+  m = /^\/v1\/tdevs\/([^/]+)\/(connect|disconnect)$/.exec(path);
+  if (m) {
+    expect("POST");
+    const op = m[2] as "connect" | "disconnect";
+    if (!emptyBody.safeParse(body).success) throw new HttpError(400, `${op} takes no body (or {})`);
+    const rid = bdfParam(m[1]!, "TDEV", (r) => registry.tdevs.has(r));
+    const bdf = formatRoutingId(rid);
+    let result: string;
+    try {
+      result = await target[op](rid);
+    } catch (e) {
+      throw tdevFailure(e, `${op} of ${bdf}`);
+    }
+    const tdev = registry.tdevs.get(rid);
+    return [
+      200,
+      {
+        bdf,
+        connected: tdev?.state === "connected",
+        session: tdev?.link?.session ?? null,
+        ide: tdev?.ide ?? null,
+        changed: result !== "unchanged",
+      },
+    ];
   }
   m = /^\/v1\/tdis\/([^/]+)\/(bind|unbind)$/.exec(path);
   if (m) {

@@ -15,7 +15,7 @@ import {
   type DeviceIdentity,
   decodeControlFrame,
 } from "../../protocol/control.js";
-import { Header } from "../../protocol/pci.js";
+import { formatRoutingId, Header } from "../../protocol/pci.js";
 import { type Logger, silentLogger } from "../log.js";
 import {
   type Endpoint,
@@ -28,8 +28,9 @@ import { once } from "../once.js";
 import { type ApiServer, startApi } from "./api.js";
 import { authenticateTdev } from "./authenticate.js";
 import { Bouncer } from "./bouncer.js";
+import { connectTdev } from "./connect.js";
 import { ControlClient } from "./control-client.js";
-import { type AuthResult, Registry } from "./registry.js";
+import { type AuthResult, Registry, RegistryError } from "./registry.js";
 import { discoverMailboxes, scanBus } from "./scan.js";
 
 export interface HostDevice {
@@ -68,6 +69,10 @@ export interface Host {
   registry: Registry;
   /** Runs SPDM authentication through the TDEV's CMA mailbox and stores the result. */
   authenticate(rid: number): Promise<AuthResult>;
+  /** Authenticates, then holds a session and a Secure IDE stream (connect.ts); a connected TDEV: "unchanged". */
+  connect(rid: number): Promise<"connected" | "unchanged">;
+  /** Ends what connect set up; a TDEV not connected: "unchanged". */
+  disconnect(rid: number): Promise<"disconnected" | "unchanged">;
   /** Closes every endpoint, connection and timer; removes every device. Idempotent. */
   stop(): Promise<void>;
 }
@@ -258,6 +263,29 @@ export async function startHost(opts: HostOptions = {}): Promise<Host> {
     registry.authenticate(rid, (tdev) =>
       authenticateTdev(tdev, { timeoutMs: bounceTimeoutMs, trustRoot: opts.trustRoot }),
     );
+  const connect = async (rid: number) => {
+    const tdev = registry.tdevs.get(rid);
+    if (!tdev) throw new RegistryError("notFound", `no TDEV ${formatRoutingId(rid)}`);
+    if (tdev.state === "connected") return "unchanged" as const;
+    const bdf = formatRoutingId(rid);
+    const mailbox = tdev.secured?.endpoint;
+    if (!mailbox) throw new RegistryError("conflict", `TDEV ${bdf} has no secured CMA/SPDM mailbox endpoint`);
+    const device = registry.devices.get(tdev.device);
+    const ideOffset = device?.functions.find((f) => f.rid === rid)?.ideOffset;
+    if (!device || ideOffset === undefined)
+      throw new RegistryError("conflict", `TDEV ${bdf} has no IDE capability`);
+    await authenticate(rid);
+    return registry.connect(rid, () =>
+      connectTdev(rid, {
+        mailbox,
+        control: device.control,
+        ideOffset,
+        timeoutMs: bounceTimeoutMs,
+        trustRoot: opts.trustRoot,
+      }),
+    );
+  };
+  const disconnect = (rid: number) => registry.disconnect(rid);
   try {
     if (opts.hotplug) {
       hotplug = await FramedServer.listen({
@@ -272,11 +300,11 @@ export async function startHost(opts: HostOptions = {}): Promise<Host> {
     }
     api = await startApi({
       ...(opts.api ?? { host: "127.0.0.1", port: 0 }),
-      tsm: { registry, authenticate },
+      tsm: { registry, authenticate, connect, disconnect },
       log,
       requestTimeoutMs: opts.apiRequestTimeoutMs,
     });
-    return { api: api.address, hotplug: hotplug?.address, registry, authenticate, stop };
+    return { api: api.address, hotplug: hotplug?.address, registry, authenticate, connect, disconnect, stop };
   } catch (e) {
     await stop();
     throw e;

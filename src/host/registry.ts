@@ -5,9 +5,11 @@
  *
  *   device:  adding ──▶ present ──▶ removing ──▶ (gone)
  *   TDEV:    unauthenticated ──▶ authenticating ──▶ authenticated | failed ──▶ authenticating …
+ *            authenticated ──▶ connecting ──▶ connected | failed;  connected ──▶ disconnecting ──▶ authenticated
  *   TDI:     unbound ◀──▶ bound(vm)          (bind to the same VM again: no change; another: busy)
  *
- * Removal frees a device's TDIs first (unbinding them), then its TDEVs (closing their bouncers).
+ * Removal frees a device's TDIs first (unbinding them), then its TDEVs (closing their bouncers and
+ * the connection of a connected one).
  */
 import { EventEmitter } from "node:events";
 import { formatRoutingId } from "../../protocol/pci.js";
@@ -15,10 +17,18 @@ import type { Logger } from "../log.js";
 import { type Endpoint, formatEndpoint } from "../net/framed.js";
 import type { MeasurementSummary } from "../spdm/requester-measurements.js";
 import type { Bouncer } from "./bouncer.js";
+import type { TdevLink } from "./connect.js";
 import { planTsm, type ScannedFunction, type ScannedMailbox, type TdevPlan } from "./scan.js";
 
 export type DeviceState = "adding" | "present" | "removing";
-export type TdevState = "unauthenticated" | "authenticating" | "authenticated" | "failed";
+export type TdevState =
+  | "unauthenticated"
+  | "authenticating"
+  | "authenticated"
+  | "connecting"
+  | "connected"
+  | "disconnecting"
+  | "failed";
 export type VmId = string | number;
 export type TdiState = { kind: "unbound" } | { kind: "bound"; vm: VmId };
 
@@ -30,7 +40,10 @@ const DEVICE_NEXT: Record<DeviceState, readonly DeviceState[]> = {
 const TDEV_NEXT: Record<TdevState, readonly TdevState[]> = {
   unauthenticated: ["authenticating"],
   authenticating: ["authenticated", "failed"],
-  authenticated: ["authenticating"],
+  authenticated: ["authenticating", "connecting"],
+  connecting: ["connected", "failed"],
+  connected: ["disconnecting"],
+  disconnecting: ["authenticated"],
   failed: ["authenticating"],
 };
 
@@ -74,8 +87,12 @@ export interface Tdev {
   bouncer: Bouncer;
   state: TdevState;
   auth: AuthResult | null;
-  /** Why the last authentication failed. */
+  /** Why the last authentication (or connect) failed. */
   authError?: string;
+  /** The held session and IDE stream while connected. */
+  link?: TdevLink;
+  /** The IDE stream's state: null until a connect, then "secure" while connected. */
+  ide: "secure" | "insecure" | null;
 }
 
 export interface Tdi {
@@ -168,7 +185,14 @@ export class Registry extends EventEmitter<{ event: [HostEvent] }> {
     }
     plan.tdevs.forEach((t, i) => {
       const bouncer = (bouncers[i] as PromiseFulfilledResult<Bouncer>).value;
-      this.tdevs.set(t.rid, { ...t, device: device.id, bouncer, state: "unauthenticated", auth: null });
+      this.tdevs.set(t.rid, {
+        ...t,
+        device: device.id,
+        bouncer,
+        state: "unauthenticated",
+        auth: null,
+        ide: null,
+      });
       this.emitEvent({ event: "tdev-added", bdf: formatRoutingId(t.rid), device: device.id });
     });
     for (const t of plan.tdis) {
@@ -201,6 +225,8 @@ export class Registry extends EventEmitter<{ event: [HostEvent] }> {
     }
     for (const tdev of [...this.tdevs.values()].filter((t) => t.device === id)) {
       this.tdevs.delete(tdev.rid);
+      tdev.link?.close();
+      delete tdev.link;
       await tdev.bouncer.close();
       this.emitEvent({ event: "tdev-removed", bdf: formatRoutingId(tdev.rid), device: id });
     }
@@ -235,10 +261,9 @@ export class Registry extends EventEmitter<{ event: [HostEvent] }> {
    * Rejects with the failure; a TDEV already authenticating is refused with "busy".
    */
   async authenticate(rid: number, authenticate: (tdev: Tdev) => Promise<AuthResult>): Promise<AuthResult> {
-    const tdev = this.tdevs.get(rid);
-    if (!tdev) throw new RegistryError("notFound", `no TDEV ${formatRoutingId(rid)}`);
-    if (tdev.state === "authenticating")
-      throw new RegistryError("busy", `TDEV ${formatRoutingId(rid)} is already authenticating`);
+    const tdev = this.tdev(rid);
+    if (!TDEV_NEXT[tdev.state].includes("authenticating"))
+      throw new RegistryError("busy", `TDEV ${formatRoutingId(rid)} is ${tdev.state}`);
     this.setTdevState(tdev, "authenticating");
     try {
       const result = await authenticate(tdev);
@@ -252,6 +277,61 @@ export class Registry extends EventEmitter<{ event: [HostEvent] }> {
       this.setTdevState(tdev, "failed");
       throw e;
     }
+  }
+
+  /**
+   * Connects an authenticated TDEV with `open`, through connecting to connected (or failed, with
+   * the reason in authError). A connected TDEV is left as it is ("unchanged").
+   */
+  async connect(rid: number, open: (tdev: Tdev) => Promise<TdevLink>): Promise<"connected" | "unchanged"> {
+    const tdev = this.tdev(rid);
+    if (tdev.state === "connected") return "unchanged";
+    if (tdev.state !== "authenticated")
+      throw new RegistryError("busy", `TDEV ${formatRoutingId(rid)} is ${tdev.state}, not authenticated`);
+    this.setTdevState(tdev, "connecting");
+    try {
+      const link = await open(tdev);
+      // Removed while connecting: nobody else will close the link.
+      if (this.tdevs.get(rid) !== tdev) {
+        link.close();
+        throw new Error("the TDEV was removed while connecting");
+      }
+      tdev.link = link;
+      tdev.ide = "secure";
+      this.setTdevState(tdev, "connected");
+      return "connected";
+    } catch (e) {
+      tdev.authError = (e as Error).message;
+      if (this.tdevs.get(rid) === tdev) this.setTdevState(tdev, "failed");
+      throw e;
+    }
+  }
+
+  /**
+   * Disconnects a connected TDEV: disconnecting, then authenticated, also when a step of the
+   * teardown fails (which then rejects). Not connected: "unchanged".
+   */
+  async disconnect(rid: number): Promise<"disconnected" | "unchanged"> {
+    const tdev = this.tdev(rid);
+    if (tdev.state === "connecting" || tdev.state === "disconnecting")
+      throw new RegistryError("busy", `TDEV ${formatRoutingId(rid)} is ${tdev.state}`);
+    const { link } = tdev;
+    if (tdev.state !== "connected" || !link) return "unchanged";
+    this.setTdevState(tdev, "disconnecting");
+    try {
+      await link.disconnect();
+    } finally {
+      delete tdev.link;
+      tdev.ide = "insecure";
+      if (this.tdevs.get(rid) === tdev) this.setTdevState(tdev, "authenticated");
+    }
+    return "disconnected";
+  }
+
+  private tdev(rid: number): Tdev {
+    const tdev = this.tdevs.get(rid);
+    if (!tdev) throw new RegistryError("notFound", `no TDEV ${formatRoutingId(rid)}`);
+    return tdev;
   }
 
   private setTdevState(tdev: Tdev, to: TdevState): void {
@@ -273,7 +353,8 @@ export class Registry extends EventEmitter<{ event: [HostEvent] }> {
 export class RegistryError extends Error {
   override readonly name = "RegistryError";
   constructor(
-    readonly code: "notFound" | "busy",
+    /** busy: another operation is under way; conflict: the TDEV cannot do it (no secured mailbox, no IDE). */
+    readonly code: "notFound" | "busy" | "conflict",
     message: string,
   ) {
     super(message);

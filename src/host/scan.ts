@@ -61,6 +61,8 @@ export interface ScannedFunction {
   sriov?: SriovInfo;
   /** Config offsets of the DOE extended capabilities, in list order. */
   doeOffsets: number[];
+  /** Config offset of the IDE extended capability, when there is one. */
+  ideOffset?: number;
 }
 
 /** Bounds on list walks, so a looping or corrupt list cannot hang the scan. */
@@ -107,7 +109,7 @@ async function probe(read: ConfigReader, rid: number): Promise<ScannedFunction |
   return f;
 }
 
-/** Fills in what the capability lists say: PCIe type and TEE-IO, SR-IOV, DOE. */
+/** Fills in what the capability lists say: PCIe type and TEE-IO, SR-IOV, DOE, IDE. */
 async function readCapabilities(read: ConfigReader, f: ScannedFunction): Promise<void> {
   const { rid } = f;
   if ((await read(rid, Header.STATUS, 2)) & Status.CAP_LIST) {
@@ -129,6 +131,7 @@ async function readCapabilities(read: ConfigReader, f: ScannedFunction): Promise
     if (dw === 0 || dw === 0xffff_ffff) break;
     const h = decodeExtCapHeader(dw);
     if (h.id === ExtCapId.DOE) f.doeOffsets.push(at);
+    if (h.id === ExtCapId.IDE) f.ideOffset = at;
     // A VF has no SR-IOV capability of its own; one that shows one is ignored, as Linux does.
     if (h.id === ExtCapId.SRIOV && f.pf === undefined) f.sriov = await readSriov(read, rid, at);
     at = h.next;

@@ -59,11 +59,11 @@ export interface AppSummary {
   };
 }
 
-/** DMTF's order: RX PR, NPR, CPL, then TX; key set 0, stream 0. */
-const keyTargets = (portIndex: number): KeyTarget[] =>
+/** DMTF's order: RX PR, NPR, CPL, then TX; key set 0, stream 0 unless told. */
+export const keyTargets = (portIndex: number, streamId = 0): KeyTarget[] =>
   [IdeDirection.RX, IdeDirection.TX].flatMap((direction) =>
     [IdeSubStream.PR, IdeSubStream.NPR, IdeSubStream.CPL].map((subStream) => ({
-      streamId: 0,
+      streamId,
       keySet: KeySet.K0,
       direction,
       subStream,
@@ -74,6 +74,27 @@ const keyTargets = (portIndex: number): KeyTarget[] =>
 /** IFV DW0 = 0, DW1 = 1, as DMTF's requester programs it. */
 const IFV = Buffer.from([0, 0, 0, 0, 1, 0, 0, 0]); // IDE_KM_IFV_BYTES
 
+/** KEY_PROG with fresh random keys, then K_SET_GO, for each of `targets`. */
+export async function ideKmStart(
+  r: SpdmRequester,
+  s: SecureSession,
+  targets: readonly KeyTarget[],
+): Promise<void> {
+  for (const t of targets) {
+    await ideKmKeyProg(r, s, t, r.connection.random(IDE_KM_KEY_BYTES), IFV);
+    await ideKmKSet(r, s, "K_SET_GO", t);
+  }
+}
+
+/** K_SET_STOP for each of `targets`. */
+export async function ideKmStop(
+  r: SpdmRequester,
+  s: SecureSession,
+  targets: readonly KeyTarget[],
+): Promise<void> {
+  for (const t of targets) await ideKmKSet(r, s, "K_SET_STOP", t);
+}
+
 /** Runs `o.protocols` in session `s`; the first failure (SpdmRequesterError) ends the step. */
 export async function runApp(r: SpdmRequester, s: SecureSession, o: AppOptions): Promise<AppSummary> {
   const out: AppSummary = {};
@@ -82,10 +103,7 @@ export async function runApp(r: SpdmRequester, s: SecureSession, o: AppOptions):
   const ideKm = o.protocols.includes("IDE_KM");
   if (ideKm) {
     const q = await ideKmQuery(r, s, portIndex);
-    for (const t of targets) {
-      await ideKmKeyProg(r, s, t, r.connection.random(IDE_KM_KEY_BYTES), IFV);
-      await ideKmKSet(r, s, "K_SET_GO", t);
-    }
+    await ideKmStart(r, s, targets);
     out.ideKm = {
       portIndex,
       maxPortIndex: q.maxPortIndex,
@@ -122,6 +140,6 @@ export async function runApp(r: SpdmRequester, s: SecureSession, o: AppOptions):
       states,
     };
   }
-  if (ideKm) for (const t of targets) await ideKmKSet(r, s, "K_SET_STOP", t);
+  if (ideKm) await ideKmStop(r, s, targets);
   return out;
 }

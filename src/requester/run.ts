@@ -49,16 +49,14 @@ export interface RunRequesterOptions extends SpdmRequesterOptions {
 }
 
 /**
- * Connect (TEST, discovery), check the mailbox lists CMA/SPDM (and Secured CMA/SPDM when `secured`),
- * run `body` on a requester, then end with SHUTDOWN or CONTINUE — also after a failure, so the
- * responder is not left waiting.
+ * Connect (TEST, discovery) and check the mailbox lists CMA/SPDM (and Secured CMA/SPDM when
+ * `secured`); the connection is the caller's to end. The host holds one this way for a session's lifetime.
  */
-export async function withRequester<T>(
+export async function connectRequester(
   endpoint: Endpoint,
   opts: RunRequesterOptions,
   secured: boolean,
-  body: (requester: SpdmRequester) => Promise<T>,
-): Promise<T> {
+): Promise<{ requester: SpdmRequester; doe: DoeClient }> {
   let transport: SpdmTransport | undefined;
   // Built before connecting, so that bad options fail before anything is sent.
   const requester = new SpdmRequester(
@@ -70,12 +68,28 @@ export async function withRequester<T>(
   );
   const doe = await DoeClient.connect(endpoint, { timeoutMs: opts.timeoutMs ?? 1000 });
   transport = cmaTransport(doe);
+  for (const p of secured ? [CMA, SECURED_CMA] : [CMA]) {
+    if (!doe.supports(p)) {
+      await doe.end(opts.exeMode).catch(() => doe.close());
+      throw new DoeError(`${formatEndpoint(endpoint)} does not list ${protocolId(p)} in DOE discovery`);
+    }
+  }
+  return { requester, doe };
+}
+
+/**
+ * connectRequester, run `body` on the requester, then end with SHUTDOWN or CONTINUE — also after a
+ * failure, so the responder is not left waiting.
+ */
+export async function withRequester<T>(
+  endpoint: Endpoint,
+  opts: RunRequesterOptions,
+  secured: boolean,
+  body: (requester: SpdmRequester) => Promise<T>,
+): Promise<T> {
+  const { requester, doe } = await connectRequester(endpoint, opts, secured);
   let result: T;
   try {
-    for (const p of secured ? [CMA, SECURED_CMA] : [CMA]) {
-      if (!doe.supports(p))
-        throw new DoeError(`${formatEndpoint(endpoint)} does not list ${protocolId(p)} in DOE discovery`);
-    }
     result = await body(requester);
   } catch (e) {
     await doe.end(opts.exeMode).catch(() => doe.close());

@@ -49,8 +49,9 @@ describe("management API bounds", () => {
     expect(answer).toMatch(/^HTTP\/1\.1 408/);
   });
 
-  it("refuses a body on authenticate and unbind", async () => {
-    for (const path of ["/v1/tdevs/01:00.0/authenticate", "/v1/tdis/01:00.0/unbind"]) {
+  it("refuses a body on authenticate, connect, disconnect and unbind", async () => {
+    const paths = ["authenticate", "connect", "disconnect"].map((op) => `/v1/tdevs/01:00.0/${op}`);
+    for (const path of [...paths, "/v1/tdis/01:00.0/unbind"]) {
       const rsp = await post(path, Buffer.from('{"trust":"me"}'));
       expect([path, rsp.status]).toEqual([path, 400]);
     }
