@@ -1,5 +1,6 @@
 /**
- * `doe-emu host`: the TSM host as a process; `doe-emu host status`: its topology as a tree.
+ * `doe-emu host`: the TSM host as a process; `doe-emu host status`: its topology as a tree;
+ * `doe-emu host connect|disconnect BDF`: a TDEV's connect step (session + IDE) and its undoing.
  * The host's modules are imported when the command runs, so that other commands (a device process
  * above all, started by the dozen) do not pay for loading them.
  */
@@ -85,7 +86,9 @@ export function formatTree(view: TopologyView): string {
       const tdev = tdevs.get(f.bdf);
       if (tdev) {
         const auth = tdev.auth ? ` SPDM ${tdev.auth.version}` : tdev.authError ? ` (${tdev.authError})` : "";
-        out.push(`      TDEV ${tdev.state}${auth}  bounce ${tdev.bounce}`);
+        const link = tdev.session ? `  session ${tdev.session}` : "";
+        const ide = tdev.ide ? `  IDE ${tdev.ide}` : "";
+        out.push(`      TDEV ${tdev.state}${auth}${link}${ide}  bounce ${tdev.bounce}`);
         out.push(`           cma ${tdev.cmaMailbox ?? "none"}  secured ${tdev.securedMailbox ?? "none"}`);
       }
       const tdi = tdis.get(f.bdf);
@@ -105,8 +108,25 @@ async function runStatus(argv: { api: string; json: boolean }): Promise<void> {
   console.log(argv.json ? JSON.stringify(view, null, 2) : formatTree(view));
 }
 
+/** POST /v1/tdevs/BDF/connect or /disconnect; prints the answer, fails with the API's error. */
+async function runConnect(argv: { api: string; bdf: string; op: "connect" | "disconnect" }): Promise<void> {
+  const { apiRequest } = await import("../host/api-client.js");
+  const path = `/v1/tdevs/${encodeURIComponent(argv.bdf)}/${argv.op}`;
+  const rsp = await apiRequest<{ error?: string }>(parseEndpoint(argv.api), "POST", path);
+  if (rsp.status !== 200) throw new Error(`${argv.op} ${argv.bdf}: ${rsp.body.error ?? rsp.status}`);
+  console.log(JSON.stringify(rsp.body));
+}
+
 const apiOption = <T>(y: Argv<T>) =>
   y.option("api", { type: "string", default: DEFAULT_API, describe: "Management API address ADDR:PORT" });
+
+const tdevCommand = (op: "connect" | "disconnect", describe: string) => ({
+  command: `${op} <bdf>`,
+  describe,
+  builder: (y: Argv) =>
+    apiOption(y).positional("bdf", { type: "string", demandOption: true, describe: "The TDEV, BB:DD.F" }),
+  handler: run((argv: { api: string; bdf: string }) => runConnect({ ...argv, op })),
+});
 
 export const hostCommand = {
   command: "host",
@@ -118,6 +138,10 @@ export const hostCommand = {
         "Print a running host's topology as a tree with TDEV/TDI state",
         (y2) => apiOption(y2).option("json", { type: "boolean", default: false, describe: "Print the JSON" }),
         run(runStatus),
+      )
+      .command(tdevCommand("connect", "Connect a TDEV: SPDM session, IDE keys, stream enabled and Secure"))
+      .command(
+        tdevCommand("disconnect", "Disconnect a TDEV: IDE keys stopped, stream disabled, session ended"),
       )
       .command(
         "$0",

@@ -4,22 +4,28 @@
  * which the device then reports Secure; disconnect undoes it. TDEVs without IDE or without a
  * secured mailbox are refused with 409.
  */
+import { execFile } from "node:child_process";
 import { readFileSync } from "node:fs";
 import { fileURLToPath } from "node:url";
+import { promisify } from "node:util";
 import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
 import { Ide, IdeSel, IdeStreamState, IdeStreamSts, parseRoutingId } from "../../protocol/pci.js";
 import { fieldOf } from "../../src/bits.js";
 import { parseDescription } from "../../src/device/description.js";
 import { startDevice } from "../../src/device/device.js";
+import { cliPath } from "../../src/fixture/spawn-device.js";
 import { type RunningTopology, startTopology } from "../../src/fixture/topology.js";
+import { topologyView } from "../../src/host/api.js";
 import { apiRequest } from "../../src/host/api-client.js";
 import { CONNECT_STREAM_ID } from "../../src/host/connect.js";
 import { ControlClient } from "../../src/host/control-client.js";
 import { startHost } from "../../src/host/host.js";
 import { scanBus } from "../../src/host/scan.js";
 import { silentLogger } from "../../src/log.js";
+import { formatEndpoint } from "../../src/net/framed.js";
 import { registryReaches } from "../support/host-events.js";
 
+const execFileAsync = promisify(execFile);
 const EXAMPLE = fileURLToPath(new URL("../../examples/topology.json", import.meta.url));
 
 describe("TDEV connect and disconnect", () => {
@@ -93,6 +99,22 @@ describe("TDEV connect and disconnect", () => {
     expect((await post("/v1/tdevs/01:00.0/disconnect")).status).toBe(200);
   });
 
+  it("connects and disconnects with `doe-emu host connect|disconnect`; `host status` shows it", async () => {
+    const cli = (...args: string[]) =>
+      execFileAsync(process.execPath, [cliPath(), "host", ...args, "--api", formatEndpoint(t.api)]);
+    const on = JSON.parse((await cli("connect", "01:00.0")).stdout);
+    expect(on).toMatchObject({ bdf: "01:00.0", connected: true, ide: "secure", changed: true });
+    const status = (await cli("status")).stdout;
+    expect(status).toContain(`TDEV connected SPDM 1.`);
+    expect(status).toMatch(new RegExp(`session ${on.session} {2}IDE secure {2}bounce`));
+    const off = JSON.parse((await cli("disconnect", "01:00.0")).stdout);
+    expect(off).toMatchObject({ connected: false, ide: "insecure", changed: true });
+    expect((await cli("status")).stdout).toMatch(/TDEV authenticated SPDM 1\.\d {2}IDE insecure/);
+    await expect(cli("connect", "02:00.0")).rejects.toMatchObject({
+      stderr: expect.stringMatching(/connect 02:00\.0: TDEV 02:00\.0 has no IDE capability/),
+    });
+  });
+
   it("refuses TDEVs without IDE or without a secured mailbox with 409", async () => {
     const noIde = await post("/v1/tdevs/02:00.0/connect");
     expect(noIde).toEqual({ status: 409, body: { error: expect.stringMatching(/no IDE capability/) } });
@@ -103,7 +125,37 @@ describe("TDEV connect and disconnect", () => {
   });
 });
 
-describe("TDEV removal while connected", () => {
+describe("TDEV connect in-process", () => {
+  const nicDescription = JSON.parse(readFileSync(EXAMPLE, "utf8")).devices[0].description;
+
+  it("answers a failing connect with 502 and the reason, leaving the TDEV failed and not connected", async () => {
+    const host = await startHost({ hotplug: { host: "127.0.0.1", port: 0 } });
+    const { registry } = host;
+    // Its IDE-KM port is not the one the host asks for: QUERY is refused.
+    const fn = { ...nicDescription.functions[0], ide: { ...nicDescription.functions[0].ide, portIndex: 3 } };
+    const device = await startDevice({
+      description: parseDescription({ ...nicDescription, functions: [fn] }),
+      port: 0,
+      host: host.hotplug!,
+      log: silentLogger,
+    });
+    try {
+      await registryReaches(registry, () => registry.tdevs.size === 1);
+      const bdf = topologyView(registry).tdevs[0]!.bdf;
+      const rsp = await apiRequest(host.api, "POST", `/v1/tdevs/${bdf}/connect`);
+      expect(rsp).toEqual({ status: 502, body: { error: expect.stringMatching(/^connect of .*: .*QUERY/) } });
+      expect(topologyView(registry).tdevs[0]).toMatchObject({
+        state: "failed",
+        connected: false,
+        session: null,
+        ide: null,
+      });
+    } finally {
+      await device.stop();
+      await host.stop();
+    }
+  });
+
   it("drops the TDEV's state and closes its held connection", async () => {
     const host = await startHost({
       hotplug: { host: "127.0.0.1", port: 0 },
@@ -111,9 +163,8 @@ describe("TDEV removal while connected", () => {
       unreachableTimeoutMs: 300,
     });
     const { registry } = host;
-    const description = JSON.parse(readFileSync(EXAMPLE, "utf8")).devices[0].description;
     const device = await startDevice({
-      description: parseDescription(description),
+      description: parseDescription(nicDescription),
       port: 0,
       host: host.hotplug!,
       log: silentLogger,
