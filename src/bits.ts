@@ -31,7 +31,7 @@ export const byBit = <T extends Record<string, { bit: number }>>(table: T, bit: 
   (Object.keys(table) as (keyof T & string)[]).find((k) => bit !== 0 && table[k]!.bit === bit);
 
 /** `0x1f` — a flag word or code as logs and errors show it. */
-export const hex = (n: number): string => `0x${n.toString(16)}`;
+export const hex = (n: number | bigint): string => `0x${n.toString(16)}`;
 
 /** `0xfffeffff` — a 32-bit value (session IDs) as logs show it, always 8 digits. */
 export const hex32 = (n: number): string => `0x${(n >>> 0).toString(16).padStart(8, "0")}`;

@@ -13,8 +13,10 @@ import type { AddressInfo } from "node:net";
 import { z } from "zod";
 import { protocolId } from "../../protocol/doe.js";
 import { formatRoutingId, PORT_TYPES, parseRoutingId } from "../../protocol/pci.js";
+import { hex } from "../bits.js";
 import type { Logger } from "../log.js";
 import { type Endpoint, formatEndpoint } from "../net/framed.js";
+import type { MmioKind } from "./mmio.js";
 import type { AuthResult, Registry, TdevState, VmId } from "./registry.js";
 import { RegistryError } from "./registry.js";
 import type { ScannedMailbox } from "./scan.js";
@@ -35,6 +37,8 @@ export interface TopologyView {
       isVf: boolean;
       tee: boolean;
       mailboxes: { capOffset: number; endpoint: string | null; protocols: string[] }[];
+      /** Memory BARs; address and size in hex, address null when the MMIO window had no room. */
+      bars: { index: number; type: MmioKind; prefetchable: boolean; size: string; address: string | null }[];
     }[];
   }[];
   tdevs: {
@@ -88,6 +92,13 @@ export function topologyView(registry: Registry): TopologyView {
               endpoint: m.endpoint ? formatEndpoint(m.endpoint) : null,
               protocols: m.protocols.map(protocolId),
             })),
+          bars: f.bars.map((b) => ({
+            index: b.index,
+            type: b.type,
+            prefetchable: b.prefetchable,
+            size: hex(b.size),
+            address: b.address === undefined ? null : hex(b.address),
+          })),
         })),
       })),
     tdevs: byRid(registry.tdevs.values()).map((t) => ({

@@ -15,7 +15,7 @@ import {
   type DeviceIdentity,
   decodeControlFrame,
 } from "../../protocol/control.js";
-import { formatRoutingId, Header } from "../../protocol/pci.js";
+import { type ConfigWidth, formatRoutingId, Header } from "../../protocol/pci.js";
 import { type Logger, silentLogger } from "../log.js";
 import {
   type Endpoint,
@@ -30,8 +30,9 @@ import { authenticateTdev } from "./authenticate.js";
 import { Bouncer } from "./bouncer.js";
 import { connectTdev } from "./connect.js";
 import { ControlClient } from "./control-client.js";
+import { DEFAULT_MMIO_WINDOWS, MmioAllocator, type MmioWindows } from "./mmio.js";
 import { type AuthResult, Registry, RegistryError } from "./registry.js";
-import { discoverMailboxes, scanBus } from "./scan.js";
+import { assignBars, discoverMailboxes, scanBus } from "./scan.js";
 
 export interface HostDevice {
   control: Endpoint;
@@ -61,6 +62,8 @@ export interface HostOptions {
   trustRoot?: Uint8Array;
   /** How long an API client may take to send one whole request (default 10 s). */
   apiRequestTimeoutMs?: number;
+  /** Where BARs are assigned; each window defaults to DEFAULT_MMIO_WINDOWS' (src/host/mmio.ts). */
+  mmioWindows?: Partial<MmioWindows>;
 }
 
 export interface Host {
@@ -84,6 +87,8 @@ interface HostContext {
   registry: Registry;
   requestTimeoutMs: number;
   unreachableTimeoutMs: number;
+  /** BAR space; a link's regions are its own, released when it closes. */
+  mmio: MmioAllocator;
 }
 
 class DeviceLink {
@@ -108,6 +113,7 @@ class DeviceLink {
   /** Connects, scans and registers. Resolves false if the device could not be added. */
   async attach(known?: DeviceIdentity): Promise<boolean> {
     const log = this.ctx.log.child({ control: formatEndpoint(this.endpoint) });
+    let added = false;
     try {
       this.control = await ControlClient.connect(this.endpoint, {
         timeoutMs: this.ctx.requestTimeoutMs,
@@ -122,7 +128,16 @@ class DeviceLink {
       this.state = "scanning";
       const identity = known ?? (await this.control.identity());
       const control = this.control;
-      const functions = await scanBus((rid, off, w) => control.cfgRead(rid, off, w), identity.bus);
+      const read = (rid: number, off: number, w: ConfigWidth) => control.cfgRead(rid, off, w);
+      const functions = await scanBus(read, identity.bus);
+      await assignBars(
+        read,
+        (rid, off, w, v) => control.cfgWrite(rid, off, w, v),
+        functions,
+        this.ctx.mmio,
+        this,
+        log,
+      );
       const mailboxes = await discoverMailboxes(functions, identity, control, {
         timeoutMs: this.ctx.requestTimeoutMs,
         log,
@@ -143,11 +158,15 @@ class DeviceLink {
       this.deviceId = id;
       this.state = "registered";
       this.lastOk = Date.now();
+      added = true;
       return true;
     } catch (e) {
       log.debug({ err: (e as Error).message }, "attach failed");
       await this.close("attach failed");
       return false;
+    } finally {
+      // A link closed while attaching may have claimed BAR space after close() released it.
+      if (!added) this.ctx.mmio.release(this);
     }
   }
 
@@ -198,6 +217,7 @@ class DeviceLink {
     // A probe under way ends first, so that no reconnect outlives the removal.
     await this.probing;
     if (this.deviceId !== undefined) await this.ctx.registry.remove(this.deviceId, reason);
+    this.ctx.mmio.release(this);
     this.resolveClosed();
   }
 }
@@ -228,6 +248,7 @@ export async function startHost(opts: HostOptions = {}): Promise<Host> {
     registry,
     requestTimeoutMs: opts.requestTimeoutMs ?? 1000,
     unreachableTimeoutMs: opts.unreachableTimeoutMs ?? 3000,
+    mmio: new MmioAllocator({ ...DEFAULT_MMIO_WINDOWS, ...opts.mmioWindows }),
   };
 
   /** Starts a link; it leaves `links` when it closes. */

@@ -31,14 +31,18 @@ import {
   Status,
   vfRoutingId,
 } from "../../protocol/pci.js";
+import { hex } from "../bits.js";
 import { DoeClient } from "../doe/client.js";
 import type { Logger } from "../log.js";
 import { type ControlClient, DoeRegisterClient } from "./control-client.js";
+import type { MmioAllocator, MmioKind } from "./mmio.js";
 
 export type ConfigReader = (rid: number, offset: number, width: ConfigWidth) => Promise<number>;
 export type ConfigWriter = (rid: number, offset: number, width: ConfigWidth, value: number) => Promise<void>;
 
 export interface SriovInfo {
+  /** Config offset of the SR-IOV capability. */
+  offset: number;
   enabled: boolean;
   totalVfs: number;
   numVfs: number;
@@ -63,6 +67,8 @@ export interface ScannedFunction {
   doeOffsets: number[];
   /** Config offset of the IDE extended capability, when there is one. */
   ideOffset?: number;
+  /** Memory BARs, with the addresses assignBars gave them; empty until then. */
+  bars: AssignedBar[];
 }
 
 /** Bounds on list walks, so a looping or corrupt list cannot hang the scan. */
@@ -104,6 +110,7 @@ async function probe(read: ConfigReader, rid: number): Promise<ScannedFunction |
     tee: false,
     multiFunction: (headerType & HeaderType.MULTI_FUNCTION) !== 0,
     doeOffsets: [],
+    bars: [],
   };
   await readCapabilities(read, f);
   return f;
@@ -142,6 +149,7 @@ async function readSriov(read: ConfigReader, rid: number, base: number): Promise
   const r = (off: number) => read(rid, base + off, 2);
   const totalVfs = await r(Sriov.TOTAL_VF);
   return {
+    offset: base,
     enabled: ((await r(Sriov.CTRL)) & SriovCtrl.VFE) !== 0,
     totalVfs,
     numVfs: Math.min(await r(Sriov.NUM_VF), totalVfs),
@@ -167,6 +175,7 @@ async function scanVfs(read: ConfigReader, pf: ScannedFunction): Promise<Scanned
       multiFunction: false,
       pf: pf.rid,
       doeOffsets: [],
+      bars: [],
     };
     await readCapabilities(read, vf);
     vfs.push(vf);
@@ -222,6 +231,80 @@ export async function sizeBars(
   }
   await write(rid, Header.COMMAND, 2, command);
   return bars;
+}
+
+// ---- BAR assignment --------------------------------------------------------------------------
+
+export interface AssignedBar {
+  index: number;
+  type: MmioKind;
+  prefetchable: boolean;
+  size: bigint;
+  /** Undefined when the window had no room for it. */
+  address: bigint | undefined;
+}
+
+/**
+ * Sizes and assigns the memory BARs of each PF, and its SR-IOV VF BARs, as a PCI core does: each
+ * BAR gets a naturally aligned region of its window, VF BAR n one of TotalVFs × its size aligned to
+ * its size (as Linux sriov_init reserves), which VF i decodes at base + i × size. The addresses are written over the
+ * control wire, then Memory Space Enable is set on each PF whose BARs all got room, and VF MSE when
+ * VFs are enabled and their BARs all got room (Linux pci_enable_resources refuses a function with
+ * an unassigned BAR). A BAR with no room stays unassigned, with a warning. Fills in `bars` of each
+ * function; the regions belong to `owner` in the allocator.
+ */
+export async function assignBars(
+  read: ConfigReader,
+  write: ConfigWriter,
+  functions: readonly ScannedFunction[],
+  mmio: MmioAllocator,
+  owner: unknown,
+  log: Logger,
+): Promise<void> {
+  const assign = async (rid: number, at: number, count: bigint): Promise<AssignedBar[]> => {
+    const bars: AssignedBar[] = [];
+    for (const b of await sizeBars(read, write, rid, at)) {
+      const type: MmioKind = b.is64 ? "mem64" : "mem32";
+      const address = mmio.allocate(owner, type, b.size * count, b.size);
+      bars.push({ index: b.index, type, prefetchable: b.prefetchable, size: b.size, address });
+      if (address === undefined) {
+        log.warn(
+          { bdf: formatRoutingId(rid), bar: b.index, at, size: hex(b.size * count), type },
+          "no room in the MMIO window; the BAR stays unassigned",
+        );
+        continue;
+      }
+      const reg = at + 4 * b.index;
+      await write(rid, reg, 4, Number(address & 0xffff_ffffn));
+      if (b.is64) await write(rid, reg + 4, 4, Number(address >> 32n));
+    }
+    return bars;
+  };
+  const allAssigned = (bars: AssignedBar[]) => bars.every((b) => b.address !== undefined);
+  for (const pf of functions) {
+    if (pf.pf !== undefined) continue;
+    pf.bars = await assign(pf.rid, Header.BAR0, 1n);
+    if (allAssigned(pf.bars)) {
+      const command = await read(pf.rid, Header.COMMAND, 2);
+      await write(pf.rid, Header.COMMAND, 2, command | Command.MEMORY);
+    }
+    const s = pf.sriov;
+    if (!s || s.totalVfs === 0) continue;
+    const vfBars = await assign(pf.rid, s.offset + Sriov.BAR0, BigInt(s.totalVfs));
+    // scanVfs lists a PF's VFs in VF order.
+    functions
+      .filter((f) => f.pf === pf.rid)
+      .forEach((vf, i) => {
+        vf.bars = vfBars.map((b) => ({
+          ...b,
+          address: b.address === undefined ? undefined : b.address + BigInt(i) * b.size,
+        }));
+      });
+    if (s.enabled && allAssigned(vfBars)) {
+      const ctrl = await read(pf.rid, s.offset + Sriov.CTRL, 2);
+      await write(pf.rid, s.offset + Sriov.CTRL, 2, ctrl | SriovCtrl.MSE);
+    }
+  }
 }
 
 // ---- DOE discovery ---------------------------------------------------------------------------
