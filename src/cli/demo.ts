@@ -92,7 +92,22 @@ async function runDemo(argv: { topology?: string }): Promise<void> {
       sessions++;
     }
 
-    step(4, "TDI flow: bind a VF to a VM, as Linux pci_tsm_bind does");
+    step(4, "Connect: the host holds a KEY_EX session and programs IDE keys with IDE-KM (pci_tsm_connect)");
+    for (const tdev of t.tdevs) {
+      const rsp = await apiRequest<{ session?: string; ide?: string; error?: string }>(
+        api,
+        "POST",
+        `/v1/tdevs/${tdev.bdf}/connect`,
+      );
+      const { session, ide, error } = rsp.body;
+      console.log(
+        rsp.status === 200
+          ? `${tdev.bdf}: connected, session ${session}, IDE stream ${ide}`
+          : `${tdev.bdf}: not connected (HTTP ${rsp.status}: ${error})`,
+      );
+    }
+
+    step(5, "TDI flow: bind a VF to a VM, as Linux pci_tsm_bind does");
     const view: TopologyView = await t.topology();
     const vf = view.tdis.find((d) => d.tdev !== d.bdf) ?? view.tdis[0];
     if (!vf) throw new Error("the topology has no TDI");
@@ -109,7 +124,7 @@ async function runDemo(argv: { topology?: string }): Promise<void> {
       if (status !== want) throw new Error(`${what} answered HTTP ${status}`);
     }
 
-    step(5, "Summary");
+    step(6, "Summary");
     const end = await t.topology();
     console.log(
       `${end.devices.length} devices, ${end.tdevs.length} TDEVs (${authenticated.length} authenticated with SPDM, ${sessions} secure session through the bouncer), ${end.tdis.length} TDIs`,
