@@ -4,13 +4,16 @@
  * been set up, and the responder's parts, of which each handler family takes only those it needs.
  */
 import type { KeyObject } from "node:crypto";
+import { DecodeError } from "../../protocol/errors.js";
 import { encodeSpdm } from "../../protocol/spdm/codec.js";
 import {
   RequesterCapability,
   ResponderCapability,
   SpdmErrorCode,
   type SpdmErrorName,
+  SpdmRequestCode,
   SpdmVersion,
+  spdmCodeLabel,
   spdmErrorLabel,
 } from "../../protocol/spdm/codes.js";
 import type { DecodeContext } from "../../protocol/spdm/context.js";
@@ -47,6 +50,44 @@ export function check(ok: boolean, name: SpdmErrorName = "InvalidRequest"): asse
 
 export function errorMessage(e: SpdmError, version: number): Buffer {
   return encodeSpdm({ code: "ERROR", version, errorCode: e.errorCode, errorData: e.errorData });
+}
+
+/**
+ * The ERROR answering a failed request: its own SpdmError, InvalidRequest for a body that does not
+ * decode, Unspecified (logged) for anything else. `awaitingCapabilities`: the responder's state is
+ * AfterVersion, where libspdm adopts a GET_CAPABILITIES' version before checking the rest of it.
+ */
+export function errorFor(
+  c: Pick<ResponderContext, "config" | "connection" | "log" | "transcript">,
+  e: unknown,
+  request: { code: number; version: number; awaitingCapabilities: boolean },
+  x: Exchange,
+): Buffer {
+  const { code, version } = request;
+  let error: SpdmError;
+  if (e instanceof SpdmError) error = e;
+  else if (e instanceof DecodeError) {
+    c.log.debug({ req: spdmCodeLabel(code), err: e.message }, "malformed SPDM request");
+    error = new SpdmError(SpdmErrorCode.InvalidRequest);
+  } else {
+    c.log.error(
+      { req: spdmCodeLabel(code), err: e instanceof Error ? e.stack : String(e) },
+      "SPDM request failed",
+    );
+    error = new SpdmError(SpdmErrorCode.Unspecified);
+  }
+  // libspdm's requester drops its measurement log on such an ERROR; ours must match it.
+  if (code === SpdmRequestCode.GET_MEASUREMENTS) c.transcript.resetMeasurements(x.session?.measurementLog);
+  // ERROR carries the negotiated version; before that 1.0, except for GET_CAPABILITIES in its turn.
+  const acceptable =
+    code === SpdmRequestCode.GET_CAPABILITIES &&
+    request.awaitingCapabilities &&
+    c.config.versions.includes(version);
+  const errorVersion =
+    code === SpdmRequestCode.GET_VERSION
+      ? SpdmVersion.V1_0
+      : (c.connection.peer?.version ?? (acceptable ? version : SpdmVersion.V1_0));
+  return errorMessage(error, errorVersion);
 }
 
 /** One request on its way through the responder. */

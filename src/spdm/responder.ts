@@ -15,8 +15,9 @@
  * connection carries on. While a chunked transfer is under way only its own messages and
  * GET_VERSION are expected (UnexpectedRequest, the transfer survives); otherwise the checks run
  * in this order, before the body is looked at:
- *   not implemented (VENDOR_DEFINED without a device handler too), capability not advertised (for session requests: by either side, as libspdm
- *   checks), or newer than the negotiated version → UnsupportedRequest (Param2 = the request code);
+ *   not implemented (VENDOR_DEFINED too when the device has no handler), capability not
+ *   advertised (for session requests: by either side, as libspdm checks), or newer than the
+ *   negotiated version → UnsupportedRequest (Param2 = the request code);
  *   SPDMVersion other than the negotiated one (1.0 for GET_VERSION) → VersionMismatch;
  *   not expected in this state → UnexpectedRequest;
  *   a session request outside a session → SessionRequired (UnexpectedRequest before 1.2, which has
@@ -24,7 +25,6 @@
  * then a body that does not decode, or a field out of range → InvalidRequest.
  * Transcripts follow libspdm (transcript.ts), since DMTF's requester verifies exactly that.
  */
-import { DecodeError } from "../../protocol/errors.js";
 import { decodeSpdmWithLength } from "../../protocol/spdm/codec.js";
 import {
   CapabilityField,
@@ -50,6 +50,7 @@ import {
   Connection,
   check,
   type Exchange,
+  errorFor,
   errorMessage,
   fail,
   HANDSHAKE,
@@ -391,7 +392,7 @@ export class SpdmResponder {
       if (rule.next) this.current = rule.next;
       return response;
     } catch (e) {
-      return this.errorFor(e, code, version, x);
+      return errorFor(this.ctx, e, { code, version, awaitingCapabilities: this.current === AfterVersion }, x);
     }
   }
 
@@ -446,31 +447,5 @@ export class SpdmResponder {
     if (peer) return version === peer.version;
     if (code === SpdmRequestCode.GET_CAPABILITIES) return this.config.versions.includes(version);
     return true; // nothing negotiated yet: the state check answers
-  }
-
-  private errorFor(e: unknown, code: number, version: number, x: Exchange): Buffer {
-    let error: SpdmError;
-    if (e instanceof SpdmError) error = e;
-    else if (e instanceof DecodeError) {
-      this.log.debug({ req: spdmCodeLabel(code), err: e.message }, "malformed SPDM request");
-      error = new SpdmError(SpdmErrorCode.InvalidRequest);
-    } else {
-      this.log.error({ req: spdmCodeLabel(code), err: (e as Error).stack }, "SPDM request failed");
-      error = new SpdmError(SpdmErrorCode.Unspecified);
-    }
-    // libspdm's requester drops its measurement log on such an ERROR; ours must match it.
-    if (code === SpdmRequestCode.GET_MEASUREMENTS)
-      this.ctx.transcript.resetMeasurements(x.session?.measurementLog);
-    // ERROR carries the negotiated version; before that 1.0, except that libspdm adopts the
-    // version of a GET_CAPABILITIES in its turn before checking the rest of it.
-    const acceptable =
-      code === SpdmRequestCode.GET_CAPABILITIES &&
-      this.current === AfterVersion &&
-      this.config.versions.includes(version);
-    const errorVersion =
-      code === SpdmRequestCode.GET_VERSION
-        ? SpdmVersion.V1_0
-        : (this.ctx.connection.peer?.version ?? (acceptable ? version : SpdmVersion.V1_0));
-    return errorMessage(error, errorVersion);
   }
 }
