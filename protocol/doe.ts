@@ -5,6 +5,7 @@
  */
 import { Parser } from "binary-parser";
 import { DecodeError, requireBytes } from "./errors.js";
+import { hexDigits } from "./hex.js";
 
 export const PCI_SIG_VENDOR_ID = 0x0001;
 
@@ -46,11 +47,9 @@ const PROTOCOL_NAMES: Record<string, string> = {
   "1e98:02": "CXL Table Access (CDAT)",
 };
 
-const hex = (n: number, digits: number) => n.toString(16).padStart(digits, "0");
-
 /** "VVVV:TT", the form Linux uses in sysfs doe_features. */
 export function protocolId(p: DoeProtocol): string {
-  return `${hex(p.vendorId, 4)}:${hex(p.type, 2)}`;
+  return `${hexDigits(p.vendorId, 4)}:${hexDigits(p.type, 2)}`;
 }
 
 export function protocolName(p: DoeProtocol): string {
@@ -78,9 +77,10 @@ export function decodeDoeHeader(buf: Uint8Array): DoeHeader {
     reserved0: buf[3]!,
     lengthField: dv.getUint32(4, true),
   };
-  if (h.reserved0 !== 0) throw new DecodeError("doe.reserved", 3, `must be 0, is 0x${hex(h.reserved0, 2)}`);
+  if (h.reserved0 !== 0)
+    throw new DecodeError("doe.reserved", 3, `must be 0, is 0x${hexDigits(h.reserved0, 2)}`);
   if (h.lengthField >>> 18 !== 0) {
-    throw new DecodeError("doe.length", 4, `reserved bits [31:18] set (0x${hex(h.lengthField >>> 0, 8)})`);
+    throw new DecodeError("doe.length", 4, `reserved bits [31:18] set (0x${hexDigits(h.lengthField, 8)})`);
   }
   const lengthDw = h.lengthField === 0 ? DOE_MAX_DW : h.lengthField;
   if (lengthDw < 2) throw new DecodeError("doe.length", 4, `${lengthDw} DW is shorter than the 2-DW header`);

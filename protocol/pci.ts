@@ -3,6 +3,7 @@
  * §7.6 extended capabilities, §7.7.2 MSI-X, §7.9.24 DOE, §7.9.26 IDE, §9.3.3 SR-IOV), named after
  * Linux include/uapi/linux/pci_regs.h, and the few pure helpers every reader of config space needs.
  */
+import { hexDigits } from "./hex.js";
 
 /** A PCIe function's config space: 256 legacy bytes plus the extended space. */
 export const CONFIG_SPACE_BYTES = 0x1000;
@@ -329,10 +330,9 @@ export function vfIndexAt(rid: number, pfRid: number, s: SriovPlacement): number
   return Number.isInteger(vf) && vf >= 0 && vf < s.numVfs ? vf : undefined;
 }
 
-const hex2 = (n: number) => n.toString(16).padStart(2, "0");
 /** "bb:dd.f", as lspci prints it. */
 export const formatRoutingId = (rid: number): string =>
-  `${hex2(rid >> 8)}:${hex2((rid >> 3) & 0x1f)}.${rid & 0x7}`;
+  `${hexDigits(rid >> 8, 2)}:${hexDigits((rid >> 3) & 0x1f, 2)}.${rid & 0x7}`;
 
 /** The inverse of formatRoutingId ("bb:dd.f", hex bus and device); undefined for anything else. */
 export function parseRoutingId(text: string): number | undefined {

@@ -6,8 +6,10 @@
  * StandardID with VendorID 0x1E98, where Protocol IDs 0 and 1 mean CXL IDE-KM and CXL TSP; those are
  * refused here, as in spdm-emu 85436d53, which dispatches on (StandardID, VendorID, Protocol ID).
  */
+
 import { PCI_SIG_VENDOR_ID } from "./doe.js";
 import { DecodeError } from "./errors.js";
+import { hexDigits } from "./hex.js";
 import { RegistryId } from "./spdm/codes.js";
 import type { VendorFields } from "./spdm/messages.js";
 
@@ -27,7 +29,7 @@ const At = { STANDARD_ID: 4, VENDOR_ID_LEN: 6, VENDOR_ID: 7, PROTOCOL_ID: 11 } a
 const PROTOCOL_NAMES = new Map(
   Object.entries(PciSigProtocolId).map(([k, v]) => [v as number, k as PciSigProtocol]),
 );
-const hex4 = (n: number) => `0x${n.toString(16).toUpperCase().padStart(4, "0")}`;
+const hex4 = (n: number) => `0x${hexDigits(n, 4).toUpperCase()}`;
 
 /**
  * The protocol message in a vendor-defined message's fields; anything but PCI-SIG's VendorID with

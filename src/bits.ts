@@ -2,6 +2,7 @@
  * Bit-field vocabulary shared by the protocol engines, so that each word means one thing:
  * `maskOf` turns a list of bits into a mask, `bitIndices` a mask into the indices of its set bits.
  */
+import { hexDigits } from "../protocol/hex.js";
 
 /** The OR of `bits` (e.g. a list of one-hot algorithm bits, or `1 << slot` values). */
 export const maskOf = (bits: Iterable<number>): number => {
@@ -34,4 +35,4 @@ export const byBit = <T extends Record<string, { bit: number }>>(table: T, bit: 
 export const hex = (n: number | bigint): string => `0x${n.toString(16)}`;
 
 /** `0xfffeffff` — a 32-bit value (session IDs) as logs show it, always 8 digits. */
-export const hex32 = (n: number): string => `0x${(n >>> 0).toString(16).padStart(8, "0")}`;
+export const hex32 = (n: number): string => `0x${hexDigits(n, 8)}`;

@@ -4,8 +4,10 @@
  * The host's modules are imported when the command runs, so that other commands (a device process
  * above all, started by the dozen) do not pay for loading them.
  */
+
 import { readFileSync } from "node:fs";
 import type { Argv } from "yargs";
+import { hexDigits } from "../../protocol/hex.js";
 import type { TopologyView } from "../host/api.js";
 import type { HostDevice } from "../host/host.js";
 import { createLogger, type LogLevel } from "../log.js";
@@ -69,8 +71,6 @@ async function runHost(argv: HostArgs): Promise<void> {
   process.once("SIGINT", () => exit("SIGINT"));
 }
 
-const hex4 = (n: number) => n.toString(16).padStart(4, "0");
-
 /** The topology as an indented tree: device, its functions, and the TDEV/TDI of each. */
 export function formatTree(view: TopologyView): string {
   const out: string[] = [];
@@ -80,7 +80,9 @@ export function formatTree(view: TopologyView): string {
     out.push(`${d.id}  control ${d.control}  (${d.source}, ${d.state})`);
     for (const f of d.functions) {
       const kind = f.isVf ? "VF" : (f.portType ?? "PCI");
-      out.push(`  ${f.bdf}  ${hex4(f.vendorId)}:${hex4(f.deviceId)}  ${kind}${f.tee ? "  TEE-IO" : ""}`);
+      out.push(
+        `  ${f.bdf}  ${hexDigits(f.vendorId, 4)}:${hexDigits(f.deviceId, 4)}  ${kind}${f.tee ? "  TEE-IO" : ""}`,
+      );
       for (const m of f.mailboxes)
         out.push(`      DOE 0x${m.capOffset.toString(16)}  ${m.endpoint ?? "-"}  ${m.protocols.join(" ")}`);
       const tdev = tdevs.get(f.bdf);

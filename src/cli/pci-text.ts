@@ -4,6 +4,7 @@
  * and setpci's register expressions (`REG[+OFF][.W][=VALUE[:MASK]]`, numbers in hex as setpci reads them).
  */
 
+import { hexDigits } from "../../protocol/hex.js";
 import {
   BAR_COUNT,
   Bar,
@@ -246,7 +247,6 @@ const BASE_CLASS_NAMES: Record<number, string> = {
   18: "Processing accelerators",
 };
 
-const hexN = (n: number, digits: number) => (n >>> 0).toString(16).padStart(digits, "0");
 const flag = (name: string, on: boolean | number) => `${name}${on ? "+" : "-"}`;
 const flags = (word: number, bits: [string, number][]) =>
   bits.map(([name, mask]) => flag(name, word & mask)).join(" ");
@@ -254,27 +254,29 @@ const flags = (word: number, bits: [string, number][]) =>
 /** The class's name, or "Class cccc" as lspci prints a class it has no name for. */
 export function className(classCode: number): string {
   const cls = classCode >>> 8;
-  return CLASS_NAMES[cls] ?? BASE_CLASS_NAMES[cls >>> 8] ?? `Class ${hexN(cls, 4)}`;
+  return CLASS_NAMES[cls] ?? BASE_CLASS_NAMES[cls >>> 8] ?? `Class ${hexDigits(cls, 4)}`;
 }
 
 /** lspci's first line of a function: `bb:dd.f Class: Vendor vvvv Device dddd (rev rr)`; `-n` prints the numbers. */
 export function formatFunctionLine(rid: number, cfg: Buffer, numeric: boolean): string {
   const classCode = cfg.readUInt32LE(Header.REVISION_ID) >>> 8;
-  const vendor = hexN(cfg.readUInt16LE(Header.VENDOR_ID), 4);
-  const device = hexN(cfg.readUInt16LE(Header.DEVICE_ID), 4);
+  const vendor = hexDigits(cfg.readUInt16LE(Header.VENDOR_ID), 4);
+  const device = hexDigits(cfg.readUInt16LE(Header.DEVICE_ID), 4);
   const rev = cfg[Header.REVISION_ID]!;
   const progIf = classCode & 0xff;
   const head = numeric
-    ? `${hexN(classCode >>> 8, 4)}: ${vendor}:${device}`
+    ? `${hexDigits(classCode >>> 8, 4)}: ${vendor}:${device}`
     : `${className(classCode)}: Vendor ${vendor} Device ${device}`;
-  return `${formatRoutingId(rid)} ${head}${rev ? ` (rev ${hexN(rev, 2)})` : ""}${progIf ? ` (prog-if ${hexN(progIf, 2)})` : ""}`;
+  return `${formatRoutingId(rid)} ${head}${rev ? ` (rev ${hexDigits(rev, 2)})` : ""}${progIf ? ` (prog-if ${hexDigits(progIf, 2)})` : ""}`;
 }
 
 /** lspci -x/-xxx/-xxxx: `oo: xx xx …` 16 bytes a line. */
 export function formatHexDump(cfg: Buffer, bytes: number): string[] {
   const lines: string[] = [];
   for (let at = 0; at < bytes; at += 16)
-    lines.push(`${hexN(at, 2)}:${[...cfg.subarray(at, at + 16)].map((b) => ` ${hexN(b, 2)}`).join("")}`);
+    lines.push(
+      `${hexDigits(at, 2)}:${[...cfg.subarray(at, at + 16)].map((b) => ` ${hexDigits(b, 2)}`).join("")}`,
+    );
   return lines;
 }
 
@@ -395,7 +397,7 @@ export function formatVerbose(cfg: Buffer, bars: readonly BarView[]): string[] {
 
 function capLines(cfg: Buffer, c: FoundCapability): string[] {
   const at = c.offset;
-  const head = `\tCapabilities: [${hexN(at, 2)}] `;
+  const head = `\tCapabilities: [${hexDigits(at, 2)}] `;
   const w = (off: number) => cfg.readUInt16LE(at + off);
   const dw = (off: number) => cfg.readUInt32LE(at + off);
   switch (c.id) {
@@ -410,7 +412,7 @@ function capLines(cfg: Buffer, c: FoundCapability): string[] {
       const type = fieldOf(fl, PciExpFlags.TYPE_MASK);
       const devcap = dw(PciExp.DEVCAP);
       return [
-        `${head}Express (v${fl & PciExpFlags.VERSION_MASK}) ${PORT_TYPE_NAMES[type] ?? `Unknown type ${type}`}, MSI ${hexN((fl >> 9) & 0x1f, 2)}`,
+        `${head}Express (v${fl & PciExpFlags.VERSION_MASK}) ${PORT_TYPE_NAMES[type] ?? `Unknown type ${type}`}, MSI ${hexDigits((fl >> 9) & 0x1f, 2)}`,
         `\t\tDevCap:\tMaxPayload ${128 << (devcap & 7)} bytes, PhantFunc ${(devcap >> 3) & 3}`,
         `\t\t\t${flags(devcap, [
           ["ExtTag", 0x20],
@@ -424,7 +426,7 @@ function capLines(cfg: Buffer, c: FoundCapability): string[] {
     }
     case CapId.MSIX: {
       const fl = w(Msix.FLAGS);
-      const where = (reg: number) => `BAR=${dw(reg) & 7} offset=${hexN(dw(reg) & ~7, 8)}`;
+      const where = (reg: number) => `BAR=${dw(reg) & 7} offset=${hexDigits(dw(reg) & ~7, 8)}`;
       return [
         `${head}MSI-X: ${flag("Enable", fl & MsixFlags.ENABLE)} Count=${(fl & MsixFlags.QSIZE) + 1} ${flag("Masked", fl & MsixFlags.MASKALL)}`,
         `\t\tVector table: ${where(Msix.TABLE)}`,
@@ -432,14 +434,14 @@ function capLines(cfg: Buffer, c: FoundCapability): string[] {
       ];
     }
     default:
-      return [`${head}Capability ID 0x${hexN(c.id, 2)}`];
+      return [`${head}Capability ID 0x${hexDigits(c.id, 2)}`];
   }
 }
 
 function extCapLines(cfg: Buffer, c: FoundCapability): string[] {
   const at = c.offset;
   const name = EXT_CAP_NAMES[c.id] ?? `Extended Capability ID 0x${c.id.toString(16)}`;
-  const out = [`\tCapabilities: [${hexN(at, 3)} v${c.version}] ${name}`];
+  const out = [`\tCapabilities: [${hexDigits(at, 3)} v${c.version}] ${name}`];
   const w = (off: number) => cfg.readUInt16LE(at + off);
   const dw = (off: number) => cfg.readUInt32LE(at + off);
   if (c.id === ExtCapId.DOE) {
@@ -462,9 +464,9 @@ function extCapLines(cfg: Buffer, c: FoundCapability): string[] {
         ["MSE", SriovCtrl.MSE],
         ["ARIHierarchy", SriovCtrl.ARI],
       ])}`,
-      `\t\tInitial VFs: ${w(Sriov.INITIAL_VF)}, Total VFs: ${w(Sriov.TOTAL_VF)}, Number of VFs: ${w(Sriov.NUM_VF)}, Function Dependency Link: ${hexN(cfg[at + Sriov.FUNC_LINK]!, 2)}`,
-      `\t\tVF offset: ${w(Sriov.VF_OFFSET)}, stride: ${w(Sriov.VF_STRIDE)}, Device ID: ${hexN(w(Sriov.VF_DID), 4)}`,
-      `\t\tSupported Page Size: ${hexN(dw(Sriov.SUP_PGSIZE), 8)}, System Page Size: ${hexN(dw(Sriov.SYS_PGSIZE), 8)}`,
+      `\t\tInitial VFs: ${w(Sriov.INITIAL_VF)}, Total VFs: ${w(Sriov.TOTAL_VF)}, Number of VFs: ${w(Sriov.NUM_VF)}, Function Dependency Link: ${hexDigits(cfg[at + Sriov.FUNC_LINK]!, 2)}`,
+      `\t\tVF offset: ${w(Sriov.VF_OFFSET)}, stride: ${w(Sriov.VF_STRIDE)}, Device ID: ${hexDigits(w(Sriov.VF_DID), 4)}`,
+      `\t\tSupported Page Size: ${hexDigits(dw(Sriov.SUP_PGSIZE), 8)}, System Page Size: ${hexDigits(dw(Sriov.SYS_PGSIZE), 8)}`,
       ...readBars(cfg, at + Sriov.BAR0).map((b) => `\t\t${formatBarLine(b, true)}`),
     );
   } else if (c.id === ExtCapId.IDE) out.push(...ideLines(cfg, at));
