@@ -42,7 +42,7 @@ import type { BarDescription, FunctionDescription } from "./description.js";
 import { type IdeStream, ideCapability } from "./ide.js";
 
 /** The writer of accesses made in-process (tests, the device itself) rather than over the control wire. */
-export const CONFIG_WRITER = "cfg";
+const CONFIG_WRITER = "cfg";
 
 export type SriovDescription = NonNullable<FunctionDescription["sriov"]>;
 export type MsixDescription = NonNullable<FunctionDescription["msix"]>;

@@ -97,11 +97,6 @@ export class FramedConnection extends EventEmitter<FramedConnectionEvents> {
     this.updateFlow();
   }
 
-  /** True while reading is stopped, for either reason. */
-  get readingPaused(): boolean {
-    return this.socket.isPaused();
-  }
-
   private updateFlow(): void {
     const pause = this.writeBlocked || this.consumerHold;
     if (pause === this.socket.isPaused() || this.socket.destroyed) return;
