@@ -7,18 +7,13 @@ export const logOptions = <T>(y: Argv<T>) =>
     .option("log-level", {
       choices: LOG_LEVELS,
       default: "info" as LogLevel,
-      describe: "Least severe log event printed (stderr); given twice, the last wins",
-      coerce: lastOf<LogLevel>,
+      describe: "Least severe log event printed (stderr)",
     })
     .option("pretty", {
       type: "boolean",
       default: false,
       describe: "Human-readable log lines instead of JSON",
-      coerce: lastOf<boolean>,
     });
-
-/** A repeated flag comes as an array; like most tools, let the last one win. */
-export const lastOf = <V>(value: V | V[]): V => (Array.isArray(value) ? (value.at(-1) as V) : value);
 
 /** Runs a command body; a failure becomes one line on stderr (the stack with DOE_EMU_DEBUG=1) and exit code 1. */
 export const run =

@@ -11,10 +11,24 @@ import { doeCommand } from "./doe.js";
 import { hostCommand } from "./host.js";
 import { launchCommand } from "./launch.js";
 import { lspciCommand } from "./lspci.js";
+import { watchParent } from "./parent.js";
 import { requesterCommand } from "./requester.js";
 import { setpciCommand } from "./setpci.js";
 
-await yargs(hideBin(process.argv))
+watchParent();
+
+const cli = yargs(hideBin(process.argv));
+// yargs has getOptions() (the declared options so far, by kind); @types/yargs lacks it.
+const declared = cli as unknown as { getOptions(): { array: string[] } };
+
+/** A repeated flag that is not a list comes as an array; like most tools, let the last one win. */
+const lastWins = (argv: Record<string, unknown>) => {
+  const lists = new Set(declared.getOptions().array);
+  for (const [key, value] of Object.entries(argv))
+    if (key !== "_" && Array.isArray(value) && !lists.has(key)) argv[key] = value.at(-1);
+};
+
+await cli
   .scriptName("doe-emu")
   .usage(
     "$0 <command> [options]\n\nEmulated PCIe devices whose DOE mailboxes are TCP endpoints (DMTF spdm-emu socket protocol).",
@@ -28,6 +42,7 @@ await yargs(hideBin(process.argv))
   .command(launchCommand)
   .command(lspciCommand)
   .command(setpciCommand)
+  .middleware(lastWins, true)
   .demandCommand(1, "name a command")
   .strict()
   .help()

@@ -202,12 +202,15 @@ describe("device process lifecycle", () => {
     expect(err.stderr).toContain("functions[0].mailboxes[0].protocols: must list DOE Discovery");
   });
 
-  it("takes the last of a repeated --log-level (and --pretty)", async () => {
+  it("takes the last of a repeated scalar flag (--port, --log-level, --pretty)", async () => {
     const child = spawn(
       process.execPath,
       [
         cliPath(),
         "device",
+        // Were the first taken, the device could not listen.
+        "--port",
+        "65536",
         "--port",
         "0",
         "--log-level",

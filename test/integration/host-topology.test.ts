@@ -1,5 +1,6 @@
 import { spawn } from "node:child_process";
 import { createInterface } from "node:readline";
+import { setTimeout as sleep } from "node:timers/promises";
 import { fileURLToPath } from "node:url";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { encodeDiscoveryRequest, encodeDoeObject } from "../../protocol/doe.js";
@@ -197,7 +198,8 @@ describe("a device killed mid-request", () => {
 });
 
 describe("doe-emu launch", () => {
-  it("starts devices and host, prints the API address, and leaves no process behind on SIGINT", async () => {
+  /** Starts `doe-emu launch` on the example; resolves with its child and the pids it printed. */
+  const launch = async () => {
     const child = spawn(
       process.execPath,
       [cliPath(), "launch", EXAMPLE, "--api", "127.0.0.1:0", "--log-level", "warn"],
@@ -214,6 +216,11 @@ describe("doe-emu launch", () => {
       if (a) api = a[1]!;
       if (line === "launch ready") break;
     }
+    return { child, pids, api };
+  };
+
+  it("starts devices and host, prints the API address, and leaves no process behind on SIGINT", async () => {
+    const { child, pids, api } = await launch();
     expect(pids).toHaveLength(4);
     expect(api).toMatch(/^http:\/\/127\.0\.0\.1:\d+$/);
     for (const pid of pids) expect(alive(pid)).toBe(true);
@@ -221,5 +228,14 @@ describe("doe-emu launch", () => {
     child.kill("SIGINT");
     expect(await exited).toBe(0);
     for (const pid of pids) expect(alive(pid)).toBe(false);
+  });
+
+  it("leaves no process behind when it is SIGKILLed: each child sees its launcher's pipe close", async () => {
+    const { child, pids } = await launch();
+    expect(pids).toHaveLength(4);
+    child.kill("SIGKILL");
+    const deadline = Date.now() + 10_000;
+    while (pids.some(alive) && Date.now() < deadline) await sleep(50);
+    expect(pids.filter(alive)).toEqual([]);
   });
 });
