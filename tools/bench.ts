@@ -226,19 +226,23 @@ async function comparePeers(what: string, measure: (p: Peer) => Promise<number>)
   return peerLines(what, list, rates);
 }
 
+/**
+ * How every benchmark's requester runs: CONTINUE keeps DMTF's responder up for the next connection;
+ * a generous timeout, so that a busy machine slows the report down rather than failing it.
+ */
+const REQUESTER = { exeMode: "CONTINUE", timeoutMs: 10_000 } as const;
+
 /** Full authentication flows: VCA, digests, certificate chain, CHALLENGE, signed measurements. */
 const authFlows = () =>
   comparePeers("authentication flows", async (p) => {
-    // CONTINUE keeps DMTF's responder up for the next flow; ALL measures in one signed request.
-    const [r] = await interleaved([
-      () => runRequester(p.endpoint, { exeMode: "CONTINUE", measurementMode: "ALL" }),
-    ]);
+    // ALL measures in one signed request.
+    const [r] = await interleaved([() => runRequester(p.endpoint, { ...REQUESTER, measurementMode: "ALL" })]);
     return r!;
   });
 
 /** On one connection with the certificate chain read (sessions need it), runs `body`. */
 function onConnection<T>(p: Peer, body: (r: SpdmRequester) => Promise<T>): Promise<T> {
-  const opts = { exeMode: "CONTINUE" as const, connectionSteps: ["DIGEST", "CERT"] as const };
+  const opts = { ...REQUESTER, connectionSteps: ["DIGEST", "CERT"] as const };
   return withRequester(p.endpoint, opts, true, async (r) => {
     await authenticate(r);
     return body(r);
@@ -336,7 +340,7 @@ async function interleavedPeers(
 const tdevConnects = () =>
   interleavedPeers("TDEV connect+disconnect cycles", (p, body) =>
     body(() =>
-      withRequester(p.endpoint, { exeMode: "CONTINUE" }, true, async (r) => {
+      withRequester(p.endpoint, REQUESTER, true, async (r) => {
         await authenticate(r);
         await connected(r, async () => {});
       }),
