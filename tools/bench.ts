@@ -6,18 +6,24 @@
 import { spawn } from "node:child_process";
 import { readFileSync } from "node:fs";
 import net from "node:net";
+import { join } from "node:path";
 import { createInterface } from "node:readline";
 import { DoeType, encodeDiscoveryRequest, encodeDoeObject, PCI_SIG_VENDOR_ID } from "../protocol/doe.js";
 import { encodeFrame, SocketCommand, TransportType } from "../protocol/socket.js";
 import { DoeClient } from "../src/doe/client.js";
-import { spawnDevice } from "../src/fixture/spawn-device.js";
+import { packageRoot, spawnDevice } from "../src/fixture/spawn-device.js";
 import { SPDM_EMU_BIN, startResponder, stopResponders } from "../src/fixture/spdm-emu-responder.js";
 import { startTopology } from "../src/fixture/topology.js";
 import type { Endpoint } from "../src/net/framed.js";
+import { APP_DEFAULTS, ideKmStart, ideKmStop, keyTargets, tdispBindCycle } from "../src/requester/app.js";
 import { authenticate } from "../src/requester/connection.js";
 import { runRequester, withRequester } from "../src/requester/run.js";
 import type { SpdmRequester } from "../src/spdm/requester.js";
+import { SESSION_DEFAULTS } from "../src/spdm/requester-handshake.js";
+import { ideKmQuery } from "../src/spdm/requester-ide-km.js";
 import { endSession, heartbeat, openSession } from "../src/spdm/requester-session.js";
+import { tdispCapabilities, tdispVersion } from "../src/spdm/requester-tdisp.js";
+import type { SecureSession } from "../src/spdm/session.js";
 
 const SECONDS = Number(process.env.BENCH_SECONDS ?? 3);
 
@@ -186,8 +192,8 @@ interface Peer {
   stop: () => Promise<unknown>;
 }
 
-async function peers(): Promise<Peer[]> {
-  const dev = await spawnDevice();
+async function peers(deviceArgs: string[] = []): Promise<Peer[]> {
+  const dev = await spawnDevice({ args: deviceArgs });
   const list: Peer[] = [{ name: "doe-emu device", endpoint: dev.mailboxes[0]!.endpoint, stop: dev.stop }];
   if (SPDM_EMU_BIN) {
     const r = await startResponder();
@@ -200,7 +206,15 @@ async function peers(): Promise<Peer[]> {
   return list;
 }
 
-/** Both peers measured alike, then each rate and (with DMTF's) the ratio. */
+/** Each peer's rate and, with DMTF's, the ratio. */
+function peerLines(what: string, list: readonly Peer[], rates: readonly number[]): string[] {
+  const lines = list.map((p, i) => `${what}, our requester -> ${p.name}: ${rates[i]!.toFixed(1)}/s`);
+  if (rates.length === 2) lines.push(`ratio doe-emu/DMTF: ${(rates[0]! / rates[1]!).toFixed(2)}`);
+  else lines.push("spdm_responder_emu: skipped: SPDM_EMU_BIN not set");
+  return lines;
+}
+
+/** Both peers measured alike, one after the other. */
 async function comparePeers(what: string, measure: (p: Peer) => Promise<number>): Promise<string[]> {
   const list = await peers();
   const rates: number[] = [];
@@ -209,25 +223,26 @@ async function comparePeers(what: string, measure: (p: Peer) => Promise<number>)
   } finally {
     for (const p of list) await p.stop();
   }
-  const lines = list.map((p, i) => `${what}, our requester -> ${p.name}: ${rates[i]!.toFixed(1)}/s`);
-  if (rates.length === 2) lines.push(`ratio doe-emu/DMTF: ${(rates[0]! / rates[1]!).toFixed(2)}`);
-  else lines.push("(set SPDM_EMU_BIN to compare with DMTF's spdm_responder_emu)");
-  return lines;
+  return peerLines(what, list, rates);
 }
+
+/**
+ * How every benchmark's requester runs: CONTINUE keeps DMTF's responder up for the next connection;
+ * a generous timeout, so that a busy machine slows the report down rather than failing it.
+ */
+const REQUESTER = { exeMode: "CONTINUE", timeoutMs: 10_000 } as const;
 
 /** Full authentication flows: VCA, digests, certificate chain, CHALLENGE, signed measurements. */
 const authFlows = () =>
   comparePeers("authentication flows", async (p) => {
-    // CONTINUE keeps DMTF's responder up for the next flow; ALL measures in one signed request.
-    const [r] = await interleaved([
-      () => runRequester(p.endpoint, { exeMode: "CONTINUE", measurementMode: "ALL" }),
-    ]);
+    // ALL measures in one signed request.
+    const [r] = await interleaved([() => runRequester(p.endpoint, { ...REQUESTER, measurementMode: "ALL" })]);
     return r!;
   });
 
 /** On one connection with the certificate chain read (sessions need it), runs `body`. */
 function onConnection<T>(p: Peer, body: (r: SpdmRequester) => Promise<T>): Promise<T> {
-  const opts = { exeMode: "CONTINUE" as const, connectionSteps: ["DIGEST", "CERT"] as const };
+  const opts = { ...REQUESTER, connectionSteps: ["DIGEST", "CERT"] as const };
   return withRequester(p.endpoint, opts, true, async (r) => {
     await authenticate(r);
     return body(r);
@@ -273,6 +288,78 @@ async function securedVsPlain(): Promise<string[]> {
   return lines;
 }
 
+/**
+ * Our device as DMTF's requester finds it (examples/dmtf-requester.json: FunctionID 0xBEEF names
+ * function 0) and, when DMTF's tools are there, with the ecp384 chain DMTF's responder has.
+ */
+function teeDeviceArgs(): string[] {
+  const config = ["--config", join(packageRoot(), "examples", "dmtf-requester.json")];
+  if (!SPDM_EMU_BIN) return config;
+  const dir = join(SPDM_EMU_BIN, "ecp384");
+  const chain = ["--cert-chain", join(dir, "bundle_responder.certchain.der")];
+  return [...config, ...chain, "--private-key", join(dir, "end_responder.key")];
+}
+
+/** The six keys a connect programs: DMTF's port, stream 0 (the Stream ID registers' reset value). */
+const KEY_TARGETS = keyTargets(APP_DEFAULTS.portIndex);
+
+/**
+ * In a new KEY_EX session: IDE-KM QUERY, the six keys programmed and going (as a TSM connect
+ * leaves them), `body`, then K_SET_STOP ×6 and END_SESSION (as a disconnect).
+ */
+async function connected<T>(r: SpdmRequester, body: (s: SecureSession) => Promise<T>): Promise<T> {
+  const { session } = await openSession(r, { kind: "KEY_EX" });
+  await ideKmQuery(r, session, APP_DEFAULTS.portIndex);
+  await ideKmStart(r, session, KEY_TARGETS);
+  const result = await body(session);
+  await ideKmStop(r, session, KEY_TARGETS);
+  await endSession(r, session, SESSION_DEFAULTS.endSessionAttributes);
+  return result;
+}
+
+/** Rates of the op each peer's `hold` gives, interleaved while every peer holds its own. */
+async function interleavedPeers(
+  what: string,
+  hold: <T>(p: Peer, body: (op: () => Promise<unknown>) => Promise<T>) => Promise<T>,
+): Promise<string[]> {
+  const list = await peers(teeDeviceArgs());
+  const holdFrom = (i: number, ops: (() => Promise<unknown>)[]): Promise<number[]> =>
+    i === list.length ? interleaved(ops) : hold(list[i]!, (op) => holdFrom(i + 1, [...ops, op]));
+  try {
+    return peerLines(what, list, await holdFrom(0, []));
+  } finally {
+    for (const p of list) await p.stop();
+  }
+}
+
+/**
+ * A TSM connect at the SPDM level (host/connect.ts without the IDE registers) and its disconnect, on
+ * a fresh mailbox connection each: authenticate() with its default steps as connectTdev runs it (VCA,
+ * certificates, CHALLENGE, measurements), then connected() with nothing in between.
+ */
+const tdevConnects = () =>
+  interleavedPeers("TDEV connect+disconnect cycles", (p, body) =>
+    body(() =>
+      withRequester(p.endpoint, REQUESTER, true, async (r) => {
+        await authenticate(r);
+        await connected(r, async () => {});
+      }),
+    ),
+  );
+
+/** TDI bind+unbind cycles (tdispBindCycle) in one held session with the IDE keys going. */
+const tdiBinds = () =>
+  interleavedPeers("TDI bind+unbind cycles", (p, body) =>
+    onConnection(p, (r) =>
+      connected(r, async (s) => {
+        const t = { r, s, functionId: APP_DEFAULTS.functionId };
+        await tdispVersion(t);
+        const lockFlags = (await tdispCapabilities(t)).lockInterfaceFlagsSupported;
+        return body(() => tdispBindCycle(t, lockFlags));
+      }),
+    ),
+  );
+
 const benches: [string, () => Promise<string[]>][] = [
   ["DOE transport", discoveryVsRaw],
   ["Topology launch", launchMany],
@@ -280,6 +367,8 @@ const benches: [string, () => Promise<string[]>][] = [
   ["SPDM authentication", authFlows],
   ["SPDM sessions", sessions],
   ["Secured vs plain round trips", securedVsPlain],
+  ["TEE-IO: TDEV connects", tdevConnects],
+  ["TEE-IO: TDI bind+unbind", tdiBinds],
 ];
 
 /** BENCH_ONLY=word runs the benchmarks whose name contains it. */

@@ -16,6 +16,7 @@ import type { DeviceInterfaceReport } from "../../protocol/tdisp.js";
 import type { SpdmRequester } from "../spdm/requester.js";
 import { ideKmKeyProg, ideKmKSet, ideKmQuery, keyLabel } from "../spdm/requester-ide-km.js";
 import {
+  type TdispTarget,
   tdispCapabilities,
   tdispLock,
   tdispReport,
@@ -95,6 +96,28 @@ export async function ideKmStop(
   for (const t of targets) await ideKmKSet(r, s, "K_SET_STOP", t);
 }
 
+/** The TDI states a bind cycle passes through, in order. */
+export type BindState = "CONFIG_LOCKED" | "RUN" | "CONFIG_UNLOCKED";
+
+/**
+ * Binds the TDI and unbinds it again: LOCK_INTERFACE_REQUEST with `lockFlags`, the whole report,
+ * START with the lock's nonce, STOP; `reached` after each state change (runApp checks the state there).
+ */
+export async function tdispBindCycle(
+  t: TdispTarget,
+  lockFlags: number,
+  reached?: (state: BindState) => Promise<void>,
+): Promise<Awaited<ReturnType<typeof tdispReport>>> {
+  const nonce = await tdispLock(t, lockFlags);
+  await reached?.("CONFIG_LOCKED");
+  const report = await tdispReport(t);
+  await tdispStart(t, nonce);
+  await reached?.("RUN");
+  await tdispStop(t);
+  await reached?.("CONFIG_UNLOCKED");
+  return report;
+}
+
 /** Runs `o.protocols` in session `s`; the first failure (SpdmRequesterError) ends the step. */
 export async function runApp(r: SpdmRequester, s: SecureSession, o: AppOptions): Promise<AppSummary> {
   const out: AppSummary = {};
@@ -114,7 +137,7 @@ export async function runApp(r: SpdmRequester, s: SecureSession, o: AppOptions):
   if (o.protocols.includes("TDISP")) {
     const t = { r, s, functionId: o.functionId ?? APP_DEFAULTS.functionId };
     const states: string[] = [];
-    const state = async (expected: "CONFIG_UNLOCKED" | "CONFIG_LOCKED" | "RUN") => {
+    const state = async (expected: BindState) => {
       await tdispState(t, expected);
       states.push(expected);
     };
@@ -123,13 +146,7 @@ export async function runApp(r: SpdmRequester, s: SecureSession, o: AppOptions):
     await state("CONFIG_UNLOCKED");
     // DMTF's requester asks for every lock flag the device supports.
     const lockFlags = caps.lockInterfaceFlagsSupported;
-    const nonce = await tdispLock(t, lockFlags);
-    await state("CONFIG_LOCKED");
-    const report = await tdispReport(t);
-    await tdispStart(t, nonce);
-    await state("RUN");
-    await tdispStop(t);
-    await state("CONFIG_UNLOCKED");
+    const report = await tdispBindCycle(t, lockFlags, state);
     out.tdisp = {
       functionId: t.functionId,
       versions,
