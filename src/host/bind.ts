@@ -155,17 +155,15 @@ function asBindError(e: unknown, what: string): unknown {
   return e;
 }
 
-/** Lock, report, verify, start; on a failure after the lock, STOP (best effort) before rejecting. */
+/** Lock, report, verify, start; on a failure, STOP (best effort) before rejecting. */
 export async function lockAndStart(link: TdevLink, fn: BindFunction): Promise<BindEvidence> {
   const offset = HOST_MMIO_REPORTING_OFFSET;
   return onTdi(link, fn.rid, async (t) => {
-    let locked = false;
     try {
       const nonce = await tdispLock(t, BIND_LOCK_FLAGS, {
         defaultStreamId: CONNECT_STREAM_ID,
         mmioReportingOffset: offset,
       });
-      locked = true;
       const { report, raw } = await tdispReport(t);
       const mismatch = verifyReport(report, fn, offset);
       if (mismatch)
@@ -178,7 +176,8 @@ export async function lockAndStart(link: TdevLink, fn: BindFunction): Promise<Bi
         mmioReportingOffset: offset,
       };
     } catch (e) {
-      if (locked) await tdispStop(t).catch(() => undefined);
+      // Whoever locked it (a refused lock may mean another party did), the host leaves it stopped.
+      await tdispStop(t).catch(() => undefined);
       throw asBindError(e, "bind");
     }
   });
