@@ -23,16 +23,17 @@ import {
   parseRoutingId,
 } from "../../protocol/pci.js";
 import { parseDescription } from "../../src/device/description.js";
-import { startDevice } from "../../src/device/device.js";
 import { cliPath } from "../../src/fixture/spawn-device.js";
 import { type RunningTopology, startTopology } from "../../src/fixture/topology.js";
 import type { TdiView } from "../../src/host/api.js";
 import { apiRequest } from "../../src/host/api-client.js";
 import { HOST_MMIO_REPORTING_OFFSET, lockAndStart } from "../../src/host/bind.js";
 import { ControlClient } from "../../src/host/control-client.js";
-import { startHost } from "../../src/host/host.js";
-import { silentLogger } from "../../src/log.js";
+import type { HostEvent } from "../../src/host/registry.js";
 import { formatEndpoint } from "../../src/net/framed.js";
+import { authenticate } from "../../src/requester/connection.js";
+import { connectRequester } from "../../src/requester/run.js";
+import { withHostAndDevice } from "../support/host-device.js";
 import { nextEvent, registryReaches } from "../support/host-events.js";
 
 const execFileAsync = promisify(execFile);
@@ -257,17 +258,11 @@ describe("TDI bind over TDISP", () => {
 });
 
 describe("TDI bind in-process", () => {
+  const nic = parseDescription(nicEntry.description);
+
   it("answers a refused lock with 502 and the TDISP error; the TDI stays unbound and is stopped", async () => {
-    const host = await startHost({ hotplug: { host: "127.0.0.1", port: 0 }, bounceTimeoutMs: 20_000 });
-    const { registry } = host;
-    const device = await startDevice({
-      description: parseDescription(nicEntry.description),
-      port: 0,
-      host: host.hotplug!,
-      log: silentLogger,
-    });
-    try {
-      await registryReaches(registry, () => registry.tdis.size === 4);
+    await withHostAndDevice(nic, { bounceTimeoutMs: 20_000 }, async (host) => {
+      const { registry } = host;
       const [pf] = [...registry.tdevs.keys()];
       expect(await host.connect(pf!)).toBe("connected");
       // Locked and running behind the registry's back, on the host's own session.
@@ -284,27 +279,13 @@ describe("TDI bind in-process", () => {
       });
       expect(registry.tdis.get(pf!)).toMatchObject({ state: { kind: "unbound" } });
       expect(await host.probeTdi(pf!)).toBe("CONFIG_UNLOCKED");
-    } finally {
-      await device.stop();
-      await host.stop();
-    }
+    });
   });
 
   it("a device stopped during a bind leaves no TDI binding and the link closed", async () => {
-    const host = await startHost({
-      hotplug: { host: "127.0.0.1", port: 0 },
-      probeIntervalMs: 100,
-      unreachableTimeoutMs: 300,
-    });
-    const { registry } = host;
-    const device = await startDevice({
-      description: parseDescription(nicEntry.description),
-      port: 0,
-      host: host.hotplug!,
-      log: silentLogger,
-    });
-    try {
-      await registryReaches(registry, () => registry.tdis.size === 4);
+    const timing = { probeIntervalMs: 100, unreachableTimeoutMs: 300 };
+    await withHostAndDevice(nic, timing, async (host, device) => {
+      const { registry } = host;
       const [pf] = [...registry.tdevs.keys()];
       expect(await host.connect(pf!)).toBe("connected");
       const close = vi.spyOn(registry.tdevs.get(pf!)!.link!, "close");
@@ -316,10 +297,40 @@ describe("TDI bind in-process", () => {
       await registryReaches(registry, () => registry.devices.size === 0);
       expect(close).toHaveBeenCalledOnce();
       expect([registry.tdis.size, registry.tdevs.size]).toEqual([0, 0]);
-    } finally {
-      await device.stop();
-      await host.stop();
-    }
+    });
+  });
+
+  it("fails the TDEV with the reason and unbinds its TDIs when a HEARTBEAT fails", async () => {
+    const description = parseDescription({ ...nicEntry.description, spdm: { heartbeatPeriod: 1 } });
+    await withHostAndDevice(description, { bounceTimeoutMs: 20_000 }, async (host, device) => {
+      const { registry } = host;
+      const events: HostEvent[] = [];
+      registry.on("event", (e) => events.push(e));
+      const [pf] = [...registry.tdevs.keys()];
+      expect(await host.connect(pf!)).toBe("connected");
+      expect(await host.bind(pf!, "vm1")).toBe("bound");
+      // GET_VERSION from another requester starts a new SPDM connection: the function's sessions end.
+      const { requester, doe } = await connectRequester(
+        device.mailboxes[0]!.endpoint,
+        { timeoutMs: 20_000, exeMode: "CONTINUE" },
+        true,
+      );
+      await authenticate(requester);
+      doe.close();
+      await registryReaches(registry, () => registry.tdevs.get(pf!)!.state === "failed");
+      expect(registry.tdevs.get(pf!)).toMatchObject({
+        authError: expect.stringMatching(/^link broken: HEARTBEAT failed/),
+        ide: null,
+      });
+      expect(registry.tdevs.get(pf!)!.link).toBeUndefined();
+      expect(registry.tdis.get(pf!)!.state).toEqual({ kind: "unbound" });
+      expect(events).toContainEqual({
+        event: "tdi-unbound",
+        bdf: formatRoutingId(pf!),
+        vm: "vm1",
+        reason: expect.stringMatching(/^link broken: HEARTBEAT failed/),
+      });
+    });
   });
 });
 
