@@ -28,8 +28,6 @@ import { ControlClient } from "./control-client.js";
 export interface TdevLink {
   /** The session ID, e.g. "0xffff0001". */
   session: string;
-  /** The negotiated heartbeat period in seconds; 0: none. */
-  heartbeatPeriod: number;
   /**
    * Runs `f` on the held session once the exchanges asked for before it are done; refused with
    * LinkBusyError when MAX_WAITING are already waiting.
@@ -193,7 +191,6 @@ function holdLink(
   const timer = s.heartbeatPeriod > 0 ? setInterval(beat, (s.heartbeatPeriod * 1000) / 2) : undefined;
   return {
     session: hex32(s.sessionId),
-    heartbeatPeriod: s.heartbeatPeriod,
     withSession: (f) => queue.run(() => f(r, s)),
     onBroken: (listener) => void listeners.push(listener),
     disconnect: () => {

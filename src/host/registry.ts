@@ -308,7 +308,6 @@ export class Registry extends EventEmitter<{ event: [HostEvent] }> {
         this.seeTdispState(tdi, "CONFIG_UNLOCKED");
       }
     } finally {
-      delete tdi.evidence;
       if (this.still(tdi, "unbinding")) this.setTdiState(tdi, { kind: "unbound" });
     }
   }

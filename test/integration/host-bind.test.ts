@@ -28,6 +28,7 @@ import { type RunningTopology, startTopology } from "../../src/fixture/topology.
 import type { TdiView } from "../../src/host/api.js";
 import { apiRequest } from "../../src/host/api-client.js";
 import { HOST_MMIO_REPORTING_OFFSET, lockAndStart } from "../../src/host/bind.js";
+import { LinkBusyError, MAX_WAITING } from "../../src/host/connect.js";
 import { ControlClient } from "../../src/host/control-client.js";
 import type { HostEvent } from "../../src/host/registry.js";
 import { formatEndpoint } from "../../src/net/framed.js";
@@ -297,6 +298,22 @@ describe("TDI bind in-process", () => {
       await registryReaches(registry, () => registry.devices.size === 0);
       expect(close).toHaveBeenCalledOnce();
       expect([registry.tdis.size, registry.tdevs.size]).toEqual([0, 0]);
+    });
+  });
+
+  it("refuses exchanges past MAX_WAITING on the held session (LinkBusyError: 503 in the API), serving the rest in turn", async () => {
+    await withHostAndDevice(nic, { bounceTimeoutMs: 20_000 }, async (host) => {
+      const [pf] = [...host.registry.tdevs.keys()];
+      expect(await host.connect(pf!)).toBe("connected");
+      const asks = await Promise.allSettled(
+        Array.from({ length: MAX_WAITING + 4 }, () => host.probeTdi(pf!)),
+      );
+      expect(asks.filter((a) => a.status === "fulfilled").map((a) => a.value)).toEqual(
+        Array(MAX_WAITING).fill("CONFIG_UNLOCKED"),
+      );
+      const refused = asks.filter((a) => a.status === "rejected").map((a) => a.reason);
+      expect(refused).toHaveLength(4);
+      for (const e of refused) expect(e).toBeInstanceOf(LinkBusyError);
     });
   });
 
