@@ -90,6 +90,11 @@ export const Msix = {
   /** The highest offset the 32-bit Offset/BIR registers can hold. */
   MAX_OFFSET: 0xffff_fff8,
 } as const;
+/** A Table or PBA Offset/BIR register's value as the BAR index (BIR) and byte offset into that BAR. */
+export const msixPlace = (v: number): { bar: number; offset: number } => ({
+  bar: v & 0x7,
+  offset: (v & ~0x7) >>> 0,
+});
 /** Message Control: Table Size (N-1, read-only), Function Mask and MSI-X Enable. */
 export const MsixFlags = { QSIZE: 0x07ff, MASKALL: 0x4000, ENABLE: 0x8000 } as const;
 /** Bytes of the Pending Bit Array of `vectors` vectors: one bit each, in whole QWORDs. */

@@ -1,6 +1,8 @@
 /**
  * `doe-emu host`: the TSM host as a process; `doe-emu host status`: its topology as a tree;
- * `doe-emu host connect|disconnect BDF`: a TDEV's connect step (session + IDE) and its undoing.
+ * `doe-emu host connect|disconnect BDF`: a TDEV's connect step (session + IDE) and its undoing;
+ * `doe-emu host bind BDF --vm ID|unbind BDF|tdi BDF`: a TDI's bind (TDISP lock, report verified,
+ * start), its undoing, and its state. Each prints the API's JSON answer, or exits 1 with its error.
  * The host's modules are imported when the command runs, so that other commands (a device process
  * above all, started by the dozen) do not pay for loading them.
  */
@@ -95,8 +97,10 @@ export function formatTree(view: TopologyView): string {
       }
       const tdi = tdis.get(f.bdf);
       if (tdi) {
-        const bound = tdi.boundTo === null ? "unbound" : `bound to VM ${tdi.boundTo}`;
-        out.push(`      TDI  ${bound}${tdi.tdev === f.bdf ? "" : `  (TDEV ${tdi.tdev})`}`);
+        const bound = tdi.boundTo === null ? tdi.state : `bound to VM ${tdi.boundTo}`;
+        const tdisp = tdi.tdispState ? `  TDISP ${tdi.tdispState}` : "";
+        const digest = tdi.reportDigest ? `  report ${tdi.reportDigest.slice(0, 16)}` : "";
+        out.push(`      TDI  ${bound}${tdisp}${digest}${tdi.tdev === f.bdf ? "" : `  (TDEV ${tdi.tdev})`}`);
       }
     }
   }
@@ -110,25 +114,55 @@ async function runStatus(argv: { api: string; json: boolean }): Promise<void> {
   console.log(argv.json ? JSON.stringify(view, null, 2) : formatTree(view));
 }
 
-/** POST /v1/tdevs/BDF/connect or /disconnect; prints the answer, fails with the API's error. */
-async function runConnect(argv: { api: string; bdf: string; op: "connect" | "disconnect" }): Promise<void> {
+/** One API request; prints the answer's JSON, or fails with the API's error and its detail. */
+async function runApi(api: string, method: "GET" | "POST", path: string, what: string, body?: unknown) {
   const { apiRequest } = await import("../host/api-client.js");
-  const path = `/v1/tdevs/${encodeURIComponent(argv.bdf)}/${argv.op}`;
-  const rsp = await apiRequest<{ error?: string }>(parseEndpoint(argv.api), "POST", path);
-  if (rsp.status !== 200) throw new Error(`${argv.op} ${argv.bdf}: ${rsp.body.error ?? rsp.status}`);
+  const rsp = await apiRequest<{ error?: string }>(parseEndpoint(api), method, path, body);
+  if (rsp.status !== 200) {
+    const { error, ...detail } = rsp.body;
+    const more = Object.keys(detail).length ? ` ${JSON.stringify(detail)}` : "";
+    throw new Error(`${what}: ${error ?? rsp.status}${more}`);
+  }
   console.log(JSON.stringify(rsp.body));
 }
 
 const apiOption = <T>(y: Argv<T>) =>
   y.option("api", { type: "string", default: DEFAULT_API, describe: "Management API address ADDR:PORT" });
 
-const tdevCommand = (op: "connect" | "disconnect", describe: string) => ({
-  command: `${op} <bdf>`,
+const bdfCommand = (command: string, what: "TDEV" | "TDI", describe: string) => ({
+  command: `${command} <bdf>`,
   describe,
   builder: (y: Argv) =>
-    apiOption(y).positional("bdf", { type: "string", demandOption: true, describe: "The TDEV, BB:DD.F" }),
-  handler: run((argv: { api: string; bdf: string }) => runConnect({ ...argv, op })),
+    apiOption(y).positional("bdf", { type: "string", demandOption: true, describe: `The ${what}, BB:DD.F` }),
 });
+
+const tdevCommand = (op: "connect" | "disconnect", describe: string) => ({
+  ...bdfCommand(op, "TDEV", describe),
+  handler: run((argv: { api: string; bdf: string }) =>
+    runApi(argv.api, "POST", `/v1/tdevs/${encodeURIComponent(argv.bdf)}/${op}`, `${op} ${argv.bdf}`),
+  ),
+});
+
+const tdiPath = (bdf: string) => `/v1/tdis/${encodeURIComponent(bdf)}`;
+
+const bindCommand = {
+  ...bdfCommand(
+    "bind",
+    "TDI",
+    "Bind a TDI to a VM over its connected TDEV's session: LOCK_INTERFACE, the report verified against the assigned BARs and MSI-X, START_INTERFACE (the TDI runs). Same VM again: no-op",
+  ),
+  builder: (y: Argv) =>
+    bdfCommand("bind", "TDI", "").builder(y).option("vm", {
+      type: "string",
+      demandOption: true,
+      describe: "The VM to bind to (a name, or a non-negative integer)",
+    }),
+  handler: run((argv: { api: string; bdf: string; vm: string }) => {
+    // A number names a VM as the API takes it: {"vm": 7}, not {"vm": "7"}.
+    const vm = /^\d+$/.test(argv.vm) ? Number(argv.vm) : argv.vm;
+    return runApi(argv.api, "POST", `${tdiPath(argv.bdf)}/bind`, `bind ${argv.bdf}`, { vm });
+  }),
+};
 
 export const hostCommand = {
   command: "host",
@@ -143,8 +177,32 @@ export const hostCommand = {
       )
       .command(tdevCommand("connect", "Connect a TDEV: SPDM session, IDE keys, stream enabled and Secure"))
       .command(
-        tdevCommand("disconnect", "Disconnect a TDEV: IDE keys stopped, stream disabled, session ended"),
+        tdevCommand(
+          "disconnect",
+          "Disconnect a TDEV: its bound TDIs stopped, IDE keys stopped, stream disabled, session ended",
+        ),
       )
+      .command(bindCommand)
+      .command({
+        ...bdfCommand(
+          "unbind",
+          "TDI",
+          "Unbind a TDI: STOP_INTERFACE (from RUN, CONFIG_LOCKED or ERROR). Unbound: no-op",
+        ),
+        handler: run((argv: { api: string; bdf: string }) =>
+          runApi(argv.api, "POST", `${tdiPath(argv.bdf)}/unbind`, `unbind ${argv.bdf}`),
+        ),
+      })
+      .command({
+        ...bdfCommand(
+          "tdi",
+          "TDI",
+          "Show a TDI: bound VM, live TDISP state (asked of the device when its TDEV is connected), the report verified at bind and its SHA-256",
+        ),
+        handler: run((argv: { api: string; bdf: string }) =>
+          runApi(argv.api, "GET", tdiPath(argv.bdf), `tdi ${argv.bdf}`),
+        ),
+      })
       .command(
         "$0",
         "Run the host",

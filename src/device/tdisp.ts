@@ -24,6 +24,7 @@ import {
   Msix,
   MsixFlags,
   msixPbaBytes,
+  msixPlace,
   PciExpType,
   PORT_TYPES,
   parseRoutingId,
@@ -369,8 +370,8 @@ export class TdispEngine {
       const control = read(at + Msix.FLAGS, 2);
       const vectors = (control & MsixFlags.QSIZE) + 1;
       const place = (reg: number, bytes: number, attribute: number): MsixMark => {
-        const v = read(at + reg, 4);
-        return { bar: v & 0x7, offset: BigInt((v & ~0x7) >>> 0), bytes: BigInt(bytes), attribute };
+        const { bar, offset } = msixPlace(read(at + reg, 4));
+        return { bar, offset: BigInt(offset), bytes: BigInt(bytes), attribute };
       };
       return {
         control,

@@ -4,9 +4,12 @@
  *   POST /v1/tdevs/{bdf}/authenticate SPDM authentication through the TDEV's CMA mailbox
  *   POST /v1/tdevs/{bdf}/connect      authenticate, hold a session, program and enable IDE (no-op when connected)
  *   POST /v1/tdevs/{bdf}/disconnect   stop the IDE keys, clear Enable, end the session (idempotent)
- *   POST /v1/tdis/{bdf}/bind          {"vm": ID}: same VM again is a no-op, another VM 409
- *   POST /v1/tdis/{bdf}/unbind
- * A path that names nothing is 404, a bad body 400; every error is {"error": text}.
+ *   GET  /v1/tdis/{bdf}               the TDI, with its live TDISP state while its TDEV is connected
+ *   POST /v1/tdis/{bdf}/bind          {"vm": ID}: lock, verify the report, start (bind.ts); the TDEV must
+ *                                     be connected (else 409); same VM again is a no-op, another VM 409
+ *   POST /v1/tdis/{bdf}/unbind        stop the interface (no-op when unbound)
+ * A path that names nothing is 404, a bad body 400; every error is {"error": text}, a bind the
+ * device refuses or whose report does not verify adds "tdispError" or "mismatch" (502).
  */
 import http from "node:http";
 import type { AddressInfo } from "node:net";
@@ -16,8 +19,10 @@ import { formatRoutingId, PORT_TYPES, parseRoutingId } from "../../protocol/pci.
 import { hex } from "../bits.js";
 import type { Logger } from "../log.js";
 import { type Endpoint, formatEndpoint } from "../net/framed.js";
+import { BindError, type TdispStateName } from "./bind.js";
+import { LinkBusyError } from "./connect.js";
 import type { MmioKind } from "./mmio.js";
-import type { AuthResult, Registry, TdevState, VmId } from "./registry.js";
+import type { AuthResult, Registry, TdevState, Tdi, TdiStateKind, VmId } from "./registry.js";
 import { RegistryError } from "./registry.js";
 import type { ScannedMailbox } from "./scan.js";
 
@@ -56,7 +61,40 @@ export interface TopologyView {
     session: string | null;
     ide: "secure" | "insecure" | null;
   }[];
-  tdis: { bdf: string; tdev: string; boundTo: VmId | null }[];
+  tdis: {
+    bdf: string;
+    tdev: string;
+    boundTo: VmId | null;
+    state: TdiStateKind;
+    /** The TDISP state last seen; null before any. */
+    tdispState: TdispStateName | null;
+    reportDigest: string | null;
+  }[];
+}
+
+/** The JSON of GET /v1/tdis/{bdf}: the TDI with its live state and the report verified at bind. */
+export interface TdiView {
+  bdf: string;
+  tdev: string;
+  boundTo: VmId | null;
+  state: TdiStateKind;
+  /** Asked of the device while the TDEV is connected; null when it is not. */
+  tdispState: TdispStateName | null;
+  /** The report as decoded, bigints as hex strings; null while unbound. */
+  report: ReportJson | null;
+  /** SHA-256 of the report bytes, hex. */
+  reportDigest: string | null;
+  mmioReportingOffset: string | null;
+}
+
+export interface ReportJson {
+  interfaceInfo: number;
+  msixMessageControl: number;
+  lnrControl: number;
+  tphControl: number;
+  mmioRanges: { firstPage: string; numberOfPages: number; rangeAttributes: number; rangeId: number }[];
+  /** Hex. */
+  deviceSpecificInfo: string;
 }
 
 const PORT_TYPE_NAMES = new Map<number, string>(Object.entries(PORT_TYPES).map(([name, v]) => [v, name]));
@@ -116,10 +154,34 @@ export function topologyView(registry: Registry): TopologyView {
       ide: t.ide,
     })),
     tdis: byRid(registry.tdis.values()).map((t) => ({
-      bdf: formatRoutingId(t.rid),
-      tdev: formatRoutingId(t.tdev),
-      boundTo: t.state.kind === "bound" ? t.state.vm : null,
+      ...tdiBase(t),
+      tdispState: t.tdispState,
+      reportDigest: t.evidence?.reportDigest ?? null,
     })),
+  };
+}
+
+const tdiBase = (t: Tdi) => ({
+  bdf: formatRoutingId(t.rid),
+  tdev: formatRoutingId(t.tdev),
+  boundTo: t.state.kind === "bound" ? t.state.vm : null,
+  state: t.state.kind,
+});
+
+export function tdiView(t: Tdi, tdispState: TdispStateName | null): TdiView {
+  const e = t.evidence;
+  return {
+    ...tdiBase(t),
+    tdispState,
+    report: e
+      ? {
+          ...e.report,
+          mmioRanges: e.report.mmioRanges.map((r) => ({ ...r, firstPage: hex(r.firstPage) })),
+          deviceSpecificInfo: e.report.deviceSpecificInfo.toString("hex"),
+        }
+      : null,
+    reportDigest: e?.reportDigest ?? null,
+    mmioReportingOffset: e ? hex(e.mmioReportingOffset) : null,
   };
 }
 
@@ -129,13 +191,20 @@ export interface ApiTarget {
   authenticate(rid: number): Promise<AuthResult>;
   connect(rid: number): Promise<"connected" | "unchanged">;
   disconnect(rid: number): Promise<"disconnected" | "unchanged">;
+  bind(rid: number, vm: VmId): Promise<"bound" | "unchanged">;
+  unbind(rid: number): Promise<"unbound" | "unchanged">;
+  probeTdi(rid: number): Promise<TdispStateName | null>;
 }
 
-/** A RegistryError as its HTTP status; anything else is the device's failure, 502. */
+/**
+ * A RegistryError as its HTTP status; a full session queue 503; anything else is the device's
+ * failure, 502, with a BindError's detail.
+ */
 function tdevFailure(e: unknown, what: string): HttpError {
   if (e instanceof RegistryError) return new HttpError(e.code === "notFound" ? 404 : 409, e.message);
   const why = e instanceof Error ? e.message : String(e);
-  return new HttpError(502, `${what} failed: ${why}`);
+  if (e instanceof LinkBusyError) return new HttpError(503, `${what}: ${why}`);
+  return new HttpError(502, `${what} failed: ${why}`, e instanceof BindError ? e.detail : {});
 }
 
 export interface ApiServer {
@@ -147,6 +216,8 @@ class HttpError extends Error {
   constructor(
     readonly status: number,
     message: string,
+    /** More fields of the error's JSON. */
+    readonly detail: Record<string, string> = {},
   ) {
     super(message);
   }
@@ -253,25 +324,43 @@ async function route(target: ApiTarget, req: http.IncomingMessage): Promise<[num
       },
     ];
   }
+  m = /^\/v1\/tdis\/([^/]+)$/.exec(path);
+  if (m) {
+    expect("GET");
+    const rid = bdfParam(m[1]!, "TDI", (r) => registry.tdis.has(r));
+    let state: TdispStateName | null;
+    try {
+      state = await target.probeTdi(rid);
+    } catch (e) {
+      throw tdevFailure(e, `GET_DEVICE_INTERFACE_STATE of ${formatRoutingId(rid)}`);
+    }
+    const tdi = registry.tdis.get(rid);
+    if (!tdi) throw new HttpError(404, `no TDI ${formatRoutingId(rid)}`);
+    return [200, tdiView(tdi, state)];
+  }
   m = /^\/v1\/tdis\/([^/]+)\/(bind|unbind)$/.exec(path);
   if (m) {
     expect("POST");
-    const bind = m[2] === "bind" ? bindBody.safeParse(body) : undefined;
+    const op = m[2] as "bind" | "unbind";
+    const bind = op === "bind" ? bindBody.safeParse(body) : undefined;
     if (bind && !bind.success)
       throw new HttpError(400, `body must be {"vm": ID} (a string or a non-negative integer)`);
     if (!bind && !emptyBody.safeParse(body).success) throw new HttpError(400, "unbind takes no body (or {})");
     const rid = bdfParam(m[1]!, "TDI", (r) => registry.tdis.has(r));
     const bdf = formatRoutingId(rid);
-    if (!bind?.data) return [200, { bdf, boundTo: null, changed: registry.unbind(rid) === "unbound" }];
-    const { vm } = bind.data;
-    const result = registry.bind(rid, vm);
-    if (result === "busy") {
-      const tdi = registry.tdis.get(rid);
-      const owner = tdi?.state.kind === "bound" ? tdi.state.vm : undefined;
-      throw new HttpError(409, `TDI ${bdf} is bound to VM ${owner}`);
+    let result: string;
+    try {
+      result = bind?.data ? await target.bind(rid, bind.data.vm) : await target.unbind(rid);
+    } catch (e) {
+      throw tdevFailure(e, `${op} of ${bdf}`);
     }
-    if (result === "notFound") throw new HttpError(404, `no TDI ${bdf}`);
-    return [200, { bdf, boundTo: vm, changed: result === "bound" }];
+    const tdi = registry.tdis.get(rid);
+    const boundTo = tdi?.state.kind === "bound" ? tdi.state.vm : null;
+    const evidence = {
+      tdispState: tdi?.tdispState ?? null,
+      reportDigest: tdi?.evidence?.reportDigest ?? null,
+    };
+    return [200, { bdf, boundTo, changed: result !== "unchanged", ...evidence }];
   }
   throw new HttpError(404, `no such resource: ${path}`);
 }
@@ -291,7 +380,7 @@ export function startApi(
     (req, res) => {
       void route(opts.tsm, req)
         .catch((e: unknown): [number, unknown] => {
-          if (e instanceof HttpError) return [e.status, { error: e.message }];
+          if (e instanceof HttpError) return [e.status, { error: e.message, ...e.detail }];
           log.error({ err: e instanceof Error ? e.stack : String(e) }, "API request failed");
           return [500, { error: "internal error" }];
         })

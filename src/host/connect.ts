@@ -5,6 +5,11 @@
  * PR/NPR/CPL), the stream given a Stream ID and enabled over the control wire, and its Status
  * required Secure (§7.9.26.5.3). Disconnect undoes it in reverse: K_SET_STOP, Enable cleared,
  * END_SESSION. The registry keeps the result as the TDEV's link.
+ *
+ * The held session carries one exchange at a time (TDISP for bind, HEARTBEAT, the teardown), in
+ * the order asked: `withSession` queues them. While the negotiated heartbeat period is non-zero,
+ * HEARTBEAT goes every half period, well inside the responder's "twice the period" rule; one that
+ * fails means the link is broken, which the link reports once to its `onBroken` listeners.
  */
 import { Ide, IdeCap, IdeSel, IdeStreamCtl, IdeStreamState, IdeStreamSts } from "../../protocol/pci.js";
 import { fieldOf, hex32, toField } from "../bits.js";
@@ -12,9 +17,10 @@ import type { Endpoint } from "../net/framed.js";
 import { APP_DEFAULTS, ideKmStart, ideKmStop, keyTargets } from "../requester/app.js";
 import { authenticate } from "../requester/connection.js";
 import { connectRequester } from "../requester/run.js";
+import type { SpdmRequester } from "../spdm/requester.js";
 import { SESSION_DEFAULTS } from "../spdm/requester-handshake.js";
 import { ideKmQuery } from "../spdm/requester-ide-km.js";
-import { endSession, openSession } from "../spdm/requester-session.js";
+import { endSession, heartbeat, openSession } from "../spdm/requester-session.js";
 import type { SecureSession } from "../spdm/session.js";
 import { ControlClient } from "./control-client.js";
 
@@ -22,9 +28,16 @@ import { ControlClient } from "./control-client.js";
 export interface TdevLink {
   /** The session ID, e.g. "0xffff0001". */
   session: string;
+  /**
+   * Runs `f` on the held session once the exchanges asked for before it are done; refused with
+   * LinkBusyError when MAX_WAITING are already waiting.
+   */
+  withSession<T>(f: (r: SpdmRequester, s: SecureSession) => Promise<T>): Promise<T>;
+  /** `listener` hears, once, why the link broke (a heartbeat failed); never after disconnect or close. */
+  onBroken(listener: (reason: string) => void): void;
   /** K_SET_STOP ×6, Enable cleared, END_SESSION, connections closed (also when a step fails). */
   disconnect(): Promise<void>;
-  /** Drops the connections at once (the device is gone). */
+  /** Drops the connections and the heartbeat at once (the device is gone, or the link broke). */
   close(): void;
 }
 
@@ -44,6 +57,33 @@ export const CONNECT_STREAM_ID = 1;
 
 export class ConnectError extends Error {
   override readonly name = "ConnectError";
+}
+
+/** Exchanges that may wait for the held session; more are refused rather than piled up. */
+export const MAX_WAITING = 16;
+
+export class LinkBusyError extends Error {
+  override readonly name = "LinkBusyError";
+}
+
+/** Runs jobs one at a time in the order given, with at most `limit` waiting to start. */
+class SerialQueue {
+  private tail: Promise<unknown> = Promise.resolve();
+  private waiting = 0;
+
+  constructor(private readonly limit: number) {}
+
+  run<T>(f: () => Promise<T>, bounded = true): Promise<T> {
+    if (bounded && this.waiting >= this.limit)
+      return Promise.reject(new LinkBusyError(`${this.waiting} exchanges already wait for the session`));
+    this.waiting++;
+    const result = this.tail.then(() => {
+      this.waiting--;
+      return f();
+    });
+    this.tail = result.catch(() => undefined);
+    return result;
+  }
 }
 
 /** Config offsets of the first selective stream's Control and Status registers. */
@@ -113,14 +153,55 @@ export async function connectTdev(rid: number, o: ConnectOptions): Promise<TdevL
     await teardown(false);
     throw e;
   }
-  const s = session;
+  return holdLink(r, session, teardown, () => {
+    doe.close();
+    control?.close();
+  });
+}
+
+/** The link over an established session: its queue, its heartbeat, and how it ends. */
+function holdLink(
+  r: SpdmRequester,
+  s: SecureSession,
+  teardown: (strict: boolean) => Promise<void>,
+  drop: () => void,
+): TdevLink {
+  const queue = new SerialQueue(MAX_WAITING);
+  const listeners: ((reason: string) => void)[] = [];
+  let ended = false;
+  let beating = false;
+  /** No more heartbeats or reports: the link is being ended on purpose. */
+  const end = () => {
+    ended = true;
+    clearInterval(timer);
+  };
+  const beat = () => {
+    // A heartbeat still queued is enough; the queue's other traffic keeps the session alive too.
+    if (beating) return;
+    beating = true;
+    queue
+      .run(() => heartbeat(r, s), false)
+      .catch((e: unknown) => {
+        if (ended) return;
+        end();
+        for (const l of listeners) l(`HEARTBEAT failed: ${(e as Error).message}`);
+      })
+      .finally(() => (beating = false));
+  };
+  const timer = s.heartbeatPeriod > 0 ? setInterval(beat, (s.heartbeatPeriod * 1000) / 2) : undefined;
   return {
     session: hex32(s.sessionId),
-    disconnect: () => teardown(true),
+    withSession: (f) => queue.run(() => f(r, s)),
+    onBroken: (listener) => void listeners.push(listener),
+    disconnect: () => {
+      end();
+      // After what is already queued, whatever the queue's bound.
+      return queue.run(() => teardown(true), false);
+    },
     close: () => {
-      s.end("TDEV removed");
-      doe.close();
-      control?.close();
+      end();
+      s.end("TDEV link closed");
+      drop();
     },
   };
 }

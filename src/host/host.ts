@@ -27,11 +27,18 @@ import {
 import { once } from "../once.js";
 import { type ApiServer, startApi } from "./api.js";
 import { authenticateTdev } from "./authenticate.js";
+import {
+  type BindFunction,
+  interfaceState,
+  lockAndStart,
+  stopInterface,
+  type TdispStateName,
+} from "./bind.js";
 import { Bouncer } from "./bouncer.js";
-import { connectTdev } from "./connect.js";
+import { connectTdev, type TdevLink } from "./connect.js";
 import { ControlClient } from "./control-client.js";
 import { DEFAULT_MMIO_WINDOWS, MmioAllocator, type MmioWindows } from "./mmio.js";
-import { type AuthResult, Registry, RegistryError } from "./registry.js";
+import { type AuthResult, Registry, RegistryError, type VmId } from "./registry.js";
 import { assignBars, discoverMailboxes, scanBus } from "./scan.js";
 
 export interface HostDevice {
@@ -74,8 +81,14 @@ export interface Host {
   authenticate(rid: number): Promise<AuthResult>;
   /** Authenticates, then holds a session and a Secure IDE stream (connect.ts); a connected TDEV: "unchanged". */
   connect(rid: number): Promise<"connected" | "unchanged">;
-  /** Ends what connect set up; a TDEV not connected: "unchanged". */
+  /** Unbinds its bound TDIs, then ends what connect set up; a TDEV not connected: "unchanged". */
   disconnect(rid: number): Promise<"disconnected" | "unchanged">;
+  /** Locks, verifies and starts the TDI over its TDEV's held session (bind.ts); same VM again: "unchanged". */
+  bind(rid: number, vm: VmId): Promise<"bound" | "unchanged">;
+  /** Stops a bound TDI; unbound already: "unchanged". */
+  unbind(rid: number): Promise<"unbound" | "unchanged">;
+  /** The TDI's live TDISP state while its TDEV is connected, else null. */
+  probeTdi(rid: number): Promise<TdispStateName | null>;
   /** Closes every endpoint, connection and timer; removes every device. Idempotent. */
   stop(): Promise<void>;
 }
@@ -273,7 +286,7 @@ export async function startHost(opts: HostOptions = {}): Promise<Host> {
 
   let hotplug: FramedServer | undefined;
   let api: ApiServer | undefined;
-  const stop = once(async () => {
+  const stopHost = once(async () => {
     stopping = true;
     clearInterval(tick);
     await hotplug?.close();
@@ -306,7 +319,16 @@ export async function startHost(opts: HostOptions = {}): Promise<Host> {
       }),
     );
   };
-  const disconnect = (rid: number) => registry.disconnect(rid);
+  const stop = (link: TdevLink, fn: BindFunction) => stopInterface(link, fn.rid);
+  const tsm = {
+    registry,
+    authenticate,
+    connect,
+    disconnect: (rid: number) => registry.disconnect(rid, stop),
+    bind: (rid: number, vm: VmId) => registry.bind(rid, vm, lockAndStart),
+    unbind: (rid: number) => registry.unbind(rid, stop),
+    probeTdi: (rid: number) => registry.probeTdi(rid, (link, fn) => interfaceState(link, fn.rid)),
+  };
   try {
     if (opts.hotplug) {
       hotplug = await FramedServer.listen({
@@ -321,13 +343,13 @@ export async function startHost(opts: HostOptions = {}): Promise<Host> {
     }
     api = await startApi({
       ...(opts.api ?? { host: "127.0.0.1", port: 0 }),
-      tsm: { registry, authenticate, connect, disconnect },
+      tsm,
       log,
       requestTimeoutMs: opts.apiRequestTimeoutMs,
     });
-    return { api: api.address, hotplug: hotplug?.address, registry, authenticate, connect, disconnect, stop };
+    return { ...tsm, api: api.address, hotplug: hotplug?.address, stop: stopHost };
   } catch (e) {
-    await stop();
+    await stopHost();
     throw e;
   }
 }

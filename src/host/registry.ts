@@ -6,8 +6,12 @@
  *   device:  adding ──▶ present ──▶ removing ──▶ (gone)
  *   TDEV:    unauthenticated ──▶ authenticating ──▶ authenticated | failed ──▶ authenticating …
  *            authenticated ──▶ connecting ──▶ connected | failed;  connected ──▶ disconnecting ──▶ authenticated
- *   TDI:     unbound ◀──▶ bound(vm)          (bind to the same VM again: no change; another: busy)
+ *            connected ──▶ failed (the held session broke: a heartbeat failed)
+ *   TDI:     unbound ──▶ binding(vm) ──▶ bound(vm) ──▶ unbinding(vm) ──▶ unbound
+ *            binding ──▶ unbound (the bind failed);  bound ──▶ unbound (the link broke, the device left)
+ *            (bind to the same VM again: no change; another VM, or a bind/unbind under way: busy)
  *
+ * A TDI binds only while its TDEV is connected; disconnecting unbinds (stops) its bound TDIs first.
  * Removal frees a device's TDIs first (unbinding them), then its TDEVs (closing their bouncers and
  * the connection of a connected one).
  */
@@ -16,6 +20,7 @@ import { formatRoutingId } from "../../protocol/pci.js";
 import type { Logger } from "../log.js";
 import { type Endpoint, formatEndpoint } from "../net/framed.js";
 import type { MeasurementSummary } from "../spdm/requester-measurements.js";
+import type { BindEvidence, BindFunction, TdispStateName } from "./bind.js";
 import type { Bouncer } from "./bouncer.js";
 import type { TdevLink } from "./connect.js";
 import { planTsm, type ScannedFunction, type ScannedMailbox, type TdevPlan } from "./scan.js";
@@ -30,7 +35,8 @@ export type TdevState =
   | "disconnecting"
   | "failed";
 export type VmId = string | number;
-export type TdiState = { kind: "unbound" } | { kind: "bound"; vm: VmId };
+export type TdiState = { kind: "unbound" } | { kind: "binding" | "bound" | "unbinding"; vm: VmId };
+export type TdiStateKind = TdiState["kind"];
 
 const DEVICE_NEXT: Record<DeviceState, readonly DeviceState[]> = {
   adding: ["present", "removing"],
@@ -42,9 +48,15 @@ const TDEV_NEXT: Record<TdevState, readonly TdevState[]> = {
   authenticating: ["authenticated", "failed"],
   authenticated: ["authenticating", "connecting"],
   connecting: ["connected", "failed"],
-  connected: ["disconnecting"],
+  connected: ["disconnecting", "failed"],
   disconnecting: ["authenticated"],
   failed: ["authenticating"],
+};
+const TDI_NEXT: Record<TdiStateKind, readonly TdiStateKind[]> = {
+  unbound: ["binding"],
+  binding: ["bound", "unbound"],
+  bound: ["unbinding", "unbound"],
+  unbinding: ["unbound"],
 };
 
 function step<S extends string>(table: Record<S, readonly S[]>, what: string, from: S, to: S): S {
@@ -100,6 +112,10 @@ export interface Tdi {
   device: string;
   tdev: number;
   state: TdiState;
+  /** The TDISP state last seen on the device; null before any. */
+  tdispState: TdispStateName | null;
+  /** The report verified at bind, while bound. */
+  evidence?: BindEvidence;
 }
 
 export type HostEvent =
@@ -108,10 +124,12 @@ export type HostEvent =
   | { event: "device-removed"; device: string; reason: string }
   | { event: "tdev-added" | "tdev-removed"; bdf: string; device: string }
   | { event: "tdi-added" | "tdi-removed"; bdf: string; tdev: string }
-  | { event: "tdi-bound" | "tdi-unbound"; bdf: string; vm: VmId }
+  | { event: `tdi-${TdiStateKind}`; bdf: string; vm: VmId | null; reason?: string }
+  | { event: "tdi-state"; bdf: string; tdispState: TdispStateName }
   | { event: "tdev-state"; bdf: string; state: TdevState };
 
-export type BindResult = "bound" | "unchanged" | "busy" | "notFound";
+/** What the registry's TDI operations run on the device, with the TDEV's held session. */
+export type OnTdi<T> = (link: TdevLink, fn: BindFunction) => Promise<T>;
 
 export interface AddRequest {
   name: string;
@@ -196,7 +214,7 @@ export class Registry extends EventEmitter<{ event: [HostEvent] }> {
       this.emitEvent({ event: "tdev-added", bdf: formatRoutingId(t.rid), device: device.id });
     });
     for (const t of plan.tdis) {
-      this.tdis.set(t.rid, { ...t, device: device.id, state: { kind: "unbound" } });
+      this.tdis.set(t.rid, { ...t, device: device.id, state: { kind: "unbound" }, tdispState: null });
       this.emitEvent({ event: "tdi-added", bdf: formatRoutingId(t.rid), tdev: formatRoutingId(t.tdev) });
     }
     device.state = step(DEVICE_NEXT, device.id, device.state, "present");
@@ -215,7 +233,7 @@ export class Registry extends EventEmitter<{ event: [HostEvent] }> {
     device.state = step(DEVICE_NEXT, id, device.state, "removing");
     await this.adding.get(id)?.catch(() => undefined);
     for (const tdi of [...this.tdis.values()].filter((t) => t.device === id)) {
-      if (tdi.state.kind === "bound") this.unbind(tdi.rid);
+      if (tdi.state.kind !== "unbound") this.setTdiState(tdi, { kind: "unbound" }, reason);
       this.tdis.delete(tdi.rid);
       this.emitEvent({
         event: "tdi-removed",
@@ -235,25 +253,125 @@ export class Registry extends EventEmitter<{ event: [HostEvent] }> {
     this.emitEvent({ event: "device-removed", device: id, reason });
   }
 
-  /** Linux pci_tsm_bind: binding again to the same VM changes nothing; another VM is refused. */
-  bind(rid: number, vm: VmId): BindResult {
-    const tdi = this.tdis.get(rid);
-    if (!tdi) return "notFound";
-    if (tdi.state.kind === "bound") return tdi.state.vm === vm ? "unchanged" : "busy";
-    tdi.state = { kind: "bound", vm };
-    this.emitEvent({ event: "tdi-bound", bdf: formatRoutingId(rid), vm });
+  /**
+   * Linux pci_tsm_bind: `lock` (lock, report, verify, start) on the TDEV's held session, through
+   * binding to bound(vm), or back to unbound when it rejects. Binding again to the same VM changes
+   * nothing; another VM, or a bind/unbind under way, is refused "busy"; a TDEV not connected, "conflict".
+   */
+  async bind(rid: number, vm: VmId, lock: OnTdi<BindEvidence>): Promise<"bound" | "unchanged"> {
+    const tdi = this.tdi(rid);
+    const bdf = formatRoutingId(rid);
+    if (tdi.state.kind === "bound" && tdi.state.vm === vm) return "unchanged";
+    if (tdi.state.kind !== "unbound")
+      throw new RegistryError(
+        "busy",
+        `TDI ${bdf} is ${tdi.state.kind} ${tdi.state.kind === "bound" ? "to" : "for"} VM ${tdi.state.vm}`,
+      );
+    const { link, fn } = this.connectedTdev(tdi);
+    this.setTdiState(tdi, { kind: "binding", vm });
+    let evidence: BindEvidence;
+    try {
+      evidence = await lock(link, fn);
+    } catch (e) {
+      if (this.still(tdi, "binding")) this.setTdiState(tdi, { kind: "unbound" }, (e as Error).message);
+      throw e;
+    }
+    // Unbound meanwhile: the link broke or the device left, which dropped the TDEV's state too.
+    if (!this.still(tdi, "binding")) throw new Error(`TDI ${bdf} was released while binding`);
+    tdi.evidence = evidence;
+    this.seeTdispState(tdi, "RUN");
+    this.setTdiState(tdi, { kind: "bound", vm });
     return "bound";
   }
 
-  /** Undoes bind; unbinding an unbound TDI changes nothing. */
-  unbind(rid: number): "unbound" | "unchanged" | "notFound" {
-    const tdi = this.tdis.get(rid);
-    if (!tdi) return "notFound";
+  /**
+   * Undoes bind: `stop` on the held session, through unbinding to unbound, also when `stop`
+   * rejects (which then rejects). Unbound already: "unchanged"; a bind/unbind under way: "busy".
+   */
+  async unbind(rid: number, stop: OnTdi<void>): Promise<"unbound" | "unchanged"> {
+    const tdi = this.tdi(rid);
     if (tdi.state.kind === "unbound") return "unchanged";
-    const { vm } = tdi.state;
-    tdi.state = { kind: "unbound" };
-    this.emitEvent({ event: "tdi-unbound", bdf: formatRoutingId(rid), vm });
+    if (tdi.state.kind !== "bound")
+      throw new RegistryError("busy", `TDI ${formatRoutingId(rid)} is ${tdi.state.kind}`);
+    await this.release(tdi, stop);
     return "unbound";
+  }
+
+  /** bound ──▶ unbinding ──▶ unbound around `stop`, which runs only while the TDEV holds its link. */
+  private async release(tdi: Tdi, stop: OnTdi<void>): Promise<void> {
+    if (tdi.state.kind !== "bound") return;
+    this.setTdiState(tdi, { kind: "unbinding", vm: tdi.state.vm });
+    const link = this.tdevs.get(tdi.tdev)?.link;
+    try {
+      if (link) {
+        await stop(link, this.functionOf(tdi));
+        this.seeTdispState(tdi, "CONFIG_UNLOCKED");
+      }
+    } finally {
+      if (this.still(tdi, "unbinding")) this.setTdiState(tdi, { kind: "unbound" });
+    }
+  }
+
+  /**
+   * The TDI's live TDISP state by `ask` when its TDEV is connected (a change is a tdi-state event),
+   * else null.
+   */
+  async probeTdi(rid: number, ask: OnTdi<TdispStateName>): Promise<TdispStateName | null> {
+    const tdi = this.tdi(rid);
+    const tdev = this.tdevs.get(tdi.tdev);
+    if (tdev?.state !== "connected" || !tdev.link) return null;
+    const state = await ask(tdev.link, this.functionOf(tdi));
+    if (this.tdis.get(rid) === tdi) this.seeTdispState(tdi, state);
+    return state;
+  }
+
+  /** Whether the TDI is still registered and in `kind`: an operation's await may have released it. */
+  private still(tdi: Tdi, kind: TdiStateKind): boolean {
+    return this.tdis.get(tdi.rid) === tdi && tdi.state.kind === kind;
+  }
+
+  private tdi(rid: number): Tdi {
+    const tdi = this.tdis.get(rid);
+    if (!tdi) throw new RegistryError("notFound", `no TDI ${formatRoutingId(rid)}`);
+    return tdi;
+  }
+
+  private functionOf(tdi: Tdi): BindFunction {
+    const fn = this.devices.get(tdi.device)?.functions.find((f) => f.rid === tdi.rid);
+    return fn ?? { rid: tdi.rid, bars: [] };
+  }
+
+  /** The TDI's TDEV link and function, or "conflict" when the TDEV is not connected. */
+  private connectedTdev(tdi: Tdi): { link: TdevLink; fn: BindFunction } {
+    const tdev = this.tdevs.get(tdi.tdev);
+    const link = tdev?.state === "connected" ? tdev.link : undefined;
+    if (!link) {
+      const name = formatRoutingId(tdi.tdev);
+      throw new RegistryError(
+        "conflict",
+        `TDI ${formatRoutingId(tdi.rid)}: its TDEV ${name} is ${tdev?.state ?? "gone"}, not connected; connect it first`,
+      );
+    }
+    return { link, fn: this.functionOf(tdi) };
+  }
+
+  private seeTdispState(tdi: Tdi, state: TdispStateName): void {
+    if (tdi.tdispState === state) return;
+    tdi.tdispState = state;
+    this.emitEvent({ event: "tdi-state", bdf: formatRoutingId(tdi.rid), tdispState: state });
+  }
+
+  private setTdiState(tdi: Tdi, to: TdiState, reason?: string): void {
+    step(TDI_NEXT, formatRoutingId(tdi.rid), tdi.state.kind, to.kind);
+    const vm = to.kind === "unbound" ? (tdi.state.kind === "unbound" ? null : tdi.state.vm) : to.vm;
+    tdi.state = to;
+    if (to.kind === "unbound") delete tdi.evidence;
+    this.emitEvent({
+      event: `tdi-${to.kind}`,
+      bdf: formatRoutingId(tdi.rid),
+      vm,
+      ...(reason ? { reason } : {}),
+    });
   }
 
   /**
@@ -298,6 +416,7 @@ export class Registry extends EventEmitter<{ event: [HostEvent] }> {
       }
       tdev.link = link;
       tdev.ide = "secure";
+      link.onBroken((reason) => this.linkBroken(tdev, link, reason));
       this.setTdevState(tdev, "connected");
       return "connected";
     } catch (e) {
@@ -308,16 +427,27 @@ export class Registry extends EventEmitter<{ event: [HostEvent] }> {
   }
 
   /**
-   * Disconnects a connected TDEV: disconnecting, then authenticated, also when a step of the
-   * teardown fails (which then rejects). Not connected: "unchanged".
+   * Disconnects a connected TDEV: disconnecting, its bound TDIs unbound with `stop` (a failure
+   * logged, the TDI unbound all the same), then authenticated, also when a step of the teardown
+   * fails (which then rejects). Not connected: "unchanged"; a TDI binding or unbinding: "busy".
    */
-  async disconnect(rid: number): Promise<"disconnected" | "unchanged"> {
+  async disconnect(rid: number, stop: OnTdi<void>): Promise<"disconnected" | "unchanged"> {
     const tdev = this.tdev(rid);
     if (tdev.state === "connecting" || tdev.state === "disconnecting")
       throw new RegistryError("busy", `TDEV ${formatRoutingId(rid)} is ${tdev.state}`);
     const { link } = tdev;
     if (tdev.state !== "connected" || !link) return "unchanged";
+    const tdis = [...this.tdis.values()].filter((t) => t.tdev === rid);
+    const moving = tdis.find((t) => t.state.kind === "binding" || t.state.kind === "unbinding");
+    if (moving) throw new RegistryError("busy", `TDI ${formatRoutingId(moving.rid)} is ${moving.state.kind}`);
     this.setTdevState(tdev, "disconnecting");
+    for (const tdi of tdis)
+      await this.release(tdi, stop).catch((e: unknown) =>
+        this.log.warn(
+          { tdi: formatRoutingId(tdi.rid), err: (e as Error).message },
+          "STOP failed; unbound all the same",
+        ),
+      );
     try {
       await link.disconnect();
     } finally {
@@ -326,6 +456,21 @@ export class Registry extends EventEmitter<{ event: [HostEvent] }> {
       if (this.tdevs.get(rid) === tdev) this.setTdevState(tdev, "authenticated");
     }
     return "disconnected";
+  }
+
+  /** The held session broke: the TDEV fails with the reason, its TDIs are unbound, the link dropped. */
+  private linkBroken(tdev: Tdev, link: TdevLink, reason: string): void {
+    // Disconnecting: the teardown is under way and reports its own failure.
+    if (this.tdevs.get(tdev.rid) !== tdev || tdev.link !== link || tdev.state !== "connected") return;
+    const why = `link broken: ${reason}`;
+    for (const tdi of this.tdis.values())
+      if (tdi.tdev === tdev.rid && tdi.state.kind !== "unbound")
+        this.setTdiState(tdi, { kind: "unbound" }, why);
+    link.close();
+    delete tdev.link;
+    tdev.ide = null;
+    tdev.authError = why;
+    this.setTdevState(tdev, "failed");
   }
 
   private tdev(rid: number): Tdev {

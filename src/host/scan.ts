@@ -1,7 +1,8 @@
 /**
  * Bus scan over the control wire, the way a PCI core enumerates (PCIe r6.0 §7.5–7.6, §9.3.3): probe
  * each slot's function 0, read the header type for the multi-function bit, walk the legacy
- * capability list to the PCI Express capability (port type, DEVCAP TEE-IO), walk the extended list
+ * capability list for the PCI Express capability (port type, DEVCAP TEE-IO) and MSI-X (where its
+ * table and PBA lie, which a TDI's report must flag), walk the extended list
  * for SR-IOV and DOE. VFs are not found by probing: like Linux, the scan derives them from the PF's
  * SR-IOV registers, their vendor from the PF and their device ID from VF Device ID.
  */
@@ -21,6 +22,9 @@ import {
   formatRoutingId,
   Header,
   HeaderType,
+  Msix,
+  MsixFlags,
+  msixPlace,
   NO_FUNCTION_VENDOR_ID,
   PciExp,
   PciExpFlags,
@@ -51,6 +55,21 @@ export interface SriovInfo {
   vfDeviceId: number;
 }
 
+/** Where an MSI-X structure lies: BAR index (BIR) and byte offset into that BAR. */
+export interface MsixPlace {
+  bar: number;
+  offset: number;
+}
+
+export interface MsixInfo {
+  /** Config offset of the MSI-X capability. */
+  offset: number;
+  /** Table Size + 1: the number of vectors. */
+  vectors: number;
+  table: MsixPlace;
+  pba: MsixPlace;
+}
+
 export interface ScannedFunction {
   rid: number;
   vendorId: number;
@@ -67,6 +86,7 @@ export interface ScannedFunction {
   doeOffsets: number[];
   /** Config offset of the IDE extended capability, when there is one. */
   ideOffset?: number;
+  msix?: MsixInfo;
   /** Memory BARs, with the addresses assignBars gave them; empty until then. */
   bars: AssignedBar[];
 }
@@ -116,18 +136,19 @@ async function probe(read: ConfigReader, rid: number): Promise<ScannedFunction |
   return f;
 }
 
-/** Fills in what the capability lists say: PCIe type and TEE-IO, SR-IOV, DOE, IDE. */
+/** Fills in what the capability lists say: PCIe type and TEE-IO, MSI-X, SR-IOV, DOE, IDE. */
 async function readCapabilities(read: ConfigReader, f: ScannedFunction): Promise<void> {
   const { rid } = f;
   if ((await read(rid, Header.STATUS, 2)) & Status.CAP_LIST) {
     let at = (await read(rid, Header.CAPABILITY_LIST, 1)) & 0xfc;
     for (let hops = 0; at && hops < MAX_LEGACY_CAPS; hops++) {
-      if ((await read(rid, at, 1)) === CapId.EXP) {
+      const id = await read(rid, at, 1);
+      if (id === CapId.EXP && f.portType === undefined) {
         const flags = await read(rid, at + PciExp.FLAGS, 2);
         f.portType = (flags & PciExpFlags.TYPE_MASK) >> PciExpFlags.TYPE_SHIFT;
         f.tee = ((await read(rid, at + PciExp.DEVCAP, 4)) & DevCap.TEE) !== 0;
-        break;
       }
+      if (id === CapId.MSIX && !f.msix) f.msix = await readMsix(read, rid, at);
       at = (await read(rid, at + CAP_LIST_NEXT, 1)) & 0xfc;
     }
   }
@@ -143,6 +164,16 @@ async function readCapabilities(read: ConfigReader, f: ScannedFunction): Promise
     if (h.id === ExtCapId.SRIOV && f.pf === undefined) f.sriov = await readSriov(read, rid, at);
     at = h.next;
   }
+}
+
+async function readMsix(read: ConfigReader, rid: number, at: number): Promise<MsixInfo> {
+  const place = async (reg: number): Promise<MsixPlace> => msixPlace(await read(rid, at + reg, 4));
+  return {
+    offset: at,
+    vectors: ((await read(rid, at + Msix.FLAGS, 2)) & MsixFlags.QSIZE) + 1,
+    table: await place(Msix.TABLE),
+    pba: await place(Msix.PBA),
+  };
 }
 
 async function readSriov(read: ConfigReader, rid: number, base: number): Promise<SriovInfo> {

@@ -18,7 +18,7 @@ import {
   type TdispMessageOf,
 } from "../../protocol/tdisp.js";
 import { hex } from "../bits.js";
-import { fail, type SpdmRequester } from "./requester.js";
+import { fail, type SpdmRequester, SpdmRequesterError } from "./requester.js";
 import { decodeOrFail, pciSigExchange } from "./requester-pcisig.js";
 import type { SecureSession } from "./session.js";
 
@@ -34,6 +34,22 @@ export const REPORT_PORTION_BYTES = 0x40;
 export const MAX_REPORT_BYTES = 0x1000;
 /** LOCK_INTERFACE_REQUEST MMIO_REPORTING_OFFSET, DMTF's requester's value. */
 export const MMIO_REPORTING_OFFSET = 0xd000_0000n;
+
+/** A TDISP_ERROR answer; `errorName` is its TdispErrorCode name (hex when unknown), for callers to act on. */
+export class TdispErrorResponse extends SpdmRequesterError {
+  constructor(
+    readonly errorName: string,
+    reason: string,
+  ) {
+    super("error-response", reason);
+  }
+}
+
+/** LOCK_INTERFACE_REQUEST fields beyond the flags; DMTF's requester's values when absent. */
+export interface LockOptions {
+  defaultStreamId?: number;
+  mmioReportingOffset?: bigint;
+}
 
 type Body<M> = M extends TdispMessage ? Omit<M, "version" | "functionId"> : never;
 
@@ -52,7 +68,7 @@ async function ask<N extends TdispMessageName>(
   const m = decodeOrFail(decodeTdisp, bytes, `TDISP ${step}`);
   if (m.code === "TDISP_ERROR") {
     const name = nameOf(TdispErrorCode, m.errorCode) ?? hex(m.errorCode);
-    fail("error-response", `TDISP ${step}: TDISP_ERROR ${name} (ErrorData ${hex(m.errorData)})`);
+    throw new TdispErrorResponse(name, `TDISP ${step}: TDISP_ERROR ${name} (ErrorData ${hex(m.errorData)})`);
   }
   if (m.code !== expected)
     fail("unexpected-response", `TDISP ${step}: answered with ${m.code}, not ${expected}`);
@@ -77,25 +93,34 @@ export function tdispCapabilities(t: TdispTarget): Promise<TdispMessageOf<"TDISP
   return ask(t, { code: "GET_TDISP_CAPABILITIES", tsmCaps: 0 }, "TDISP_CAPABILITIES");
 }
 
+/** GET_DEVICE_INTERFACE_STATE: the TDI's state by name; a state TDISP 1.0 does not define fails. */
+export async function tdispGetState(t: TdispTarget): Promise<keyof typeof TdiState> {
+  const m = await ask(t, { code: "GET_DEVICE_INTERFACE_STATE" }, "DEVICE_INTERFACE_STATE");
+  const name = nameOf(TdiState, m.tdiState);
+  if (name === undefined)
+    fail("unexpected-response", `TDISP GET_DEVICE_INTERFACE_STATE: unknown TDI state ${hex(m.tdiState)}`);
+  return name;
+}
+
 /** GET_DEVICE_INTERFACE_STATE; the TDI must be in `expected` (a TdiState name). */
 export async function tdispState(t: TdispTarget, expected: keyof typeof TdiState): Promise<void> {
-  const m = await ask(t, { code: "GET_DEVICE_INTERFACE_STATE" }, "DEVICE_INTERFACE_STATE");
-  if (m.tdiState !== TdiState[expected])
+  const state = await tdispGetState(t);
+  if (state !== expected)
     fail(
       "unexpected-response",
-      `TDISP GET_DEVICE_INTERFACE_STATE: the TDI is ${nameOf(TdiState, m.tdiState) ?? hex(m.tdiState)}, expected ${expected}`,
+      `TDISP GET_DEVICE_INTERFACE_STATE: the TDI is ${state}, expected ${expected}`,
     );
 }
 
-/** LOCK_INTERFACE_REQUEST with `flags`, default stream 0, DMTF's MMIO offset, no P2P; resolves the start nonce. */
-export async function tdispLock(t: TdispTarget, flags: number): Promise<Buffer> {
+/** LOCK_INTERFACE_REQUEST with `flags`, no P2P, the stream and MMIO offset of `o`; resolves the start nonce. */
+export async function tdispLock(t: TdispTarget, flags: number, o: LockOptions = {}): Promise<Buffer> {
   const m = await ask(
     t,
     {
       code: "LOCK_INTERFACE_REQUEST",
       flags,
-      defaultStreamId: 0,
-      mmioReportingOffset: MMIO_REPORTING_OFFSET,
+      defaultStreamId: o.defaultStreamId ?? 0,
+      mmioReportingOffset: o.mmioReportingOffset ?? MMIO_REPORTING_OFFSET,
       bindP2pAddressMask: 0n,
     },
     "LOCK_INTERFACE_RESPONSE",
@@ -106,7 +131,7 @@ export async function tdispLock(t: TdispTarget, flags: number): Promise<Buffer> 
 /** GET_DEVICE_INTERFACE_REPORT in portions until RemainderLength is 0, checked as DMTF's requester does; decoded. */
 export async function tdispReport(
   t: TdispTarget,
-): Promise<{ report: DeviceInterfaceReport; bytes: number; portions: number }> {
+): Promise<{ report: DeviceInterfaceReport; raw: Buffer; bytes: number; portions: number }> {
   const parts: Buffer[] = [];
   let offset = 0;
   let total: number | undefined;
@@ -132,12 +157,9 @@ export async function tdispReport(
     offset += p;
     if (m.remainderLength === 0) break;
   }
-  const report = decodeOrFail(
-    decodeDeviceInterfaceReport,
-    Buffer.concat(parts),
-    "TDISP device interface report",
-  );
-  return { report, bytes: offset, portions: parts.length };
+  const raw = Buffer.concat(parts);
+  const report = decodeOrFail(decodeDeviceInterfaceReport, raw, "TDISP device interface report");
+  return { report, raw, bytes: offset, portions: parts.length };
 }
 
 export async function tdispStart(t: TdispTarget, nonce: Buffer): Promise<void> {

@@ -12,17 +12,15 @@ import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
 import { Ide, IdeSel, IdeStreamState, IdeStreamSts, parseRoutingId } from "../../protocol/pci.js";
 import { fieldOf } from "../../src/bits.js";
 import { parseDescription } from "../../src/device/description.js";
-import { startDevice } from "../../src/device/device.js";
 import { cliPath } from "../../src/fixture/spawn-device.js";
 import { type RunningTopology, startTopology } from "../../src/fixture/topology.js";
 import { topologyView } from "../../src/host/api.js";
 import { apiRequest } from "../../src/host/api-client.js";
 import { CONNECT_STREAM_ID } from "../../src/host/connect.js";
 import { ControlClient } from "../../src/host/control-client.js";
-import { startHost } from "../../src/host/host.js";
 import { scanBus } from "../../src/host/scan.js";
-import { silentLogger } from "../../src/log.js";
 import { formatEndpoint } from "../../src/net/framed.js";
+import { withHostAndDevice } from "../support/host-device.js";
 import { registryReaches } from "../support/host-events.js";
 
 const execFileAsync = promisify(execFile);
@@ -129,18 +127,11 @@ describe("TDEV connect in-process", () => {
   const nicDescription = JSON.parse(readFileSync(EXAMPLE, "utf8")).devices[0].description;
 
   it("answers a failing connect with 502 and the reason, leaving the TDEV failed and not connected", async () => {
-    const host = await startHost({ hotplug: { host: "127.0.0.1", port: 0 } });
-    const { registry } = host;
     // Its IDE-KM port is not the one the host asks for: QUERY is refused.
     const fn = { ...nicDescription.functions[0], ide: { ...nicDescription.functions[0].ide, portIndex: 3 } };
-    const device = await startDevice({
-      description: parseDescription({ ...nicDescription, functions: [fn] }),
-      port: 0,
-      host: host.hotplug!,
-      log: silentLogger,
-    });
-    try {
-      await registryReaches(registry, () => registry.tdevs.size === 1);
+    const description = parseDescription({ ...nicDescription, functions: [fn] });
+    await withHostAndDevice(description, {}, async (host) => {
+      const { registry } = host;
       const bdf = topologyView(registry).tdevs[0]!.bdf;
       const rsp = await apiRequest(host.api, "POST", `/v1/tdevs/${bdf}/connect`);
       expect(rsp).toEqual({ status: 502, body: { error: expect.stringMatching(/^connect of .*: .*QUERY/) } });
@@ -150,27 +141,13 @@ describe("TDEV connect in-process", () => {
         session: null,
         ide: null,
       });
-    } finally {
-      await device.stop();
-      await host.stop();
-    }
+    });
   });
 
   it("drops the TDEV's state and closes its held connection", async () => {
-    const host = await startHost({
-      hotplug: { host: "127.0.0.1", port: 0 },
-      probeIntervalMs: 100,
-      unreachableTimeoutMs: 300,
-    });
-    const { registry } = host;
-    const device = await startDevice({
-      description: parseDescription(nicDescription),
-      port: 0,
-      host: host.hotplug!,
-      log: silentLogger,
-    });
-    try {
-      await registryReaches(registry, () => registry.tdevs.size === 1);
+    const timing = { probeIntervalMs: 100, unreachableTimeoutMs: 300 };
+    await withHostAndDevice(parseDescription(nicDescription), timing, async (host, device) => {
+      const { registry } = host;
       const rid = [...registry.tdevs.keys()][0]!;
       expect(await host.connect(rid)).toBe("connected");
       const close = vi.spyOn(registry.tdevs.get(rid)!.link!, "close");
@@ -178,9 +155,6 @@ describe("TDEV connect in-process", () => {
       await registryReaches(registry, () => registry.devices.size === 0);
       expect(close).toHaveBeenCalledOnce();
       expect(registry.tdevs.size).toBe(0);
-    } finally {
-      await device.stop();
-      await host.stop();
-    }
+    });
   });
 });

@@ -69,9 +69,21 @@ describe("example topology", () => {
 
   it("binds and unbinds TDIs as pci_tsm_bind does, with 404/400/405 for bad requests", async () => {
     const post = (path: string, body?: unknown) => apiRequest(t.api, "POST", path, body);
+    // Binding needs the TDEV connected (its held session carries TDISP).
+    expect(await post("/v1/tdis/01:00.2/bind", { vm: "vm1" })).toEqual({
+      status: 409,
+      body: { error: expect.stringMatching(/TDEV 01:00\.0 is unauthenticated, not connected/) },
+    });
+    expect((await post("/v1/tdevs/01:00.0/connect")).status).toBe(200);
     expect(await post("/v1/tdis/01:00.2/bind", { vm: "vm1" })).toEqual({
       status: 200,
-      body: { bdf: "01:00.2", boundTo: "vm1", changed: true },
+      body: {
+        bdf: "01:00.2",
+        boundTo: "vm1",
+        changed: true,
+        tdispState: "RUN",
+        reportDigest: expect.stringMatching(/^[0-9a-f]{64}$/),
+      },
     });
     expect((await post("/v1/tdis/01:00.2/bind", { vm: "vm1" })).body).toMatchObject({ changed: false });
     const busy = await post("/v1/tdis/01%3A00.2/bind", { vm: 7 });
@@ -102,6 +114,13 @@ describe("example topology", () => {
       expect(rsp.body).toEqual({ error: expect.any(String) });
     }
     expect((await apiRequest(t.api, "GET", "/v1/tdis/02:00.0/bind")).status).toBe(405);
+    // Disconnecting stops the bound TDI first.
+    expect((await post("/v1/tdevs/01:00.0/disconnect")).status).toBe(200);
+    expect((await t.topology()).tdis.find((x) => x.bdf === "01:00.2")).toMatchObject({
+      boundTo: null,
+      state: "unbound",
+      tdispState: "CONFIG_UNLOCKED",
+    });
   });
 
   it("bounces TEST and DOE discovery to the TDEV's CMA mailbox; a TDEV without mailboxes answers empty", async () => {
@@ -146,7 +165,7 @@ describe("example topology", () => {
     for await (const line of createInterface({ input: child.stdout })) out.push(line);
     const text = out.join("\n");
     expect(text).toMatch(/01:00\.3 {2}1b36:de11 {2}VF/);
-    expect(text).toMatch(/TDI {2}bound to VM 7 {2}\(TDEV 01:00\.0\)/);
+    expect(text).toMatch(/TDI {2}unbound {2}TDISP CONFIG_UNLOCKED {2}\(TDEV 01:00\.0\)/);
     expect(text).toMatch(/01:00\.0 .*\n.*\n {6}TDEV authenticated SPDM 1\.\d/);
     expect(out.at(-1)).toBe("3 devices, 3 TDEVs, 6 TDIs");
   });
