@@ -170,6 +170,19 @@ class DeviceLink {
     }
   }
 
+  /** Whether this link's device is registered and has function `rid`. */
+  owns(rid: number): boolean {
+    const device = this.state === "registered" ? this.ctx.registry.devices.get(this.deviceId!) : undefined;
+    return device?.functions.some((f) => f.rid === rid) ?? false;
+  }
+
+  /** The control connection, for the API's config accesses; while it is down the probe reconnects it. */
+  liveControl(): ControlClient {
+    if (!this.control || this.control.closed)
+      throw new Error(`control endpoint ${formatEndpoint(this.endpoint)} is not connected`);
+    return this.control;
+  }
+
   private isClosed(): boolean {
     return this.state === "closed";
   }
@@ -307,6 +320,15 @@ export async function startHost(opts: HostOptions = {}): Promise<Host> {
     );
   };
   const disconnect = (rid: number) => registry.disconnect(rid);
+  const controlOf = (rid: number): ControlClient => {
+    const owner = [...links].find((l) => l.owns(rid));
+    if (!owner) throw new RegistryError("notFound", `no function ${formatRoutingId(rid)}`);
+    return owner.liveControl();
+  };
+  const configRead = (rid: number, offset: number, width: ConfigWidth) =>
+    controlOf(rid).cfgRead(rid, offset, width);
+  const configWrite = (rid: number, offset: number, width: ConfigWidth, value: number) =>
+    controlOf(rid).cfgWrite(rid, offset, width, value);
   try {
     if (opts.hotplug) {
       hotplug = await FramedServer.listen({
@@ -321,7 +343,7 @@ export async function startHost(opts: HostOptions = {}): Promise<Host> {
     }
     api = await startApi({
       ...(opts.api ?? { host: "127.0.0.1", port: 0 }),
-      tsm: { registry, authenticate, connect, disconnect },
+      tsm: { registry, authenticate, connect, disconnect, configRead, configWrite },
       log,
       requestTimeoutMs: opts.apiRequestTimeoutMs,
     });
