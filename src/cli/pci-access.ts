@@ -26,10 +26,13 @@ export interface AccessArgs {
 }
 
 export const accessOptions = <T>(y: Argv<T>) =>
-  y.option("control", { type: "string", describe: "A device's control endpoint HOST:PORT" }).option("api", {
-    type: "string",
-    describe: "The host's management API ADDR:PORT: every function of every device it knows",
-  });
+  y
+    .option("control", { type: "string", describe: "A device's control endpoint HOST:PORT (or --api)" })
+    .option("api", {
+      type: "string",
+      describe:
+        "The host's management API ADDR:PORT (or --control): the functions of every device it knows, each access forwarded to the device that owns it",
+    });
 
 /** `bb:dd.f` to a routing ID, or a clear error. */
 export function parseBdf(text: string): number {
