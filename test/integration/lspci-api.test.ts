@@ -26,28 +26,32 @@ describe("lspci and setpci through the host's API", () => {
     );
 
   beforeAll(async () => {
-    t = await startTopology({
-      devices: [
-        {
-          name: "accel",
-          bus: 2,
-          description: { functions: [{ bars: [{ index: 0, type: "mem32", size: 4096 }] }] },
-        },
-        {
-          name: "nic",
-          bus: 1,
-          description: {
-            functions: [
-              {
-                bars: [{ index: 0, type: "mem64", size: "0x100000", prefetchable: true }],
-                ide: {},
-                sriov: { totalVfs: 2, numVfs: 2, vfEnable: true, vfBars: [{ index: 0, size: "0x4000" }] },
-              },
-            ],
+    t = await startTopology(
+      {
+        devices: [
+          {
+            name: "accel",
+            bus: 2,
+            description: { functions: [{ bars: [{ index: 0, type: "mem32", size: 4096 }] }] },
           },
-        },
-      ],
-    });
+          {
+            name: "nic",
+            bus: 1,
+            description: {
+              functions: [
+                {
+                  bars: [{ index: 0, type: "mem64", size: "0x100000", prefetchable: true }],
+                  ide: {},
+                  sriov: { totalVfs: 2, numVfs: 2, vfEnable: true, vfBars: [{ index: 0, size: "0x4000" }] },
+                },
+              ],
+            },
+          },
+        ],
+      },
+      // The last test stops a device: the host keeps it (and answers 502 for it) meanwhile.
+      { unreachableTimeoutMs: 60_000 },
+    );
   });
   afterAll(() => t?.stop());
 
@@ -157,5 +161,19 @@ describe("lspci and setpci through the host's API", () => {
     expect((await post({ offset: 4, width: 2, value: 0 }, "03:00.0")).status).toBe(404);
     expect((await get("/v1/functions/zz/config")).status).toBe(404);
     expect((await apiRequest(t.api, "POST", "/v1/functions")).status).toBe(405);
+  });
+
+  it("a device that does not answer is a 502, and lspci --api says so in one line", async () => {
+    await t.devices[0]!.stop();
+    const rsp = await apiRequest(t.api, "GET", "/v1/functions/02:00.0/config?length=4");
+    expect(rsp).toEqual({
+      status: 502,
+      body: { error: expect.stringMatching(/^config read of 02:00.0 failed: /) },
+    });
+    const { stderr, code } = await fails("lspci", "--api", formatEndpoint(t.api));
+    expect(code).toBe(1);
+    expect(stderr).toMatch(
+      /^doe-emu: GET \/v1\/functions\/02:00.0\/config\?offset=0&length=256: config read of 02:00.0 failed: .*\n$/,
+    );
   });
 });
