@@ -1,13 +1,13 @@
 /**
- * `doe-emu lspci`: lists an emulated device's functions and decodes their config space as Linux
- * lspci does, reading it over the device's control wire (a bus scan, then a snapshot per function).
+ * `doe-emu lspci`: lists emulated functions and decodes their config space as Linux lspci does,
+ * reading it over a device's control wire (a bus scan) or through the host's API (every function it
+ * knows), then a snapshot per function.
  */
 import type { Argv } from "yargs";
-import { type ConfigWidth, ExtCapId, Header, parseRoutingId, Sriov } from "../../protocol/pci.js";
-import { ControlClient } from "../host/control-client.js";
-import { scanBus, sizeBars } from "../host/scan.js";
-import { parseEndpoint } from "../net/framed.js";
+import { ExtCapId, Header, Sriov } from "../../protocol/pci.js";
+import { sizeBars } from "../host/scan.js";
 import { run } from "./common.js";
+import { type AccessArgs, accessOptions, type PciAccess, parseBdf, withAccess } from "./pci-access.js";
 import {
   type BarView,
   capabilities,
@@ -17,36 +17,10 @@ import {
   readBars,
 } from "./pci-text.js";
 
-/** A function's config space, `bytes` of it, read a DW at a time. */
-export async function readConfig(client: ControlClient, rid: number, bytes: number): Promise<Buffer> {
-  const cfg = Buffer.alloc(bytes);
-  for (let at = 0; at < bytes; at += 4) cfg.writeUInt32LE(await client.cfgRead(rid, at, 4), at);
-  return cfg;
-}
-
-/** `bb:dd.f` to a routing ID, or a clear error. */
-export function parseBdf(text: string): number {
-  const rid = parseRoutingId(text);
-  if (rid === undefined) throw new Error(`"${text}" is not a bus:device.function like 01:00.0`);
-  return rid;
-}
-
-/** Connects to a device's control endpoint, runs `body`, closes. */
-export async function withControl<T>(endpoint: string, body: (c: ControlClient) => Promise<T>): Promise<T> {
-  const client = await ControlClient.connect(parseEndpoint(endpoint));
-  try {
-    return await body(client);
-  } finally {
-    client.close();
-  }
-}
-
 /** BAR sizes by BAR index (sizeBars, config writes included). */
-async function barSizes(client: ControlClient, rid: number, at: number): Promise<(bigint | undefined)[]> {
+async function barSizes(access: PciAccess, rid: number, at: number): Promise<(bigint | undefined)[]> {
   const sizes: (bigint | undefined)[] = [];
-  const read = (r: number, off: number, w: ConfigWidth) => client.cfgRead(r, off, w);
-  const write = (r: number, off: number, w: ConfigWidth, v: number) => client.cfgWrite(r, off, w, v);
-  for (const b of await sizeBars(read, write, rid, at)) sizes[b.index] = b.size;
+  for (const b of await sizeBars(access.read, access.write, rid, at)) sizes[b.index] = b.size;
   return sizes;
 }
 
@@ -54,24 +28,23 @@ async function barSizes(client: ControlClient, rid: number, at: number): Promise
  * A VF's BARs read as zero; like lspci from sysfs, show where its share of the PF's VF BARs lies
  * ("[virtual]"). That takes the VF BAR sizes, so only when sizing is allowed.
  */
-async function vfBars(client: ControlClient, rid: number, pf: number, sizing: boolean): Promise<BarView[]> {
+async function vfBars(access: PciAccess, rid: number, pf: number, sizing: boolean): Promise<BarView[]> {
   if (!sizing) return [];
-  const pfCfg = await readConfig(client, pf, 4096);
+  const pfCfg = await access.snapshot(pf, 4096);
   const sriov = capabilities(pfCfg).find((c) => c.extended && c.id === ExtCapId.SRIOV);
   if (!sriov) return [];
   const first = pf + pfCfg.readUInt16LE(sriov.offset + Sriov.VF_OFFSET);
   const stride = pfCfg.readUInt16LE(sriov.offset + Sriov.VF_STRIDE);
   const index = BigInt(stride ? (rid - first) / stride : 0);
   const at = sriov.offset + Sriov.BAR0;
-  return readBars(pfCfg, at, await barSizes(client, pf, at)).map((b) => ({
+  return readBars(pfCfg, at, await barSizes(access, pf, at)).map((b) => ({
     ...b,
     address: b.address + index * (b.size ?? 0n),
     virtual: true,
   }));
 }
 
-interface LspciArgs {
-  control: string;
+interface LspciArgs extends AccessArgs {
   s?: string;
   n: boolean;
   v: number;
@@ -84,20 +57,18 @@ const dumpBytes = (x: number): number => (x >= 4 ? 4096 : x >= 2 ? 256 : x >= 1 
 
 async function runLspci(argv: LspciArgs): Promise<void> {
   const only = argv.s === undefined ? undefined : parseBdf(argv.s);
-  await withControl(argv.control, async (client) => {
-    const { bus } = await client.identity();
-    const read = (rid: number, off: number, w: ConfigWidth) => client.cfgRead(rid, off, w);
-    const functions = (await scanBus(read, bus)).filter((f) => only === undefined || f.rid === only);
+  await withAccess(argv, async (access) => {
+    const functions = (await access.functions()).filter((f) => only === undefined || f.rid === only);
     const dump = dumpBytes(argv.x);
     const lines: string[] = [];
     for (const f of functions) {
-      const cfg = await readConfig(client, f.rid, argv.v || dump > 256 ? 4096 : 256);
+      const cfg = await access.snapshot(f.rid, argv.v || dump > 256 ? 4096 : 256);
       lines.push(formatFunctionLine(f.rid, cfg, argv.n));
       if (argv.v) {
         const bars =
           f.pf === undefined
-            ? readBars(cfg, Header.BAR0, argv["size-bars"] ? await barSizes(client, f.rid, Header.BAR0) : [])
-            : await vfBars(client, f.rid, f.pf, argv["size-bars"]);
+            ? readBars(cfg, Header.BAR0, argv["size-bars"] ? await barSizes(access, f.rid, Header.BAR0) : [])
+            : await vfBars(access, f.rid, f.pf, argv["size-bars"]);
         lines.push(...formatVerbose(cfg, bars));
       }
       if (dump) lines.push(...formatHexDump(cfg, dump));
@@ -109,14 +80,10 @@ async function runLspci(argv: LspciArgs): Promise<void> {
 
 export const lspciCommand = {
   command: "lspci",
-  describe: "List an emulated device's PCI functions and decode their config space, as Linux lspci",
+  describe:
+    "List emulated PCI functions (a device's, or every one the host knows) and decode their config space, as Linux lspci",
   builder: (y: Argv) =>
-    y
-      .option("control", {
-        type: "string",
-        demandOption: true,
-        describe: "The device's control endpoint HOST:PORT (going through the host's API is a later step)",
-      })
+    accessOptions(y)
       .option("s", { type: "string", describe: "Only the function bus:device.function, e.g. 01:00.0" })
       .option("n", { type: "boolean", default: false, describe: "Numeric class, vendor and device IDs" })
       .option("v", { type: "count", describe: "Decode config space (-v or -vv: the same detail)" })
@@ -129,6 +96,7 @@ export const lspciCommand = {
       })
       .example("$0 lspci --control 127.0.0.1:2400", "One line per function")
       .example("$0 lspci -vv -s 01:00.0 --control 127.0.0.1:2400", "BARs, MSI-X, Express, SR-IOV, DOE, IDE")
-      .example("$0 lspci -xxxx -s 01:00.0 --control 127.0.0.1:2400", "All 4096 bytes of config space"),
+      .example("$0 lspci -xxxx -s 01:00.0 --control 127.0.0.1:2400", "All 4096 bytes of config space")
+      .example("$0 lspci -vv --api 127.0.0.1:2380", "Every function of every device the host knows"),
   handler: run(runLspci),
 };

@@ -8,6 +8,9 @@
  *   POST /v1/tdis/{bdf}/bind          {"vm": ID}: lock, verify the report, start (bind.ts); the TDEV must
  *                                     be connected (else 409); same VM again is a no-op, another VM 409
  *   POST /v1/tdis/{bdf}/unbind        stop the interface (no-op when unbound)
+ *   GET  /v1/functions                every function of every device, sorted by BDF (config-access.ts)
+ *   GET  /v1/functions/{bdf}/config   [?offset=&length=] config space as hex, 4096 bytes unless told
+ *   POST /v1/functions/{bdf}/config   {"offset", "width": 1|2|4, "value"}: a config write, then the read-back
  * A path that names nothing is 404, a bad body 400; every error is {"error": text}, a bind the
  * device refuses or whose report does not verify adds "tdispError" or "mismatch" (502).
  */
@@ -20,11 +23,18 @@ import { hex } from "../bits.js";
 import type { Logger } from "../log.js";
 import { type Endpoint, formatEndpoint } from "../net/framed.js";
 import { BindError, type TdispStateName } from "./bind.js";
+import {
+  BadConfigRequest,
+  functionsView,
+  hasFunction,
+  readConfigRange,
+  writeConfig,
+} from "./config-access.js";
 import { LinkBusyError } from "./connect.js";
 import type { MmioKind } from "./mmio.js";
 import type { AuthResult, Registry, TdevState, Tdi, TdiStateKind, VmId } from "./registry.js";
 import { RegistryError } from "./registry.js";
-import type { ScannedMailbox } from "./scan.js";
+import type { ConfigReader, ConfigWriter, ScannedMailbox } from "./scan.js";
 
 /** The JSON of GET /v1/topology. */
 export interface TopologyView {
@@ -194,6 +204,9 @@ export interface ApiTarget {
   bind(rid: number, vm: VmId): Promise<"bound" | "unchanged">;
   unbind(rid: number): Promise<"unbound" | "unchanged">;
   probeTdi(rid: number): Promise<TdispStateName | null>;
+  /** Config accesses over the control wire of the device that owns the function. */
+  configRead: ConfigReader;
+  configWrite: ConfigWriter;
 }
 
 /**
@@ -260,7 +273,7 @@ function readJson(req: http.IncomingMessage): Promise<unknown> {
   });
 }
 
-function bdfParam(text: string, what: "TDEV" | "TDI", exists: (rid: number) => boolean): number {
+function bdfParam(text: string, what: "TDEV" | "TDI" | "function", exists: (rid: number) => boolean): number {
   let bdf: string;
   try {
     bdf = decodeURIComponent(text);
@@ -361,6 +374,27 @@ async function route(target: ApiTarget, req: http.IncomingMessage): Promise<[num
       reportDigest: tdi?.evidence?.reportDigest ?? null,
     };
     return [200, { bdf, boundTo, changed: result !== "unchanged", ...evidence }];
+  }
+  if (path === "/v1/functions") {
+    expect("GET");
+    return [200, functionsView(registry)];
+  }
+  m = /^\/v1\/functions\/([^/]+)\/config$/.exec(path);
+  if (m) {
+    if (method !== "GET" && method !== "POST") throw new HttpError(405, `${method} ${path}: use GET or POST`);
+    const rid = bdfParam(m[1]!, "function", (r) => hasFunction(registry, r));
+    const query = new URL(req.url ?? "/", "http://localhost").searchParams;
+    try {
+      const { configRead: read, configWrite: write } = target;
+      const view =
+        method === "GET"
+          ? await readConfigRange(read, rid, query)
+          : await writeConfig(read, write, rid, body);
+      return [200, view];
+    } catch (e) {
+      if (e instanceof BadConfigRequest) throw new HttpError(400, e.message);
+      throw tdevFailure(e, `config ${method === "GET" ? "read" : "write"} of ${formatRoutingId(rid)}`);
+    }
   }
   throw new HttpError(404, `no such resource: ${path}`);
 }

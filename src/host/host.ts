@@ -183,6 +183,19 @@ class DeviceLink {
     }
   }
 
+  /** Whether this link's device is registered and has function `rid`. */
+  owns(rid: number): boolean {
+    const device = this.state === "registered" ? this.ctx.registry.devices.get(this.deviceId!) : undefined;
+    return device?.functions.some((f) => f.rid === rid) ?? false;
+  }
+
+  /** The control connection, for the API's config accesses; while it is down the probe reconnects it. */
+  liveControl(): ControlClient {
+    if (!this.control || this.control.closed)
+      throw new Error(`control endpoint ${formatEndpoint(this.endpoint)} is not connected`);
+    return this.control;
+  }
+
   private isClosed(): boolean {
     return this.state === "closed";
   }
@@ -319,6 +332,15 @@ export async function startHost(opts: HostOptions = {}): Promise<Host> {
       }),
     );
   };
+  const controlOf = (rid: number): ControlClient => {
+    const owner = [...links].find((l) => l.owns(rid));
+    if (!owner) throw new RegistryError("notFound", `no function ${formatRoutingId(rid)}`);
+    return owner.liveControl();
+  };
+  const configRead = (rid: number, offset: number, width: ConfigWidth) =>
+    controlOf(rid).cfgRead(rid, offset, width);
+  const configWrite = (rid: number, offset: number, width: ConfigWidth, value: number) =>
+    controlOf(rid).cfgWrite(rid, offset, width, value);
   const stop = (link: TdevLink, fn: BindFunction) => stopInterface(link, fn.rid);
   const tsm = {
     registry,
@@ -328,6 +350,8 @@ export async function startHost(opts: HostOptions = {}): Promise<Host> {
     bind: (rid: number, vm: VmId) => registry.bind(rid, vm, lockAndStart),
     unbind: (rid: number) => registry.unbind(rid, stop),
     probeTdi: (rid: number) => registry.probeTdi(rid, (link, fn) => interfaceState(link, fn.rid)),
+    configRead,
+    configWrite,
   };
   try {
     if (opts.hotplug) {

@@ -2,7 +2,7 @@
  * TDISP through a real SPDM session over real sockets, on a device in this process: the requests go
  * as PCI-SIG VENDOR_DEFINED_REQUESTs in a KEY_EX session to function 0's mailbox, the whole
  * lock/report/start/stop cycle DMTF's requester runs; a BAR write while RUN (with `doe-emu setpci`)
- * puts the TDI in ERROR,
+ * puts the TDI in ERROR, as does one through the host's API (`setpci --api`) while it is locked,
  * and so does the end of the session it was locked in.
  */
 import { execFile } from "node:child_process";
@@ -23,12 +23,14 @@ import { parseDescription } from "../../src/device/description.js";
 import { startDevice } from "../../src/device/device.js";
 import { DoeClient } from "../../src/doe/client.js";
 import { cliPath } from "../../src/fixture/spawn-device.js";
+import { startHost } from "../../src/host/host.js";
 import { silentLogger } from "../../src/log.js";
 import { formatEndpoint } from "../../src/net/framed.js";
 import { authenticate } from "../../src/requester/connection.js";
 import { CMA, SECURED_CMA } from "../../src/requester/run.js";
 import { SpdmRequester } from "../../src/spdm/requester.js";
 import { endSession, openSession } from "../../src/spdm/requester-session.js";
+import { registryReaches } from "../support/host-events.js";
 import type { TdispBody } from "../support/tdisp.js";
 
 const exec = promisify(execFile);
@@ -132,14 +134,38 @@ describe("TDISP over an SPDM session", () => {
       expect((await ask({ code: "STOP_INTERFACE_REQUEST" })).code).toBe("STOP_INTERFACE_RESPONSE");
       expect(await state()).toBe(TdiState.CONFIG_UNLOCKED);
 
-      // Locked in this session, which then ends: ERROR.
-      await ask({
+      // The same through the host (`setpci --api`): its config write is the device's, unfiltered.
+      const lock: TdispBody = {
         code: "LOCK_INTERFACE_REQUEST",
         flags: 0,
         defaultStreamId: 0,
         mmioReportingOffset: 0n,
         bindP2pAddressMask: 0n,
-      });
+      };
+      const host = await startHost({ devices: [{ control: device.control, source: "flag" }] });
+      try {
+        await registryReaches(host.registry, () =>
+          [...host.registry.devices.values()].some((d) => d.state === "present"),
+        );
+        await ask(lock);
+        expect(await state()).toBe(TdiState.CONFIG_LOCKED);
+        await exec(process.execPath, [
+          cliPath(),
+          "setpci",
+          "-s",
+          "01:00.0",
+          "BASE_ADDRESS_0=0x60000000",
+          "--api",
+          formatEndpoint(host.api),
+        ]);
+        expect(await state()).toBe(TdiState.ERROR);
+      } finally {
+        await host.stop();
+      }
+      expect((await ask({ code: "STOP_INTERFACE_REQUEST" })).code).toBe("STOP_INTERFACE_RESPONSE");
+
+      // Locked in this session, which then ends: ERROR.
+      await ask(lock);
       await endSession(r, session, 0);
       expect(device.tdisp.state(PF)).toBe("ERROR");
     } finally {
