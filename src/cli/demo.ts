@@ -2,16 +2,56 @@
  * `doe-emu demo` (npm start): the main job end to end. The example topology's device processes and
  * a TSM host start on free ports; the host scans them and binds TDEVs/TDIs; each TDEV with a CMA
  * mailbox is authenticated with SPDM through the host's API; a secure session runs through each
- * TDEV's bouncer; a VF's TDI goes through the bind flow;
- * a summary closes it. Everything stops at the end, on success or failure.
+ * TDEV's bouncer; each TDEV that can is connected (session + IDE); a VF's TDI is bound over TDISP;
+ * a PF's bound TDI is pushed to ERROR by a `setpci` BAR write, unbound and re-bound; a summary
+ * closes it. Everything stops at the end, on success or failure.
  */
 import { join } from "node:path";
 import type { Argv } from "yargs";
-import type { TopologyView } from "../host/api.js";
+import type { TdiView, TopologyView } from "../host/api.js";
 import type { AuthResult } from "../host/registry.js";
+import { type Endpoint, formatEndpoint } from "../net/framed.js";
 import { run } from "./common.js";
 
 const step = (n: number, title: string) => console.log(`\n== ${n}. ${title}`);
+
+type Answer = { status: number; body: { error?: string } };
+
+/** Prints what was asked and the HTTP status (with the error, if any); throws when it is not `want`. */
+async function expectStatus(what: string, call: Promise<Answer>, want: number): Promise<void> {
+  const { status, body } = await call;
+  const detail = status === 200 ? "" : `: ${body.error}`;
+  console.log(`${what}: HTTP ${status}${detail}`);
+  if (status !== want) throw new Error(`${what} answered HTTP ${status}, expected ${want}`);
+}
+
+const tdiCall = async (api: Endpoint, bdf: string, op: "bind" | "unbind", vm?: string): Promise<Answer> => {
+  const { apiRequest } = await import("../host/api-client.js");
+  return apiRequest(api, "POST", `/v1/tdis/${bdf}/${op}`, vm === undefined ? undefined : { vm });
+};
+
+/** The TDI as the host sees it now: GET /v1/tdis asks the device for its live TDISP state. */
+async function showTdi(api: Endpoint, bdf: string): Promise<void> {
+  const { apiRequest } = await import("../host/api-client.js");
+  const { body: tdi } = await apiRequest<TdiView>(api, "GET", `/v1/tdis/${bdf}`);
+  const ranges = tdi.report?.mmioRanges.map((r) => `${r.firstPage}×${r.numberOfPages}`).join(" ") ?? "-";
+  const digest = tdi.reportDigest ? `${tdi.reportDigest.slice(0, 16)}…` : "-";
+  console.log(
+    `  ${bdf}: TDISP ${tdi.tdispState}, bound to ${tdi.boundTo ?? "-"}, report MMIO pages ${ranges}, digest ${digest}`,
+  );
+}
+
+/** Runs the real `doe-emu setpci --api` and shows the command line, as a user would type it. */
+async function setpci(api: Endpoint, bdf: string, op: string): Promise<void> {
+  const [{ execFile }, { promisify }, { cliPath }] = await Promise.all([
+    import("node:child_process"),
+    import("node:util"),
+    import("../fixture/spawn-device.js"),
+  ]);
+  const args = ["setpci", "--api", formatEndpoint(api), "-s", bdf, op];
+  console.log(`$ doe-emu ${args.join(" ")}`);
+  await promisify(execFile)(process.execPath, [cliPath(), ...args]);
+}
 
 async function runDemo(argv: { topology?: string }): Promise<void> {
   const [{ startTopology }, { apiRequest }, { packageRoot }, { formatTree }, { runSessionRequester }] =
@@ -107,30 +147,64 @@ async function runDemo(argv: { topology?: string }): Promise<void> {
       );
     }
 
-    step(5, "TDI flow: bind a VF to a VM, as Linux pci_tsm_bind does");
+    step(
+      5,
+      "TDI flow: bind a VF to a VM over TDISP (lock, report verified, start), as Linux pci_tsm_bind does",
+    );
     const view: TopologyView = await t.topology();
     const vf = view.tdis.find((d) => d.tdev !== d.bdf) ?? view.tdis[0];
     if (!vf) throw new Error("the topology has no TDI");
-    const bind = (vm: string) => apiRequest(api, "POST", `/v1/tdis/${vf.bdf}/bind`, { vm });
-    const tries: [string, () => Promise<{ status: number }>, number][] = [
-      [`bind ${vf.bdf} (TDEV ${vf.tdev}) to VM guest-1`, () => bind("guest-1"), 200],
-      [`bind it to guest-1 again (no-op)`, () => bind("guest-1"), 200],
-      [`bind it to guest-2 (refused: bound to another VM)`, () => bind("guest-2"), 409],
-      [`unbind it`, () => apiRequest(api, "POST", `/v1/tdis/${vf.bdf}/unbind`), 200],
-    ];
-    for (const [what, call, want] of tries) {
-      const { status } = await call();
-      console.log(`${what}: HTTP ${status}${status === want ? "" : ` (expected ${want})`}`);
-      if (status !== want) throw new Error(`${what} answered HTTP ${status}`);
-    }
+    await expectStatus(
+      `bind ${vf.bdf} (TDEV ${vf.tdev}) to VM guest-1`,
+      tdiCall(api, vf.bdf, "bind", "guest-1"),
+      200,
+    );
+    await expectStatus("bind it to guest-1 again (no-op)", tdiCall(api, vf.bdf, "bind", "guest-1"), 200);
+    await expectStatus(
+      "bind it to guest-2 (refused: bound to another VM)",
+      tdiCall(api, vf.bdf, "bind", "guest-2"),
+      409,
+    );
+    await expectStatus("unbind it (STOP_INTERFACE)", tdiCall(api, vf.bdf, "unbind"), 200);
 
-    step(6, "Summary");
+    step(6, "A locked TDI: a BAR moved behind the host's back puts it in ERROR; unbind, restore, re-bind");
+    const pf = view.tdis.find(
+      (d) => d.tdev === d.bdf && view.tdevs.some((x) => x.bdf === d.tdev && x.connected),
+    );
+    const bar0 = view.devices
+      .flatMap((d) => d.functions)
+      .find((f) => f.bdf === pf?.bdf)
+      ?.bars.find((b) => b.index === 0 && b.address !== null);
+    if (!pf || !bar0?.address) throw new Error("the topology has no connected PF TDI with an assigned BAR 0");
+    await expectStatus(`bind ${pf.bdf} to VM guest-3`, tdiCall(api, pf.bdf, "bind", "guest-3"), 200);
+    await showTdi(api, pf.bdf);
+    const assigned = Number(bar0.address) >>> 0;
+    const moved = (assigned + Number(bar0.size)) >>> 0;
+    await setpci(api, pf.bdf, `BASE_ADDRESS_0=${moved.toString(16)}`);
+    await showTdi(api, pf.bdf);
+    await expectStatus("unbind it (STOP_INTERFACE from ERROR)", tdiCall(api, pf.bdf, "unbind"), 200);
+    await expectStatus(
+      "re-bind while BAR 0 is elsewhere (the report does not verify)",
+      tdiCall(api, pf.bdf, "bind", "guest-3"),
+      502,
+    );
+    await setpci(api, pf.bdf, `BASE_ADDRESS_0=${assigned.toString(16)}`);
+    await expectStatus(
+      "re-bind with BAR 0 back where the host assigned it",
+      tdiCall(api, pf.bdf, "bind", "guest-3"),
+      200,
+    );
+    await showTdi(api, pf.bdf);
+
+    step(7, "Summary");
     const end = await t.topology();
     console.log(
       `${end.devices.length} devices, ${end.tdevs.length} TDEVs (${authenticated.length} authenticated with SPDM, ${sessions} secure session through the bouncer), ${end.tdis.length} TDIs`,
     );
     console.log(`TDEVs: ${end.tdevs.map((d) => `${d.bdf} ${d.state}`).join(", ")}`);
-    console.log(`TDIs:  ${end.tdis.map((d) => d.bdf).join(", ")}`);
+    const tdiText = (d: TopologyView["tdis"][number]) =>
+      d.boundTo === null ? d.bdf : `${d.bdf} (${d.boundTo}, ${d.tdispState})`;
+    console.log(`TDIs:  ${end.tdis.map(tdiText).join(", ")}`);
   } finally {
     await t.stop();
   }
