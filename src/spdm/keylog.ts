@@ -32,3 +32,26 @@ export function openKeyLog(file: string, log: Logger): KeyLog {
     }
   };
 }
+
+/** A session secret from a key log (with its session ID) or from `--psk` (without). */
+export interface KeyEntry {
+  sessionId?: number;
+  input: SessionSecretInput;
+}
+
+/** The lines keyLogLine writes; blank lines and `#` comments are skipped, anything else is an error. */
+export function parseKeyLog(text: string): KeyEntry[] {
+  return text.split("\n").flatMap((raw, i) => {
+    const line = raw.trim();
+    if (line === "" || line.startsWith("#")) return [];
+    const m = /^SPDM_SESSION ([0-9a-f]{8}) (DHE_SECRET|PSK) ((?:[0-9a-f]{2})+)$/i.exec(line);
+    if (!m) throw new Error(`key log line ${i + 1} is not "SPDM_SESSION <8 hex> DHE_SECRET|PSK <hex>"`);
+    const secret = Buffer.from(m[3]!, "hex");
+    return [
+      {
+        sessionId: Number.parseInt(m[1]!, 16),
+        input: m[2]!.toUpperCase() === "PSK" ? { psk: secret } : { dheSecret: secret },
+      },
+    ];
+  });
+}
