@@ -24,8 +24,8 @@ export interface PcapHeader {
 }
 
 export interface PcapRecord {
-  /** Capture time, microseconds since the Unix epoch. */
-  timeUs: bigint;
+  /** Capture time, microseconds since the Unix epoch (exact in a double until the year 2255). */
+  timeUs: number;
   /** The captured bytes (at most snaplen). */
   data: Buffer;
   /** The object's real length; more than data.length when the record was truncated. */
@@ -43,15 +43,18 @@ export function encodePcapHeader(h: PcapHeader): Buffer {
   return b;
 }
 
-/** One record, header and data in one buffer (so that one write puts it in the file whole). */
-export function encodePcapRecord(r: PcapRecord): Buffer {
-  const b = Buffer.alloc(PCAP_RECORD_HEADER_BYTES + r.data.length);
-  b.writeUInt32LE(Number(r.timeUs / 1_000_000n), 0);
-  b.writeUInt32LE(Number(r.timeUs % 1_000_000n), 4);
-  b.writeUInt32LE(r.data.length, 8);
-  b.writeUInt32LE(r.origLen, 12);
-  r.data.copy(b, PCAP_RECORD_HEADER_BYTES);
+/** A record's 16-byte header: seconds, microseconds, incl_len (the data's length), orig_len. */
+export function encodePcapRecordHeader(timeUs: number, inclLen: number, origLen: number): Buffer {
+  const b = Buffer.allocUnsafe(PCAP_RECORD_HEADER_BYTES);
+  b.writeUInt32LE(Math.floor(timeUs / 1e6), 0);
+  b.writeUInt32LE(timeUs % 1e6, 4);
+  b.writeUInt32LE(inclLen, 8);
+  b.writeUInt32LE(origLen, 12);
   return b;
+}
+
+export function encodePcapRecord(r: PcapRecord): Buffer {
+  return Buffer.concat([encodePcapRecordHeader(r.timeUs, r.data.length, r.origLen), r.data]);
 }
 
 export interface PcapFile {
@@ -72,7 +75,7 @@ export function decodePcap(input: Uint8Array): PcapFile {
   if (magic !== PCAP_MAGIC_USEC && magic !== PCAP_MAGIC_NSEC)
     throw new DecodeError("pcap.magic", 0, `0x${hexDigits(magicLe, 8)} is not a pcap magic`);
   const u32 = (off: number) => (le ? buf.readUInt32LE(off) : buf.readUInt32BE(off));
-  const fractionPerUs = magic === PCAP_MAGIC_NSEC ? 1000n : 1n;
+  const fractionPerUs = magic === PCAP_MAGIC_NSEC ? 1000 : 1;
   const header = { snaplen: u32(16), linkType: u32(20) };
   const records: PcapRecord[] = [];
   let off = PCAP_GLOBAL_HEADER_BYTES;
@@ -81,7 +84,7 @@ export function decodePcap(input: Uint8Array): PcapFile {
     const end = off + PCAP_RECORD_HEADER_BYTES + inclLen;
     if (end > buf.length) break;
     records.push({
-      timeUs: BigInt(u32(off)) * 1_000_000n + BigInt(u32(off + 4)) / fractionPerUs,
+      timeUs: u32(off) * 1e6 + Math.floor(u32(off + 4) / fractionPerUs),
       data: Buffer.from(buf.subarray(off + PCAP_RECORD_HEADER_BYTES, end)),
       origLen: u32(off + 12),
     });

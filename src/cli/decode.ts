@@ -22,9 +22,9 @@ interface DecodeArgs {
 }
 
 /** Microseconds since the epoch as ISO 8601 with six fraction digits. */
-export function isoMicroseconds(timeUs: bigint): string {
-  const seconds = new Date(Number(timeUs / 1000n)).toISOString().slice(0, 19);
-  return `${seconds}.${(timeUs % 1_000_000n).toString().padStart(6, "0")}Z`;
+export function isoMicroseconds(timeUs: number): string {
+  const seconds = new Date(Math.floor(timeUs / 1000)).toISOString().slice(0, 19);
+  return `${seconds}.${String(timeUs % 1e6).padStart(6, "0")}Z`;
 }
 
 const ARROW = { request: "REQ->RSP", response: "RSP->REQ" } as const;
@@ -35,7 +35,7 @@ const formatFields = (f: Fields) =>
 
 export interface DecodedRecord extends ObservedObject {
   index: number;
-  timeUs: bigint;
+  timeUs: number;
   /** Bytes in the record, and the object's real length (more when the snaplen cut it). */
   length: number;
   origLen: number;
@@ -81,7 +81,7 @@ function jsonLine(d: DecodedRecord): string {
   return JSON.stringify({
     ...rest,
     time: isoMicroseconds(timeUs),
-    timeUs: Number(timeUs),
+    timeUs,
     spdm: spdm && {
       version: versionName(spdm.version),
       name: spdm.name,

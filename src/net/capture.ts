@@ -2,15 +2,18 @@
  * pcap captures of the mailbox wire (`--pcap DIR`): one file per TCP connection, in the format
  * DMTF spdm-dump reads (protocol/pcap.ts, link type PCI_DOE): every NORMAL frame's DOE object,
  * both directions, in the order this end sent and received them, with microsecond wall-clock
- * timestamps. Each record goes out in one synchronous write, so a process killed at any moment
- * leaves a file whose whole records all decode. Capturing must never take the process down: the
- * first failed write (disk full, directory gone) is logged once and ends all capturing.
+ * timestamps. Records are written whole with synchronous writes, so a process killed at any moment
+ * leaves a file whose records all decode. To cost one system call per round trip rather than two,
+ * a record waits for the next one (a request for its response) and both go in one write; a record
+ * still waiting is written when the connection closes or the process exits, so only SIGKILL loses
+ * it (the last request, unanswered). Capturing must never take the process down: the first failed
+ * write (disk full, directory gone) is logged once and ends all capturing.
  */
-import { closeSync, mkdirSync, openSync, writeSync } from "node:fs";
+import { closeSync, mkdirSync, openSync, writevSync } from "node:fs";
 import { join } from "node:path";
 import {
   encodePcapHeader,
-  encodePcapRecord,
+  encodePcapRecordHeader,
   LinkType,
   PCAP_MAX_SPDM_DUMP_SNAPLEN,
 } from "../../protocol/pcap.js";
@@ -27,11 +30,14 @@ export interface CaptureOptions {
   log: Logger;
 }
 
-/** Wall-clock microseconds that never go backwards: Date.now() once, the monotonic clock since. */
-function microsecondClock(): () => bigint {
-  const epochUs = BigInt(Date.now()) * 1000n;
-  const start = process.hrtime.bigint();
-  return () => epochUs + (process.hrtime.bigint() - start) / 1000n;
+/** Wall-clock microseconds that never go backwards: the process's start time plus the monotonic clock. */
+const microseconds = () => Math.floor((performance.timeOrigin + performance.now()) * 1000);
+
+/** One connection's file and the record waiting for its partner. */
+interface CaptureFile {
+  fd: number;
+  name: string;
+  waiting: Buffer[];
 }
 
 /** A process's capture directory: names the files and owns the one "stop on failure" switch. */
@@ -39,8 +45,8 @@ export class PcapCapture {
   readonly snaplen: number;
   private readonly log: Logger;
   private readonly counts = new Map<string, number>();
-  private readonly now = microsecondClock();
   private failed = false;
+  private readonly open = new Set<CaptureFile>();
 
   constructor(private readonly opts: CaptureOptions) {
     this.snaplen = opts.snaplen ?? PCAP_MAX_SPDM_DUMP_SNAPLEN;
@@ -48,6 +54,9 @@ export class PcapCapture {
       throw new RangeError(`pcap snaplen ${this.snaplen} is not 1..2^32-1`);
     this.log = opts.log.child({ capture: opts.dir });
     mkdirSync(opts.dir, { recursive: true });
+    process.once("exit", () => {
+      for (const file of this.open) this.flush(file);
+    });
   }
 
   get stopped(): boolean {
@@ -72,20 +81,23 @@ export class PcapCapture {
       this.fail(e, path);
     }
     if (fd === undefined || this.failed) return;
-    const file = fd;
+    const file: CaptureFile = { fd, name, waiting: [] };
+    this.open.add(file);
     this.log.debug({ file: name }, "capturing connection");
-    conn.tap = (frame) => this.record(file, name, frame);
+    conn.tap = (frame) => this.record(file, frame);
     conn.once("close", () => {
       conn.tap = undefined;
+      this.flush(file);
+      this.open.delete(file);
       try {
-        closeSync(file);
+        closeSync(fd);
       } catch {
         // Already failed and closed, or the descriptor is gone: nothing left to keep.
       }
     });
   }
 
-  private record(fd: number, name: string, frame: SocketFrame): void {
+  private record(file: CaptureFile, frame: SocketFrame): void {
     // Only DOE objects are the conversation: TEST, SHUTDOWN and empty "no answer" frames are socket-level.
     if (this.failed || frame.command !== SocketCommand.NORMAL || frame.transport !== TransportType.PCI_DOE)
       return;
@@ -94,19 +106,30 @@ export class PcapCapture {
     const data = object.length > this.snaplen ? object.subarray(0, this.snaplen) : object;
     if (data !== object)
       this.log.warn(
-        { file: name, bytes: object.length, snaplen: this.snaplen },
+        { file: file.name, bytes: object.length, snaplen: this.snaplen },
         "DOE object longer than the pcap snaplen: record truncated (orig_len keeps its length)",
       );
+    const record = [encodePcapRecordHeader(microseconds(), data.length, object.length), data];
+    if (file.waiting.length === 0) file.waiting = record;
+    else this.flush(file, record);
+  }
+
+  /** Writes the waiting record, and `record` after it, in one writev (whole records or nothing). */
+  private flush(file: CaptureFile, record: Buffer[] = []): void {
+    const parts = [...file.waiting, ...record];
+    file.waiting = [];
+    if (parts.length === 0 || this.failed) return;
     try {
-      this.write(fd, encodePcapRecord({ timeUs: this.now(), data, origLen: object.length }));
+      this.write(file.fd, ...parts);
     } catch (e) {
-      this.fail(e, join(this.opts.dir, name));
+      this.fail(e, join(this.opts.dir, file.name));
     }
   }
 
-  private write(fd: number, bytes: Buffer): void {
-    const written = writeSync(fd, bytes);
-    if (written !== bytes.length) throw new Error(`short write: ${written} of ${bytes.length} bytes`);
+  private write(fd: number, ...parts: Buffer[]): void {
+    const written = writevSync(fd, parts);
+    const length = parts.reduce((n, p) => n + p.length, 0);
+    if (written !== length) throw new Error(`short write: ${written} of ${length} bytes`);
   }
 
   private fail(e: unknown, path: string): void {

@@ -14,6 +14,7 @@
  *
  * Skipped unless SPDM_EMU_BIN names spdm-emu's build/bin (binaries and sample keys), e.g.
  *   SPDM_EMU_BIN=path/to/spdm-emu/build/bin npx vitest run test/interop/dmtf-requester.test.ts
+ * SPDM_DUMP=path/to/spdm_dump (built from DMTF/spdm-dump) also checks the capture test with it.
  */
 import { spawn } from "node:child_process";
 import {
@@ -26,7 +27,7 @@ import {
   writeFileSync,
 } from "node:fs";
 import { tmpdir } from "node:os";
-import { join } from "node:path";
+import { join, resolve } from "node:path";
 import { describe, expect, it } from "vitest";
 import { decodePcap } from "../../protocol/pcap.js";
 import { decodeRecords } from "../../src/cli/decode.js";
@@ -37,7 +38,10 @@ import { parseKeyLog } from "../../src/spdm/keylog.js";
 import { spdmSettingsSchema } from "../../src/spdm/responder-settings.js";
 
 const BIN = process.env["SPDM_EMU_BIN"];
-const bin = (path: string) => join(BIN ?? "", path);
+/** A path under SPDM_EMU_BIN; an absolute path stays itself. */
+const bin = (path: string) => resolve(BIN ?? "", path);
+/** DMTF's spdm_dump binary (built from DMTF/spdm-dump), to check our captures with; optional. */
+const SPDM_DUMP = process.env["SPDM_DUMP"];
 const slot0 = (dir: string) => [
   "--cert-chain",
   bin(`${dir}/bundle_responder.certchain.der`),
@@ -184,9 +188,21 @@ describe.skipIf(!BIN)("DMTF spdm-emu tools against the doe-emu SPDM responder", 
     expect(device.header).toEqual(emu.header);
     // The same objects in the same order; only the timestamps differ (spdm-emu's have no microseconds).
     expect(device.records.map((r) => r.data)).toEqual(emu.records.map((r) => r.data));
-    const decoded = decodeRecords(emu.records, parseKeyLog(readFileSync(keys, "utf8")));
+    const keyLog = parseKeyLog(readFileSync(keys, "utf8"));
+    const decoded = decodeRecords(emu.records, keyLog);
     expect(decoded.filter((d) => d.error)).toEqual([]);
-    expect(decoded.filter((d) => d.secured?.decrypted).length).toBeGreaterThan(20);
+    const secured = decoded.filter((d) => d.secured?.decrypted).length;
+    expect(secured).toBeGreaterThan(20);
+    if (!SPDM_DUMP) return;
+    // DMTF's spdm_dump decrypts our capture with what the key log gives, as its options take it.
+    const secrets = keyLog.flatMap(({ input }) =>
+      "psk" in input
+        ? ["--psk", Buffer.from(input.psk).toString("hex")]
+        : ["--dhe_secret", Buffer.from(input.dheSecret).toString("hex")],
+    );
+    const { output } = await runTool(SPDM_DUMP, ["-r", join(dir, "device", ours!), ...secrets], dir);
+    expect(output).not.toContain("(?)");
+    expect(output.match(/SecuredSPDM\(0x[0-9a-f]+\) SPDM\(/g)).toHaveLength(secured);
   });
 
   it("spdm_requester_emu signing FINISH with a key other than the provisioned chain's: ERROR DecryptError", async () => {

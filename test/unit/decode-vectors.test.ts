@@ -17,7 +17,7 @@ function pcapOf(capture: (typeof CAPTURES)[number]): Buffer {
   return Buffer.concat([
     encodePcapHeader({ snaplen: 65536, linkType: LinkType.PCI_DOE }),
     ...objects.map((f, i) =>
-      encodePcapRecord({ timeUs: BigInt(1000 + i) * 1_000_000n, data: f.wire!, origLen: f.wire!.length }),
+      encodePcapRecord({ timeUs: (1000 + i) * 1_000_000, data: f.wire!, origLen: f.wire!.length }),
     ),
   ]);
 }

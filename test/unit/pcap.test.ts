@@ -23,14 +23,14 @@ describe("pcap codec", () => {
   });
 
   it("writes a record: seconds, microseconds, incl_len, orig_len, the DOE object", () => {
-    const rec = encodePcapRecord({ timeUs: 1796285314_000123n, data: GET_VERSION, origLen: 12 });
+    const rec = encodePcapRecord({ timeUs: 1796285314_000123, data: GET_VERSION, origLen: 12 });
     expect(rec).toEqual(hex("8223116b 7b000000 0c000000 0c000000 01000100 03000000 10840000"));
   });
 
   it("reads back what it writes, and stops before a record cut short", () => {
     const records = [
-      { timeUs: 1_000_000n, data: GET_VERSION, origLen: 12 },
-      { timeUs: 1_000_007n, data: GET_VERSION.subarray(0, 8), origLen: 12 },
+      { timeUs: 1_000_000, data: GET_VERSION, origLen: 12 },
+      { timeUs: 1_000_007, data: GET_VERSION.subarray(0, 8), origLen: 12 },
     ];
     const file = Buffer.concat([
       encodePcapHeader({ snaplen: 8, linkType: LinkType.PCI_DOE }),
@@ -47,7 +47,7 @@ describe("pcap codec", () => {
       hex("a1b23c4d 0002 0004 00000000 00000000 00010000 00000124"),
       hex("00000001 000003e8 00000004 00000004 aabbccdd"),
     ]);
-    expect(decodePcap(be).records).toEqual([{ timeUs: 1_000_001n, data: hex("aabbccdd"), origLen: 4 }]);
+    expect(decodePcap(be).records).toEqual([{ timeUs: 1_000_001, data: hex("aabbccdd"), origLen: 4 }]);
   });
 
   it("refuses what is not a pcap file", () => {
@@ -92,7 +92,7 @@ describe("PcapCapture", () => {
     expect(file.header).toEqual({ snaplen: 65536, linkType: 292 });
     expect(file.records.map((r) => r.data)).toEqual([GET_VERSION, GET_VERSION]);
     expect(file.records[1]!.timeUs).toBeGreaterThanOrEqual(file.records[0]!.timeUs);
-    expect(Number(file.records[0]!.timeUs / 1000n)).toBeCloseTo(Date.now(), -4);
+    expect(file.records[0]!.timeUs / 1000).toBeCloseTo(Date.now(), -4);
     expect(decodePcap(readFileSync(join(dir, names[1]!))).records).toEqual([]);
   });
 
@@ -103,6 +103,7 @@ describe("PcapCapture", () => {
     const conn = fakeConnection();
     capture.attach(conn, "bounce");
     conn.tap!(normal(Buffer.alloc(40, 1)));
+    conn.emit("close"); // a record without its partner is written when the connection closes
     const [rec] = decodePcap(readFileSync(join(dir, readdirSync(dir)[0]!))).records;
     expect(rec).toMatchObject({ data: Buffer.alloc(16, 1), origLen: 40 });
     expect(lines.written.join("")).toMatch(/longer than the pcap snaplen/);
