@@ -221,7 +221,7 @@ export class DoeObserver {
       o.inner = { protocol: vdm.protocol, name, fields: fieldsOf(inner) };
     } catch (e) {
       if (!(e instanceof DecodeError)) throw e;
-      o.inner = { protocol: `VDM`, name: "?", fields: { standardId: m.standardId, reason: e.reason } };
+      o.inner = { protocol: "VDM", name: "?", fields: { standardId: m.standardId, reason: e.reason } };
     }
   }
 
