@@ -4,8 +4,9 @@
  * machine's state is the same for both sides.
  */
 import { spawn } from "node:child_process";
-import { readFileSync } from "node:fs";
+import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import net from "node:net";
+import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { createInterface } from "node:readline";
 import { DoeType, encodeDiscoveryRequest, encodeDoeObject, PCI_SIG_VENDOR_ID } from "../protocol/doe.js";
@@ -124,6 +125,36 @@ async function discoveryVsRaw(): Promise<string[]> {
   } finally {
     echo.stop();
     await dev.stop();
+  }
+}
+
+/** DOE round trips to a device process capturing every connection (--pcap) against one that does not. */
+async function captureOnVsOff(): Promise<string[]> {
+  const dir = mkdtempSync(join(tmpdir(), "doe-emu-bench-pcap-"));
+  const [plain, capturing] = await Promise.all([spawnDevice(), spawnDevice({ args: ["--pcap", dir] })]);
+  try {
+    const [off, on] = await Promise.all(
+      [plain, capturing].map((d) => DoeClient.connect(d.mailboxes[0]!.endpoint)),
+    );
+    const request = {
+      vendorId: PCI_SIG_VENDOR_ID,
+      type: DoeType.DISCOVERY,
+      payload: encodeDiscoveryRequest({ index: 1, version: 0 }),
+    };
+    const [withoutCapture, withCapture] = await interleaved([
+      () => off!.exchange(request),
+      () => on!.exchange(request),
+    ]);
+    off!.close();
+    on!.close();
+    return [
+      `DOE discovery round trips, capture off: ${withoutCapture!.toFixed(0)}/s`,
+      `DOE discovery round trips, capture on:  ${withCapture!.toFixed(0)}/s`,
+      `cost of capturing: ${((1 - withCapture! / withoutCapture!) * 100).toFixed(1)} % (goal < 15 %)`,
+    ];
+  } finally {
+    await Promise.all([plain.stop(), capturing.stop()]);
+    rmSync(dir, { recursive: true, force: true });
   }
 }
 
@@ -362,6 +393,7 @@ const tdiBinds = () =>
 
 const benches: [string, () => Promise<string[]>][] = [
   ["DOE transport", discoveryVsRaw],
+  ["Capture overhead", captureOnVsOff],
   ["Topology launch", launchMany],
   ["Bouncer overhead", bounceVsDirect],
   ["SPDM authentication", authFlows],

@@ -6,9 +6,17 @@ import { type RunningDevice, startDevice } from "../device/device.js";
 import { createLogger, type LogLevel } from "../log.js";
 import { formatEndpoint, parseEndpoint } from "../net/framed.js";
 import { withMutualAuth, withPsk, withSlotFiles } from "../spdm/responder-settings.js";
-import { logOptions, run } from "./common.js";
+import {
+  type CaptureArgs,
+  captureOptions,
+  keyLogOption,
+  logOptions,
+  run,
+  startCapture,
+  startKeyLog,
+} from "./common.js";
 
-interface DeviceArgs {
+interface DeviceArgs extends CaptureArgs {
   config?: string;
   bus?: number;
   ip: string;
@@ -19,6 +27,7 @@ interface DeviceArgs {
   "private-key"?: string;
   "mut-auth-cert-chain"?: string;
   psk?: string;
+  keylog?: string;
   "log-level": LogLevel;
   pretty: boolean;
 }
@@ -49,6 +58,8 @@ async function runDevice(argv: DeviceArgs): Promise<void> {
     host: argv.host ? parseEndpoint(argv.host) : undefined,
     log,
     onShutdown: () => exit("SHUTDOWN"),
+    capture: startCapture(argv, "device", log),
+    keyLog: startKeyLog(argv.keylog, log),
   });
   if (exitWhy) {
     await device.stop();
@@ -70,7 +81,7 @@ export const deviceCommand = {
   describe:
     "Run one emulated device: a TCP endpoint per DOE mailbox, plus a control endpoint for config space",
   builder: (y: Argv) =>
-    logOptions(y)
+    keyLogOption(captureOptions(logOptions(y)))
       .option("config", {
         type: "string",
         describe: "Device description (JSON); built-in default: one function, one mailbox",

@@ -14,11 +14,19 @@ import type { TopologyView } from "../host/api.js";
 import type { HostDevice } from "../host/host.js";
 import { createLogger, type LogLevel } from "../log.js";
 import { formatEndpoint, parseEndpoint } from "../net/framed.js";
-import { logOptions, run } from "./common.js";
+import {
+  type CaptureArgs,
+  captureOptions,
+  keyLogOption,
+  logOptions,
+  run,
+  startCapture,
+  startKeyLog,
+} from "./common.js";
 
 export const DEFAULT_API = "127.0.0.1:2380";
 
-interface HostArgs {
+interface HostArgs extends CaptureArgs {
   api: string;
   hotplug?: string;
   device: string[];
@@ -29,6 +37,7 @@ interface HostArgs {
   "unreachable-timeout": number;
   "bounce-timeout": number;
   "trust-root"?: string;
+  keylog?: string;
   "log-level": LogLevel;
   pretty: boolean;
 }
@@ -61,6 +70,8 @@ async function runHost(argv: HostArgs): Promise<void> {
     unreachableTimeoutMs: argv["unreachable-timeout"],
     bounceTimeoutMs: argv["bounce-timeout"],
     trustRoot: argv["trust-root"] ? readFileSync(argv["trust-root"]) : undefined,
+    capture: startCapture(argv, "host", log),
+    keyLog: startKeyLog(argv.keylog, log),
   });
   console.log(`api listening on ${formatEndpoint(host.api)}`);
   if (host.hotplug) console.log(`hotplug listening on ${formatEndpoint(host.hotplug)}`);
@@ -207,7 +218,7 @@ export const hostCommand = {
         "$0",
         "Run the host",
         (y2) =>
-          logOptions(apiOption(y2))
+          keyLogOption(captureOptions(logOptions(apiOption(y2))))
             .option("hotplug", { type: "string", describe: "Accept device announcements on ADDR:PORT" })
             .option("device", {
               type: "string",

@@ -2,10 +2,10 @@
 import type { Argv } from "yargs";
 import type { LogLevel } from "../log.js";
 import { formatEndpoint } from "../net/framed.js";
-import { logOptions, run } from "./common.js";
+import { type CaptureArgs, captureOptions, logOptions, run } from "./common.js";
 import { DEFAULT_API } from "./host.js";
 
-interface LaunchArgs {
+interface LaunchArgs extends CaptureArgs {
   topology: string;
   api: string;
   hotplug?: string;
@@ -20,6 +20,8 @@ async function runLaunch(argv: LaunchArgs): Promise<void> {
     hotplug: argv.hotplug,
     logLevel: argv["log-level"],
     stderr: "inherit",
+    pcap: argv.pcap,
+    pcapSnaplen: argv["pcap-snaplen"],
   });
   let stopping = false;
   const exit = (why: string) => {
@@ -43,7 +45,7 @@ export const launchCommand = {
   command: "launch <topology>",
   describe: "Start a device process per topology entry, then the host; Ctrl-C stops everything",
   builder: (y: Argv) =>
-    logOptions(y)
+    captureOptions(logOptions(y))
       .positional("topology", { type: "string", demandOption: true, describe: "Topology file (JSON)" })
       .option("api", {
         type: "string",

@@ -5,6 +5,7 @@
 import yargs from "yargs";
 import { hideBin } from "yargs/helpers";
 import { certsCommand } from "./certs.js";
+import { decodeCommand } from "./decode.js";
 import { demoCommand } from "./demo.js";
 import { deviceCommand } from "./device.js";
 import { doeCommand } from "./doe.js";
@@ -35,6 +36,7 @@ await cli
   )
   .command(deviceCommand)
   .command(doeCommand)
+  .command(decodeCommand)
   .command(requesterCommand)
   .command(demoCommand)
   .command(certsCommand)

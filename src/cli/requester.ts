@@ -17,6 +17,7 @@ import {
 import { InterfaceInfo, LockInterfaceFlag, MmioRangeAttribute } from "../../protocol/tdisp.js";
 import { hex } from "../bits.js";
 import { loadChainAndKey } from "../crypto/cert-files.js";
+import { createLogger, type LogLevel } from "../log.js";
 import { formatEndpoint } from "../net/framed.js";
 import {
   APP_DEFAULTS,
@@ -56,7 +57,15 @@ import {
   type SpdmRequesterOptions,
 } from "../spdm/requester-options.js";
 import type { SessionKind } from "../spdm/session.js";
-import { run } from "./common.js";
+import {
+  type CaptureArgs,
+  captureOptions,
+  keyLogOption,
+  logOptions,
+  run,
+  startCapture,
+  startKeyLog,
+} from "./common.js";
 
 /** Each list flag: its option key, the names it takes, what it sets, and its help. */
 const LIST_FLAGS: readonly { flag: string; names: Names; key: keyof SpdmRequesterOptions; help: string }[] = [
@@ -139,7 +148,7 @@ const SUMMARY_TYPES = {
   ALL: MeasurementSummaryHashType.All,
 };
 
-interface RequesterArgs {
+interface RequesterArgs extends CaptureArgs {
   trans: string;
   session?: SessionKind;
   psk?: string;
@@ -159,6 +168,9 @@ interface RequesterArgs {
   app?: string;
   tdi?: string;
   json: boolean;
+  keylog?: string;
+  "log-level": LogLevel;
+  pretty: boolean;
   [flag: string]: unknown;
 }
 
@@ -182,7 +194,10 @@ export function parseSecret(text: string): Buffer {
 
 function options(argv: RequesterArgs): RunRequesterOptions {
   if (argv.trans !== "PCI_DOE") throw new Error(`--trans ${argv.trans}: only PCI_DOE is supported`);
+  const log = createLogger({ level: argv["log-level"], pretty: argv.pretty, name: "requester" });
   const opts: RunRequesterOptions = {
+    capture: startCapture(argv, "requester", log),
+    keyLog: startKeyLog(argv.keylog, log),
     slotId: argv.slot_id,
     measurementSummaryHashType: SUMMARY_TYPES[argv.meas_sum],
     measurementMode: argv.meas_op,
@@ -368,7 +383,7 @@ export const requesterCommand = {
   describe:
     "Authenticate a DOE mailbox endpoint as DMTF's spdm_requester_emu does, verifying certificates, signatures and measurements",
   builder: (y: Argv) => {
-    let b = y
+    let b = keyLogOption(captureOptions(logOptions(y)))
       .option("trans", {
         type: "string",
         default: "PCI_DOE",

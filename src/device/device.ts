@@ -6,11 +6,13 @@
 import { type DoeProtocol, DoeType, PCI_SIG_VENDOR_ID } from "../../protocol/doe.js";
 import { formatRoutingId, routingId } from "../../protocol/pci.js";
 import type { Logger } from "../log.js";
+import type { PcapCapture } from "../net/capture.js";
 import type { Endpoint, FramedServer } from "../net/framed.js";
 import { once } from "../once.js";
 import { SpdmResponder } from "../spdm/responder.js";
 import { responderConfig } from "../spdm/responder-settings.js";
 import { CertificateSlots } from "../spdm/responder-slots.js";
+import type { KeyLog } from "../spdm/session.js";
 import { announce } from "./announce.js";
 import { startControlServer } from "./control-server.js";
 import { DEFAULT_MAILBOX_PORT, type DeviceDescription } from "./description.js";
@@ -33,6 +35,10 @@ export interface DeviceOptions {
   log: Logger;
   /** Called once when a peer sends SHUTDOWN. */
   onShutdown?: () => void;
+  /** Records every mailbox connection (`--pcap`). */
+  capture?: PcapCapture;
+  /** Where each established session's secret goes (`--keylog`). */
+  keyLog?: KeyLog;
 }
 
 export interface MailboxInfo {
@@ -70,7 +76,7 @@ export async function startDevice(opts: DeviceOptions): Promise<RunningDevice> {
   };
 
   // The device's SPDM identity, shared by its mailboxes; bad key or certificate files fail here.
-  const spdmConfig = responderConfig(desc.spdm);
+  const spdmConfig = { ...responderConfig(desc.spdm), keyLog: opts.keyLog };
   const spdmSlots = CertificateSlots.fromSettings(desc.spdm.slots, spdmConfig.asym);
 
   try {
@@ -117,6 +123,8 @@ export async function startDevice(opts: DeviceOptions): Promise<RunningDevice> {
           log: mlog,
           onShutdown,
           peers: users,
+          capture: opts.capture,
+          captureLabel: `${bdf}-mb${mi}`,
         });
         servers.push(server);
         fnMailboxes.push(mailbox);

@@ -3,6 +3,7 @@
  * in front of a Mailbox; SHUTDOWN ends the device process.
  */
 import type { Logger } from "../log.js";
+import type { PcapCapture } from "../net/capture.js";
 import { type FramedConnection, FramedServer } from "../net/framed.js";
 import { serveSpdmEmu } from "../net/spdm-emu-server.js";
 import type { Mailbox } from "./mailbox.js";
@@ -16,6 +17,9 @@ export interface MailboxEndpointOptions {
   onShutdown: () => void;
   /** Told of each connection, by its origin as the mailbox sees it, when it is accepted and when it closes. */
   peers?: { join(origin: string): void; leave(origin: string): void };
+  /** Records each connection into its own pcap file, named by `captureLabel` (function and mailbox). */
+  capture?: PcapCapture;
+  captureLabel?: string;
 }
 
 const EMPTY: Buffer = Buffer.alloc(0);
@@ -34,6 +38,7 @@ function serveConnection(conn: FramedConnection, opts: MailboxEndpointOptions, l
   const { mailbox, onShutdown } = opts;
   const origin = `tcp:${conn.peer}`;
   log.info("connected");
+  opts.capture?.attach(conn, opts.captureLabel ?? "mailbox");
   opts.peers?.join(origin);
   conn.once("close", () => {
     log.info("disconnected");

@@ -19,6 +19,7 @@ import {
   TransportType,
 } from "../../protocol/socket.js";
 import type { Logger } from "../log.js";
+import type { PcapCapture } from "../net/capture.js";
 import { type Endpoint, FramedClient, formatEndpoint } from "../net/framed.js";
 import { DISCOVERY, DoeError, walkDiscovery } from "./discovery.js";
 
@@ -26,6 +27,8 @@ export interface DoeClientOptions {
   /** Per-request timeout in ms; 1 s as Linux's PCI_DOE_TIMEOUT. */
   timeoutMs?: number;
   log?: Logger;
+  /** Records the connection into a pcap file named after the endpoint (`--pcap`). */
+  capture?: PcapCapture;
 }
 
 export class DoeClient {
@@ -41,6 +44,7 @@ export class DoeClient {
   static async connect(endpoint: Endpoint, opts: DoeClientOptions = {}): Promise<DoeClient> {
     const client = await FramedClient.connect(endpoint, { timeoutMs: opts.timeoutMs ?? 1000, log: opts.log });
     const doe = new DoeClient(client, endpoint);
+    opts.capture?.attach(client.conn, formatEndpoint(endpoint));
     try {
       await doe.hello();
       await doe.discover();

@@ -20,6 +20,7 @@ import { DoeType, decodeDoeHeader, PCI_SIG_VENDOR_ID, protocolId } from "../../p
 import { DecodeError } from "../../protocol/errors.js";
 import { commandName, SocketCommand, TransportType } from "../../protocol/socket.js";
 import { type Logger, WarnLimiter } from "../log.js";
+import type { PcapCapture } from "../net/capture.js";
 import {
   type Endpoint,
   FramedClient,
@@ -51,6 +52,12 @@ export interface BouncerOptions {
   log: Logger;
   /** Called when a mailbox could not be reached or did not answer: the device may be gone. */
   onUpstreamError?: () => void;
+  /**
+   * Records each requester connection (the leg a requester sees, what spdm-dump follows), named by
+   * `captureLabel`; a device started with --pcap records the upstream leg itself.
+   */
+  capture?: PcapCapture;
+  captureLabel?: string;
 }
 
 export type BounceError = "invalidRequest" | "missingMailbox" | "upstreamError";
@@ -125,6 +132,7 @@ export class Bouncer {
       upstreams.clear();
     };
     log.debug("requester connected");
+    this.opts.capture?.attach(conn, this.opts.captureLabel ?? "bounce");
     conn.once("close", () => {
       dropUpstreams();
       log.debug("requester disconnected");

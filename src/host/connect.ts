@@ -21,7 +21,7 @@ import type { SpdmRequester } from "../spdm/requester.js";
 import { SESSION_DEFAULTS } from "../spdm/requester-handshake.js";
 import { ideKmQuery } from "../spdm/requester-ide-km.js";
 import { endSession, heartbeat, openSession } from "../spdm/requester-session.js";
-import type { SecureSession } from "../spdm/session.js";
+import type { KeyLog, SecureSession } from "../spdm/session.js";
 import { ControlClient } from "./control-client.js";
 
 /** A connected TDEV: its held session and how to end it. */
@@ -50,6 +50,8 @@ export interface ConnectOptions {
   ideOffset: number;
   timeoutMs: number;
   trustRoot?: Uint8Array;
+  /** Where the held session's secret goes (`--keylog`). */
+  keyLog?: KeyLog;
 }
 
 /** The Stream ID the host gives the stream it connects; the device's IDE-KM finds the stream by it. */
@@ -102,7 +104,7 @@ async function firstSelectiveStream(
 export async function connectTdev(rid: number, o: ConnectOptions): Promise<TdevLink> {
   const { requester: r, doe } = await connectRequester(
     o.mailbox,
-    { timeoutMs: o.timeoutMs, trustRoot: o.trustRoot, exeMode: "CONTINUE" },
+    { timeoutMs: o.timeoutMs, trustRoot: o.trustRoot, exeMode: "CONTINUE", keyLog: o.keyLog },
     true,
   );
   const portIndex = APP_DEFAULTS.portIndex;

@@ -17,6 +17,7 @@ import {
 } from "../../protocol/control.js";
 import { type ConfigWidth, formatRoutingId, Header } from "../../protocol/pci.js";
 import { type Logger, silentLogger } from "../log.js";
+import type { PcapCapture } from "../net/capture.js";
 import {
   type Endpoint,
   type FramedConnection,
@@ -25,6 +26,7 @@ import {
   sameEndpoint,
 } from "../net/framed.js";
 import { once } from "../once.js";
+import type { KeyLog } from "../spdm/session.js";
 import { type ApiServer, startApi } from "./api.js";
 import { authenticateTdev } from "./authenticate.js";
 import {
@@ -71,6 +73,10 @@ export interface HostOptions {
   apiRequestTimeoutMs?: number;
   /** Where BARs are assigned; each window defaults to DEFAULT_MMIO_WINDOWS' (src/host/mmio.ts). */
   mmioWindows?: Partial<MmioWindows>;
+  /** Records every bouncer connection (`--pcap`). */
+  capture?: PcapCapture;
+  /** Where the secrets of the sessions the host holds go (`--keylog`). */
+  keyLog?: KeyLog;
 }
 
 export interface Host {
@@ -261,6 +267,8 @@ export async function startHost(opts: HostOptions = {}): Promise<Host> {
       host: opts.bounceHost ?? "127.0.0.1",
       timeoutMs: bounceTimeoutMs,
       log: log.child({ bounce: plan.rid, device }),
+      capture: opts.capture,
+      captureLabel: `${formatRoutingId(plan.rid)}-bounce`,
       // A mailbox that fails may mean the device is gone: check it now rather than on the next tick.
       onUpstreamError: () => {
         const control = registry.devices.get(device)?.control;
@@ -329,6 +337,7 @@ export async function startHost(opts: HostOptions = {}): Promise<Host> {
         ideOffset,
         timeoutMs: bounceTimeoutMs,
         trustRoot: opts.trustRoot,
+        keyLog: opts.keyLog,
       }),
     );
   };

@@ -66,6 +66,8 @@ export class FramedConnection extends EventEmitter<FramedConnectionEvents> {
   private consumerHold = false;
   /** Accepted by a server: answers we cannot send stop our reading. A client never pauses for that. */
   private readonly serving: boolean;
+  /** Sees every frame received and sent, in wire order (a pcap capture, src/net/capture.ts). */
+  tap: ((frame: SocketFrame) => void) | undefined;
 
   constructor(
     readonly socket: net.Socket,
@@ -137,6 +139,7 @@ export class FramedConnection extends EventEmitter<FramedConnectionEvents> {
     }
     for (const f of frames) {
       if (this.socket.destroyed) return;
+      this.tap?.(f);
       this.emit("frame", f);
     }
   }
@@ -144,6 +147,7 @@ export class FramedConnection extends EventEmitter<FramedConnectionEvents> {
   /** Sends one frame in a single write. Returns false if the connection is already gone. */
   send(frame: SocketFrame): boolean {
     if (this.socket.destroyed) return false;
+    this.tap?.(frame);
     if (!this.socket.write(encodeFrame(frame)) && this.serving && !this.writeBlocked) {
       this.writeBlocked = true;
       this.updateFlow();

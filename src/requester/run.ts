@@ -6,7 +6,7 @@
  * (connection.ts and session.ts sequence its steps).
  */
 import { DoeType, PCI_SIG_VENDOR_ID, protocolId } from "../../protocol/doe.js";
-import { DoeClient } from "../doe/client.js";
+import { DoeClient, type DoeClientOptions } from "../doe/client.js";
 import { DoeError } from "../doe/discovery.js";
 import { type Endpoint, formatEndpoint } from "../net/framed.js";
 import { SpdmRequester, type SpdmTransport } from "../spdm/requester.js";
@@ -46,6 +46,7 @@ export interface RunRequesterOptions extends SpdmRequesterOptions {
   /** Per-request timeout (ms), as DoeClient's. */
   timeoutMs?: number;
   exeMode?: ExeMode;
+  capture?: DoeClientOptions["capture"];
 }
 
 /**
@@ -66,7 +67,7 @@ export async function connectRequester(
     },
     opts,
   );
-  const doe = await DoeClient.connect(endpoint, { timeoutMs: opts.timeoutMs ?? 1000 });
+  const doe = await DoeClient.connect(endpoint, { timeoutMs: opts.timeoutMs ?? 1000, capture: opts.capture });
   transport = cmaTransport(doe);
   for (const p of secured ? [CMA, SECURED_CMA] : [CMA]) {
     if (!doe.supports(p)) {

@@ -80,6 +80,7 @@ export const keyExchange: Handshake = async (r, c, o, suite, held) => {
     mutualAuth: mutual !== undefined,
     heartbeatPeriod: kr.heartbeatPeriod,
     securedMessageVersion: selectedVersion(c, reply, kr.opaqueData, o.securedMessageVersions),
+    keyLog: r.options.keyLog,
   });
   held.session = session;
   // TH1 takes KEY_EXCHANGE_RSP through the signature; the signature covers what precedes it.

@@ -19,6 +19,7 @@ import {
 } from "../../protocol/spdm/codes.js";
 import { maskOf } from "../bits.js";
 import { ASYM, type AsymAlgo, HASH, keyFits } from "../crypto/suites.js";
+import type { KeyLog } from "./session.js";
 
 /** spdm-emu's --exe_conn steps after VCA, which always runs. */
 export const CONNECTION_STEPS = ["DIGEST", "CERT", "CHAL", "MEAS"] as const;
@@ -93,6 +94,8 @@ export interface SpdmRequesterOptions {
    */
   requesterCertChain?: readonly Uint8Array[];
   requesterKey?: KeyObject;
+  /** Where each established session's secret goes (`--keylog`). */
+  keyLog?: KeyLog;
 }
 
 /**
@@ -148,10 +151,10 @@ export const REQUESTER_DEFAULTS = {
   connectionSteps: CONNECTION_STEPS as readonly ConnectionStep[],
 } satisfies Omit<
   SpdmRequesterOptions,
-  "trustRoot" | "randomBytes" | "sleep" | "now" | "requesterCertChain" | "requesterKey"
+  "trustRoot" | "randomBytes" | "sleep" | "now" | "requesterCertChain" | "requesterKey" | "keyLog"
 >;
 
-type OptionalOption = "trustRoot" | "now" | "requesterCertChain" | "requesterKey";
+type OptionalOption = "trustRoot" | "now" | "requesterCertChain" | "requesterKey" | "keyLog";
 /** The options with every default filled in. */
 export type ResolvedOptions = Required<Omit<SpdmRequesterOptions, OptionalOption>> &
   Pick<SpdmRequesterOptions, OptionalOption>;

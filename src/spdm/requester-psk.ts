@@ -52,6 +52,7 @@ export const pskExchange: Handshake = async (r, c, o, suite, held) => {
     transcriptPrefix: sessionTranscriptPrefix(suite, { vca: c.vca }),
     heartbeatPeriod: pr.heartbeatPeriod,
     securedMessageVersion: selectedVersion(c, reply, pr.opaqueData, o.securedMessageVersions),
+    keyLog: r.options.keyLog,
   });
   held.session = session;
   session.addTranscript(reply.requestBytes, reply.bytes.subarray(0, -H));

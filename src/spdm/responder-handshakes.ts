@@ -115,6 +115,7 @@ export function keyExchange(c: HandshakeContext, m: KeyExchange, request: Buffer
     mutualAuth: requesterChain !== undefined,
     heartbeatPeriod: start.heartbeatPeriod,
     securedMessageVersion: start.securedMessageVersion,
+    keyLog: c.config.keyLog,
   });
   const unsigned = encodeSpdm({
     code: "KEY_EXCHANGE_RSP",
@@ -231,6 +232,7 @@ export function pskExchange(c: HandshakeContext, m: PskExchange, request: Buffer
     transcriptPrefix: sessionTranscriptPrefix(start.suite, { vca: c.transcript.vca }),
     heartbeatPeriod: start.heartbeatPeriod,
     securedMessageVersion: start.securedMessageVersion,
+    keyLog: c.config.keyLog,
   });
   const unverified = encodeSpdm({
     code: "PSK_EXCHANGE_RSP",

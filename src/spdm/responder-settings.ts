@@ -26,6 +26,7 @@ import {
   RESPONDER_CAPABILITY_NAMES,
   VERSION_NAMES,
 } from "./names.js";
+import type { KeyLog } from "./session.js";
 
 // ---- names ------------------------------------------------------------------------------------
 
@@ -287,6 +288,8 @@ export interface ResponderConfig {
   mutualAuth?: RequesterIdentity;
   /** ResponseNotReady for these request codes, with this hint, ready after delayMs. */
   notReady?: { requests: number[]; rdtExponent: number; rdtm: number; delayMs: number };
+  /** Where each established session's secret goes (`--keylog`). */
+  keyLog?: KeyLog;
 }
 
 /** The requester certificate chain provisioned for mutual authentication. */

@@ -50,6 +50,8 @@ import type { MeasurementLog } from "./transcript.js";
 export type SessionRole = "requester" | "responder";
 export type SessionKind = "KEY_EX" | "PSK";
 export type SessionState = "handshaking" | "established" | "ended";
+/** Told each session's secret when the session is established (`--keylog`, keylog.ts). */
+export type KeyLog = (sessionId: number, input: SessionSecretInput) => void;
 
 export type SessionErrorKind =
   /** The operation is not allowed in the session's state. */
@@ -145,6 +147,7 @@ export interface SecureSessionOptions {
   maxSequenceNumber?: bigint;
   /** Clock for the heartbeat, ms. */
   now?: () => number;
+  keyLog?: KeyLog;
 }
 
 export class SecureSession {
@@ -172,6 +175,9 @@ export class SecureSession {
   private readonly maxSeq: bigint;
   private readonly now: () => number;
   private lastActivity: number;
+  private readonly keyLog: KeyLog | undefined;
+  /** A copy of the DHE secret or PSK, kept from TH1 to establish() only when there is a key log. */
+  private loggedSecret?: SessionSecretInput;
 
   constructor(o: SecureSessionOptions) {
     if (!(o.suite.aead in AEAD)) throw new RangeError(`AEAD ${o.suite.aead} is not supported`);
@@ -189,6 +195,7 @@ export class SecureSession {
     this.maxSeq = o.maxSequenceNumber ?? SEQ_LIMIT_DEFAULT;
     this.now = o.now ?? Date.now;
     this.lastActivity = this.now();
+    this.keyLog = o.keyLog;
   }
 
   get state(): SessionState {
@@ -223,6 +230,9 @@ export class SecureSession {
         `a ${this.kind} session takes ${this.kind === "PSK" ? "a PSK" : "a DHE secret"}`,
       );
     this.handshake = deriveHandshakeKeys(this.suite, input, this.transcriptHash());
+    if (this.keyLog)
+      this.loggedSecret =
+        "psk" in input ? { psk: Buffer.from(input.psk) } : { dheSecret: Buffer.from(input.dheSecret) };
     this.dirs = {
       request: { keys: this.handshake.request, seq: 0n },
       response: { keys: this.handshake.response, seq: 0n },
@@ -252,6 +262,8 @@ export class SecureSession {
     this.dirs = { request: { keys: data.request, seq: 0n }, response: { keys: data.response, seq: 0n } };
     this.th = [];
     this.transition("establish");
+    if (this.loggedSecret) this.keyLog?.(this.sessionId, this.loggedSecret);
+    this.wipeLoggedSecret();
   }
 
   /** The export master secret (for protocols that derive their own keys from the session). */
@@ -389,6 +401,7 @@ export class SecureSession {
     if (this.currentState === "ended") return;
     this.endReason = reason;
     this.wipeHandshake();
+    this.wipeLoggedSecret();
     for (const d of Object.values(this.dirs ?? {})) {
       wipe(d.keys);
       wipe(d.backup?.keys);
@@ -437,6 +450,12 @@ export class SecureSession {
       k.finishedKey.fill(0);
     }
     this.handshake = undefined;
+  }
+
+  private wipeLoggedSecret(): void {
+    const s = this.loggedSecret;
+    if (s) ("psk" in s ? s.psk : s.dheSecret).fill(0);
+    this.loggedSecret = undefined;
   }
 
   private error(kind: SessionErrorKind, message: string, cause?: unknown): SessionError {

@@ -14,19 +14,34 @@
  *
  * Skipped unless SPDM_EMU_BIN names spdm-emu's build/bin (binaries and sample keys), e.g.
  *   SPDM_EMU_BIN=path/to/spdm-emu/build/bin npx vitest run test/interop/dmtf-requester.test.ts
+ * SPDM_DUMP=path/to/spdm_dump (built from DMTF/spdm-dump) also checks the capture test with it.
  */
 import { spawn } from "node:child_process";
-import { closeSync, mkdtempSync, openSync, readFileSync, symlinkSync, writeFileSync } from "node:fs";
+import {
+  closeSync,
+  mkdtempSync,
+  openSync,
+  readdirSync,
+  readFileSync,
+  symlinkSync,
+  writeFileSync,
+} from "node:fs";
 import { tmpdir } from "node:os";
-import { join } from "node:path";
+import { join, resolve } from "node:path";
 import { describe, expect, it } from "vitest";
+import { decodePcap } from "../../protocol/pcap.js";
+import { decodeRecords } from "../../src/cli/decode.js";
 import { writeChainFiles } from "../../src/crypto/cert-files.js";
 import { generateCertChain } from "../../src/crypto/certgen.js";
 import { packageRoot, spawnDevice } from "../../src/fixture/spawn-device.js";
+import { parseKeyLog } from "../../src/spdm/keylog.js";
 import { spdmSettingsSchema } from "../../src/spdm/responder-settings.js";
 
 const BIN = process.env["SPDM_EMU_BIN"];
-const bin = (path: string) => join(BIN ?? "", path);
+/** A path under SPDM_EMU_BIN; an absolute path stays itself. */
+const bin = (path: string) => resolve(BIN ?? "", path);
+/** DMTF's spdm_dump binary (built from DMTF/spdm-dump), to check our captures with; optional. */
+const SPDM_DUMP = process.env["SPDM_DUMP"];
 const slot0 = (dir: string) => [
   "--cert-chain",
   bin(`${dir}/bundle_responder.certchain.der`),
@@ -154,6 +169,40 @@ describe.skipIf(!BIN)("DMTF spdm-emu tools against the doe-emu SPDM responder", 
       expect(output).toContain("Client stopped");
       expect(code, output).toBe(0);
     });
+  });
+
+  it("spdm_requester_emu --pcap and our device --pcap hold the same records; decode opens every session with our key log", async () => {
+    const dir = mkdtempSync(join(tmp, "capture-"));
+    const keys = join(dir, "device.keys");
+    await against([...slot0("ecp384"), "--pcap", join(dir, "device"), "--keylog", keys], async (port) => {
+      const { code, output } = await runTool(
+        "spdm_requester_emu",
+        ["--trans", "PCI_DOE", "--port", String(port), ...SESSIONS, "--pcap", join(dir, "emu.pcap")],
+        bin("."),
+      );
+      expect(code, output).toBe(0);
+    });
+    const emu = decodePcap(readFileSync(join(dir, "emu.pcap")));
+    const [ours] = readdirSync(join(dir, "device"));
+    const device = decodePcap(readFileSync(join(dir, "device", ours!)));
+    expect(device.header).toEqual(emu.header);
+    // The same objects in the same order; only the timestamps differ (spdm-emu's have no microseconds).
+    expect(device.records.map((r) => r.data)).toEqual(emu.records.map((r) => r.data));
+    const keyLog = parseKeyLog(readFileSync(keys, "utf8"));
+    const decoded = decodeRecords(emu.records, keyLog);
+    expect(decoded.filter((d) => d.error)).toEqual([]);
+    const secured = decoded.filter((d) => d.secured?.decrypted).length;
+    expect(secured).toBeGreaterThan(20);
+    if (!SPDM_DUMP) return;
+    // DMTF's spdm_dump decrypts our capture with what the key log gives, as its options take it.
+    const secrets = keyLog.flatMap(({ input }) =>
+      "psk" in input
+        ? ["--psk", Buffer.from(input.psk).toString("hex")]
+        : ["--dhe_secret", Buffer.from(input.dheSecret).toString("hex")],
+    );
+    const { output } = await runTool(SPDM_DUMP, ["-r", join(dir, "device", ours!), ...secrets], dir);
+    expect(output).not.toContain("(?)");
+    expect(output.match(/SecuredSPDM\(0x[0-9a-f]+\) SPDM\(/g)).toHaveLength(secured);
   });
 
   it("spdm_requester_emu signing FINISH with a key other than the provisioned chain's: ERROR DecryptError", async () => {
