@@ -28,7 +28,10 @@ beforeAll(async () => {
 afterAll(() => device.stop());
 
 it("opens a KEY_EX session on the CMA mailbox and runs it on the secured CMA mailbox", async () => {
-  const [cma, secured] = await Promise.all(device.mailboxes.map((m) => DoeClient.connect(m.endpoint)));
+  // A loaded machine may take longer than Linux's 1 s for the first signatures of a fresh process.
+  const [cma, secured] = await Promise.all(
+    device.mailboxes.map((m) => DoeClient.connect(m.endpoint, { timeoutMs: 10_000 })),
+  );
   try {
     const r = new SpdmRequester(
       {
