@@ -340,7 +340,8 @@ async function route(target: ApiTarget, req: http.IncomingMessage): Promise<[num
   m = /^\/v1\/tdis\/([^/]+)$/.exec(path);
   if (m) {
     expect("GET");
-    const rid = bdfParam(m[1]!, "TDI", (r) => registry.tdis.has(r));
+    // Whether it names a TDI is the target's to say: VFs may have come or gone since the last look.
+    const rid = bdfParam(m[1]!, "TDI", () => true);
     let state: TdispStateName | null;
     try {
       state = await target.probeTdi(rid);
@@ -359,7 +360,8 @@ async function route(target: ApiTarget, req: http.IncomingMessage): Promise<[num
     if (bind && !bind.success)
       throw new HttpError(400, `body must be {"vm": ID} (a string or a non-negative integer)`);
     if (!bind && !emptyBody.safeParse(body).success) throw new HttpError(400, "unbind takes no body (or {})");
-    const rid = bdfParam(m[1]!, "TDI", (r) => registry.tdis.has(r));
+    // Whether it names a TDI is the target's to say: VFs may have come or gone since the last look.
+    const rid = bdfParam(m[1]!, "TDI", () => true);
     const bdf = formatRoutingId(rid);
     let result: string;
     try {

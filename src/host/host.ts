@@ -41,7 +41,7 @@ import { connectTdev, type TdevLink } from "./connect.js";
 import { ControlClient } from "./control-client.js";
 import { DEFAULT_MMIO_WINDOWS, MmioAllocator, type MmioWindows } from "./mmio.js";
 import { type AuthResult, Registry, RegistryError, type VmId } from "./registry.js";
-import { assignBars, discoverMailboxes, scanBus } from "./scan.js";
+import { assignBars, discoverMailboxes, rescanVfs, scanBus } from "./scan.js";
 
 export interface HostDevice {
   control: Endpoint;
@@ -115,6 +115,7 @@ class DeviceLink {
   private control: ControlClient | undefined;
   private deviceId: string | undefined;
   private lastOk = Date.now();
+  private vfCheck: Promise<void> = Promise.resolve();
   /** The liveness probe under way; close() waits for it. */
   private probing: Promise<string | undefined> | undefined;
   /** Resolves when the link is closed, whatever closed it. */
@@ -195,6 +196,30 @@ class DeviceLink {
     return device?.functions.some((f) => f.rid === rid) ?? false;
   }
 
+  /**
+   * Brings the registry's VFs in line with each SR-IOV PF's VF Enable and NumVFs (scan.ts
+   * rescanVfs), on every probe and before the host acts on a function. One check at a time; a
+   * failed one changes nothing (the probe judges reachability).
+   */
+  followVfs(): Promise<void> {
+    this.vfCheck = this.vfCheck.then(async () => {
+      const device = this.deviceId === undefined ? undefined : this.ctx.registry.devices.get(this.deviceId);
+      const control = this.control;
+      if (!device || !control || control.closed) return;
+      const read = (rid: number, off: number, w: ConfigWidth) => control.cfgRead(rid, off, w);
+      try {
+        for (const pf of device.functions.filter((f) => f.sriov)) {
+          const vfs = await rescanVfs(read, pf);
+          const why = `VF Enable/NumVFs of ${formatRoutingId(pf.rid)} changed`;
+          if (vfs) this.ctx.registry.replaceVfs(device.id, pf.rid, vfs, why);
+        }
+      } catch (e) {
+        this.ctx.log.debug({ device: device.id, err: (e as Error).message }, "VF check failed");
+      }
+    });
+    return this.vfCheck;
+  }
+
   /** The control connection, for the API's config accesses; while it is down the probe reconnects it. */
   liveControl(): ControlClient {
     if (!this.control || this.control.closed)
@@ -233,6 +258,7 @@ class DeviceLink {
       const first = this.ctx.registry.devices.get(this.deviceId!)?.functions[0];
       if (first) await this.control.cfgRead(first.rid, Header.VENDOR_ID, 2);
       this.lastOk = Date.now();
+      await this.followVfs();
     } catch (e) {
       const silentFor = Date.now() - this.lastOk;
       if (silentFor >= this.ctx.unreachableTimeoutMs)
@@ -341,22 +367,34 @@ export async function startHost(opts: HostOptions = {}): Promise<Host> {
       }),
     );
   };
-  const controlOf = (rid: number): ControlClient => {
+  const linkOf = (rid: number): DeviceLink => {
     const owner = [...links].find((l) => l.owns(rid));
     if (!owner) throw new RegistryError("notFound", `no function ${formatRoutingId(rid)}`);
-    return owner.liveControl();
+    return owner;
   };
   const configRead = (rid: number, offset: number, width: ConfigWidth) =>
-    controlOf(rid).cfgRead(rid, offset, width);
-  const configWrite = (rid: number, offset: number, width: ConfigWidth, value: number) =>
-    controlOf(rid).cfgWrite(rid, offset, width, value);
+    linkOf(rid).liveControl().cfgRead(rid, offset, width);
+  // A write may enable or disable VFs: the registry follows at once rather than on the next probe.
+  const configWrite = async (rid: number, offset: number, width: ConfigWidth, value: number) => {
+    const link = linkOf(rid);
+    await link.liveControl().cfgWrite(rid, offset, width, value);
+    await link.followVfs();
+  };
+  /**
+   * The host re-checks VFs before it binds, so that it never binds a TDI whose VF is gone nor misses
+   * one just enabled (any device's: a new VF is no device's function yet).
+   */
+  const followAllVfs = () => Promise.all([...links].map((l) => l.followVfs()));
   const stop = (link: TdevLink, fn: BindFunction) => stopInterface(link, fn.rid);
   const tsm = {
     registry,
     authenticate,
     connect,
     disconnect: (rid: number) => registry.disconnect(rid, stop),
-    bind: (rid: number, vm: VmId) => registry.bind(rid, vm, lockAndStart),
+    bind: async (rid: number, vm: VmId) => {
+      await followAllVfs();
+      return registry.bind(rid, vm, lockAndStart);
+    },
     unbind: (rid: number) => registry.unbind(rid, stop),
     probeTdi: (rid: number) => registry.probeTdi(rid, (link, fn) => interfaceState(link, fn.rid)),
     configRead,

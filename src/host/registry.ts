@@ -12,6 +12,8 @@
  *            (bind to the same VM again: no change; another VM, or a bind/unbind under way: busy)
  *
  * A TDI binds only while its TDEV is connected; disconnecting unbinds (stops) its bound TDIs first.
+ * A PF's VFs follow VF Enable and NumVFs as the host sees them change (replaceVfs): the TDIs of
+ * vanished VFs are dropped, new VFs get theirs.
  * Removal frees a device's TDIs first (unbinding them), then its TDEVs (closing their bouncers and
  * the connection of a connected one).
  */
@@ -23,7 +25,7 @@ import type { MeasurementSummary } from "../spdm/requester-measurements.js";
 import type { BindEvidence, BindFunction, TdispStateName } from "./bind.js";
 import type { Bouncer } from "./bouncer.js";
 import type { TdevLink } from "./connect.js";
-import { planTsm, type ScannedFunction, type ScannedMailbox, type TdevPlan } from "./scan.js";
+import { planTsm, type ScannedFunction, type ScannedMailbox, type TdevPlan, type TdiPlan } from "./scan.js";
 
 export type DeviceState = "adding" | "present" | "removing";
 export type TdevState =
@@ -122,6 +124,7 @@ export type HostEvent =
   | { event: "device-added"; device: string; control: string; functions: number }
   | { event: "device-refused"; control: string; reason: string }
   | { event: "device-removed"; device: string; reason: string }
+  | { event: "vfs-changed"; device: string; pf: string; vfs: number }
   | { event: "tdev-added" | "tdev-removed"; bdf: string; device: string }
   | { event: "tdi-added" | "tdi-removed"; bdf: string; tdev: string }
   | { event: `tdi-${TdiStateKind}`; bdf: string; vm: VmId | null; reason?: string }
@@ -213,10 +216,7 @@ export class Registry extends EventEmitter<{ event: [HostEvent] }> {
       });
       this.emitEvent({ event: "tdev-added", bdf: formatRoutingId(t.rid), device: device.id });
     });
-    for (const t of plan.tdis) {
-      this.tdis.set(t.rid, { ...t, device: device.id, state: { kind: "unbound" }, tdispState: null });
-      this.emitEvent({ event: "tdi-added", bdf: formatRoutingId(t.rid), tdev: formatRoutingId(t.tdev) });
-    }
+    for (const t of plan.tdis) this.addTdi(t, device.id);
     device.state = step(DEVICE_NEXT, device.id, device.state, "present");
     this.emitEvent({
       event: "device-added",
@@ -232,15 +232,7 @@ export class Registry extends EventEmitter<{ event: [HostEvent] }> {
     if (!device || device.state === "removing") return;
     device.state = step(DEVICE_NEXT, id, device.state, "removing");
     await this.adding.get(id)?.catch(() => undefined);
-    for (const tdi of [...this.tdis.values()].filter((t) => t.device === id)) {
-      if (tdi.state.kind !== "unbound") this.setTdiState(tdi, { kind: "unbound" }, reason);
-      this.tdis.delete(tdi.rid);
-      this.emitEvent({
-        event: "tdi-removed",
-        bdf: formatRoutingId(tdi.rid),
-        tdev: formatRoutingId(tdi.tdev),
-      });
-    }
+    for (const tdi of [...this.tdis.values()].filter((t) => t.device === id)) this.dropTdi(tdi, reason);
     for (const tdev of [...this.tdevs.values()].filter((t) => t.device === id)) {
       this.tdevs.delete(tdev.rid);
       tdev.link?.close();
@@ -251,6 +243,39 @@ export class Registry extends EventEmitter<{ event: [HostEvent] }> {
     for (const f of device.functions) this.owners.delete(f.rid);
     this.devices.delete(id);
     this.emitEvent({ event: "device-removed", device: id, reason });
+  }
+
+  /**
+   * A PF's VFs changed (VF Enable or NumVFs written behind the host's back): its VF functions become
+   * `vfs`; the TDIs of VFs that are gone are dropped (a bound one unbound, `reason` said), and the
+   * host rules give TDIs to the new ones. A VF whose routing ID another device claims is left out.
+   */
+  replaceVfs(id: string, pf: number, vfs: ScannedFunction[], reason: string): void {
+    const device = this.devices.get(id);
+    if (device?.state !== "present") return;
+    const mine = vfs.filter((vf) => (this.owners.get(vf.rid) ?? id) === id);
+    for (const f of device.functions) if (f.pf === pf) this.owners.delete(f.rid);
+    for (const vf of mine) this.owners.set(vf.rid, id);
+    const others = device.functions.filter((f) => f.pf !== pf);
+    const at = others.findIndex((f) => f.rid === pf) + 1;
+    device.functions = [...others.slice(0, at), ...mine, ...others.slice(at)];
+    const planned = new Map(planTsm(device.functions, device.mailboxes).tdis.map((t) => [t.rid, t]));
+    for (const tdi of [...this.tdis.values()])
+      if (tdi.device === id && !planned.has(tdi.rid)) this.dropTdi(tdi, reason);
+    for (const t of planned.values()) if (!this.tdis.has(t.rid)) this.addTdi(t, id);
+    this.emitEvent({ event: "vfs-changed", device: id, pf: formatRoutingId(pf), vfs: mine.length });
+  }
+
+  private addTdi(t: TdiPlan, device: string): void {
+    this.tdis.set(t.rid, { ...t, device, state: { kind: "unbound" }, tdispState: null });
+    this.emitEvent({ event: "tdi-added", bdf: formatRoutingId(t.rid), tdev: formatRoutingId(t.tdev) });
+  }
+
+  /** Unbinds (in the registry only: the function is gone or going) and forgets a TDI. */
+  private dropTdi(tdi: Tdi, reason: string): void {
+    if (tdi.state.kind !== "unbound") this.setTdiState(tdi, { kind: "unbound" }, reason);
+    this.tdis.delete(tdi.rid);
+    this.emitEvent({ event: "tdi-removed", bdf: formatRoutingId(tdi.rid), tdev: formatRoutingId(tdi.tdev) });
   }
 
   /**

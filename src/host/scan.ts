@@ -53,6 +53,8 @@ export interface SriovInfo {
   firstVfOffset: number;
   vfStride: number;
   vfDeviceId: number;
+  /** The VF BARs as assignBars gave them: VF i decodes BAR n at its address + i × its size. */
+  vfBars: AssignedBar[];
 }
 
 /** Where an MSI-X structure lies: BAR index (BIR) and byte offset into that BAR. */
@@ -187,7 +189,38 @@ async function readSriov(read: ConfigReader, rid: number, base: number): Promise
     firstVfOffset: await r(Sriov.VF_OFFSET),
     vfStride: await r(Sriov.VF_STRIDE),
     vfDeviceId: await r(Sriov.VF_DID),
+    vfBars: [],
   };
+}
+
+/** VF `i`'s slice of its PF's VF BARs. */
+const vfBarsAt = (s: SriovInfo, i: number): AssignedBar[] =>
+  s.vfBars.map((b) => ({
+    ...b,
+    address: b.address === undefined ? undefined : b.address + BigInt(i) * b.size,
+  }));
+
+/**
+ * Re-reads a PF's VF Enable and NumVFs (two config reads). When either changed since the scan, the
+ * PF's SR-IOV record is refreshed (offset and stride follow NumVFs) and its VFs as they are now are
+ * returned, with their slices of the VF BARs the host assigned; otherwise undefined.
+ */
+export async function rescanVfs(
+  read: ConfigReader,
+  pf: ScannedFunction,
+): Promise<ScannedFunction[] | undefined> {
+  const s = pf.sriov;
+  if (!s) return undefined;
+  const enabled = ((await read(pf.rid, s.offset + Sriov.CTRL, 2)) & SriovCtrl.VFE) !== 0;
+  const numVfs = Math.min(await read(pf.rid, s.offset + Sriov.NUM_VF, 2), s.totalVfs);
+  if (enabled === s.enabled && numVfs === s.numVfs) return undefined;
+  const now: SriovInfo = { ...(await readSriov(read, pf.rid, s.offset)), vfBars: s.vfBars };
+  pf.sriov = now;
+  const vfs = await scanVfs(read, pf);
+  vfs.forEach((vf, i) => {
+    vf.bars = vfBarsAt(now, i);
+  });
+  return vfs;
 }
 
 async function scanVfs(read: ConfigReader, pf: ScannedFunction): Promise<ScannedFunction[]> {
@@ -321,17 +354,14 @@ export async function assignBars(
     }
     const s = pf.sriov;
     if (!s || s.totalVfs === 0) continue;
-    const vfBars = await assign(pf.rid, s.offset + Sriov.BAR0, BigInt(s.totalVfs));
+    s.vfBars = await assign(pf.rid, s.offset + Sriov.BAR0, BigInt(s.totalVfs));
     // scanVfs lists a PF's VFs in VF order.
     functions
       .filter((f) => f.pf === pf.rid)
       .forEach((vf, i) => {
-        vf.bars = vfBars.map((b) => ({
-          ...b,
-          address: b.address === undefined ? undefined : b.address + BigInt(i) * b.size,
-        }));
+        vf.bars = vfBarsAt(s, i);
       });
-    if (s.enabled && allAssigned(vfBars)) {
+    if (s.enabled && allAssigned(s.vfBars)) {
       const ctrl = await read(pf.rid, s.offset + Sriov.CTRL, 2);
       await write(pf.rid, s.offset + Sriov.CTRL, 2, ctrl | SriovCtrl.MSE);
     }
