@@ -16,7 +16,7 @@ import {
   KeySet,
   KpAckStatus,
 } from "../../protocol/ide-km.js";
-import { decodeError, expectDecodeStable, expectTruncationsRejected, hex } from "../support/codec.js";
+import { decodeError, expectTruncationsRejected, hex, objectCodecProperties } from "../support/codec.js";
 
 const dw = (...values: number[]) =>
   Buffer.concat(values.map((v) => Buffer.from(Uint32Array.of(v).buffer))).toString("hex");
@@ -218,23 +218,4 @@ const messageArb: fc.Arbitrary<IdeKmMessage> = fc.oneof(
     .map(([t, object]): IdeKmMessage => ({ object, ...t })),
 );
 
-describe("IDE-KM codec properties", () => {
-  it("every message encodes and decodes back to itself", () => {
-    fc.assert(
-      fc.property(messageArb, (msg) => {
-        expect(decodeIdeKm(encodeIdeKm(msg))).toEqual(msg);
-      }),
-      { numRuns: 2000 },
-    );
-  });
-
-  it("random bytes behind each Object ID either decode or throw DecodeError, and decoding is stable", () => {
-    const objectIdArb = fc.integer({ min: 0, max: 8 });
-    fc.assert(
-      fc.property(objectIdArb, fc.uint8Array({ maxLength: 200 }), (id, body) => {
-        expectDecodeStable(decodeIdeKm, encodeIdeKm, Buffer.concat([Uint8Array.of(id), body]));
-      }),
-      { numRuns: 5000 },
-    );
-  });
-});
+objectCodecProperties("IDE-KM codec properties", messageArb, decodeIdeKm, encodeIdeKm, 8, 200);
