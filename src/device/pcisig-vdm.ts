@@ -1,7 +1,7 @@
 /**
  * A function's answer to PCI-SIG vendor-defined requests (protocol/pcisig-vdm.ts): the message goes
- * to the engine of its Protocol ID (IDE-KM, TDISP), whose answer goes back in a
- * VENDOR_DEFINED_RESPONSE. Another vendor or protocol, or one the function has no engine for, is
+ * to the engine of the protocol its VendorID and Protocol ID name (PCI-SIG's IDE-KM and TDISP, CXL's
+ * IDE-KM), whose answer goes back in a VENDOR_DEFINED_RESPONSE with the same VendorID. Another vendor or protocol, or one the function has no engine for, is
  * not served, which the SPDM responder answers with ERROR UnsupportedRequest.
  */
 import { DecodeError } from "../../protocol/errors.js";
