@@ -90,7 +90,7 @@ export async function startDevice(opts: DeviceOptions): Promise<RunningDevice> {
         spdmConfig,
         spdmSlots,
         log.child({ function: bdf, protocol: "spdm" }),
-        pciSigHandler(engines),
+        pciSigHandler(engines, log.child({ function: bdf, protocol: "vdm" })),
       );
       const users = new SessionUsers(() => {
         if (responder.sessionCount > 0) responder.endSessions("the function's last SPDM peer left");
