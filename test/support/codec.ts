@@ -89,3 +89,10 @@ export function objectCodecProperties<M>(
     });
   });
 }
+
+const u8 = fc.integer({ min: 0, max: 0xff });
+/** QUERY_RESP's first fields, in PCIe and CXL IDE-KM alike. */
+export const queryRespHeadArb = { portIndex: u8, devFuncNum: u8, busNum: u8, segment: u8, maxPortIndex: u8 };
+/** `n` random bytes. */
+export const bytesArb = (n: number) =>
+  fc.uint8Array({ minLength: n, maxLength: n }).map((b) => Buffer.from(b));

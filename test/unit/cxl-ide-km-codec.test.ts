@@ -22,7 +22,14 @@ import {
 } from "../../protocol/cxl-ide-km.js";
 import { decodePciSigVdm } from "../../protocol/pcisig-vdm.js";
 import { decodeSpdm } from "../../protocol/spdm/index.js";
-import { decodeError, expectTruncationsRejected, hex, objectCodecProperties } from "../support/codec.js";
+import {
+  bytesArb,
+  decodeError,
+  expectTruncationsRejected,
+  hex,
+  objectCodecProperties,
+  queryRespHeadArb,
+} from "../support/codec.js";
 import { readDecoded } from "../vectors.js";
 
 const KEY = Buffer.from([...Array(32).keys()].map((i) => 0xc0 + i));
@@ -208,7 +215,6 @@ const targetArb = fc.record({
   subStream: fc.integer({ min: 0, max: 15 }),
   portIndex: u8,
 });
-const bytesArb = (n: number) => fc.uint8Array({ minLength: n, maxLength: n }).map((b) => Buffer.from(b));
 const keyed = fc.constantFrom("K_SET_GO", "K_SET_STOP", "K_GOSTOP_ACK", "GET_KEY") as fc.Arbitrary<
   "K_SET_GO" | "K_SET_STOP" | "K_GOSTOP_ACK" | "GET_KEY"
 >;
@@ -216,11 +222,7 @@ const messageArb: fc.Arbitrary<CxlIdeKmMessage> = fc.oneof(
   u8.map((portIndex): CxlIdeKmMessage => ({ object: "QUERY", portIndex })),
   fc
     .record({
-      portIndex: u8,
-      devFuncNum: u8,
-      busNum: u8,
-      segment: u8,
-      maxPortIndex: u8,
+      ...queryRespHeadArb,
       caps: u8,
       ideRegisters: fc.array(fc.integer({ min: 0, max: 0xffff_ffff }), { maxLength: 9 }),
     })
