@@ -154,7 +154,7 @@ export type IdeKmMessageOf<N extends IdeKmObjectName> = Extract<IdeKmMessage, { 
 // ---- field lists --------------------------------------------------------------------------------
 
 /** Checks that `v` fits `bits` bits, for the parts of a packed byte. */
-function bitsOf(v: number, bits: number, field: string): number {
+export function bitsOf(v: number, bits: number, field: string): number {
   if (!Number.isInteger(v) || v < 0 || v >= 1 << bits)
     throw new RangeError(`${field}: ${v} does not fit in ${bits} bits`);
   return v;
@@ -176,15 +176,27 @@ const keySubStream: Field<KeyTarget> = {
   },
 };
 
-/** Reserved 2, StreamID, reserved or KP_ACK's Status, KeySubStream, PortIndex. */
-const keyTarget = (withStatus: boolean) =>
-  schema<KeyTarget & { status?: number }>((f) => [
+/** The fields around KeySubStream that both IDE-KMs (PCIe's and CXL's) name a key with. */
+interface KeyBytes {
+  streamId: number;
+  portIndex: number;
+  status?: number;
+}
+
+/**
+ * Reserved 2, StreamID, reserved or KP_ACK's Status, KeySubStream, PortIndex: the same 6 bytes in
+ * PCIe and CXL IDE-KM, whose KeySubStream bits differ.
+ */
+export const keyTargetFields = <T extends KeyBytes>(subStream: Field<T>, withStatus: boolean): Field<T>[] =>
+  schema<KeyBytes>((f) => [
     f.reserved(2),
     f.u8("streamId"),
     withStatus ? f.u8("status") : f.reserved(1),
-    keySubStream,
+    subStream as unknown as Field<KeyBytes>,
     f.u8("portIndex"),
-  ]);
+  ]) as unknown as Field<T>[];
+
+const keyTarget = (withStatus: boolean) => keyTargetFields<KeyTarget & KeyBytes>(keySubStream, withStatus);
 
 const linkElem = structElem(
   schema<LinkIdeStreamRegisters>((f) => [f.u32("control"), f.u32("status")]),
@@ -205,17 +217,27 @@ const selectiveElem = structElem(
   ]),
 );
 
+/** QUERY, in PCIe and CXL IDE-KM alike. */
+export const queryFields = schema<IdeKmQuery>((f) => [f.reserved(1), f.u8("portIndex")]);
+
+/** The fields QUERY_RESP opens with, in PCIe and CXL IDE-KM alike. */
+export const queryRespHeadFields = schema<
+  Pick<IdeKmQueryResp, "portIndex" | "devFuncNum" | "busNum" | "segment" | "maxPortIndex">
+>((f) => [
+  f.reserved(1),
+  f.u8("portIndex"),
+  f.u8("devFuncNum"),
+  f.u8("busNum"),
+  f.u8("segment"),
+  f.u8("maxPortIndex"),
+]);
+
 type Schemas = { [K in IdeKmObjectName]: readonly Field<IdeKmMessageOf<K>>[] };
 
 const SCHEMAS: Schemas = {
-  QUERY: schema<IdeKmQuery>((f) => [f.reserved(1), f.u8("portIndex")]),
+  QUERY: queryFields,
   QUERY_RESP: schema<IdeKmQueryResp>((f) => [
-    f.reserved(1),
-    f.u8("portIndex"),
-    f.u8("devFuncNum"),
-    f.u8("busNum"),
-    f.u8("segment"),
-    f.u8("maxPortIndex"),
+    ...queryRespHeadFields,
     f.u32("ideCapability"),
     f.u32("ideControl"),
     f.list("linkStreams", (m) => linkStreamCount(m.ideCapability), linkElem),
@@ -240,24 +262,60 @@ const SCHEMAS: Schemas = {
   K_GOSTOP_ACK: keyTarget(false),
 };
 
-const OBJECT_NAMES = new Map(
-  Object.entries(IdeKmObject).map(([k, v]) => [v as number, k as IdeKmObjectName]),
-);
-
 // ---- API ----------------------------------------------------------------------------------------
 
+/**
+ * Decoder and encoder of a protocol whose messages are an Object ID byte, then exactly the fields
+ * of that object (PCIe and CXL IDE-KM). `where` prefixes every field name in errors.
+ */
+export function objectCodec<M extends { object: string }>(
+  where: string,
+  ids: Readonly<Record<M["object"], number>>,
+  schemas: { readonly [K in M["object"]]: readonly Field<Extract<M, { object: K }>>[] },
+): { decode(input: Uint8Array): M; encode(msg: M): Buffer } {
+  const names = new Map(Object.entries<number>(ids).map(([k, v]) => [v, k as M["object"]]));
+  return {
+    decode(input) {
+      const r = new Reader(asBuffer(input));
+      const id = r.uint(1, `${where}.objectId`);
+      const name = names.get(id);
+      if (name === undefined) throw new DecodeError(`${where}.objectId`, 0, `unknown Object ID ${id}`);
+      const at = `${where}.${name}`;
+      const m = decodeFields(schemas[name] as readonly Field<unknown>[], r, new Need({}, r, at), {
+        object: name,
+      });
+      r.end(`${at}.trailing`);
+      return m as unknown as M;
+    },
+    encode(msg) {
+      const at = `${where}.${msg.object}`;
+      const w = new Writer();
+      w.uint(ids[msg.object as M["object"]], 1, `${at}.objectId`);
+      encodeFields(schemas[msg.object as M["object"]] as readonly Field<M>[], w, msg, at);
+      return w.finish();
+    },
+  };
+}
+
+const codec = objectCodec<IdeKmMessage>("ide_km", IdeKmObject, SCHEMAS);
+
 /** Decodes one IDE-KM message, which must fill `input` exactly. */
-export function decodeIdeKm(input: Uint8Array): IdeKmMessage {
+export const decodeIdeKm = codec.decode;
+
+/**
+ * `fields` right after the Object ID byte, whatever follows them; DecodeError (named
+ * `protocol.name.…`) when they are not all there.
+ */
+export function decodeAfterObjectId<T>(
+  input: Uint8Array,
+  fields: readonly Field<T>[],
+  protocol: string,
+  name: string,
+): T {
   const r = new Reader(asBuffer(input));
-  const id = r.uint(1, "ide_km.objectId");
-  const name = OBJECT_NAMES.get(id);
-  if (name === undefined) throw new DecodeError("ide_km.objectId", 0, `unknown Object ID ${id}`);
-  const where = `ide_km.${name}`;
-  const m = decodeFields(SCHEMAS[name] as readonly Field<unknown>[], r, new Need({}, r, where), {
-    object: name,
-  });
-  r.end(`${where}.trailing`);
-  return m as unknown as IdeKmMessage;
+  r.uint(1, `${protocol}.objectId`);
+  const where = `${protocol}.${name}`;
+  return decodeFields(fields as readonly Field<unknown>[], r, new Need({}, r, where)) as unknown as T;
 }
 
 /**
@@ -265,25 +323,13 @@ export function decodeIdeKm(input: Uint8Array): IdeKmMessage {
  * KEY_PROG of the wrong length can still get its KP_ACK (Status Incorrect Length). DecodeError when
  * even those 7 bytes are not there.
  */
-export function decodeKeyTarget(input: Uint8Array): KeyTarget {
-  const r = new Reader(asBuffer(input));
-  r.uint(1, "ide_km.objectId");
-  const where = "ide_km.keyTarget";
-  return decodeFields(
-    keyTarget(false) as readonly Field<unknown>[],
-    r,
-    new Need({}, r, where),
-  ) as unknown as KeyTarget;
-}
+export const decodeKeyTarget = (input: Uint8Array): KeyTarget =>
+  decodeAfterObjectId(input, keyTarget(false), "ide_km", "keyTarget");
 
 /** Exact bytes of `msg`; RangeError when a field is missing, out of range or inconsistent. */
 export function encodeIdeKm(msg: IdeKmMessage): Buffer {
-  const where = `ide_km.${msg.object}`;
-  if (msg.object === "QUERY_RESP") checkBlockCounts(msg, where);
-  const w = new Writer();
-  w.uint(IdeKmObject[msg.object], 1, `${where}.objectId`);
-  encodeFields(SCHEMAS[msg.object] as readonly Field<IdeKmMessage>[], w, msg, where);
-  return w.finish();
+  if (msg.object === "QUERY_RESP") checkBlockCounts(msg, "ide_km.QUERY_RESP");
+  return codec.encode(msg);
 }
 
 /** The capability registers decide the block counts; a message that disagrees would not decode back. */

@@ -7,6 +7,7 @@
 import { X509Certificate } from "node:crypto";
 import { readFileSync } from "node:fs";
 import type { Argv } from "yargs";
+import { CxlIdeKmCaps } from "../../protocol/cxl-ide-km.js";
 import { formatRoutingId, parseRoutingId } from "../../protocol/pci.js";
 import {
   bitNames,
@@ -240,7 +241,7 @@ function sessionOptions(argv: RequesterArgs & { session: SessionKind }): Session
   };
 }
 
-/** --app IDE_KM,TDISP (ALL = both) and --tdi BB:DD.F. */
+/** --app IDE_KM,TDISP,CXL_IDE_KM (ALL = every one) and --tdi BB:DD.F. */
 export function appOptions(app: string | undefined, tdi: string | undefined): AppOptions | undefined {
   if (app === undefined) {
     if (tdi !== undefined) throw new Error("--tdi needs --app TDISP");
@@ -255,7 +256,7 @@ export function appOptions(app: string | undefined, tdi: string | undefined): Ap
   const functionId = tdi === undefined ? undefined : parseRoutingId(tdi);
   if (tdi !== undefined && functionId === undefined)
     throw new Error(`--tdi ${tdi}: not a BB:DD.F routing ID`);
-  // Keep DMTF's order: IDE-KM around TDISP.
+  // Keep DMTF's order: IDE-KM around TDISP, then CXL.
   return { protocols: APP_PROTOCOLS.filter((p) => protocols.has(p)), functionId };
 }
 
@@ -283,8 +284,21 @@ function formatApp(a: AppSummary): string[] {
       `    device-specific info: ${r.deviceSpecificInfo.length ? r.deviceSpecificInfo.toString("hex") : "none"}`,
     );
   }
+  if (a.cxlIdeKm) {
+    const c = a.cxlIdeKm;
+    lines.push(
+      `  CXL IDE-KM port ${c.portIndex} (MaxPortIndex ${c.maxPortIndex}, Caps ${hex(c.caps)}: version ${c.caps & CxlIdeKmCaps.VERSION_MASK} ${flagNames(CXL_CAPS, c.caps & ~CxlIdeKmCaps.VERSION_MASK)}; CXL IDE Capability ${hex(c.ideRegisters[0] ?? 0)}): ${c.getKey ? "GET_KEY, " : ""}${c.keys.length} keys programmed, started${c.stopped ? ", stopped" : ""}: ${c.keys.join(", ")}`,
+    );
+  }
   return lines;
 }
+
+/** The Caps bits worth naming (the version is in bits 3:0). */
+const CXL_CAPS = {
+  IV_GEN: CxlIdeKmCaps.IV_GEN,
+  KEY_GEN: CxlIdeKmCaps.KEY_GEN,
+  K_SET_STOP: CxlIdeKmCaps.K_SET_STOP,
+};
 
 function formatMeasurements(m: ConnectionSummary["measurements"], indent: string): string[] {
   if (m.mode === "NONE") return [`${indent}measurements: none (${m.reason})`];
@@ -441,7 +455,7 @@ export const requesterCommand = {
       .option("app", {
         type: "string",
         describe:
-          "In the session first, as spdm_requester_emu's APP step: comma-separated from IDE_KM|TDISP|ALL. IDE_KM: QUERY, KEY_PROG + K_SET_GO for RX/TX PR/NPR/CPL, K_SET_STOP after TDISP; TDISP: version, capabilities, lock, interface report, start, stop",
+          "In the session first, as spdm_requester_emu's APP step: comma-separated from IDE_KM|TDISP|CXL_IDE_KM|ALL. IDE_KM: QUERY, KEY_PROG + K_SET_GO for RX/TX PR/NPR/CPL, K_SET_STOP after TDISP; TDISP: version, capabilities, lock, interface report, start, stop; CXL_IDE_KM: QUERY port 0, GET_KEY (if the port generates keys or IVs), KEY_PROG + K_SET_GO RX and TX, K_SET_STOP (if the port has it)",
       })
       .option("tdi", {
         type: "string",

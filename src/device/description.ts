@@ -138,6 +138,32 @@ const ideSchema = z
   });
 
 /**
+ * A CXL port's IDE key management (CXL IDE-KM, src/device/cxl-ide-km.ts): what QUERY_RESP's Caps
+ * byte and the CXL IDE Capability register (CXL 3.1 §8.2.4.22) announce. The defaults are what
+ * DMTF's requester exercises fully (spdm-emu 85436d53's sample port: Caps 0x71, port 0).
+ */
+const cxlIdeSchema = z.strictObject({
+  /** The PortIndex this port answers, also the MaxPortIndex of its QUERY_RESP. */
+  portIndex: uint(0xff).default(0),
+  /** KEY_GEN_CAP: GET_KEY returns a key the device generated. */
+  keyGeneration: z.boolean().default(true),
+  /** IV_GEN_CAP: GET_KEY returns an IV the device generated. */
+  ivGeneration: z.boolean().default(true),
+  /** K_SET_STOP_CAP: the port accepts K_SET_STOP. */
+  kSetStop: z.boolean().default(true),
+  /** The CXL IDE modes K_SET_GO may start (Skid, Containment). */
+  modes: z
+    .array(z.enum(["SKID", "CONTAINMENT"]))
+    .min(1)
+    .default(["SKID", "CONTAINMENT"]),
+});
+
+/** CXL protocols a function speaks (VendorID 0x1E98 over SPDM). */
+const cxlSchema = z.strictObject({
+  ide: cxlIdeSchema.optional(),
+});
+
+/**
  * SR-IOV on a physical function (PCIe r6.0 §9.3.3). numVfs and vfEnable are the reset values of
  * the registers a host may rewrite; VF routing IDs are PF + firstVfOffset + vfStride × index.
  * vfBars are each VF's BARs, programmed once in the PF for all VFs.
@@ -176,6 +202,7 @@ const functionFields = z.strictObject({
   bars: barsSchema.default([{ index: 0, type: "mem64", size: 0x10_0000, prefetchable: true }]),
   msix: msixSchema.optional(),
   ide: ideSchema.optional(),
+  cxl: cxlSchema.optional(),
 });
 
 const functionSchema = functionFields.superRefine(checkFunction, {

@@ -15,6 +15,7 @@ import { CertificateSlots } from "../spdm/responder-slots.js";
 import type { KeyLog } from "../spdm/session.js";
 import { announce } from "./announce.js";
 import { startControlServer } from "./control-server.js";
+import { CxlIdeKmEngine } from "./cxl-ide-km.js";
 import { DEFAULT_MAILBOX_PORT, type DeviceDescription } from "./description.js";
 import { IdeKmEngine } from "./ide-km.js";
 import { Mailbox } from "./mailbox.js";
@@ -88,14 +89,14 @@ export async function startDevice(opts: DeviceOptions): Promise<RunningDevice> {
       // One SPDM endpoint per function, as a device's DSM is: every mailbox of the function (socket
       // endpoint and registers alike) reaches the same connection state and sessions, so CMA on one
       // mailbox and secured CMA on another work together.
-      // The function's IDE-KM and TDISP engines, installed once the device model exists.
+      // The function's IDE-KM, TDISP and CXL IDE-KM engines, installed once the device model exists.
       const engines: PciSigEngines = {};
       functionEngines.push(engines);
       const responder = new SpdmResponder(
         spdmConfig,
         spdmSlots,
         log.child({ function: bdf, protocol: "spdm" }),
-        pciSigHandler(engines),
+        pciSigHandler(engines, log.child({ function: bdf, protocol: "vdm" })),
       );
       const users = new SessionUsers(() => {
         if (responder.sessionCount > 0) responder.endSessions("the function's last SPDM peer left");
@@ -153,6 +154,14 @@ export async function startDevice(opts: DeviceOptions): Promise<RunningDevice> {
           log.child({ function: formatRoutingId(rid), protocol: "ide-km" }),
         );
         engines.IDE_KM = (message) => ideKm.handle(message);
+      }
+      if (fn.cxl?.ide) {
+        const cxlIdeKm = new CxlIdeKmEngine(
+          rid,
+          fn.cxl.ide,
+          log.child({ function: formatRoutingId(rid), protocol: "cxl-ide-km" }),
+        );
+        engines.CXL_IDE_KM = (message) => cxlIdeKm.handle(message);
       }
       // One TDISP engine for the device, taking requests at each TDEV function (docs/ARCHITECTURE.md).
       if (tdisp.servesAt(rid)) {

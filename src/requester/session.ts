@@ -1,7 +1,7 @@
 /**
  * The session steps of a requester run (`doe-emu requester --session`), sequenced as
  * spdm_requester_emu's --exe_session does them (spdm-emu 85436d53): open the session, then inside
- * it the APP step when asked (app.ts: PCI IDE-KM, TDISP), GET_DIGESTS + GET_CERTIFICATE, the measurements (their summary hash checked against the
+ * it the APP step when asked (app.ts: PCI IDE-KM, TDISP, CXL IDE-KM), GET_DIGESTS + GET_CERTIFICATE, the measurements (their summary hash checked against the
  * handshake's), KEY_UPDATE UpdateKey and UpdateAllKeys (each with VerifyNewKey), HEARTBEAT and
  * END_SESSION, each skipped when a capability it needs is missing.
  */

@@ -15,7 +15,7 @@ import {
 import { nameOf } from "../../protocol/spdm/codes.js";
 import { hex } from "../bits.js";
 import { fail, type SpdmRequester } from "./requester.js";
-import { decodeOrFail, pciSigExchange } from "./requester-pcisig.js";
+import { askObject, askQuery, type ObjectProtocol } from "./requester-pcisig.js";
 import type { SecureSession } from "./session.js";
 
 /** A key's name for failures, e.g. "K0 TX NPR stream 0 port 1". */
@@ -23,19 +23,15 @@ export function keyLabel(t: KeyTarget): string {
   return `K${t.keySet} ${t.direction ? "TX" : "RX"} ${["PR", "NPR", "CPL"][t.subStream] ?? t.subStream} stream ${t.streamId} port ${t.portIndex}`;
 }
 
-async function ask<N extends IdeKmObjectName>(
+const IDE_KM: ObjectProtocol<IdeKmMessage> = { protocol: "IDE_KM", encode: encodeIdeKm, decode: decodeIdeKm };
+
+const ask = <N extends IdeKmObjectName>(
   r: SpdmRequester,
   s: SecureSession,
   request: IdeKmMessage,
   expected: N,
   step: string,
-): Promise<IdeKmMessageOf<N>> {
-  const bytes = await pciSigExchange(r, s, "IDE_KM", encodeIdeKm(request), step);
-  const m = decodeOrFail(decodeIdeKm, bytes, `IDE_KM ${step}`);
-  if (m.object !== expected)
-    fail("unexpected-response", `IDE_KM ${step}: answered with ${m.object}, not ${expected}`);
-  return m as IdeKmMessageOf<N>;
-}
+): Promise<IdeKmMessageOf<N>> => askObject(r, s, IDE_KM, request, expected, step);
 
 function checkEcho(got: KeyTarget, sent: KeyTarget, step: string): void {
   if (keyLabel(got) !== keyLabel(sent))
@@ -45,19 +41,11 @@ function checkEcho(got: KeyTarget, sent: KeyTarget, step: string): void {
     );
 }
 
-export async function ideKmQuery(
+export const ideKmQuery = (
   r: SpdmRequester,
   s: SecureSession,
   portIndex: number,
-): Promise<IdeKmMessageOf<"QUERY_RESP">> {
-  const m = await ask(r, s, { object: "QUERY", portIndex }, "QUERY_RESP", "QUERY");
-  if (m.portIndex !== portIndex)
-    fail(
-      "unexpected-response",
-      `IDE_KM QUERY: QUERY_RESP is for port ${m.portIndex}, we asked for ${portIndex}`,
-    );
-  return m;
-}
+): Promise<IdeKmMessageOf<"QUERY_RESP">> => askQuery(r, s, IDE_KM, portIndex);
 
 export async function ideKmKeyProg(
   r: SpdmRequester,

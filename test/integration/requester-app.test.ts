@@ -1,15 +1,18 @@
 /**
- * Our requester's APP step (`--app IDE_KM,TDISP`) against our device process with
- * examples/dmtf-requester.json: IDE-KM keys programmed, started and stopped, the TDISP cycle on the
- * TDI DMTF's FunctionID 0xBEEF names, its interface report's MMIO ranges exactly the BARs the
+ * Our requester's APP step (`--app IDE_KM,TDISP`, `--app CXL_IDE_KM`) against our device process
+ * with examples/dmtf-requester.json: IDE-KM keys programmed, started and stopped, the TDISP cycle on
+ * the TDI DMTF's FunctionID 0xBEEF names, its interface report's MMIO ranges exactly the BARs the
  * control wire programmed (plus DMTF's MMIO_REPORTING_OFFSET); a FunctionID naming no function
- * fails with TDISP_ERROR InvalidInterface.
+ * fails with TDISP_ERROR InvalidInterface; CXL IDE-KM with the device's generated RX key, both
+ * directions started and stopped, the summary printed by `doe-emu requester`.
  */
+import { execFile } from "node:child_process";
 import { join } from "node:path";
+import { promisify } from "node:util";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { Header, parseRoutingId } from "../../protocol/pci.js";
 import { MmioRangeAttribute } from "../../protocol/tdisp.js";
-import { packageRoot, type SpawnedDevice, spawnDevice } from "../../src/fixture/spawn-device.js";
+import { cliPath, packageRoot, type SpawnedDevice, spawnDevice } from "../../src/fixture/spawn-device.js";
 import { ControlClient } from "../../src/host/control-client.js";
 import type { Endpoint } from "../../src/net/framed.js";
 import { runSessionRequester } from "../../src/requester/run.js";
@@ -63,6 +66,43 @@ describe("the requester's APP step against our device", () => {
     expect(flags).toContain(MmioRangeAttribute.MSIX_TABLE);
     expect(flags).toContain(MmioRangeAttribute.MSIX_PBA);
     expect(t.report.msixMessageControl & 0x7ff).toBe(15);
+  }, 120_000);
+
+  it("CXL_IDE_KM: Caps 0x71, GET_KEY, RX (IV_DEFAULT, as DMTF's) and TX programmed, started, stopped", async () => {
+    const out = await runSessionRequester(endpoint, { ...common, app: { protocols: ["CXL_IDE_KM"] } });
+    expect(out.session.steps[0]).toBe("APP CXL_IDE_KM");
+    expect(out.session.app?.cxlIdeKm).toEqual({
+      portIndex: 0,
+      maxPortIndex: 0,
+      caps: 0x71,
+      ideRegisters: [0x7, 0, 0, 0, 0, 0, 0, 0, 0],
+      getKey: true,
+      keys: ["RX mode 1 sub-stream 8 stream 0 port 0", "TX mode 0 sub-stream 8 stream 0 port 0"],
+      stopped: true,
+    });
+  }, 120_000);
+
+  it("`doe-emu requester --app ALL` exits 0 and prints every protocol's summary", async () => {
+    const { stdout } = await promisify(execFile)(
+      process.execPath,
+      [
+        cliPath(),
+        "requester",
+        "--port",
+        String(endpoint.port),
+        "--exe_mode",
+        "CONTINUE",
+        "--session",
+        "KEY_EX",
+        "--app",
+        "ALL",
+      ],
+      { timeout: 120_000 },
+    );
+    expect(stdout).toContain("in session: APP IDE_KM, APP TDISP, APP CXL_IDE_KM,");
+    expect(stdout).toContain(
+      "CXL IDE-KM port 0 (MaxPortIndex 0, Caps 0x71: version 1 IV_GEN|KEY_GEN|K_SET_STOP; CXL IDE Capability 0x7): GET_KEY, 2 keys programmed, started, stopped",
+    );
   }, 120_000);
 
   it("a --tdi naming no function: TDISP_ERROR InvalidInterface, named with its step", async () => {

@@ -8,8 +8,8 @@
  * measurements) only print an error, so the output must also be free of "fail" and "error".
  * Its default --exe_session also has APP: PCI IDE-KM, TDISP, then CXL IDE-KM and TSP vendor-defined
  * requests. With examples/dmtf-requester.json (its FunctionID 0xBEEF mapped to function 0) the PCI
- * IDE-KM and TDISP blocks pass; CXL comes later, so its first request gets ERROR UnsupportedRequest
- * and the run fails there.
+ * IDE-KM, TDISP and CXL IDE-KM setup blocks pass; CXL TSP comes later, so its first request gets
+ * ERROR UnsupportedRequest and the run fails there.
  * spdm_device_validator_sample runs DMTF's SPDM-Responder-Validator and logs pass/fail counts.
  *
  * Skipped unless SPDM_EMU_BIN names spdm-emu's build/bin (binaries and sample keys), e.g.
@@ -219,7 +219,7 @@ describe.skipIf(!BIN)("DMTF spdm-emu tools against the doe-emu SPDM responder", 
     });
   }, 30_000);
 
-  it("spdm_requester_emu with its defaults against examples/dmtf-requester.json: PCI IDE-KM and TDISP pass, CXL IDE-KM gets ERROR UnsupportedRequest", async () => {
+  it("spdm_requester_emu with its defaults against examples/dmtf-requester.json: PCI IDE-KM, TDISP and CXL IDE-KM pass, CXL TSP gets ERROR UnsupportedRequest", async () => {
     const logFile = join(mkdtempSync(join(tmpdir(), "doe-emu-app-")), "device.log");
     const fd = openSync(logFile, "w");
     const config = join(packageRoot(), "examples", "dmtf-requester.json");
@@ -230,7 +230,7 @@ describe.skipIf(!BIN)("DMTF spdm-emu tools against the doe-emu SPDM responder", 
         ["--trans", "PCI_DOE", "--port", String(device.mailboxes[0]!.endpoint.port)],
         bin("."),
       );
-      // Everything before APP passed; APP fails at its first CXL request (0x1E98), the next issue.
+      // Everything before APP passed; APP fails at its first CXL TSP request, the next step.
       expect(output).toContain("do_app_session_via_spdm");
       expect(code).not.toBe(0);
     } finally {
@@ -241,7 +241,7 @@ describe.skipIf(!BIN)("DMTF spdm-emu tools against the doe-emu SPDM responder", 
     const messages = readFileSync(logFile, "utf8")
       .split("\n")
       .filter((l) => l.startsWith("{"))
-      .map((l) => JSON.parse(l) as { msg: string; to?: string });
+      .map((l) => JSON.parse(l) as { msg: string; to?: string; vendorId?: string; protocolId?: number });
     const count = (msg: string) => messages.filter((m) => m.msg === msg).length;
     expect([count("IDE-KM KEY_PROG"), count("IDE-KM K_SET_GO"), count("IDE-KM K_SET_STOP")]).toEqual([
       6, 6, 6,
@@ -251,6 +251,12 @@ describe.skipIf(!BIN)("DMTF spdm-emu tools against the doe-emu SPDM responder", 
       "RUN",
       "CONFIG_UNLOCKED",
     ]);
+    // CXL IDE-KM's setup (GET_KEY, KEY_PROG and K_SET_GO RX and TX) passed; its K_SET_STOPs come after CXL TSP.
+    const cxl = ["GET_KEY", "KEY_PROG", "K_SET_GO", "K_SET_STOP"].map((m) => count(`CXL IDE-KM ${m}`));
+    expect(cxl).toEqual([1, 2, 2, 0]);
+    // The one request not served, where the run stopped: CXL (VendorID 0x1E98 as bytes 98 1e) TSP, Protocol ID 1.
+    const notServed = messages.filter((m) => m.msg === "vendor-defined request not served");
+    expect(notServed.map((m) => [m.vendorId, m.protocolId])).toEqual([["981e", 1]]);
   });
 
   it("spdm_device_validator_sample: DMTF's responder conformance tests all pass", async () => {

@@ -2,7 +2,8 @@
  * Our requester's APP step against DMTF's spdm_responder_emu (set SPDM_EMU_BIN to spdm-emu's
  * build/bin): in a KEY_EX session PCI IDE-KM (QUERY port 1, six keys programmed, started, stopped)
  * and the TDISP cycle on FunctionID 0xBEEF, once through runSessionRequester and once as the
- * `doe-emu requester` command, which must exit 0. spdm-emu reports its MMIO ranges without adding
+ * `doe-emu requester` command, which must exit 0; CXL IDE-KM on spdm-emu's sample port (Caps 0x71,
+ * GET_KEY, both directions started and stopped). spdm-emu reports its MMIO ranges without adding
  * MMIO_REPORTING_OFFSET (a known quirk of its sample device), so the ranges are compared with what
  * that sample has, not with the offset we sent.
  */
@@ -47,6 +48,28 @@ describe.skipIf(!SPDM_EMU_BIN)("our requester's APP step against DMTF spdm_respo
       [0x20000n, 8, 4],
     ]);
     expect(t.report.deviceSpecificInfo.toString("latin1")).toBe("tdisp_dev_emu\0\0\0");
+  }, 60_000);
+
+  it("CXL_IDE_KM through runSessionRequester: port 0 of MaxPortIndex 7, Caps 0x71, GET_KEY's IV {0,1,2} programmed with IV_DEFAULT", async () => {
+    const rsp = await startResponder();
+    const out = await runSessionRequester(
+      { host: "127.0.0.1", port: rsp.port },
+      {
+        trustRoot: readFileSync(join(SPDM_EMU_BIN ?? "", "ecp384", "ca.cert.der")),
+        session: { kind: "KEY_EX" },
+        app: { protocols: ["CXL_IDE_KM"] },
+      },
+    );
+    expect(await exited(rsp.child), rsp.command).toBe(0);
+    expect(out.session.app?.cxlIdeKm).toEqual({
+      portIndex: 0,
+      maxPortIndex: 7,
+      caps: 0x71,
+      ideRegisters: Array(9).fill(0),
+      getKey: true,
+      keys: ["RX mode 1 sub-stream 8 stream 0 port 0", "TX mode 0 sub-stream 8 stream 0 port 0"],
+      stopped: true,
+    });
   }, 60_000);
 
   it("`doe-emu requester --session KEY_EX --app IDE_KM,TDISP` exits 0 and prints the report", async () => {

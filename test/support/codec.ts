@@ -1,5 +1,6 @@
 /** Helpers the codec tests share: catching a DecodeError, and cutting a message at every offset. */
-import { expect } from "vitest";
+import fc from "fast-check";
+import { describe, expect, it } from "vitest";
 import { DecodeError } from "../../protocol/errors.js";
 
 export const hex = (s: string): Buffer => Buffer.from(s.replace(/\s+/g, ""), "hex");
@@ -53,3 +54,45 @@ export function expectDecodeStable<T>(
   expect(decode(again)).toEqual(first);
   expect(encode(decode(again))).toEqual(again);
 }
+
+/**
+ * The two properties of a codec whose messages start with an Object ID byte (PCIe and CXL IDE-KM):
+ * every generated message round-trips, and random bytes behind each ID up to `maxObjectId` either
+ * throw DecodeError or decode stably.
+ */
+export function objectCodecProperties<M>(
+  title: string,
+  messages: fc.Arbitrary<M>,
+  decode: (b: Uint8Array) => M,
+  encode: (m: M) => Buffer,
+  maxObjectId: number,
+  maxBody: number,
+): void {
+  describe(title, () => {
+    it("every message encodes and decodes back to itself", () => {
+      fc.assert(
+        fc.property(messages, (msg) => {
+          expect(decode(encode(msg))).toEqual(msg);
+        }),
+        { numRuns: 2000 },
+      );
+    });
+
+    it("random bytes behind each Object ID either decode or throw DecodeError, and decoding is stable", () => {
+      const objectIdArb = fc.integer({ min: 0, max: maxObjectId });
+      fc.assert(
+        fc.property(objectIdArb, fc.uint8Array({ maxLength: maxBody }), (id, body) => {
+          expectDecodeStable(decode, encode, Buffer.concat([Uint8Array.of(id), body]));
+        }),
+        { numRuns: 5000 },
+      );
+    });
+  });
+}
+
+const u8 = fc.integer({ min: 0, max: 0xff });
+/** QUERY_RESP's first fields, in PCIe and CXL IDE-KM alike. */
+export const queryRespHeadArb = { portIndex: u8, devFuncNum: u8, busNum: u8, segment: u8, maxPortIndex: u8 };
+/** `n` random bytes. */
+export const bytesArb = (n: number) =>
+  fc.uint8Array({ minLength: n, maxLength: n }).map((b) => Buffer.from(b));

@@ -29,6 +29,19 @@ describe("device descriptions", () => {
     ]);
   });
 
+  it("a CXL IDE port's defaults are spdm-emu's sample port: port 0, key and IV generation, K_SET_STOP, both modes", () => {
+    expect(defaultDescription().functions[0]!.cxl).toBeUndefined();
+    expect(parseDescription({ functions: [{ cxl: { ide: {} } }] }).functions[0]!.cxl).toEqual({
+      ide: {
+        portIndex: 0,
+        keyGeneration: true,
+        ivGeneration: true,
+        kSetStop: true,
+        modes: ["SKID", "CONTAINMENT"],
+      },
+    });
+  });
+
   it("accepts hex strings for numbers", () => {
     const d = parseDescription({
       functions: [
@@ -58,6 +71,9 @@ describe("device descriptions", () => {
     [{ functions: [{}, { function: 0 }] }, "functions[1].function: function 0 appears twice"],
     [{ functions: [{ portType: "bridge" }] }, "functions[0].portType:"],
     [{ bus: 256 }, "bus:"],
+    [{ functions: [{ cxl: { ide: { modes: [] } } }] }, "functions[0].cxl.ide.modes:"],
+    [{ functions: [{ cxl: { ide: { modes: ["FAST"] } } }] }, "functions[0].cxl.ide.modes[0]:"],
+    [{ functions: [{ cxl: { ide: { portIndex: 256 } } }] }, "functions[0].cxl.ide.portIndex:"],
     [{ colour: "red" }, "colour"],
   ])("rejects %j naming the bad field", (value, message) => {
     expect(() => parseDescription(value)).toThrow(DescriptionError);

@@ -16,7 +16,14 @@ import {
   KeySet,
   KpAckStatus,
 } from "../../protocol/ide-km.js";
-import { decodeError, expectDecodeStable, expectTruncationsRejected, hex } from "../support/codec.js";
+import {
+  bytesArb,
+  decodeError,
+  expectTruncationsRejected,
+  hex,
+  objectCodecProperties,
+  queryRespHeadArb,
+} from "../support/codec.js";
 
 const dw = (...values: number[]) =>
   Buffer.concat(values.map((v) => Buffer.from(Uint32Array.of(v).buffer))).toString("hex");
@@ -188,11 +195,7 @@ const selectiveArb = fc
 /** The capability register's supported bits and counts follow the blocks generated. */
 const queryRespArb = fc
   .record({
-    portIndex: u8,
-    devFuncNum: u8,
-    busNum: u8,
-    segment: u8,
-    maxPortIndex: u8,
+    ...queryRespHeadArb,
     ideCapability: u32,
     ideControl: u32,
     linkStreams: fc.array(fc.record({ control: u32, status: u32 }), { maxLength: 8 }),
@@ -205,7 +208,6 @@ const queryRespArb = fc
     if (m.selectiveStreams.length > 0) cap |= 0x2 | ((m.selectiveStreams.length - 1) << 16);
     return { object: "QUERY_RESP", ...m, ideCapability: cap >>> 0 };
   });
-const bytesArb = (n: number) => fc.uint8Array({ minLength: n, maxLength: n }).map((b) => Buffer.from(b));
 const messageArb: fc.Arbitrary<IdeKmMessage> = fc.oneof(
   u8.map((portIndex): IdeKmMessage => ({ object: "QUERY", portIndex })),
   queryRespArb,
@@ -218,23 +220,4 @@ const messageArb: fc.Arbitrary<IdeKmMessage> = fc.oneof(
     .map(([t, object]): IdeKmMessage => ({ object, ...t })),
 );
 
-describe("IDE-KM codec properties", () => {
-  it("every message encodes and decodes back to itself", () => {
-    fc.assert(
-      fc.property(messageArb, (msg) => {
-        expect(decodeIdeKm(encodeIdeKm(msg))).toEqual(msg);
-      }),
-      { numRuns: 2000 },
-    );
-  });
-
-  it("random bytes behind each Object ID either decode or throw DecodeError, and decoding is stable", () => {
-    const objectIdArb = fc.integer({ min: 0, max: 8 });
-    fc.assert(
-      fc.property(objectIdArb, fc.uint8Array({ maxLength: 200 }), (id, body) => {
-        expectDecodeStable(decodeIdeKm, encodeIdeKm, Buffer.concat([Uint8Array.of(id), body]));
-      }),
-      { numRuns: 5000 },
-    );
-  });
-});
+objectCodecProperties("IDE-KM codec properties", messageArb, decodeIdeKm, encodeIdeKm, 8, 200);

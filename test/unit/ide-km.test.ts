@@ -17,17 +17,14 @@ import {
   KpAckStatus,
 } from "../../protocol/ide-km.js";
 import { ExtCapId, Ide, IdeSel, IdeStreamCtl, IdeStreamState, IdeStreamSts } from "../../protocol/pci.js";
-import { decodePciSigVdm, encodePciSigVdm } from "../../protocol/pcisig-vdm.js";
 import { SpdmErrorCode } from "../../protocol/spdm/index.js";
 import { parseDescription } from "../../src/device/description.js";
 import { startDevice } from "../../src/device/device.js";
 import { IdeKmEngine } from "../../src/device/ide-km.js";
-import { authenticate } from "../../src/requester/connection.js";
-import { withRequester } from "../../src/requester/run.js";
-import { openSession } from "../../src/spdm/requester-session.js";
 import { SpdmError } from "../../src/spdm/responder-context.js";
 import { logLines } from "../support/log-lines.js";
 import { findExtCap, modelOf } from "../support/model.js";
+import { withVdmSession } from "../support/vdm-session.js";
 
 const RID = 0x100; // bus 1, device 0, function 0: the default description
 const SUB_STREAMS = [IdeSubStream.PR, IdeSubStream.NPR, IdeSubStream.CPL];
@@ -222,58 +219,36 @@ describe("IDE_KM through a secure session to a device on a socket", () => {
     const device = await startDevice({ description: parseDescription({}), port: 0, log: lines.log });
     try {
       const stream = device.model.ideStreams(RID)[0]!;
-      await withRequester(
-        device.mailboxes[0]!.endpoint,
-        { exeMode: "CONTINUE", timeoutMs: 10_000 },
-        true,
-        async (r) => {
-          await authenticate(r);
-          const { session } = await openSession(r, { kind: "KEY_EX" });
-          const send = async (message: Buffer) => {
-            const reply = await r.inSession(session, () =>
-              r.exchange({
-                code: "VENDOR_DEFINED_REQUEST",
-                version: r.connection.version,
-                ...encodePciSigVdm({ protocol: "IDE_KM", message }),
-              }),
-            );
-            return reply.message;
-          };
-          const ask = async (m: IdeKmMessage | Buffer) => {
-            const rsp = await send(Buffer.isBuffer(m) ? m : encodeIdeKm(m));
-            if (rsp.code !== "VENDOR_DEFINED_RESPONSE") throw new Error(`got ${rsp.code}`);
-            const vdm = decodePciSigVdm(rsp);
-            expect(vdm.protocol).toBe("IDE_KM");
-            return decodeIdeKm(vdm.message);
-          };
-          expect(await ask({ object: "QUERY", portIndex: 1 })).toMatchObject({
-            object: "QUERY_RESP",
-            portIndex: 1,
+      await withVdmSession(device, "IDE_KM", async ({ send, ask: askBytes }) => {
+        const ask = async (m: IdeKmMessage | Buffer) =>
+          decodeIdeKm(await askBytes(Buffer.isBuffer(m) ? m : encodeIdeKm(m)));
+        expect(await ask({ object: "QUERY", portIndex: 1 })).toMatchObject({
+          object: "QUERY_RESP",
+          portIndex: 1,
+        });
+        for (const slot of SLOTS) {
+          expect(await ask(keyProg(slot))).toMatchObject({ object: "KP_ACK", status: 0, ...slot });
+          expect(await ask({ object: "K_SET_GO", ...target(slot) })).toMatchObject({
+            object: "K_GOSTOP_ACK",
           });
-          for (const slot of SLOTS) {
-            expect(await ask(keyProg(slot))).toMatchObject({ object: "KP_ACK", status: 0, ...slot });
-            expect(await ask({ object: "K_SET_GO", ...target(slot) })).toMatchObject({
-              object: "K_GOSTOP_ACK",
-            });
-          }
-          device.model.configWrite(
-            RID,
-            findExtCap(device.model, RID, ExtCapId.IDE)! + Ide.LINK_STREAM_0 + IdeSel.CTL,
-            4,
-            IdeStreamCtl.ENABLE,
-          );
-          expect(stream.state).toBe("secure");
-          expect(await send(Buffer.from("0000", "hex"))).toMatchObject({
-            code: "ERROR",
-            errorCode: SpdmErrorCode.InvalidRequest,
+        }
+        device.model.configWrite(
+          RID,
+          findExtCap(device.model, RID, ExtCapId.IDE)! + Ide.LINK_STREAM_0 + IdeSel.CTL,
+          4,
+          IdeStreamCtl.ENABLE,
+        );
+        expect(stream.state).toBe("secure");
+        expect(await send(Buffer.from("0000", "hex"))).toMatchObject({
+          code: "ERROR",
+          errorCode: SpdmErrorCode.InvalidRequest,
+        });
+        for (const slot of SLOTS)
+          expect(await ask({ object: "K_SET_STOP", ...target(slot) })).toMatchObject({
+            object: "K_GOSTOP_ACK",
           });
-          for (const slot of SLOTS)
-            expect(await ask({ object: "K_SET_STOP", ...target(slot) })).toMatchObject({
-              object: "K_GOSTOP_ACK",
-            });
-          expect(stream.state).toBe("insecure");
-        },
-      );
+        expect(stream.state).toBe("insecure");
+      });
     } finally {
       await device.stop();
     }

@@ -3,17 +3,21 @@ import { describe, expect, it } from "vitest";
 import { appOptions } from "../../src/cli/requester.js";
 
 describe("--app and --tdi", () => {
-  it("keeps DMTF's order whatever the order given, ALL is both, --tdi is a routing ID", () => {
+  it("keeps DMTF's order whatever the order given, ALL is every protocol, --tdi is a routing ID", () => {
     expect(appOptions("TDISP,IDE_KM", undefined)).toEqual({
       protocols: ["IDE_KM", "TDISP"],
       functionId: undefined,
     });
-    expect(appOptions("ALL", "01:00.0")).toEqual({ protocols: ["IDE_KM", "TDISP"], functionId: 0x0100 });
+    expect(appOptions("ALL", "01:00.0")).toEqual({
+      protocols: ["IDE_KM", "TDISP", "CXL_IDE_KM"],
+      functionId: 0x0100,
+    });
+    expect(appOptions("CXL_IDE_KM,IDE_KM", undefined)?.protocols).toEqual(["IDE_KM", "CXL_IDE_KM"]);
     expect(appOptions(undefined, undefined)).toBeUndefined();
   });
   it("refuses unknown names, a bad BDF and --tdi without --app", () => {
     expect(() => appOptions("IDE_KM,CXL_TSP", undefined)).toThrow(
-      "--app CXL_TSP: not one of IDE_KM, TDISP, ALL",
+      "--app CXL_TSP: not one of IDE_KM, TDISP, CXL_IDE_KM, ALL",
     );
     expect(() => appOptions("TDISP", "1:0.0")).toThrow("--tdi 1:0.0: not a BB:DD.F routing ID");
     expect(() => appOptions(undefined, "01:00.0")).toThrow("--tdi needs --app TDISP");
