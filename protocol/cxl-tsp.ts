@@ -549,3 +549,114 @@ export function decodeTspConfigurationReport(input: Uint8Array): TspConfiguratio
 export function encodeTspConfigurationReport(report: TspConfigurationReport): Buffer {
   return encodeWhole(reportFields, report, "tsp.report");
 }
+
+/** The configuration fields alone, of a SET_TARGET_CONFIGURATION or GET_TARGET_CONFIGURATION_RSP. */
+export function configurationOf(m: TspConfiguration): TspConfiguration {
+  return {
+    memoryEncryptionFeaturesEnable: m.memoryEncryptionFeaturesEnable,
+    memoryEncryptionAlgorithmSelect: m.memoryEncryptionAlgorithmSelect,
+    teStateChangeAndAccessControlFeaturesEnable: m.teStateChangeAndAccessControlFeaturesEnable,
+    explicitOobTeStateGranularity: m.explicitOobTeStateGranularity,
+    configurationFeaturesEnable: m.configurationFeaturesEnable,
+    ckidBase: m.ckidBase,
+    numberOfCkids: m.numberOfCkids,
+    explicitIbTeStateGranularityEntries: m.explicitIbTeStateGranularityEntries.map((e) => ({ ...e })),
+  };
+}
+
+// ---- rules --------------------------------------------------------------------------------------
+
+/** The PSK hint of secondary session `index`, NUL included (libspdm 1e16c60f cxl_tsp.h). */
+export const secondarySessionPskHint = (index: number): Buffer =>
+  Buffer.from(`SECONDARY_SESSION_${index}_PSK\0`, "latin1");
+
+/** ConfigurationValidityFlags keying the first `count` secondary sessions: one bit each, from bit 0. */
+export const validityFlagsFor = (count: number): number => (1 << count) - 1;
+
+const oneBitOrNone = (v: number) => (v & (v - 1)) === 0;
+const IB_GRANULARITY_BITS = 0x7ff | IB_GRANULARITY_ENTIRE_MEMORY;
+
+/** What makes TE-state features inconsistent (C.9.1 #4–#6), for capabilities and configurations alike. */
+function teStateIssues(te: number, oob: number, ib: number | undefined): string[] {
+  const T = TeStateFeature;
+  const has = (bit: number) => (te & bit) !== 0;
+  const explicit = has(T.EXPLICIT_OOB_TE_STATE_CHANGE) || has(T.EXPLICIT_IB_TE_STATE_CHANGE);
+  const issues: string[] = [];
+  if (has(T.WRITE_ACCESS_CONTROL) && !explicit)
+    issues.push("write access control needs an explicit TE state change");
+  if (has(T.READ_ACCESS_CONTROL) && !explicit && !has(T.IMPLICIT_TE_STATE_CHANGE))
+    issues.push("read access control needs an implicit or explicit TE state change");
+  if (has(T.EXPLICIT_TE_STATE_CHANGE_SANITIZE) && !explicit)
+    issues.push("sanitize needs an explicit TE state change");
+  if (has(T.EXPLICIT_OOB_TE_STATE_CHANGE) !== (oob !== 0))
+    issues.push("the out-of-band granularity must be set exactly when explicit out-of-band change is");
+  if (ib !== undefined) {
+    if (has(T.IMPLICIT_TE_STATE_CHANGE) && !(has(T.EXPLICIT_IB_TE_STATE_CHANGE) && ib & 0x1))
+      issues.push("implicit TE state change needs explicit in-band change with 64-byte granularity");
+    if (has(T.EXPLICIT_IB_TE_STATE_CHANGE) !== ((ib & IB_GRANULARITY_BITS) !== 0))
+      issues.push("the in-band granularity must be set exactly when explicit in-band change is");
+  }
+  return issues;
+}
+
+/** What DMTF's requester refuses in GET_TARGET_CAPABILITIES_RSP (spdm-emu 85436d53 cxl_tsp_req_get_capabilities.c). */
+export function capabilityIssues(c: TspCapabilities): string[] {
+  const E = MemoryEncryptionSupported;
+  const f = c.memoryEncryptionFeaturesSupported;
+  const issues = teStateIssues(
+    c.teStateChangeAndAccessControlFeaturesSupported,
+    c.supportedExplicitOobTeStateGranularity,
+    c.supportedExplicitIbTeStateGranularity,
+  );
+  if (!(f & E.ENCRYPTION) && f & (E.CKID_BASED | E.RANGE_BASED | E.CKID_BASED_REQUIRED))
+    issues.push("CKID- or range-based encryption without encryption");
+  if (f & E.ENCRYPTION && f & E.CKID_BASED_REQUIRED && !(f & E.CKID_BASED))
+    issues.push("CKID-based encryption required but not supported");
+  const A = MemoryEncryptionAlgorithm;
+  if (
+    f & E.ENCRYPTION &&
+    !(c.memoryEncryptionAlgorithmsSupported & (A.AES_XTS_128 | A.AES_XTS_256 | A.VENDOR_SPECIFIC))
+  )
+    issues.push("encryption without an algorithm");
+  if (((f & E.RANGE_BASED) !== 0) !== (c.numberOfRangeBasedKeys !== 0))
+    issues.push("range-based keys must be counted exactly when range-based encryption is supported");
+  if (f & E.CKID_BASED && !(c.numberOfCkids >= 2 && c.numberOfCkids < 0x2000))
+    issues.push("CKID-based encryption needs 2 to 0x1FFF CKIDs");
+  const sessions = c.numberOfSecondarySessions;
+  if (c.configurationFeaturesSupported & ConfigurationFeature.ADDITIONAL_SPDM_SESSIONS) {
+    if (sessions < 1 || sessions > MAX_SECONDARY_SESSIONS)
+      issues.push("additional SPDM sessions need 1 to 4 of them");
+  } else if (sessions !== 0) issues.push("secondary sessions without additional SPDM sessions");
+  return issues;
+}
+
+/** What DMTF's requester refuses in a GET_TARGET_CONFIGURATION_RSP, and its responder in SET (C.9.2). */
+export function configurationIssues(c: TspConfiguration): string[] {
+  const E = MemoryEncryptionEnable;
+  const f = c.memoryEncryptionFeaturesEnable;
+  const issues = teStateIssues(
+    c.teStateChangeAndAccessControlFeaturesEnable,
+    c.explicitOobTeStateGranularity,
+    undefined,
+  );
+  if (!(f & E.ENCRYPTION)) {
+    if (f & (E.CKID_BASED | E.RANGE_BASED | E.CKID_BASED_REQUIRED) || c.memoryEncryptionAlgorithmSelect !== 0)
+      issues.push("encryption features or an algorithm without encryption");
+  } else {
+    if (f & E.CKID_BASED && f & E.RANGE_BASED) issues.push("both CKID- and range-based encryption");
+    if (((f & E.CKID_BASED) !== 0) !== ((f & E.CKID_BASED_REQUIRED) !== 0))
+      issues.push("CKID-based encryption and CKID-based required go together");
+    if (!oneBitOrNone(c.memoryEncryptionAlgorithmSelect)) issues.push("more than one algorithm");
+  }
+  if (!oneBitOrNone(c.explicitOobTeStateGranularity)) issues.push("more than one out-of-band granularity");
+  if (f & E.CKID_BASED_REQUIRED && !(c.ckidBase < 0x2000 && c.ckidBase + c.numberOfCkids < 0x2000))
+    issues.push("CKIDs beyond 0x1FFF");
+  if (c.teStateChangeAndAccessControlFeaturesEnable & TeStateFeature.EXPLICIT_IB_TE_STATE_CHANGE) {
+    const used = c.explicitIbTeStateGranularityEntries
+      .map((e) => e.lengthIndex)
+      .filter((i) => i !== LENGTH_INDEX_UNUSED);
+    if (used.some((i) => i > 7) || new Set(used).size !== used.length)
+      issues.push("in-band granularity LengthIndex not unique in 0..7");
+  }
+  return issues;
+}

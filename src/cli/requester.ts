@@ -225,7 +225,7 @@ function sessionOptions(argv: RequesterArgs & { session: SessionKind }): Session
   };
 }
 
-/** --app IDE_KM,TDISP (ALL = both) and --tdi BB:DD.F. */
+/** --app IDE_KM,TDISP,CXL_TSP (ALL = every one) and --tdi BB:DD.F. */
 export function appOptions(app: string | undefined, tdi: string | undefined): AppOptions | undefined {
   if (app === undefined) {
     if (tdi !== undefined) throw new Error("--tdi needs --app TDISP");
@@ -426,7 +426,7 @@ export const requesterCommand = {
       .option("app", {
         type: "string",
         describe:
-          "In the session first, as spdm_requester_emu's APP step: comma-separated from IDE_KM|TDISP|ALL. IDE_KM: QUERY, KEY_PROG + K_SET_GO for RX/TX PR/NPR/CPL, K_SET_STOP after TDISP; TDISP: version, capabilities, lock, interface report, start, stop",
+          "In the session first, as spdm_requester_emu's APP step: comma-separated from IDE_KM|TDISP|CXL_TSP|ALL. IDE_KM: QUERY, KEY_PROG + K_SET_GO for RX/TX PR/NPR/CPL, K_SET_STOP after the rest; TDISP: version, capabilities, lock, interface report, start, stop; CXL_TSP: version, capabilities, and in the connection's first session configuration, report, lock, TE state, then a PSK secondary session per key",
       })
       .option("tdi", {
         type: "string",

@@ -34,6 +34,44 @@ export async function pciSigExchange(
   return vdm.message;
 }
 
+/** One portion of a report and how many bytes are left after it. */
+export interface Portion {
+  portion: Buffer;
+  remainderLength: number;
+}
+
+/**
+ * A report fetched in portions of at most `portionBytes` until RemainderLength is 0, checked as
+ * DMTF's requester checks TDISP's and CXL TSP's (spdm-emu 85436d53): no portion longer than asked,
+ * a total of at most `maxBytes` that every answer agrees with. `step` names the request in failures.
+ */
+export async function readPortions(
+  fetch: (offset: number, length: number) => Promise<Portion>,
+  portionBytes: number,
+  maxBytes: number,
+  step: string,
+): Promise<{ bytes: Buffer; portions: number }> {
+  const parts: Buffer[] = [];
+  let offset = 0;
+  let total: number | undefined;
+  for (;;) {
+    const length = total === undefined ? portionBytes : Math.min(total - offset, portionBytes);
+    const m = await fetch(offset, length);
+    const p = m.portion.length;
+    const where = `${step} offset ${offset}`;
+    if (p > length) fail("malformed", `${where}: portion of ${p} bytes, we asked for ${length}`);
+    total ??= p + m.remainderLength;
+    if (total > maxBytes) fail("malformed", `${where}: report of ${total} bytes, more than ${maxBytes}`);
+    if (offset + p + m.remainderLength !== total)
+      fail("malformed", `${where}: ${p} bytes and ${m.remainderLength} remaining do not add up to ${total}`);
+    if (p === 0 && m.remainderLength !== 0)
+      fail("malformed", `${where}: empty portion, ${m.remainderLength} remaining`);
+    parts.push(m.portion);
+    offset += p;
+    if (m.remainderLength === 0) return { bytes: Buffer.concat(parts), portions: parts.length };
+  }
+}
+
 /** `decode(bytes)`, a DecodeError becoming a "malformed" failure that names the step. */
 export function decodeOrFail<T>(decode: (b: Buffer) => T, bytes: Buffer, step: string): T {
   try {

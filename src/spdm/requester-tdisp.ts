@@ -19,7 +19,7 @@ import {
 } from "../../protocol/tdisp.js";
 import { hex } from "../bits.js";
 import { fail, type SpdmRequester } from "./requester.js";
-import { decodeOrFail, pciSigExchange } from "./requester-pcisig.js";
+import { decodeOrFail, pciSigExchange, readPortions } from "./requester-pcisig.js";
 import type { SecureSession } from "./session.js";
 
 /** The session and the TDI (INTERFACE_ID FunctionID) the requests go to. */
@@ -107,37 +107,15 @@ export async function tdispLock(t: TdispTarget, flags: number): Promise<Buffer> 
 export async function tdispReport(
   t: TdispTarget,
 ): Promise<{ report: DeviceInterfaceReport; bytes: number; portions: number }> {
-  const parts: Buffer[] = [];
-  let offset = 0;
-  let total: number | undefined;
-  for (;;) {
-    const length =
-      total === undefined ? REPORT_PORTION_BYTES : Math.min(total - offset, REPORT_PORTION_BYTES);
-    const m = await ask(
-      t,
-      { code: "GET_DEVICE_INTERFACE_REPORT", offset, length },
-      "DEVICE_INTERFACE_REPORT",
-    );
-    const p = m.portion.length;
-    const where = `TDISP GET_DEVICE_INTERFACE_REPORT offset ${offset}`;
-    if (p > length) fail("malformed", `${where}: portion of ${p} bytes, we asked for ${length}`);
-    total ??= p + m.remainderLength;
-    if (total > MAX_REPORT_BYTES)
-      fail("malformed", `${where}: report of ${total} bytes, more than ${MAX_REPORT_BYTES}`);
-    if (offset + p + m.remainderLength !== total)
-      fail("malformed", `${where}: ${p} bytes and ${m.remainderLength} remaining do not add up to ${total}`);
-    if (p === 0 && m.remainderLength !== 0)
-      fail("malformed", `${where}: empty portion, ${m.remainderLength} remaining`);
-    parts.push(m.portion);
-    offset += p;
-    if (m.remainderLength === 0) break;
-  }
-  const report = decodeOrFail(
-    decodeDeviceInterfaceReport,
-    Buffer.concat(parts),
-    "TDISP device interface report",
+  const { bytes, portions } = await readPortions(
+    (offset, length) =>
+      ask(t, { code: "GET_DEVICE_INTERFACE_REPORT", offset, length }, "DEVICE_INTERFACE_REPORT"),
+    REPORT_PORTION_BYTES,
+    MAX_REPORT_BYTES,
+    "TDISP GET_DEVICE_INTERFACE_REPORT",
   );
-  return { report, bytes: offset, portions: parts.length };
+  const report = decodeOrFail(decodeDeviceInterfaceReport, bytes, "TDISP device interface report");
+  return { report, bytes: bytes.length, portions };
 }
 
 export async function tdispStart(t: TdispTarget, nonce: Buffer): Promise<void> {

@@ -6,11 +6,15 @@
 import { encodeSpdm } from "../../protocol/spdm/codec.js";
 import { SpdmCode } from "../../protocol/spdm/codes.js";
 import type { VendorDefinedRequest, VendorFields } from "../../protocol/spdm/messages.js";
-import { type Exchange, fail } from "./responder-context.js";
+import { type Connection, type Exchange, fail } from "./responder-context.js";
 
 /** Where a vendor-defined request came from: its session (undefined in the clear). */
 export interface VendorRequestContext {
   sessionId: number | undefined;
+  /** The hint a PSK session was opened with. */
+  pskHint?: Buffer;
+  /** Makes PSK_EXCHANGE with `hint` open a session keyed by `psk`, for the rest of this SPDM connection. */
+  providePsk(hint: Buffer, psk: Buffer): void;
 }
 
 /** The response's vendor fields, or undefined when the handler serves no such StandardID/vendor/protocol. */
@@ -19,8 +23,17 @@ export type VendorDefinedHandler = (
   ctx: VendorRequestContext,
 ) => VendorFields | undefined;
 
-export function vendorDefined(handler: VendorDefinedHandler, m: VendorDefinedRequest, x: Exchange): Buffer {
-  const answer = handler(m, { sessionId: x.session?.sessionId });
+export function vendorDefined(
+  handler: VendorDefinedHandler,
+  connection: Connection,
+  m: VendorDefinedRequest,
+  x: Exchange,
+): Buffer {
+  const answer = handler(m, {
+    sessionId: x.session?.sessionId,
+    pskHint: x.session?.pskHint,
+    providePsk: (hint, psk) => connection.psks.set(hint.toString("hex"), Buffer.from(psk)),
+  });
   if (!answer) fail("UnsupportedRequest", SpdmCode.VENDOR_DEFINED_REQUEST);
   const { standardId, vendorId, payload } = answer;
   return encodeSpdm({ code: "VENDOR_DEFINED_RESPONSE", version: m.version, standardId, vendorId, payload });
