@@ -268,6 +268,21 @@ function formatApp(a: AppSummary): string[] {
       `    device-specific info: ${r.deviceSpecificInfo.length ? r.deviceSpecificInfo.toString("hex") : "none"}`,
     );
   }
+  if (a.cxlTsp) {
+    const t = a.cxlTsp;
+    const c = t.capabilities;
+    lines.push(
+      `  CXL TSP ${t.role}: versions ${t.versions.map(hex).join(",")}, encryption ${hex(c.memoryEncryptionFeaturesSupported)} algorithms ${hex(c.memoryEncryptionAlgorithmsSupported)}, TE state ${hex(c.teStateChangeAndAccessControlFeaturesSupported)}, ${c.numberOfSecondarySessions} secondary sessions`,
+    );
+    if (t.states)
+      lines.push(
+        `    configured, report of ${t.reportBytes} bytes in ${t.reportPortions} portions, locked: CurrentTSPState ${t.states.join(" > ")}; TE state 1 then 0`,
+        ...(t.secondarySessions ?? []).map(
+          (s2) =>
+            `    secondary PSK session ${s2.sessionId}: CurrentTSPState ${s2.states.join(", ")}; TE state 1 then 0; ended`,
+        ),
+      );
+  }
   return lines;
 }
 
