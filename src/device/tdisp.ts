@@ -15,7 +15,6 @@
  * enforced.
  */
 import { randomBytes } from "node:crypto";
-import { DecodeError } from "../../protocol/errors.js";
 import {
   CAP_LIST_NEXT,
   CapId,
