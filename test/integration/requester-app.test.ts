@@ -9,6 +9,7 @@
  */
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { secondarySessionPskHint } from "../../protocol/cxl-tsp.js";
 import { Header, parseRoutingId } from "../../protocol/pci.js";
 import { MmioRangeAttribute } from "../../protocol/tdisp.js";
 import { packageRoot, type SpawnedDevice, spawnDevice } from "../../src/fixture/spawn-device.js";
@@ -98,5 +99,14 @@ describe("the requester's APP step against our device", () => {
     expect(first!.app!.cxlTsp!.role).toBe("PRIMARY");
     expect(second!.app!.cxlTsp).toMatchObject({ role: "OTHER", versions: [0x10] });
     expect(second!.app!.cxlTsp!.states).toBeUndefined();
+  }, 120_000);
+
+  it("a new connection knows no secondary-session hint: PSK_EXCHANGE with it gets ERROR InvalidRequest", async () => {
+    await runSessionRequester(endpoint, { ...common, app: { protocols: ["CXL_TSP"] } });
+    const run = runSessionRequester(endpoint, {
+      ...common,
+      session: { kind: "PSK", pskHint: secondarySessionPskHint(0), psk: Buffer.alloc(32) },
+    });
+    await expect(run).rejects.toThrow(/PSK_EXCHANGE.*InvalidRequest/);
   }, 120_000);
 });
