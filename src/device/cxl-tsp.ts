@@ -311,13 +311,16 @@ export class CxlTspEngine {
       refuse("INVALID_REQUEST");
     }
     this.conn.configuration = configurationOf(m);
+    // Only the sessions this configuration keys: a reconfiguration withdraws the earlier keys.
+    const psks = new Map<Buffer, Buffer>();
     this.conn.secondaryHints.clear();
     for (let i = 0; i < MAX_SECONDARY_SESSIONS; i++) {
       if (!(m.configurationValidityFlags & (1 << i))) continue;
       const hint = secondarySessionPskHint(i);
-      ctx.providePsk(hint, m.secondarySessionPskKeyMaterial[i]!);
+      psks.set(hint, m.secondarySessionPskKeyMaterial[i]!);
       this.conn.secondaryHints.set(hint.toString("hex"), i);
     }
+    ctx.providePsks(psks);
   }
 }
 

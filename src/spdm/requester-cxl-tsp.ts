@@ -31,7 +31,7 @@ import {
 import { nameOf } from "../../protocol/spdm/codes.js";
 import { hex } from "../bits.js";
 import { fail, type SpdmRequester } from "./requester.js";
-import { decodeOrFail, pciSigExchange, readPortions } from "./requester-pcisig.js";
+import { type Answers, ask as askFor, readPortions } from "./requester-pcisig.js";
 import type { SecureSession } from "./session.js";
 
 /** The session the requests go in. */
@@ -48,24 +48,23 @@ export const DMTF_TE_RANGE: MemoryRange = { startingAddress: 0x10_0000n, length:
 
 type Body<M> = M extends TspMessage ? Omit<M, "version"> : never;
 
-async function ask<N extends TspMessageName>(
+const ANSWERS: Answers<TspMessage> = {
+  protocol: "CXL_TSP",
+  decode: decodeTsp,
+  version: TSP_VERSION_1_0,
+  error: (m) =>
+    m.code === "ERROR_RSP"
+      ? `ERROR_RSP ${nameOf(TspErrorCode, m.errorCode) ?? hex(m.errorCode)} (ErrorData ${hex(m.errorData)})`
+      : undefined,
+};
+
+function ask<N extends TspMessageName>(
   t: TspTarget,
   request: Body<TspMessage>,
   expected: N,
 ): Promise<TspMessageOf<N>> {
-  const step = request.code;
   const message = encodeTsp({ ...request, version: TSP_VERSION_1_0 } as TspMessage);
-  const bytes = await pciSigExchange(t.r, t.s, "CXL_TSP", message, step);
-  const m = decodeOrFail(decodeTsp, bytes, `CXL_TSP ${step}`);
-  if (m.code === "ERROR_RSP") {
-    const name = nameOf(TspErrorCode, m.errorCode) ?? hex(m.errorCode);
-    fail("error-response", `CXL_TSP ${step}: ERROR_RSP ${name} (ErrorData ${hex(m.errorData)})`);
-  }
-  if (m.code !== expected)
-    fail("unexpected-response", `CXL_TSP ${step}: answered with ${m.code}, not ${expected}`);
-  if (m.version !== TSP_VERSION_1_0)
-    fail("unexpected-response", `CXL_TSP ${step}: ${expected} has version ${hex(m.version)}, not 0x10`);
-  return m as TspMessageOf<N>;
+  return askFor(t.r, t.s, ANSWERS, message, request.code, expected);
 }
 
 export async function tspVersion(t: TspTarget): Promise<number[]> {

@@ -4,6 +4,7 @@
  * back. requester-ide-km.ts and requester-tdisp.ts build on it.
  */
 import { decodePciSigVdm, encodePciSigVdm, type PciSigProtocol } from "../../protocol/pcisig-vdm.js";
+import { hex } from "../bits.js";
 import { expectResponse, fail, type SpdmRequester } from "./requester.js";
 import type { SecureSession } from "./session.js";
 
@@ -32,6 +33,37 @@ export async function pciSigExchange(
   if (vdm.protocol !== protocol)
     fail("unexpected-response", `${protocol} ${step}: answered with protocol ${vdm.protocol}`);
   return vdm.message;
+}
+
+/** How a protocol's answers read: its decoder, its version, and the text of an error response. */
+export interface Answers<M extends { code: string; version: number }> {
+  protocol: PciSigProtocol;
+  decode: (bytes: Buffer) => M;
+  version: number;
+  /** What an error response says ("TDISP_ERROR InvalidInterface (ErrorData 0x0)"); undefined for any other. */
+  error: (m: M) => string | undefined;
+}
+
+/**
+ * `message` of `a.protocol` in session `s`; the answer must decode, be no error response, be
+ * `expected` and of `a.version` (`step` names the request in failures).
+ */
+export async function ask<M extends { code: string; version: number }, N extends M["code"]>(
+  r: SpdmRequester,
+  s: SecureSession,
+  a: Answers<M>,
+  message: Buffer,
+  step: string,
+  expected: N,
+): Promise<Extract<M, { code: N }>> {
+  const where = `${a.protocol} ${step}`;
+  const m = decodeOrFail(a.decode, await pciSigExchange(r, s, a.protocol, message, step), where);
+  const error = a.error(m);
+  if (error !== undefined) fail("error-response", `${where}: ${error}`);
+  if (m.code !== expected) fail("unexpected-response", `${where}: answered with ${m.code}, not ${expected}`);
+  if (m.version !== a.version)
+    fail("unexpected-response", `${where}: ${expected} has version ${hex(m.version)}, not ${hex(a.version)}`);
+  return m as Extract<M, { code: N }>;
 }
 
 /** One portion of a report and how many bytes are left after it. */

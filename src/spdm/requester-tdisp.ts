@@ -19,7 +19,7 @@ import {
 } from "../../protocol/tdisp.js";
 import { hex } from "../bits.js";
 import { fail, type SpdmRequester } from "./requester.js";
-import { decodeOrFail, pciSigExchange, readPortions } from "./requester-pcisig.js";
+import { type Answers, ask as askFor, decodeOrFail, readPortions } from "./requester-pcisig.js";
 import type { SecureSession } from "./session.js";
 
 /** The session and the TDI (INTERFACE_ID FunctionID) the requests go to. */
@@ -37,6 +37,16 @@ export const MMIO_REPORTING_OFFSET = 0xd000_0000n;
 
 type Body<M> = M extends TdispMessage ? Omit<M, "version" | "functionId"> : never;
 
+const ANSWERS: Answers<TdispMessage> = {
+  protocol: "TDISP",
+  decode: decodeTdisp,
+  version: TDISP_VERSION_1_0,
+  error: (m) =>
+    m.code === "TDISP_ERROR"
+      ? `TDISP_ERROR ${nameOf(TdispErrorCode, m.errorCode) ?? hex(m.errorCode)} (ErrorData ${hex(m.errorData)})`
+      : undefined,
+};
+
 async function ask<N extends TdispMessageName>(
   t: TdispTarget,
   request: Body<TdispMessage>,
@@ -48,16 +58,7 @@ async function ask<N extends TdispMessageName>(
     version: TDISP_VERSION_1_0,
     functionId: t.functionId,
   } as TdispMessage);
-  const bytes = await pciSigExchange(t.r, t.s, "TDISP", message, step);
-  const m = decodeOrFail(decodeTdisp, bytes, `TDISP ${step}`);
-  if (m.code === "TDISP_ERROR") {
-    const name = nameOf(TdispErrorCode, m.errorCode) ?? hex(m.errorCode);
-    fail("error-response", `TDISP ${step}: TDISP_ERROR ${name} (ErrorData ${hex(m.errorData)})`);
-  }
-  if (m.code !== expected)
-    fail("unexpected-response", `TDISP ${step}: answered with ${m.code}, not ${expected}`);
-  if (m.version !== TDISP_VERSION_1_0)
-    fail("unexpected-response", `TDISP ${step}: ${expected} has version ${hex(m.version)}, not 0x10`);
+  const m = await askFor(t.r, t.s, ANSWERS, message, step, expected);
   if (m.functionId !== t.functionId)
     fail(
       "unexpected-response",

@@ -13,8 +13,11 @@ export interface VendorRequestContext {
   sessionId: number | undefined;
   /** The hint a PSK session was opened with. */
   pskHint?: Buffer;
-  /** Makes PSK_EXCHANGE with `hint` open a session keyed by `psk`, for the rest of this SPDM connection. */
-  providePsk(hint: Buffer, psk: Buffer): void;
+  /**
+   * The pre-shared keys the device provisions, by hint, for the rest of this SPDM connection: they
+   * replace any it provisioned before. PSK_EXCHANGE naming one of the hints opens a session keyed by it.
+   */
+  providePsks(psks: ReadonlyMap<Buffer, Buffer>): void;
 }
 
 /** The response's vendor fields, or undefined when the handler serves no such StandardID/vendor/protocol. */
@@ -32,7 +35,10 @@ export function vendorDefined(
   const answer = handler(m, {
     sessionId: x.session?.sessionId,
     pskHint: x.session?.pskHint,
-    providePsk: (hint, psk) => connection.psks.set(hint.toString("hex"), Buffer.from(psk)),
+    providePsks: (psks) => {
+      connection.psks.clear();
+      for (const [hint, psk] of psks) connection.psks.set(hint.toString("hex"), Buffer.from(psk));
+    },
   });
   if (!answer) fail("UnsupportedRequest", SpdmCode.VENDOR_DEFINED_REQUEST);
   const { standardId, vendorId, payload } = answer;

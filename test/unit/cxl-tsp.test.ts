@@ -33,7 +33,10 @@ function setup(cxlTsp: object = {}) {
   const ctx = (sessionId: number | undefined, pskHint?: Buffer): VendorRequestContext => ({
     sessionId,
     pskHint,
-    providePsk: (hint, psk) => psks.set(hint.toString("latin1"), psk),
+    providePsks: (given) => {
+      psks.clear();
+      for (const [hint, psk] of given) psks.set(hint.toString("latin1"), psk);
+    },
   });
   const send = (c: VendorRequestContext, m: Body | Buffer) =>
     decodeTsp(engine.handle(Buffer.isBuffer(m) ? m : encodeTsp({ version: 0x10, ...m } as TspMessage), c));
@@ -67,6 +70,10 @@ describe("CXL TSP engine", () => {
     });
     expect(send(primary, dmtfConfiguration([KEY])).code).toBe("SET_TARGET_CONFIGURATION_RSP");
     expect([...psks]).toEqual([["SECONDARY_SESSION_0_PSK\0", KEY]]);
+    // Reconfigured before the lock without secondary sessions: the key is withdrawn.
+    expect(send(primary, dmtfConfiguration([])).code).toBe("SET_TARGET_CONFIGURATION_RSP");
+    expect(psks.size).toBe(0);
+    send(primary, dmtfConfiguration([KEY]));
     const before = send(primary, GET) as TspMessageOf<"GET_TARGET_CONFIGURATION_RSP">;
     expect(before).toMatchObject({ currentTspState: 0, memoryEncryptionAlgorithmSelect: 2 });
     const report = send(primary, { code: "GET_TARGET_CONFIGURATION_REPORT", offset: 0, length: 0x200 });
@@ -172,7 +179,7 @@ describe("CXL TSP engine", () => {
       fc.property(fc.uint8Array({ maxLength: 400 }), fc.boolean(), (bytes, inSession) => {
         const out = engine.handle(Buffer.from(bytes), {
           sessionId: inSession ? PRIMARY : undefined,
-          providePsk: () => {},
+          providePsks: () => {},
         });
         expect(decodeTsp(out).version).toBeGreaterThanOrEqual(0);
       }),
