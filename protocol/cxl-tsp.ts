@@ -24,7 +24,6 @@ import {
 } from "./spdm/schema.js";
 
 export const TSP_VERSION_1_0 = 0x10;
-export const TSP_HEADER_BYTES = 2;
 
 export const TspCode = {
   GET_TARGET_TSP_VERSION: 0x81,
@@ -122,18 +121,6 @@ export const IB_GRANULARITY_ENTRIES = 8;
 /** LengthIndex of an unused in-band granularity entry. */
 export const LENGTH_INDEX_UNUSED = 0xff;
 export const TSP_KEY_BYTES = 32;
-
-/** The sizes of the fixed messages, the TSP header included. */
-export const TSP_SIZES = {
-  plain: 4,
-  capabilitiesRsp: 52,
-  setConfiguration: 352,
-  getConfigurationRsp: 192,
-  report: 8,
-  teStateHeader: 16,
-  memoryRange: 16,
-  errorRsp: 12,
-} as const;
 
 // ---- messages -----------------------------------------------------------------------------------
 
@@ -336,7 +323,7 @@ const ibEntryElem = structElem(
 );
 const memoryRangeElem = structElem(
   schema<MemoryRange>((f) => [f.u64("startingAddress"), f.u64("length")]),
-  TSP_SIZES.memoryRange,
+  16,
 );
 const keyElem = {
   dec: (r: Reader, _n: Need, field: string) => r.take(SECONDARY_SESSION_KEY_BYTES, field),
@@ -348,7 +335,10 @@ const keyElem = {
   size: SECONDARY_SESSION_KEY_BYTES,
 };
 
-/** Bytes 2–47 of SET_TARGET_CONFIGURATION and GET_TARGET_CONFIGURATION_RSP; `at36` is where they differ. */
+/**
+ * Bytes 2–191 of SET_TARGET_CONFIGURATION and GET_TARGET_CONFIGURATION_RSP; `at36` the 12 bytes at
+ * offset 36 where they differ, fields of the message type rather than TspConfiguration (hence `never`).
+ */
 const configuration = (at36: Field<never>[]) =>
   schema<TspConfiguration>((f) => [
     f.u16("memoryEncryptionFeaturesEnable"),
