@@ -4,7 +4,7 @@
  * 0x0001 (PCI-SIG) carries Protocol ID 00h IDE_KM (PCIe r6.0 §6.33.3, protocol/ide-km.ts) and 01h
  * TDISP (PCIe r6.1 chapter 11, protocol/tdisp.ts); CXL uses the same StandardID with VendorID
  * 0x1E98 (libspdm 1e16c60f cxl_idekm.h), where Protocol ID 00h is CXL IDE_KM (CXL 3.0 chapter 11,
- * protocol/cxl-ide-km.ts). The VendorID and the Protocol ID together name the protocol, as spdm-emu
+ * protocol/cxl-ide-km.ts) and 01h CXL TSP (CXL 3.1 §11.5, protocol/cxl-tsp.ts). The VendorID and the Protocol ID together name the protocol, as spdm-emu
  * 85436d53 dispatches them.
  */
 
@@ -21,6 +21,7 @@ export const PCI_SIG_PROTOCOLS = {
   IDE_KM: { vendorId: PCI_SIG_VENDOR_ID, protocolId: 0x00 },
   TDISP: { vendorId: PCI_SIG_VENDOR_ID, protocolId: 0x01 },
   CXL_IDE_KM: { vendorId: CXL_VENDOR_ID, protocolId: 0x00 },
+  CXL_TSP: { vendorId: CXL_VENDOR_ID, protocolId: 0x01 },
 } as const;
 export type PciSigProtocol = keyof typeof PCI_SIG_PROTOCOLS;
 

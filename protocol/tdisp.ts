@@ -13,7 +13,9 @@ import { DecodeError } from "./errors.js";
 import {
   asBuffer,
   decodeFields,
+  decodeWhole,
   encodeFields,
+  encodeWhole,
   type Field,
   Need,
   Reader,
@@ -364,14 +366,9 @@ export function encodeTdisp(msg: TdispMessage): Buffer {
 
 /** Decodes a whole device interface report; it must end with its device-specific info. */
 export function decodeDeviceInterfaceReport(input: Uint8Array): DeviceInterfaceReport {
-  const r = new Reader(asBuffer(input));
-  const report = decodeFields(reportFields, r, new Need({}, r, "tdisp.report"));
-  r.end("tdisp.report.trailing");
-  return report as unknown as DeviceInterfaceReport;
+  return decodeWhole(reportFields, input, "tdisp.report");
 }
 
 export function encodeDeviceInterfaceReport(report: DeviceInterfaceReport): Buffer {
-  const w = new Writer();
-  encodeFields(reportFields, w, report, "tdisp.report");
-  return w.finish();
+  return encodeWhole(reportFields, report, "tdisp.report");
 }

@@ -179,6 +179,21 @@ export function encodeFields<M>(schema: readonly Field<M>[], w: Writer, m: M, wh
   for (const f of schema) f.enc(w, m, e);
 }
 
+/** A structure that fills `input` exactly (bytes left over: DecodeError at `${where}.trailing`). */
+export function decodeWhole<M>(schema: readonly Field<M>[], input: Uint8Array, where: string): M {
+  const r = new Reader(asBuffer(input));
+  const m = decodeFields(schema as readonly Field<unknown>[], r, new Need({}, r, where));
+  r.end(`${where}.trailing`);
+  return m as unknown as M;
+}
+
+/** The bytes of a structure on its own. */
+export function encodeWhole<M>(schema: readonly Field<M>[], m: M, where: string): Buffer {
+  const w = new Writer();
+  encodeFields(schema, w, m, where);
+  return w.finish();
+}
+
 const uintField = (size: number) => (k: string) => ({
   keys: [k],
   dec(r: Reader, m: Obj, n: Need) {

@@ -241,7 +241,7 @@ function sessionOptions(argv: RequesterArgs & { session: SessionKind }): Session
   };
 }
 
-/** --app IDE_KM,TDISP,CXL_IDE_KM (ALL = every one) and --tdi BB:DD.F. */
+/** --app IDE_KM,TDISP,CXL_IDE_KM,CXL_TSP (ALL = every one) and --tdi BB:DD.F. */
 export function appOptions(app: string | undefined, tdi: string | undefined): AppOptions | undefined {
   if (app === undefined) {
     if (tdi !== undefined) throw new Error("--tdi needs --app TDISP");
@@ -289,6 +289,21 @@ function formatApp(a: AppSummary): string[] {
     lines.push(
       `  CXL IDE-KM port ${c.portIndex} (MaxPortIndex ${c.maxPortIndex}, Caps ${hex(c.caps)}: version ${c.caps & CxlIdeKmCaps.VERSION_MASK} ${flagNames(CXL_CAPS, c.caps & ~CxlIdeKmCaps.VERSION_MASK)}; CXL IDE Capability ${hex(c.ideRegisters[0] ?? 0)}): ${c.getKey ? "GET_KEY, " : ""}${c.keys.length} keys programmed, started${c.stopped ? ", stopped" : ""}: ${c.keys.join(", ")}`,
     );
+  }
+  if (a.cxlTsp) {
+    const t = a.cxlTsp;
+    const c = t.capabilities;
+    lines.push(
+      `  CXL TSP ${t.role}: versions ${t.versions.map(hex).join(",")}, encryption ${hex(c.memoryEncryptionFeaturesSupported)} algorithms ${hex(c.memoryEncryptionAlgorithmsSupported)}, TE state ${hex(c.teStateChangeAndAccessControlFeaturesSupported)}, ${c.numberOfSecondarySessions} secondary sessions`,
+    );
+    if (t.states)
+      lines.push(
+        `    configured, report of ${t.reportBytes} bytes in ${t.reportPortions} portions, locked: CurrentTSPState ${t.states.join(" > ")}; TE state 1 then 0`,
+        ...(t.secondarySessions ?? []).map(
+          (s2) =>
+            `    secondary PSK session ${s2.sessionId}: CurrentTSPState ${s2.states.join(", ")}; TE state 1 then 0; ended`,
+        ),
+      );
   }
   return lines;
 }
@@ -455,7 +470,7 @@ export const requesterCommand = {
       .option("app", {
         type: "string",
         describe:
-          "In the session first, as spdm_requester_emu's APP step: comma-separated from IDE_KM|TDISP|CXL_IDE_KM|ALL. IDE_KM: QUERY, KEY_PROG + K_SET_GO for RX/TX PR/NPR/CPL, K_SET_STOP after TDISP; TDISP: version, capabilities, lock, interface report, start, stop; CXL_IDE_KM: QUERY port 0, GET_KEY (if the port generates keys or IVs), KEY_PROG + K_SET_GO RX and TX, K_SET_STOP (if the port has it)",
+          "In the session first, as spdm_requester_emu's APP step: comma-separated from IDE_KM|TDISP|CXL_IDE_KM|CXL_TSP|ALL. IDE_KM: QUERY, KEY_PROG + K_SET_GO for RX/TX PR/NPR/CPL, K_SET_STOP after TDISP; TDISP: version, capabilities, lock, interface report, start, stop; CXL_IDE_KM: QUERY port 0, GET_KEY (if the port generates keys or IVs), KEY_PROG + K_SET_GO RX and TX, K_SET_STOP (if the port has it); CXL_TSP: version, capabilities, and in the connection's first session configuration, report, lock, TE state, then a PSK secondary session per key",
       })
       .option("tdi", {
         type: "string",

@@ -6,6 +6,11 @@
 import { readFileSync } from "node:fs";
 import { dirname } from "node:path";
 import { z } from "zod";
+import {
+  capabilityIssues,
+  MAX_SECONDARY_SESSIONS,
+  MemoryEncryptionAlgorithm,
+} from "../../protocol/cxl-tsp.js";
 import { type DoeProtocol, parseProtocolId } from "../../protocol/doe.js";
 import {
   BAR_COUNT,
@@ -24,6 +29,7 @@ import {
   vfRoutingId,
 } from "../../protocol/pci.js";
 import { resolveSlotPaths, spdmSettingsSchema } from "../spdm/responder-settings.js";
+import { tspCapabilities } from "./cxl-tsp.js";
 
 /** A number given as JSON number or as a "0x…" hex string, within [0, max]. */
 const uint = (max: number) =>
@@ -275,6 +281,29 @@ const tdispSchema = z.strictObject({
     .default({}),
 });
 
+/**
+ * CXL TSP (CXL 3.1 §11.5; src/device/cxl-tsp.ts), served at function 0 as a CXL memory device's
+ * security manager would. The capabilities default to spdm-emu 85436d53's (memory encryption with
+ * AES-XTS-256, read access control with implicit and explicit in-band TE state changes at 64-byte
+ * granularity, locked firmware update, one secondary session), which DMTF's requester accepts.
+ */
+const cxlTspSchema = z.strictObject({
+  /** Bytes of memory the TE state covers: SET_TARGET_TE_STATE ranges must lie inside. */
+  memorySize: uint(Number.MAX_SAFE_INTEGER)
+    .refine((n) => n > 0 && n % 64 === 0, "must be a positive multiple of 64")
+    .default(0x1000_0000),
+  /** Secondary SPDM sessions SET_TARGET_CONFIGURATION may key (PSK, hint SECONDARY_SESSION_<i>_PSK). */
+  secondarySessions: uint(MAX_SECONDARY_SESSIONS).default(1),
+  memoryEncryption: z.boolean().default(true),
+  /** MemoryEncryptionAlgorithmsSupported bits (0x1 AES-XTS-128, 0x2 AES-XTS-256). */
+  memoryEncryptionAlgorithms: uint(0xffff_ffff).default(MemoryEncryptionAlgorithm.AES_XTS_256),
+  /** TEStateChangeAndAccessControlFeaturesSupported bits. */
+  teStateFeatures: uint(0xffff).default(0x16),
+  explicitOobTeStateGranularity: uint(0xffff_ffff).default(0),
+  explicitIbTeStateGranularity: uint(0xffff_ffff).default(0x1),
+  lockedTargetFwUpdate: z.boolean().default(true),
+});
+
 export const deviceSchema = z
   .strictObject({
     name: z.string().min(1).default("doe-emu"),
@@ -288,6 +317,7 @@ export const deviceSchema = z
     /** SPDM responder of every CMA/SPDM mailbox (src/spdm/responder-settings.ts). */
     spdm: spdmSettingsSchema.prefault({}),
     tdisp: tdispSchema.prefault({}),
+    cxlTsp: cxlTspSchema.optional(),
   })
   .superRefine((d, ctx) => {
     const seen = new Set<number>();
@@ -324,6 +354,7 @@ export const deviceSchema = z
         owner.set(rid, `VF ${vf} of function ${f.function}`);
       }
     });
+    if (d.cxlTsp) checkCxlTsp(d.cxlTsp, d.spdm, ctx);
     for (const [alias, target] of Object.entries(d.tdisp.functionIdAliases)) {
       const path = ["tdisp", "functionIdAliases", alias];
       const id = Number.parseInt(alias.slice(2), 16);
@@ -334,7 +365,26 @@ export const deviceSchema = z
     }
   });
 
+/** Capabilities DMTF's requester accepts, and room in the SPDM responder for the secondary sessions. */
+function checkCxlTsp(
+  tsp: z.output<typeof cxlTspSchema>,
+  spdm: z.output<typeof spdmSettingsSchema>,
+  ctx: z.RefinementCtx,
+): void {
+  for (const problem of capabilityIssues(tspCapabilities(tsp))) fail(ctx, ["cxlTsp"], problem);
+  if (tsp.secondarySessions === 0) return;
+  if (spdm.sessionLimit < tsp.secondarySessions + 1)
+    fail(
+      ctx,
+      ["spdm", "sessionLimit"],
+      `must be at least 1 + cxlTsp.secondarySessions (${tsp.secondarySessions})`,
+    );
+  if (!spdm.capabilities.includes("PSK") && !spdm.capabilities.includes("PSK_WITH_CONTEXT"))
+    fail(ctx, ["spdm", "capabilities"], "secondary CXL TSP sessions need PSK or PSK_WITH_CONTEXT");
+}
+
 export type DeviceDescription = z.output<typeof deviceSchema>;
+export type CxlTspDescription = z.output<typeof cxlTspSchema>;
 export type FunctionDescription = DeviceDescription["functions"][number];
 export type MailboxDescription = FunctionDescription["mailboxes"][number];
 

@@ -16,6 +16,7 @@ import type { KeyLog } from "../spdm/session.js";
 import { announce } from "./announce.js";
 import { startControlServer } from "./control-server.js";
 import { CxlIdeKmEngine } from "./cxl-ide-km.js";
+import { CxlTspEngine } from "./cxl-tsp.js";
 import { DEFAULT_MAILBOX_PORT, type DeviceDescription } from "./description.js";
 import { IdeKmEngine } from "./ide-km.js";
 import { Mailbox } from "./mailbox.js";
@@ -57,6 +58,8 @@ export interface RunningDevice {
   control: Endpoint;
   model: DeviceModel;
   tdisp: TdispEngine;
+  /** The CXL TSP engine, when the description has `cxlTsp` (served at function 0). */
+  cxlTsp?: CxlTspEngine;
   /** Closes every endpoint and connection; idempotent. */
   stop(): Promise<void>;
 }
@@ -89,7 +92,7 @@ export async function startDevice(opts: DeviceOptions): Promise<RunningDevice> {
       // One SPDM endpoint per function, as a device's DSM is: every mailbox of the function (socket
       // endpoint and registers alike) reaches the same connection state and sessions, so CMA on one
       // mailbox and secured CMA on another work together.
-      // The function's IDE-KM, TDISP and CXL IDE-KM engines, installed once the device model exists.
+      // The function's IDE-KM, TDISP, CXL IDE-KM and CXL TSP engines, installed once the device model exists.
       const engines: PciSigEngines = {};
       functionEngines.push(engines);
       const responder = new SpdmResponder(
@@ -169,6 +172,13 @@ export async function startDevice(opts: DeviceOptions): Promise<RunningDevice> {
         responders[fi]!.onSessionEnd((sessionId) => tdisp.sessionEnded(rid, sessionId));
       }
     }
+    // CXL TSP at function 0, its state per SPDM connection of that function's responder.
+    const cxlTsp = desc.cxlTsp && new CxlTspEngine(desc.cxlTsp, log.child({ protocol: "cxl-tsp" }));
+    if (cxlTsp) {
+      const f0 = desc.functions.findIndex((f) => f.function === 0);
+      functionEngines[f0]!.CXL_TSP = (message, ctx) => cxlTsp.handle(message, ctx);
+      responders[f0]!.onNewConnection(() => cxlTsp.connectionReset());
+    }
     const control = await startControlServer({
       model,
       host: ip,
@@ -194,6 +204,7 @@ export async function startDevice(opts: DeviceOptions): Promise<RunningDevice> {
       control: control.address,
       model,
       tdisp,
+      cxlTsp,
       stop: once(async () => {
         announcement?.close();
         await closeAll();

@@ -16,6 +16,16 @@ export type PciSigEngine = (message: Buffer, ctx: VendorRequestContext) => Buffe
 
 export type PciSigEngines = Partial<Record<PciSigProtocol, PciSigEngine>>;
 
+/** `decode()`; a DecodeError becomes the protocol's own refusal (`refusal` throws it). */
+export function decodeOrRefuse<T>(decode: () => T, refusal: () => never): T {
+  try {
+    return decode();
+  } catch (e) {
+    if (e instanceof DecodeError) refusal();
+    throw e;
+  }
+}
+
 export function pciSigHandler(engines: PciSigEngines, log: Logger): VendorDefinedHandler {
   return (request, ctx) => {
     let vdm: ReturnType<typeof decodePciSigVdm> | undefined;

@@ -15,7 +15,6 @@
  * enforced.
  */
 import { randomBytes } from "node:crypto";
-import { DecodeError } from "../../protocol/errors.js";
 import {
   CAP_LIST_NEXT,
   CapId,
@@ -59,6 +58,7 @@ import type { VendorRequestContext } from "../spdm/responder-vendor.js";
 import type { BarState } from "./bars.js";
 import type { ConfigChange } from "./config-space.js";
 import type { DeviceModel } from "./model.js";
+import { decodeOrRefuse } from "./pcisig-vdm.js";
 
 export type TdiStateName = keyof typeof TdiState;
 
@@ -144,7 +144,7 @@ interface Tdi {
 }
 
 /** Where a TDISP request came from: the SPDM session, and the TDEV function that received it. */
-export interface TdispRequestContext extends VendorRequestContext {
+export interface TdispRequestContext extends Pick<VendorRequestContext, "sessionId"> {
   via: number;
 }
 
@@ -226,26 +226,20 @@ export class TdispEngine {
   handle(message: Buffer, ctx: TdispRequestContext): Buffer {
     let functionId = 0;
     try {
-      let header: ReturnType<typeof decodeTdispHeader>;
-      try {
-        header = decodeTdispHeader(message);
-      } catch (e) {
-        if (e instanceof DecodeError) refuse("InvalidRequest");
-        throw e;
-      }
+      const header = decodeOrRefuse(
+        () => decodeTdispHeader(message),
+        () => refuse("InvalidRequest"),
+      );
       functionId = header.functionId;
       if (header.version !== TDISP_VERSION_1_0) refuse("VersionMismatch");
       const name = SERVED_CODES.get(header.messageType);
       if (name === undefined) refuse("UnsupportedRequest", header.messageType);
-      let request: TdispMessage;
-      try {
-        request = decodeTdisp(message);
-      } catch (e) {
-        if (e instanceof DecodeError) refuse("InvalidRequest");
-        throw e;
-      }
+      const request = decodeOrRefuse(
+        () => decodeTdisp(message),
+        () => refuse("InvalidRequest"),
+      );
       const rid = this.lookup(functionId);
-      return encodeTdisp(this.serve(rid, request!, ctx));
+      return encodeTdisp(this.serve(rid, request, ctx));
     } catch (e) {
       if (!(e instanceof TdispRefusal)) throw e;
       return encodeTdisp({

@@ -17,8 +17,8 @@ import {
   type TdiState,
 } from "../../protocol/tdisp.js";
 import { hex } from "../bits.js";
+import { VdmErrorResponse } from "../spdm/requester-pcisig.js";
 import {
-  TdispErrorResponse,
   type TdispTarget,
   tdispGetState,
   tdispLock,
@@ -150,7 +150,7 @@ function onTdi<T>(link: TdevLink, rid: number, f: (t: TdispTarget) => Promise<T>
 
 /** A TDISP_ERROR as a BindError; anything else as it is. */
 function asBindError(e: unknown, what: string): unknown {
-  if (e instanceof TdispErrorResponse)
+  if (e instanceof VdmErrorResponse)
     return new BindError(`${what}: ${e.message}`, { tdispError: e.errorName });
   return e;
 }

@@ -5,7 +5,11 @@
  * TDISP cycle on one TDI (version, capabilities, lock, report, start, stop, the state after each);
  * then K_SET_STOP for the six keys. Then CXL IDE-KM: QUERY, GET_KEY when the port generates keys or
  * IVs, KEY_PROG RX and TX, K_SET_GO RX and TX, and (after what runs inside CXL IDE, CXL TSP in DMTF's
- * order) K_SET_STOP RX and TX when the port announces K_SET_STOP.
+ * order) K_SET_STOP RX and TX when the port announces K_SET_STOP. CXL TSP, inside CXL IDE: version and
+ * capabilities, and in the connection's first TSP run (PRIMARY) the configuration with key material
+ * for each secondary session the target offers, its report, the lock, TE state in and out, then one
+ * nested PSK session per key (hint SECONDARY_SESSION_<i>_PSK) that reads the configuration and
+ * changes TE state again while the primary session stays up.
  */
 
 import {
@@ -19,6 +23,12 @@ import {
   type CxlKeyTarget,
 } from "../../protocol/cxl-ide-km.js";
 import {
+  ConfigurationFeature,
+  SECONDARY_SESSION_KEY_BYTES,
+  secondarySessionPskHint,
+  type TspCapabilities,
+} from "../../protocol/cxl-tsp.js";
+import {
   IDE_KM_KEY_BYTES,
   IdeDirection,
   IdeSubStream,
@@ -26,6 +36,7 @@ import {
   type KeyTarget,
 } from "../../protocol/ide-km.js";
 import type { DeviceInterfaceReport } from "../../protocol/tdisp.js";
+import { hex32 } from "../bits.js";
 import type { SpdmRequester } from "../spdm/requester.js";
 import {
   cxlIdeKmGetKey,
@@ -34,7 +45,20 @@ import {
   cxlIdeKmQuery,
   cxlKeyLabel,
 } from "../spdm/requester-cxl-ide-km.js";
+import {
+  DMTF_TE_RANGE,
+  type TspTarget,
+  tspCapabilities,
+  tspConfiguration,
+  tspLock,
+  tspReport,
+  tspSetConfiguration,
+  tspTeState,
+  tspVersion,
+} from "../spdm/requester-cxl-tsp.js";
+import { SESSION_DEFAULTS } from "../spdm/requester-handshake.js";
 import { ideKmKeyProg, ideKmKSet, ideKmQuery, keyLabel } from "../spdm/requester-ide-km.js";
+import { endSession, openSession } from "../spdm/requester-session.js";
 import {
   type TdispTarget,
   tdispCapabilities,
@@ -47,7 +71,7 @@ import {
 } from "../spdm/requester-tdisp.js";
 import type { SecureSession } from "../spdm/session.js";
 
-export const APP_PROTOCOLS = ["IDE_KM", "TDISP", "CXL_IDE_KM"] as const;
+export const APP_PROTOCOLS = ["IDE_KM", "TDISP", "CXL_IDE_KM", "CXL_TSP"] as const;
 export type AppProtocol = (typeof APP_PROTOCOLS)[number];
 
 export interface AppOptions {
@@ -93,7 +117,21 @@ export interface AppSummary {
     /** Whether K_SET_STOP stopped them (the port announces K_SET_STOP). */
     stopped: boolean;
   };
+  cxlTsp?: {
+    /** PRIMARY: the connection's first TSP run, which configures and locks; OTHER: any later one. */
+    role: "PRIMARY" | "OTHER";
+    versions: number[];
+    capabilities: TspCapabilities;
+    /** PRIMARY: CurrentTSPState before and after the lock, the report, and the secondary sessions. */
+    states?: number[];
+    reportBytes?: number;
+    reportPortions?: number;
+    secondarySessions?: { sessionId: string; states: number[] }[];
+  };
 }
+
+/** Requester connections whose TSP target has been configured: later runs are OTHER (DMTF's process-wide flag). */
+const tspConfigured = new WeakSet<SpdmRequester>();
 
 /** DMTF's order: RX PR, NPR, CPL, then TX; key set 0, stream 0 unless told. */
 export const keyTargets = (portIndex: number, streamId = 0): KeyTarget[] =>
@@ -252,10 +290,65 @@ export async function runApp(r: SpdmRequester, s: SecureSession, o: AppOptions):
     };
   }
   if (ideKm) await ideKmStop(r, s, targets);
-  if (o.protocols.includes("CXL_IDE_KM")) {
-    const cxl = await cxlIdeKmStart(r, s, o.cxlPortIndex ?? APP_DEFAULTS.cxlPortIndex);
-    // CXL TSP runs here in DMTF's order, with the CXL IDE keys going.
-    out.cxlIdeKm = await cxlIdeKmStop(r, s, cxl);
-  }
+  const cxlIde = o.protocols.includes("CXL_IDE_KM")
+    ? await cxlIdeKmStart(r, s, o.cxlPortIndex ?? APP_DEFAULTS.cxlPortIndex)
+    : undefined;
+  // CXL TSP runs with the CXL IDE keys going, in DMTF's order.
+  if (o.protocols.includes("CXL_TSP")) out.cxlTsp = await cxlTsp(r, s);
+  if (cxlIde) out.cxlIdeKm = await cxlIdeKmStop(r, s, cxlIde);
   return out;
+}
+
+/**
+ * What the PRIMARY and SECONDARY sessions both do once configured: read the configuration and its
+ * report back (the PRIMARY session locks in between), then TE state in and out.
+ */
+async function tspUse(
+  t: TspTarget,
+  afterReport?: () => Promise<void>,
+): Promise<{ states: number[]; reportBytes: number; reportPortions: number }> {
+  const states = [await tspConfiguration(t, true)];
+  const report = await tspReport(t);
+  await afterReport?.();
+  states.push(await tspConfiguration(t, false));
+  await tspTeState(t, 1, [DMTF_TE_RANGE]);
+  await tspTeState(t, 0, [DMTF_TE_RANGE]);
+  return { states, reportBytes: report.bytes.length, reportPortions: report.portions };
+}
+
+async function cxlTsp(r: SpdmRequester, s: SecureSession): Promise<NonNullable<AppSummary["cxlTsp"]>> {
+  const t = { r, s };
+  const versions = await tspVersion(t);
+  const capabilities = await tspCapabilities(t);
+  if (tspConfigured.has(r)) return { role: "OTHER", versions, capabilities };
+  const additional =
+    capabilities.configurationFeaturesSupported & ConfigurationFeature.ADDITIONAL_SPDM_SESSIONS;
+  const keys = Array.from({ length: additional ? capabilities.numberOfSecondarySessions : 0 }, () =>
+    r.connection.random(SECONDARY_SESSION_KEY_BYTES),
+  );
+  await tspSetConfiguration(t, keys);
+  const primary = await tspUse(t, () => tspLock(t));
+  const secondarySessions = [];
+  for (const [i, psk] of keys.entries()) {
+    // In the clear while the primary session stays up; libspdm's next free ReqSessionID.
+    const opened = await openSession(r, {
+      kind: "PSK",
+      psk,
+      pskHint: secondarySessionPskHint(i),
+      reqSessionId: s.reqSessionId - 1 - i,
+    });
+    const s2 = opened.session;
+    try {
+      await tspVersion({ r, s: s2 });
+      await tspCapabilities({ r, s: s2 });
+      const used = await tspUse({ r, s: s2 });
+      await endSession(r, s2, SESSION_DEFAULTS.endSessionAttributes);
+      secondarySessions.push({ sessionId: hex32(s2.sessionId), states: used.states });
+    } catch (e) {
+      s2.end(`failed: ${(e as Error).message}`);
+      throw e;
+    }
+  }
+  tspConfigured.add(r);
+  return { role: "PRIMARY", versions, capabilities, ...primary, secondarySessions };
 }

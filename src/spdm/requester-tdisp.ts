@@ -18,8 +18,8 @@ import {
   type TdispMessageOf,
 } from "../../protocol/tdisp.js";
 import { hex } from "../bits.js";
-import { fail, type SpdmRequester, SpdmRequesterError } from "./requester.js";
-import { decodeOrFail, pciSigExchange } from "./requester-pcisig.js";
+import { fail, type SpdmRequester } from "./requester.js";
+import { type Answers, ask as askFor, decodeOrFail, readPortions } from "./requester-pcisig.js";
 import type { SecureSession } from "./session.js";
 
 /** The session and the TDI (INTERFACE_ID FunctionID) the requests go to. */
@@ -35,16 +35,6 @@ export const MAX_REPORT_BYTES = 0x1000;
 /** LOCK_INTERFACE_REQUEST MMIO_REPORTING_OFFSET, DMTF's requester's value. */
 export const MMIO_REPORTING_OFFSET = 0xd000_0000n;
 
-/** A TDISP_ERROR answer; `errorName` is its TdispErrorCode name (hex when unknown), for callers to act on. */
-export class TdispErrorResponse extends SpdmRequesterError {
-  constructor(
-    readonly errorName: string,
-    reason: string,
-  ) {
-    super("error-response", reason);
-  }
-}
-
 /** LOCK_INTERFACE_REQUEST fields beyond the flags; DMTF's requester's values when absent. */
 export interface LockOptions {
   defaultStreamId?: number;
@@ -52,6 +42,17 @@ export interface LockOptions {
 }
 
 type Body<M> = M extends TdispMessage ? Omit<M, "version" | "functionId"> : never;
+
+const ANSWERS: Answers<TdispMessage> = {
+  protocol: "TDISP",
+  decode: decodeTdisp,
+  version: TDISP_VERSION_1_0,
+  error: (m) => {
+    if (m.code !== "TDISP_ERROR") return undefined;
+    const name = nameOf(TdispErrorCode, m.errorCode) ?? hex(m.errorCode);
+    return { name, text: `TDISP_ERROR ${name} (ErrorData ${hex(m.errorData)})` };
+  },
+};
 
 async function ask<N extends TdispMessageName>(
   t: TdispTarget,
@@ -64,16 +65,7 @@ async function ask<N extends TdispMessageName>(
     version: TDISP_VERSION_1_0,
     functionId: t.functionId,
   } as TdispMessage);
-  const bytes = await pciSigExchange(t.r, t.s, "TDISP", message, step);
-  const m = decodeOrFail(decodeTdisp, bytes, `TDISP ${step}`);
-  if (m.code === "TDISP_ERROR") {
-    const name = nameOf(TdispErrorCode, m.errorCode) ?? hex(m.errorCode);
-    throw new TdispErrorResponse(name, `TDISP ${step}: TDISP_ERROR ${name} (ErrorData ${hex(m.errorData)})`);
-  }
-  if (m.code !== expected)
-    fail("unexpected-response", `TDISP ${step}: answered with ${m.code}, not ${expected}`);
-  if (m.version !== TDISP_VERSION_1_0)
-    fail("unexpected-response", `TDISP ${step}: ${expected} has version ${hex(m.version)}, not 0x10`);
+  const m = await askFor(t.r, t.s, ANSWERS, message, step, expected);
   if (m.functionId !== t.functionId)
     fail(
       "unexpected-response",
@@ -132,34 +124,15 @@ export async function tdispLock(t: TdispTarget, flags: number, o: LockOptions = 
 export async function tdispReport(
   t: TdispTarget,
 ): Promise<{ report: DeviceInterfaceReport; raw: Buffer; bytes: number; portions: number }> {
-  const parts: Buffer[] = [];
-  let offset = 0;
-  let total: number | undefined;
-  for (;;) {
-    const length =
-      total === undefined ? REPORT_PORTION_BYTES : Math.min(total - offset, REPORT_PORTION_BYTES);
-    const m = await ask(
-      t,
-      { code: "GET_DEVICE_INTERFACE_REPORT", offset, length },
-      "DEVICE_INTERFACE_REPORT",
-    );
-    const p = m.portion.length;
-    const where = `TDISP GET_DEVICE_INTERFACE_REPORT offset ${offset}`;
-    if (p > length) fail("malformed", `${where}: portion of ${p} bytes, we asked for ${length}`);
-    total ??= p + m.remainderLength;
-    if (total > MAX_REPORT_BYTES)
-      fail("malformed", `${where}: report of ${total} bytes, more than ${MAX_REPORT_BYTES}`);
-    if (offset + p + m.remainderLength !== total)
-      fail("malformed", `${where}: ${p} bytes and ${m.remainderLength} remaining do not add up to ${total}`);
-    if (p === 0 && m.remainderLength !== 0)
-      fail("malformed", `${where}: empty portion, ${m.remainderLength} remaining`);
-    parts.push(m.portion);
-    offset += p;
-    if (m.remainderLength === 0) break;
-  }
-  const raw = Buffer.concat(parts);
-  const report = decodeOrFail(decodeDeviceInterfaceReport, raw, "TDISP device interface report");
-  return { report, raw, bytes: offset, portions: parts.length };
+  const { bytes, portions } = await readPortions(
+    (offset, length) =>
+      ask(t, { code: "GET_DEVICE_INTERFACE_REPORT", offset, length }, "DEVICE_INTERFACE_REPORT"),
+    REPORT_PORTION_BYTES,
+    MAX_REPORT_BYTES,
+    "TDISP GET_DEVICE_INTERFACE_REPORT",
+  );
+  const report = decodeOrFail(decodeDeviceInterfaceReport, bytes, "TDISP device interface report");
+  return { report, raw: bytes, bytes: bytes.length, portions };
 }
 
 export async function tdispStart(t: TdispTarget, nonce: Buffer): Promise<void> {

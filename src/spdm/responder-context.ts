@@ -164,12 +164,26 @@ export interface Selection {
 export class Connection {
   peer: Peer | undefined;
   selection: Selection | undefined;
+  /**
+   * Pre-shared keys the device provisioned in this connection, by hint (hex): CXL TSP's secondary
+   * session keys, which SET_TARGET_CONFIGURATION carries. They go with the connection.
+   */
+  readonly psks = new Map<string, Buffer>();
 
   constructor(private readonly config: ResponderConfig) {}
 
   reset(): void {
     this.peer = undefined;
     this.selection = undefined;
+    this.psks.clear();
+  }
+
+  /** The key PSK_EXCHANGE's hint names: one provisioned in this connection, else the configured one. */
+  psk(hint: Buffer): Buffer | undefined {
+    const provisioned = this.psks.get(hint.toString("hex"));
+    if (provisioned) return provisioned;
+    // An empty hint means the one PSK we hold (as libspdm's sample).
+    return hint.length === 0 || hint.equals(this.config.pskHint) ? this.config.psk : undefined;
   }
 
   /** The selection, for handlers of requests that are admitted only once it exists. */

@@ -213,9 +213,8 @@ function verifyFinishSignature(
 }
 
 export function pskExchange(c: HandshakeContext, m: PskExchange, request: Buffer, x: Exchange): Buffer {
-  const { psk, pskHint } = c.config;
-  // An empty hint means the one PSK we hold (as libspdm's sample); any other hint names a key we lack.
-  if (m.pskHint.length > 0 && !m.pskHint.equals(pskHint)) {
+  const psk = c.connection.psk(m.pskHint);
+  if (!psk) {
     c.log.info({ hint: m.pskHint.toString("hex") }, "PSK_EXCHANGE names an unknown PSK hint");
     fail("InvalidRequest");
   }
@@ -227,6 +226,7 @@ export function pskExchange(c: HandshakeContext, m: PskExchange, request: Buffer
     role: "responder",
     kind: "PSK",
     suite: start.suite,
+    pskHint: m.pskHint,
     reqSessionId: m.reqSessionId,
     rspSessionId: start.rspSessionId,
     transcriptPrefix: sessionTranscriptPrefix(start.suite, { vca: c.transcript.vca }),

@@ -6,11 +6,18 @@
 import { encodeSpdm } from "../../protocol/spdm/codec.js";
 import { SpdmCode } from "../../protocol/spdm/codes.js";
 import type { VendorDefinedRequest, VendorFields } from "../../protocol/spdm/messages.js";
-import { type Exchange, fail } from "./responder-context.js";
+import { type Connection, type Exchange, fail } from "./responder-context.js";
 
 /** Where a vendor-defined request came from: its session (undefined in the clear). */
 export interface VendorRequestContext {
   sessionId: number | undefined;
+  /** The hint a PSK session was opened with. */
+  pskHint?: Buffer;
+  /**
+   * The pre-shared keys the device provisions, by hint, for the rest of this SPDM connection: they
+   * replace any it provisioned before. PSK_EXCHANGE naming one of the hints opens a session keyed by it.
+   */
+  providePsks(psks: ReadonlyMap<Buffer, Buffer>): void;
 }
 
 /** The response's vendor fields, or undefined when the handler serves no such StandardID/vendor/protocol. */
@@ -19,8 +26,20 @@ export type VendorDefinedHandler = (
   ctx: VendorRequestContext,
 ) => VendorFields | undefined;
 
-export function vendorDefined(handler: VendorDefinedHandler, m: VendorDefinedRequest, x: Exchange): Buffer {
-  const answer = handler(m, { sessionId: x.session?.sessionId });
+export function vendorDefined(
+  handler: VendorDefinedHandler,
+  connection: Connection,
+  m: VendorDefinedRequest,
+  x: Exchange,
+): Buffer {
+  const answer = handler(m, {
+    sessionId: x.session?.sessionId,
+    pskHint: x.session?.pskHint,
+    providePsks: (psks) => {
+      connection.psks.clear();
+      for (const [hint, psk] of psks) connection.psks.set(hint.toString("hex"), Buffer.from(psk));
+    },
+  });
   if (!answer) fail("UnsupportedRequest", SpdmCode.VENDOR_DEFINED_REQUEST);
   const { standardId, vendorId, payload } = answer;
   return encodeSpdm({ code: "VENDOR_DEFINED_RESPONSE", version: m.version, standardId, vendorId, payload });

@@ -245,7 +245,7 @@ export class SpdmResponder {
       states: [Negotiated],
       served: (r) => r.vendor !== undefined,
       in: (r) => (r.config.vendorDefinedInClear ? ANYWHERE : IN_SESSION),
-      handle: (r, m, _q, x) => vendorDefined(r.vendor!, m, x),
+      handle: (r, m, _q, x) => vendorDefined(r.vendor!, r.ctx.connection, m, x),
     },
   });
 
@@ -255,6 +255,7 @@ export class SpdmResponder {
   private readonly chunks: ChunkTransfers;
   private readonly notReady: NotReady;
   private readonly strays = new WarnLimiter();
+  private readonly connectionListeners = new Set<() => void>();
 
   constructor(
     private readonly config: ResponderConfig,
@@ -282,6 +283,12 @@ export class SpdmResponder {
   /** Tells `listener` the ID of every session that ends, however it ends; returns the way to stop. */
   onSessionEnd(listener: (sessionId: number) => void): () => void {
     return this.ctx.sessions.onEnd(listener);
+  }
+
+  /** Tells `listener` whenever GET_VERSION starts a new SPDM connection; returns the way to stop. */
+  onNewConnection(listener: () => void): () => void {
+    this.connectionListeners.add(listener);
+    return () => this.connectionListeners.delete(listener);
   }
 
   /** Ends every session, e.g. when nobody is connected to the mailbox any more. */
@@ -401,6 +408,7 @@ export class SpdmResponder {
     this.ctx.sessions.endAll("GET_VERSION");
     this.ctx.connection.reset();
     this.chunks.reset();
+    for (const listener of this.connectionListeners) listener();
     return getVersion(this.ctx, request);
   }
 

@@ -128,6 +128,8 @@ export interface SecureSessionOptions {
   kind: SessionKind;
   /** Negotiated SPDM version, BaseHash and AEAD. */
   suite: KeyScheduleSuite;
+  /** PSK: the hint PSK_EXCHANGE named the key by (what a device may tell sessions apart by). */
+  pskHint?: Buffer;
   reqSessionId: number;
   rspSessionId: number;
   /** Where TH starts (sessionTranscriptPrefix). */
@@ -161,6 +163,7 @@ export class SecureSession {
   readonly mutualAuth: boolean;
   readonly heartbeatPeriod: number;
   readonly securedMessageVersion: number | undefined;
+  readonly pskHint: Buffer | undefined;
   /** This session's GET_MEASUREMENTS log (libspdm keeps M per session). */
   readonly measurementLog: MeasurementLog = [];
   /** Why the session ended, once it has. */
@@ -191,6 +194,7 @@ export class SecureSession {
     this.mutualAuth = o.kind === "KEY_EX" && (o.mutualAuth ?? false);
     this.heartbeatPeriod = o.heartbeatPeriod ?? 0;
     this.securedMessageVersion = o.securedMessageVersion;
+    this.pskHint = o.kind === "PSK" ? o.pskHint : undefined;
     this.th = [Buffer.from(o.transcriptPrefix)];
     this.maxSeq = o.maxSequenceNumber ?? SEQ_LIMIT_DEFAULT;
     this.now = o.now ?? Date.now;

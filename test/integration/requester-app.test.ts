@@ -1,21 +1,27 @@
 /**
- * Our requester's APP step (`--app IDE_KM,TDISP`, `--app CXL_IDE_KM`) against our device process
- * with examples/dmtf-requester.json: IDE-KM keys programmed, started and stopped, the TDISP cycle on
- * the TDI DMTF's FunctionID 0xBEEF names, its interface report's MMIO ranges exactly the BARs the
- * control wire programmed (plus DMTF's MMIO_REPORTING_OFFSET); a FunctionID naming no function
- * fails with TDISP_ERROR InvalidInterface; CXL IDE-KM with the device's generated RX key, both
- * directions started and stopped, the summary printed by `doe-emu requester`.
+ * Our requester's APP step (`--app IDE_KM,TDISP`, `--app CXL_IDE_KM`, `--app CXL_TSP`) against our
+ * device process with examples/dmtf-requester.json: IDE-KM keys programmed, started and stopped, the
+ * TDISP cycle on the TDI DMTF's FunctionID 0xBEEF names, its interface report's MMIO ranges exactly
+ * the BARs the control wire programmed (plus DMTF's MMIO_REPORTING_OFFSET); a FunctionID naming no
+ * function fails with TDISP_ERROR InvalidInterface; CXL IDE-KM with the device's generated RX key,
+ * both directions started and stopped, the summary printed by `doe-emu requester`. CXL TSP:
+ * configured, locked and used from the primary and a nested secondary PSK session, run after run on
+ * one device process (each run a new SPDM connection, which starts the TSP state over); a second
+ * session of the same connection is OTHER.
  */
 import { execFile } from "node:child_process";
 import { join } from "node:path";
 import { promisify } from "node:util";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { secondarySessionPskHint } from "../../protocol/cxl-tsp.js";
 import { Header, parseRoutingId } from "../../protocol/pci.js";
 import { MmioRangeAttribute } from "../../protocol/tdisp.js";
 import { cliPath, packageRoot, type SpawnedDevice, spawnDevice } from "../../src/fixture/spawn-device.js";
 import { ControlClient } from "../../src/host/control-client.js";
 import type { Endpoint } from "../../src/net/framed.js";
-import { runSessionRequester } from "../../src/requester/run.js";
+import { authenticate } from "../../src/requester/connection.js";
+import { runSessionRequester, withRequester } from "../../src/requester/run.js";
+import { runSession } from "../../src/requester/session.js";
 import { SpdmRequesterError } from "../../src/spdm/requester.js";
 import { MMIO_REPORTING_OFFSET } from "../../src/spdm/requester-tdisp.js";
 
@@ -112,5 +118,36 @@ describe("the requester's APP step against our device", () => {
     });
     await expect(run).rejects.toThrow(SpdmRequesterError);
     await expect(run).rejects.toThrow(/^TDISP GET_TDISP_VERSION: TDISP_ERROR InvalidInterface/);
+  }, 120_000);
+
+  it("CXL_TSP twice on one device process: PRIMARY each time, with its secondary PSK session", async () => {
+    for (let run = 0; run < 2; run++) {
+      const out = await runSessionRequester(endpoint, { ...common, app: { protocols: ["CXL_TSP"] } });
+      const t = out.session.app!.cxlTsp!;
+      expect(t).toMatchObject({ role: "PRIMARY", versions: [0x10], states: [0, 1], reportBytes: 0xdc });
+      expect(t.capabilities.numberOfSecondarySessions).toBe(1);
+      expect(t.secondarySessions).toEqual([{ sessionId: "0xfffefffe", states: [1, 1] }]);
+    }
+  }, 120_000);
+
+  it("ALL in DMTF's order; a second session of the same connection is OTHER: version and capabilities only", async () => {
+    const [first, second] = await withRequester(endpoint, common, true, async (r) => {
+      await authenticate(r);
+      const app = { protocols: ["IDE_KM", "TDISP", "CXL_TSP"] as const };
+      return [await runSession(r, common.session, app), await runSession(r, common.session, app)];
+    });
+    expect(first!.steps.slice(0, 3)).toEqual(["APP IDE_KM", "APP TDISP", "APP CXL_TSP"]);
+    expect(first!.app!.cxlTsp!.role).toBe("PRIMARY");
+    expect(second!.app!.cxlTsp).toMatchObject({ role: "OTHER", versions: [0x10] });
+    expect(second!.app!.cxlTsp!.states).toBeUndefined();
+  }, 120_000);
+
+  it("a new connection knows no secondary-session hint: PSK_EXCHANGE with it gets ERROR InvalidRequest", async () => {
+    await runSessionRequester(endpoint, { ...common, app: { protocols: ["CXL_TSP"] } });
+    const run = runSessionRequester(endpoint, {
+      ...common,
+      session: { kind: "PSK", pskHint: secondarySessionPskHint(0), psk: Buffer.alloc(32) },
+    });
+    await expect(run).rejects.toThrow(/PSK_EXCHANGE.*InvalidRequest/);
   }, 120_000);
 });

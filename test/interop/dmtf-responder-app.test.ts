@@ -5,7 +5,9 @@
  * `doe-emu requester` command, which must exit 0; CXL IDE-KM on spdm-emu's sample port (Caps 0x71,
  * GET_KEY, both directions started and stopped). spdm-emu reports its MMIO ranges without adding
  * MMIO_REPORTING_OFFSET (a known quirk of its sample device), so the ranges are compared with what
- * that sample has, not with the offset we sent.
+ * that sample has, not with the offset we sent. CXL TSP: configured, locked and used from the
+ * primary and a secondary PSK session keyed by the key material we sent, against a fresh responder
+ * each time (spdm-emu keeps its TSP lock for the life of the process).
  */
 import { execFile } from "node:child_process";
 import { readFileSync } from "node:fs";
@@ -84,5 +86,40 @@ describe.skipIf(!SPDM_EMU_BIN)("our requester's APP step against DMTF spdm_respo
     expect(stdout).toContain("in session: APP IDE_KM, APP TDISP,");
     expect(stdout).toContain("states CONFIG_UNLOCKED > CONFIG_LOCKED > RUN > CONFIG_UNLOCKED");
     expect(stdout).toContain("MMIO range 4: 0x20000000, 8 pages, IS_MEM_ATTR_UPDATABLE");
+  }, 60_000);
+
+  it("CXL_TSP through runSessionRequester: PRIMARY, locked, one secondary PSK session", async () => {
+    const rsp = await startResponder();
+    const out = await runSessionRequester(
+      { host: "127.0.0.1", port: rsp.port },
+      {
+        trustRoot: readFileSync(join(SPDM_EMU_BIN ?? "", "ecp384", "ca.cert.der")),
+        session: { kind: "KEY_EX" },
+        app: { protocols: ["CXL_TSP"] },
+      },
+    );
+    expect(await exited(rsp.child), rsp.command).toBe(0);
+    const t = out.session.app!.cxlTsp!;
+    expect(t).toMatchObject({
+      role: "PRIMARY",
+      versions: [0x10],
+      states: [0, 1],
+      reportBytes: 0xdc,
+      reportPortions: 1,
+    });
+    expect(t.secondarySessions).toEqual([{ sessionId: "0xfffefffe", states: [1, 1] }]);
+  }, 60_000);
+
+  it("`doe-emu requester --session KEY_EX --app CXL_TSP` exits 0", async () => {
+    const rsp = await startResponder();
+    const args = ["requester", "--port", String(rsp.port), "--trust-root", "ecp384/ca.cert.der"];
+    const { stdout } = await promisify(execFile)(
+      process.execPath,
+      [cliPath(), ...args, "--session", "KEY_EX", "--app", "CXL_TSP"],
+      { cwd: SPDM_EMU_BIN, timeout: 60_000 },
+    );
+    expect(await exited(rsp.child), rsp.command).toBe(0);
+    expect(stdout).toContain("CXL TSP PRIMARY: versions 0x10");
+    expect(stdout).toContain("secondary PSK session 0xfffefffe: CurrentTSPState 1, 1");
   }, 60_000);
 });

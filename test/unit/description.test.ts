@@ -75,6 +75,17 @@ describe("device descriptions", () => {
     [{ functions: [{ cxl: { ide: { modes: ["FAST"] } } }] }, "functions[0].cxl.ide.modes[0]:"],
     [{ functions: [{ cxl: { ide: { portIndex: 256 } } }] }, "functions[0].cxl.ide.portIndex:"],
     [{ colour: "red" }, "colour"],
+    [{ cxlTsp: { secondarySessions: 5 } }, "cxlTsp.secondarySessions:"],
+    [
+      { cxlTsp: { secondarySessions: 4 } },
+      "spdm.sessionLimit: must be at least 1 + cxlTsp.secondarySessions (4)",
+    ],
+    [
+      { cxlTsp: {}, spdm: { capabilities: ["CERT", "CHAL", "KEY_EX", "ENCRYPT", "MAC"] } },
+      "spdm.capabilities: secondary CXL TSP sessions need PSK or PSK_WITH_CONTEXT",
+    ],
+    [{ cxlTsp: { teStateFeatures: 0x1 } }, "cxlTsp: write access control needs an explicit TE state change"],
+    [{ cxlTsp: { memorySize: 100 } }, "cxlTsp.memorySize: must be a positive multiple of 64"],
   ])("rejects %j naming the bad field", (value, message) => {
     expect(() => parseDescription(value)).toThrow(DescriptionError);
     expect(() => parseDescription(value)).toThrow(message);

@@ -9,15 +9,19 @@ describe("--app and --tdi", () => {
       functionId: undefined,
     });
     expect(appOptions("ALL", "01:00.0")).toEqual({
-      protocols: ["IDE_KM", "TDISP", "CXL_IDE_KM"],
+      protocols: ["IDE_KM", "TDISP", "CXL_IDE_KM", "CXL_TSP"],
       functionId: 0x0100,
     });
-    expect(appOptions("CXL_IDE_KM,IDE_KM", undefined)?.protocols).toEqual(["IDE_KM", "CXL_IDE_KM"]);
+    expect(appOptions("CXL_TSP,CXL_IDE_KM,IDE_KM", undefined)?.protocols).toEqual([
+      "IDE_KM",
+      "CXL_IDE_KM",
+      "CXL_TSP",
+    ]);
     expect(appOptions(undefined, undefined)).toBeUndefined();
   });
   it("refuses unknown names, a bad BDF and --tdi without --app", () => {
-    expect(() => appOptions("IDE_KM,CXL_TSP", undefined)).toThrow(
-      "--app CXL_TSP: not one of IDE_KM, TDISP, CXL_IDE_KM, ALL",
+    expect(() => appOptions("IDE_KM,CXL_FOO", undefined)).toThrow(
+      "--app CXL_FOO: not one of IDE_KM, TDISP, CXL_IDE_KM, CXL_TSP, ALL",
     );
     expect(() => appOptions("TDISP", "1:0.0")).toThrow("--tdi 1:0.0: not a BB:DD.F routing ID");
     expect(() => appOptions(undefined, "01:00.0")).toThrow("--tdi needs --app TDISP");
