@@ -28,6 +28,7 @@ interface DeviceArgs extends CaptureArgs {
   "mut-auth-cert-chain"?: string;
   psk?: string;
   keylog?: string;
+  "on-shutdown": "exit" | "close";
   "log-level": LogLevel;
   pretty: boolean;
 }
@@ -57,7 +58,10 @@ async function runDevice(argv: DeviceArgs): Promise<void> {
     controlPort: argv["control-port"],
     host: argv.host ? parseEndpoint(argv.host) : undefined,
     log,
-    onShutdown: () => exit("SHUTDOWN"),
+    onShutdown: () =>
+      argv["on-shutdown"] === "exit"
+        ? exit("SHUTDOWN")
+        : log.info("SHUTDOWN ends only its connection (--on-shutdown close)"),
     capture: startCapture(argv, "device", log),
     keyLog: startKeyLog(argv.keylog, log),
   });
@@ -98,6 +102,12 @@ export const deviceCommand = {
       .option("port", {
         type: "number",
         describe: "Port of the first mailbox (default 2323, as spdm-emu; 0 = any free port)",
+      })
+      .option("on-shutdown", {
+        choices: ["exit", "close"] as const,
+        default: "exit" as const,
+        describe:
+          "What a peer's SHUTDOWN does: exit the process (as spdm_responder_emu) or end only that connection and serve on (spdm_requester_emu sends SHUTDOWN after each run)",
       })
       .option("control-port", {
         type: "number",
