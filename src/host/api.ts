@@ -11,6 +11,8 @@
  *   GET  /v1/functions                every function of every device, sorted by BDF (config-access.ts)
  *   GET  /v1/functions/{bdf}/config   [?offset=&length=] config space as hex, 4096 bytes unless told
  *   POST /v1/functions/{bdf}/config   {"offset", "width": 1|2|4, "value"}: a config write, then the read-back
+ *   GET  /v1/events                   [?since=ID] every registry event as Server-Sent Events (events.ts):
+ *                                     at most 32 streams (503 beyond), a client that does not read dropped
  * A path that names nothing is 404, a bad body 400; every error is {"error": text}, a bind the
  * device refuses or whose report does not verify adds "tdispError" or "mismatch" (502).
  */
@@ -31,6 +33,7 @@ import {
   writeConfig,
 } from "./config-access.js";
 import { LinkBusyError } from "./connect.js";
+import { EVENT_STREAM_LIMITS, EventStream, type EventStreamLimits, EventStreamRefusal } from "./events.js";
 import type { MmioKind } from "./mmio.js";
 import type { AuthResult, Registry, TdevState, Tdi, TdiStateKind, VmId } from "./registry.js";
 import { RegistryError } from "./registry.js";
@@ -396,14 +399,33 @@ async function route(target: ApiTarget, req: http.IncomingMessage): Promise<[num
       throw tdevFailure(e, `config ${method === "GET" ? "read" : "write"} of ${formatRoutingId(rid)}`);
     }
   }
+  // Served by startApi for GET, before a body is read: here only another method reaches them.
+  if (path === "/v1/events") expect("GET");
   throw new HttpError(404, `no such resource: ${path}`);
 }
 
+/** Answers with the error's JSON, as route's failures are. */
+function answer(
+  res: http.ServerResponse,
+  status: number,
+  body: unknown,
+  headers: http.OutgoingHttpHeaders = {},
+) {
+  res.writeHead(status, { "content-type": "application/json", ...headers });
+  res.end(`${JSON.stringify(body)}\n`);
+}
+
 export function startApi(
-  opts: Endpoint & { tsm: ApiTarget; log: Logger; requestTimeoutMs?: number },
+  opts: Endpoint & {
+    tsm: ApiTarget;
+    log: Logger;
+    requestTimeoutMs?: number;
+    eventLimits?: Partial<EventStreamLimits>;
+  },
 ): Promise<ApiServer> {
   const { log } = opts;
   const requestTimeout = opts.requestTimeoutMs ?? REQUEST_TIMEOUT_MS;
+  const events = new EventStream(opts.tsm.registry, log, { ...EVENT_STREAM_LIMITS, ...opts.eventLimits });
   const server = http.createServer(
     // Node checks the timeouts every connectionsCheckingInterval (30 s unless told).
     {
@@ -412,6 +434,17 @@ export function startApi(
       connectionsCheckingInterval: Math.min(1000, requestTimeout),
     },
     (req, res) => {
+      const url = new URL(req.url ?? "/", "http://localhost");
+      if (req.method === "GET" && url.pathname === "/v1/events") {
+        // Served here, not by route: it answers before any body, and stays open.
+        try {
+          return events.serve(req, res, url.searchParams.get("since"));
+        } catch (e) {
+          if (!(e instanceof EventStreamRefusal)) throw e;
+          log.warn({ status: e.status, err: e.message }, "event stream refused");
+          return answer(res, e.status, { error: e.message });
+        }
+      }
       void route(opts.tsm, req)
         .catch((e: unknown): [number, unknown] => {
           if (e instanceof HttpError) return [e.status, { error: e.message, ...e.detail }];
@@ -421,21 +454,24 @@ export function startApi(
         .then(([status, body]) => {
           log.debug({ method: req.method, url: req.url, status }, "api");
           // A refused body may still be arriving: answer, then close instead of reading another request.
-          const close = status === 413 ? { connection: "close" } : {};
-          res.writeHead(status, { "content-type": "application/json", ...close });
-          res.end(`${JSON.stringify(body)}\n`);
+          answer(res, status, body, status === 413 ? { connection: "close" } : {});
         });
     },
   );
   return new Promise((resolve, reject) => {
-    server.once("error", reject);
+    const failed = (e: Error) => {
+      events.close();
+      reject(e);
+    };
+    server.once("error", failed);
     server.listen({ host: opts.host, port: opts.port }, () => {
-      server.off("error", reject);
+      server.off("error", failed);
       const a = server.address() as AddressInfo;
       resolve({
         address: { host: a.address, port: a.port },
         close: () =>
           new Promise<void>((done) => {
+            events.close();
             server.close(() => done());
             server.closeAllConnections();
           }),
