@@ -11,6 +11,7 @@
  *   GET  /v1/functions                every function of every device, sorted by BDF (config-access.ts)
  *   GET  /v1/functions/{bdf}/config   [?offset=&length=] config space as hex, 4096 bytes unless told
  *   POST /v1/functions/{bdf}/config   {"offset", "width": 1|2|4, "value"}: a config write, then the read-back
+ *   GET  /openapi.json                the OpenAPI 3.1 document of these routes, from api-schemas.ts
  *   GET  /v1/events                   [?since=ID] every registry event as Server-Sent Events (events.ts):
  *                                     at most 32 streams (503 beyond), a client that does not read dropped
  * A path that names nothing is 404, a bad body 400; every error is {"error": text}, a bind the
@@ -18,12 +19,12 @@
  */
 import http from "node:http";
 import type { AddressInfo } from "node:net";
-import { z } from "zod";
 import { protocolId } from "../../protocol/doe.js";
 import { formatRoutingId, PORT_TYPES, parseRoutingId } from "../../protocol/pci.js";
 import { hex } from "../bits.js";
 import type { Logger } from "../log.js";
 import { type Endpoint, formatEndpoint } from "../net/framed.js";
+import { bindBody, emptyBody, openApiDocument } from "./api-schemas.js";
 import { BindError, type TdispStateName } from "./bind.js";
 import {
   BadConfigRequest,
@@ -239,10 +240,6 @@ class HttpError extends Error {
   }
 }
 
-const bindBody = z.strictObject({
-  vm: z.union([z.string().min(1).max(256), z.number().int().min(0)]),
-});
-const emptyBody = z.union([z.undefined(), z.strictObject({})]);
 const MAX_BODY = 64 * 1024;
 /** A client gets this long to send its whole request (Node's default is 300 s). */
 const REQUEST_TIMEOUT_MS = 10_000;
@@ -398,6 +395,10 @@ async function route(target: ApiTarget, req: http.IncomingMessage): Promise<[num
       if (e instanceof BadConfigRequest) throw new HttpError(400, e.message);
       throw tdevFailure(e, `config ${method === "GET" ? "read" : "write"} of ${formatRoutingId(rid)}`);
     }
+  }
+  if (path === "/openapi.json") {
+    expect("GET");
+    return [200, openApiDocument()];
   }
   // Served by startApi for GET, before a body is read: here only another method reaches them.
   if (path === "/v1/events") expect("GET");

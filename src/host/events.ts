@@ -8,6 +8,7 @@
  */
 import type { EventEmitter } from "node:events";
 import type http from "node:http";
+import { z } from "zod";
 import type { Logger } from "../log.js";
 import type { HostEvent } from "./registry.js";
 
@@ -25,6 +26,9 @@ export const EVENT_STREAM_LIMITS: EventStreamLimits = {
   heartbeatMs: 15_000,
   replay: 256,
 };
+
+/** The query of GET /v1/events (api-schemas.ts documents it). */
+export const eventsQuery = z.strictObject({ since: z.string().regex(/^\d+$/).optional() });
 
 /** One event as sent: `id` counts from 1 for the host's life. */
 export const sseFrame = (id: number, e: HostEvent): string =>
@@ -61,10 +65,10 @@ export class EventStream {
 
   /** Starts a stream on `res`, replaying after `since` when given; throws EventStreamRefusal. */
   serve(req: http.IncomingMessage, res: http.ServerResponse, since: string | null): void {
-    const after = since ?? req.headers["last-event-id"];
-    const from = after === undefined ? undefined : Number(after);
-    if (from !== undefined && !(Number.isSafeInteger(from) && from >= 0))
-      throw new EventStreamRefusal(400, `since must be an event id (a non-negative integer), not ${after}`);
+    const q = eventsQuery.safeParse({ since: since ?? req.headers["last-event-id"] });
+    if (!q.success)
+      throw new EventStreamRefusal(400, `since must be an event id (a non-negative integer), not ${since}`);
+    const from = q.data.since === undefined ? undefined : Number(q.data.since);
     if (this.clients.size >= this.limits.maxClients)
       throw new EventStreamRefusal(503, `already ${this.limits.maxClients} event streams open`);
     res.writeHead(200, {
