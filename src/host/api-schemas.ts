@@ -267,6 +267,12 @@ export const ROUTES: Record<string, { get?: Route; post?: Route }> = {
       errors: [503],
     },
   },
+  "/": {
+    get: {
+      summary: "The status page: topology tree, counters and the live event stream",
+      ok: { type: "text/html", description: "One self-contained HTML document" },
+    },
+  },
   "/openapi.json": {
     get: { summary: "This document", ok: { type: "application/json", description: "OpenAPI 3.1" } },
   },

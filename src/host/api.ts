@@ -11,6 +11,7 @@
  *   GET  /v1/functions                every function of every device, sorted by BDF (config-access.ts)
  *   GET  /v1/functions/{bdf}/config   [?offset=&length=] config space as hex, 4096 bytes unless told
  *   POST /v1/functions/{bdf}/config   {"offset", "width": 1|2|4, "value"}: a config write, then the read-back
+ *   GET  /                            the status page (status-page.ts): topology tree, counters, live events
  *   GET  /openapi.json                the OpenAPI 3.1 document of these routes, from api-schemas.ts
  *   GET  /v1/events                   [?since=ID] every registry event as Server-Sent Events (events.ts):
  *                                     at most 32 streams (503 beyond), a client that does not read dropped
@@ -39,6 +40,7 @@ import type { MmioKind } from "./mmio.js";
 import type { AuthResult, Registry, TdevState, Tdi, TdiStateKind, VmId } from "./registry.js";
 import { RegistryError } from "./registry.js";
 import type { ConfigReader, ConfigWriter, ScannedMailbox } from "./scan.js";
+import { STATUS_PAGE } from "./status-page.js";
 
 /** The JSON of GET /v1/topology. */
 export interface TopologyView {
@@ -401,7 +403,7 @@ async function route(target: ApiTarget, req: http.IncomingMessage): Promise<[num
     return [200, openApiDocument()];
   }
   // Served by startApi for GET, before a body is read: here only another method reaches them.
-  if (path === "/v1/events") expect("GET");
+  if (path === "/v1/events" || path === "/") expect("GET");
   throw new HttpError(404, `no such resource: ${path}`);
 }
 
@@ -436,6 +438,10 @@ export function startApi(
     },
     (req, res) => {
       const url = new URL(req.url ?? "/", "http://localhost");
+      if (req.method === "GET" && url.pathname === "/") {
+        res.writeHead(200, { "content-type": "text/html; charset=utf-8", "cache-control": "no-cache" });
+        return void res.end(STATUS_PAGE);
+      }
       if (req.method === "GET" && url.pathname === "/v1/events") {
         // Served here, not by route: it answers before any body, and stays open.
         try {

@@ -65,9 +65,11 @@ export class EventStream {
 
   /** Starts a stream on `res`, replaying after `since` when given; throws EventStreamRefusal. */
   serve(req: http.IncomingMessage, res: http.ServerResponse, since: string | null): void {
-    const q = eventsQuery.safeParse({ since: since ?? req.headers["last-event-id"] });
+    // An EventSource reconnecting says where it got to: that wins over the URL's since.
+    const after = req.headers["last-event-id"] ?? since ?? undefined;
+    const q = eventsQuery.safeParse({ since: after });
     if (!q.success)
-      throw new EventStreamRefusal(400, `since must be an event id (a non-negative integer), not ${since}`);
+      throw new EventStreamRefusal(400, `since must be an event id (a non-negative integer), not ${after}`);
     const from = q.data.since === undefined ? undefined : Number(q.data.since);
     if (this.clients.size >= this.limits.maxClients)
       throw new EventStreamRefusal(503, `already ${this.limits.maxClients} event streams open`);

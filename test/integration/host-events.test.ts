@@ -27,9 +27,14 @@ const nic = parseDescription({
 });
 
 /** The raw text of GET `path` until `enough(text)` holds; the connection is then closed. */
-function rawStream(api: Endpoint, path: string, enough: (text: string) => boolean): Promise<string> {
+function rawStream(
+  api: Endpoint,
+  path: string,
+  enough: (text: string) => boolean,
+  headers: http.OutgoingHttpHeaders = {},
+): Promise<string> {
   return new Promise((resolve, reject) => {
-    const req = http.get({ host: api.host, port: api.port, path, agent: false }, (res) => {
+    const req = http.get({ host: api.host, port: api.port, path, agent: false, headers }, (res) => {
       let text = "";
       res.setEncoding("utf8");
       res.on("data", (c: string) => {
@@ -80,7 +85,7 @@ describe("host event stream", () => {
     expect(ids).toEqual(ids.map((_, i) => ids[0]! + i));
   });
 
-  it("frames each event as id, event and data lines; ?since= replays what is kept", async () => {
+  it("frames each event as id, event and data lines; ?since= or Last-Event-ID replays what is kept", async () => {
     const text = await rawStream(host.api, "/v1/events?since=0", (t) => t.includes("event: device-removed"));
     expect(text).toMatch(/^: doe-emu host events, last id \d+\n\n/);
     const frames = text.split("\n\n").filter((f) => f.startsWith("id:"));
@@ -88,7 +93,10 @@ describe("host event stream", () => {
       'id: 1\nevent: tdev-added\ndata: {"event":"tdev-added","bdf":"06:00.0","device":"events-nic"}',
     );
     expect(frames.length).toBe(8);
-    const last = await rawStream(host.api, "/v1/events?since=7", (t) => t.includes("event: device-removed"));
+    // EventSource's Last-Event-ID on a reconnect wins over the page's ?since=0.
+    const last = await rawStream(host.api, "/v1/events?since=0", (t) => t.includes("event: device-removed"), {
+      "last-event-id": "7",
+    });
     expect(last.split("\n\n").filter((f) => f.startsWith("id:"))).toEqual([
       'id: 8\nevent: device-removed\ndata: {"event":"device-removed","device":"events-nic","reason":"announce connection closed"}',
     ]);
