@@ -407,7 +407,7 @@ async function route(target: ApiTarget, req: http.IncomingMessage): Promise<[num
   throw new HttpError(404, `no such resource: ${path}`);
 }
 
-/** Answers with the error's JSON, as route's failures are. */
+/** A JSON answer: route's, or a refused event stream's. */
 function answer(
   res: http.ServerResponse,
   status: number,
