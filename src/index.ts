@@ -16,6 +16,15 @@ export {
   type TopologyOptions,
 } from "./fixture/topology.js";
 export type { TopologyView } from "./host/api.js";
-export { type ApiResponse, apiRequest, getTopology } from "./host/api-client.js";
+export {
+  type ApiResponse,
+  apiRequest,
+  type EventWatch,
+  getTopology,
+  type HostEventMessage,
+  TopologyTimeout,
+  topologyReaches,
+  watchEvents,
+} from "./host/api-client.js";
 export { type Host, type HostOptions, startHost } from "./host/host.js";
 export { type Endpoint, formatEndpoint, parseEndpoint } from "./net/framed.js";

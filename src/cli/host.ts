@@ -2,7 +2,8 @@
  * `doe-emu host`: the TSM host as a process; `doe-emu host status`: its topology as a tree;
  * `doe-emu host connect|disconnect BDF`: a TDEV's connect step (session + IDE) and its undoing;
  * `doe-emu host bind BDF --vm ID|unbind BDF|tdi BDF`: a TDI's bind (TDISP lock, report verified,
- * start), its undoing, and its state. Each prints the API's JSON answer, or exits 1 with its error.
+ * start), its undoing, and its state; `doe-emu host events`: the host's event stream, live, one line
+ * each. Each prints the API's JSON answer, or exits 1 with its error.
  * The host's modules are imported when the command runs, so that other commands (a device process
  * above all, started by the dozen) do not pay for loading them.
  */
@@ -11,6 +12,7 @@ import { readFileSync } from "node:fs";
 import type { Argv } from "yargs";
 import { hexDigits } from "../../protocol/hex.js";
 import type { TopologyView } from "../host/api.js";
+import type { HostEventMessage } from "../host/api-client.js";
 import type { HostDevice } from "../host/host.js";
 import { createLogger, type LogLevel } from "../log.js";
 import { formatEndpoint, parseEndpoint } from "../net/framed.js";
@@ -125,6 +127,24 @@ async function runStatus(argv: { api: string; json: boolean }): Promise<void> {
   console.log(argv.json ? JSON.stringify(view, null, 2) : formatTree(view));
 }
 
+/** An event as one line: id, name, then its fields as key=value. */
+export function formatEvent(m: HostEventMessage): string {
+  const { event, ...fields } = m.event;
+  const text = Object.entries(fields).map(
+    ([k, v]) => `${k}=${typeof v === "string" ? v : JSON.stringify(v)}`,
+  );
+  return [m.id, event, ...text].join(" ");
+}
+
+/** Prints the host's events as they come, until the host goes away (an error) or a signal. */
+async function runEvents(argv: { api: string; json: boolean; since?: number }): Promise<void> {
+  const { watchEvents } = await import("../host/api-client.js");
+  const print = (m: HostEventMessage) => console.log(argv.json ? JSON.stringify(m) : formatEvent(m));
+  const watch = await watchEvents(parseEndpoint(argv.api), print, { since: argv.since });
+  const why = await watch.closed;
+  if (why) throw why;
+}
+
 /** One API request; prints the answer's JSON, or fails with the API's error and its detail. */
 async function runApi(api: string, method: "GET" | "POST", path: string, what: string, body?: unknown) {
   const { apiRequest } = await import("../host/api-client.js");
@@ -185,6 +205,15 @@ export const hostCommand = {
         "Print a running host's topology as a tree with TDEV/TDI state",
         (y2) => apiOption(y2).option("json", { type: "boolean", default: false, describe: "Print the JSON" }),
         run(runStatus),
+      )
+      .command(
+        "events",
+        "Print a running host's events live, one line each (device added/removed, TDEV and TDI states)",
+        (y2) =>
+          apiOption(y2)
+            .option("json", { type: "boolean", default: false, describe: "One JSON object per line" })
+            .option("since", { type: "number", describe: "Replay the kept events after this id first" }),
+        run(runEvents),
       )
       .command(tdevCommand("connect", "Connect a TDEV: SPDM session, IDE keys, stream enabled and Secure"))
       .command(

@@ -11,17 +11,21 @@
  *   GET  /v1/functions                every function of every device, sorted by BDF (config-access.ts)
  *   GET  /v1/functions/{bdf}/config   [?offset=&length=] config space as hex, 4096 bytes unless told
  *   POST /v1/functions/{bdf}/config   {"offset", "width": 1|2|4, "value"}: a config write, then the read-back
+ *   GET  /                            the status page (status-page.ts): topology tree, counters, live events
+ *   GET  /openapi.json                the OpenAPI 3.1 document of these routes, from api-schemas.ts
+ *   GET  /v1/events                   [?since=ID] every registry event as Server-Sent Events (events.ts):
+ *                                     at most 32 streams (503 beyond), a client that does not read dropped
  * A path that names nothing is 404, a bad body 400; every error is {"error": text}, a bind the
  * device refuses or whose report does not verify adds "tdispError" or "mismatch" (502).
  */
 import http from "node:http";
 import type { AddressInfo } from "node:net";
-import { z } from "zod";
 import { protocolId } from "../../protocol/doe.js";
 import { formatRoutingId, PORT_TYPES, parseRoutingId } from "../../protocol/pci.js";
 import { hex } from "../bits.js";
 import type { Logger } from "../log.js";
 import { type Endpoint, formatEndpoint } from "../net/framed.js";
+import { bindBody, emptyBody, openApiDocument } from "./api-schemas.js";
 import { BindError, type TdispStateName } from "./bind.js";
 import {
   BadConfigRequest,
@@ -31,10 +35,12 @@ import {
   writeConfig,
 } from "./config-access.js";
 import { LinkBusyError } from "./connect.js";
+import { EVENT_STREAM_LIMITS, EventStream, type EventStreamLimits, EventStreamRefusal } from "./events.js";
 import type { MmioKind } from "./mmio.js";
 import type { AuthResult, Registry, TdevState, Tdi, TdiStateKind, VmId } from "./registry.js";
 import { RegistryError } from "./registry.js";
 import type { ConfigReader, ConfigWriter, ScannedMailbox } from "./scan.js";
+import { STATUS_PAGE } from "./status-page.js";
 
 /** The JSON of GET /v1/topology. */
 export interface TopologyView {
@@ -236,10 +242,6 @@ class HttpError extends Error {
   }
 }
 
-const bindBody = z.strictObject({
-  vm: z.union([z.string().min(1).max(256), z.number().int().min(0)]),
-});
-const emptyBody = z.union([z.undefined(), z.strictObject({})]);
 const MAX_BODY = 64 * 1024;
 /** A client gets this long to send its whole request (Node's default is 300 s). */
 const REQUEST_TIMEOUT_MS = 10_000;
@@ -398,14 +400,37 @@ async function route(target: ApiTarget, req: http.IncomingMessage): Promise<[num
       throw tdevFailure(e, `config ${method === "GET" ? "read" : "write"} of ${formatRoutingId(rid)}`);
     }
   }
+  if (path === "/openapi.json") {
+    expect("GET");
+    return [200, openApiDocument()];
+  }
+  // Served by startApi for GET, before a body is read: here only another method reaches them.
+  if (path === "/v1/events" || path === "/") expect("GET");
   throw new HttpError(404, `no such resource: ${path}`);
 }
 
+/** A JSON answer: route's, or a refused event stream's. */
+function answer(
+  res: http.ServerResponse,
+  status: number,
+  body: unknown,
+  headers: http.OutgoingHttpHeaders = {},
+) {
+  res.writeHead(status, { "content-type": "application/json", ...headers });
+  res.end(`${JSON.stringify(body)}\n`);
+}
+
 export function startApi(
-  opts: Endpoint & { tsm: ApiTarget; log: Logger; requestTimeoutMs?: number },
+  opts: Endpoint & {
+    tsm: ApiTarget;
+    log: Logger;
+    requestTimeoutMs?: number;
+    eventLimits?: Partial<EventStreamLimits>;
+  },
 ): Promise<ApiServer> {
   const { log } = opts;
   const requestTimeout = opts.requestTimeoutMs ?? REQUEST_TIMEOUT_MS;
+  const events = new EventStream(opts.tsm.registry, log, { ...EVENT_STREAM_LIMITS, ...opts.eventLimits });
   const server = http.createServer(
     // Node checks the timeouts every connectionsCheckingInterval (30 s unless told).
     {
@@ -414,6 +439,21 @@ export function startApi(
       connectionsCheckingInterval: Math.min(1000, requestTimeout),
     },
     (req, res) => {
+      const url = new URL(req.url ?? "/", "http://localhost");
+      if (req.method === "GET" && url.pathname === "/") {
+        res.writeHead(200, { "content-type": "text/html; charset=utf-8", "cache-control": "no-cache" });
+        return void res.end(STATUS_PAGE);
+      }
+      if (req.method === "GET" && url.pathname === "/v1/events") {
+        // Served here, not by route: it answers before any body, and stays open.
+        try {
+          return events.serve(req, res, url.searchParams.get("since"));
+        } catch (e) {
+          if (!(e instanceof EventStreamRefusal)) throw e;
+          log.warn({ status: e.status, err: e.message }, "event stream refused");
+          return answer(res, e.status, { error: e.message });
+        }
+      }
       void route(opts.tsm, req)
         .catch((e: unknown): [number, unknown] => {
           if (e instanceof HttpError) return [e.status, { error: e.message, ...e.detail }];
@@ -423,21 +463,24 @@ export function startApi(
         .then(([status, body]) => {
           log.debug({ method: req.method, url: req.url, status }, "api");
           // A refused body may still be arriving: answer, then close instead of reading another request.
-          const close = status === 413 ? { connection: "close" } : {};
-          res.writeHead(status, { "content-type": "application/json", ...close });
-          res.end(`${JSON.stringify(body)}\n`);
+          answer(res, status, body, status === 413 ? { connection: "close" } : {});
         });
     },
   );
   return new Promise((resolve, reject) => {
-    server.once("error", reject);
+    const failed = (e: Error) => {
+      events.close();
+      reject(e);
+    };
+    server.once("error", failed);
     server.listen({ host: opts.host, port: opts.port }, () => {
-      server.off("error", reject);
+      server.off("error", failed);
       const a = server.address() as AddressInfo;
       resolve({
         address: { host: a.address, port: a.port },
         close: () =>
           new Promise<void>((done) => {
+            events.close();
             server.close(() => done());
             server.closeAllConnections();
           }),

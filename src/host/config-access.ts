@@ -74,8 +74,10 @@ const number = z
   .string()
   .regex(/^(0x[0-9a-f]+|[0-9]+)$/i, "must be a decimal or 0x-prefixed hex number")
   .transform(Number);
-const rangeQuery = z.strictObject({ offset: number.optional(), length: number.optional() });
-const writeBody = z.strictObject({
+/** The query of GET …/config (api-schemas.ts documents it). */
+export const configRangeQuery = z.strictObject({ offset: number.optional(), length: number.optional() });
+/** The body of POST …/config. */
+export const configWriteBody = z.strictObject({
   offset: z
     .number()
     .int()
@@ -94,7 +96,7 @@ export async function readConfigRange(
   rid: number,
   query: URLSearchParams,
 ): Promise<ConfigReadView> {
-  const q = rangeQuery.safeParse(Object.fromEntries(query));
+  const q = configRangeQuery.safeParse(Object.fromEntries(query));
   if (!q.success) throw new BadConfigRequest(`query: ${issues(q.error)}`);
   const offset = q.data.offset ?? 0;
   const length = q.data.length ?? CONFIG_SPACE_SIZE - offset;
@@ -113,7 +115,7 @@ export async function writeConfig(
   rid: number,
   body: unknown,
 ): Promise<ConfigWriteView> {
-  const b = writeBody.safeParse(body);
+  const b = configWriteBody.safeParse(body);
   if (!b.success)
     throw new BadConfigRequest(`body must be {"offset": N, "width": 1|2|4, "value": N}: ${issues(b.error)}`);
   const { offset, width, value } = b.data;
