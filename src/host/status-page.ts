@@ -12,6 +12,7 @@ const EVENT_NAMES: Record<HostEvent["event"], true> = {
   "device-added": true,
   "device-refused": true,
   "device-removed": true,
+  "vfs-changed": true,
   "tdev-added": true,
   "tdev-removed": true,
   "tdev-state": true,
