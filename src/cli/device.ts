@@ -16,6 +16,9 @@ import {
   startKeyLog,
 } from "./common.js";
 
+/** The exit status of a device an `exit` fault ended. */
+export const FAULT_EXIT_CODE = 3;
+
 interface DeviceArgs extends CaptureArgs {
   config?: string;
   bus?: number;
@@ -58,6 +61,8 @@ async function runDevice(argv: DeviceArgs): Promise<void> {
     host: argv.host ? parseEndpoint(argv.host) : undefined,
     log,
     onShutdown: () => exit("SHUTDOWN"),
+    // An injected crash: no clean-up, as a device that dies mid-request.
+    onFaultExit: () => process.exit(FAULT_EXIT_CODE),
     capture: startCapture(argv, "device", log),
     keyLog: startKeyLog(argv.keylog, log),
   });

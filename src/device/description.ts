@@ -24,6 +24,7 @@ import {
   vfRoutingId,
 } from "../../protocol/pci.js";
 import { resolveSlotPaths, spdmSettingsSchema } from "../spdm/responder-settings.js";
+import { faultRuleSchema, MAX_FAULT_RULES } from "./faults.js";
 
 /** A number given as JSON number or as a "0x…" hex string, within [0, max]. */
 const uint = (max: number) =>
@@ -261,6 +262,8 @@ export const deviceSchema = z
     /** SPDM responder of every CMA/SPDM mailbox (src/spdm/responder-settings.ts). */
     spdm: spdmSettingsSchema.prefault({}),
     tdisp: tdispSchema.prefault({}),
+    /** Fault injection rules (src/device/faults.ts), armed from the start. */
+    faults: z.array(faultRuleSchema).max(MAX_FAULT_RULES).default([]),
   })
   .superRefine((d, ctx) => {
     const seen = new Set<number>();

@@ -11,6 +11,7 @@
  *   GET  /v1/functions                every function of every device, sorted by BDF (config-access.ts)
  *   GET  /v1/functions/{bdf}/config   [?offset=&length=] config space as hex, 4096 bytes unless told
  *   POST /v1/functions/{bdf}/config   {"offset", "width": 1|2|4, "value"}: a config write, then the read-back
+ *   POST|GET|DELETE /v1/devices/{id}/faults  fault injection rules (faults-api.ts)
  * A path that names nothing is 404, a bad body 400; every error is {"error": text}, a bind the
  * device refuses or whose report does not verify adds "tdispError" or "mismatch" (502).
  */
@@ -31,6 +32,7 @@ import {
   writeConfig,
 } from "./config-access.js";
 import { LinkBusyError } from "./connect.js";
+import { type DeviceFaults, type FaultCounts, faultsRoute } from "./faults-api.js";
 import type { MmioKind } from "./mmio.js";
 import type { AuthResult, Registry, TdevState, Tdi, TdiStateKind, VmId } from "./registry.js";
 import { RegistryError } from "./registry.js";
@@ -44,6 +46,8 @@ export interface TopologyView {
     control: string;
     source: string;
     state: string;
+    /** Its fault rules and the faults injected; null until fetched. */
+    faults: FaultCounts | null;
     functions: {
       bdf: string;
       vendorId: number;
@@ -123,6 +127,7 @@ export function topologyView(registry: Registry): TopologyView {
         control: formatEndpoint(d.control),
         source: d.source,
         state: d.state,
+        faults: d.faults ?? null,
         functions: d.functions.map((f) => ({
           bdf: formatRoutingId(f.rid),
           vendorId: f.vendorId,
@@ -207,6 +212,8 @@ export interface ApiTarget {
   /** Config accesses over the control wire of the device that owns the function. */
   configRead: ConfigReader;
   configWrite: ConfigWriter;
+  /** The fault rules of a device, by its ID (RegistryError notFound when there is none). */
+  faults(device: string): DeviceFaults;
 }
 
 /**
@@ -396,6 +403,8 @@ async function route(target: ApiTarget, req: http.IncomingMessage): Promise<[num
       throw tdevFailure(e, `config ${method === "GET" ? "read" : "write"} of ${formatRoutingId(rid)}`);
     }
   }
+  const faults = await faultsRoute((d) => target.faults(d), method, path, body);
+  if (faults) return faults;
   throw new HttpError(404, `no such resource: ${path}`);
 }
 

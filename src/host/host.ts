@@ -39,6 +39,7 @@ import {
 import { Bouncer } from "./bouncer.js";
 import { connectTdev, type TdevLink } from "./connect.js";
 import { ControlClient } from "./control-client.js";
+import { countFaults, type DeviceFaults } from "./faults-api.js";
 import { DEFAULT_MMIO_WINDOWS, MmioAllocator, type MmioWindows } from "./mmio.js";
 import { type AuthResult, Registry, RegistryError, type VmId } from "./registry.js";
 import { assignBars, discoverMailboxes, scanBus } from "./scan.js";
@@ -178,6 +179,8 @@ class DeviceLink {
       this.state = "registered";
       this.lastOk = Date.now();
       added = true;
+      // Rules from its description count from the start; a device without fault support is left be.
+      await this.refreshFaults().catch(() => undefined);
       return true;
     } catch (e) {
       log.debug({ err: (e as Error).message }, "attach failed");
@@ -187,6 +190,33 @@ class DeviceLink {
       // A link closed while attaching may have claimed BAR space after close() released it.
       if (!added) this.ctx.mmio.release(this);
     }
+  }
+
+  /** Whether this link's device is registered under `id`. */
+  isDevice(id: string): boolean {
+    return this.state === "registered" && this.deviceId === id;
+  }
+
+  /** The device's fault rules over its control wire; each call refreshes the counts the topology shows. */
+  faults(): DeviceFaults {
+    const control = this.liveControl();
+    const refreshed = async <T>(result: T) => {
+      await this.refreshFaults();
+      return result;
+    };
+    return {
+      add: async (rule) => refreshed(await control.faultAdd(rule)),
+      list: () => this.refreshFaults(),
+      clear: async () => refreshed(await control.faultClear()),
+    };
+  }
+
+  /** Fetches the fault rules and keeps their counts in the device's record. */
+  private async refreshFaults(): Promise<Record<string, unknown>[]> {
+    const rules = await this.liveControl().faultList();
+    const record = this.ctx.registry.devices.get(this.deviceId!);
+    if (record) record.faults = countFaults(rules);
+    return rules;
   }
 
   /** Whether this link's device is registered and has function `rid`. */
@@ -230,9 +260,12 @@ class DeviceLink {
           return undefined;
         }
       }
-      const first = this.ctx.registry.devices.get(this.deviceId!)?.functions[0];
+      const record = this.ctx.registry.devices.get(this.deviceId!);
+      const first = record?.functions[0];
       if (first) await this.control.cfgRead(first.rid, Header.VENDOR_ID, 2);
       this.lastOk = Date.now();
+      // Counts move only while rules exist: a device without any costs no more requests.
+      if (record?.faults?.rules) await this.refreshFaults();
     } catch (e) {
       const silentFor = Date.now() - this.lastOk;
       if (silentFor >= this.ctx.unreachableTimeoutMs)
@@ -351,6 +384,11 @@ export async function startHost(opts: HostOptions = {}): Promise<Host> {
   const configWrite = (rid: number, offset: number, width: ConfigWidth, value: number) =>
     controlOf(rid).cfgWrite(rid, offset, width, value);
   const stop = (link: TdevLink, fn: BindFunction) => stopInterface(link, fn.rid);
+  const faults = (device: string): DeviceFaults => {
+    const owner = [...links].find((l) => l.isDevice(device));
+    if (!owner) throw new RegistryError("notFound", `no device ${device}`);
+    return owner.faults();
+  };
   const tsm = {
     registry,
     authenticate,
@@ -361,6 +399,7 @@ export async function startHost(opts: HostOptions = {}): Promise<Host> {
     probeTdi: (rid: number) => registry.probeTdi(rid, (link, fn) => interfaceState(link, fn.rid)),
     configRead,
     configWrite,
+    faults,
   };
   try {
     if (opts.hotplug) {
