@@ -5,11 +5,17 @@
  * injected count, and that the API keeps answering and the device serves again once the rule is
  * spent or cleared. The exit row comes last: the device is gone after it.
  */
+import { execFile } from "node:child_process";
 import { readFileSync } from "node:fs";
 import { fileURLToPath } from "node:url";
+import { promisify } from "node:util";
 import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from "vitest";
+import { cliPath } from "../../src/fixture/spawn-device.js";
 import { type RunningTopology, startTopology } from "../../src/fixture/topology.js";
 import { apiRequest } from "../../src/host/api-client.js";
+import { formatEndpoint } from "../../src/net/framed.js";
+
+const execFileAsync = promisify(execFile);
 
 const EXAMPLE = fileURLToPath(new URL("../../examples/topology.json", import.meta.url));
 const nicEntry = JSON.parse(readFileSync(EXAMPLE, "utf8")).devices[0];
@@ -162,6 +168,38 @@ describe("faults and what the host does", () => {
     expect(await injected()).toBe(1);
     expect((await api("POST", `/v1/tdis/${TDEV}/bind`, { vm: 1 })).status).toBe(200);
     expect((await api("POST", `/v1/tdevs/${TDEV}/disconnect`)).status).toBe(200);
+  });
+
+  it("doe-emu fault adds, lists and clears, through the API and straight over the control wire", async () => {
+    const fault = async (...args: string[]) =>
+      JSON.parse((await execFileAsync(process.execPath, [cliPath(), "fault", ...args])).stdout);
+    const viaApi = ["--api", formatEndpoint(t.api), "--device", "tee-nic"];
+    const viaControl = ["--control", formatEndpoint(t.devices[0]!.control)];
+    const rule = [
+      "--kind",
+      "delay",
+      "--ms",
+      "10",
+      "--count",
+      "3",
+      "--protocol",
+      "SPDM",
+      "--code",
+      "GET_VERSION",
+    ];
+    expect(await fault("add", ...viaApi, ...rule)).toEqual({ device: "tee-nic", id: expect.any(Number) });
+    expect(await fault("add", ...viaControl, "--kind", "close", "--mailbox", "9")).toEqual({
+      id: expect.any(Number),
+    });
+    expect((await authenticate()).status).toBe(200);
+    const { rules } = await fault("list", ...viaControl);
+    expect(rules).toEqual([
+      expect.objectContaining({ kind: "delay", ms: 10, count: 3, injected: 1 }),
+      expect.objectContaining({ kind: "close", injected: 0 }),
+    ]);
+    expect(await fault("list", ...viaApi)).toMatchObject({ injected: 1 });
+    expect(await fault("clear", ...viaApi)).toEqual({ device: "tee-nic", cleared: 2 });
+    await expect(fault("add", ...viaControl, "--kind", "delay")).rejects.toThrow(/ms: ms is for delay/);
   });
 
   it("exit: the device process ends; unreachable past its timeout, the host removes it and keeps answering", async () => {
