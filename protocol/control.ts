@@ -326,9 +326,23 @@ function exactly(payload: Buffer, n: number, field: string): void {
   if (payload.length !== n) throw new DecodeError(field, 0, `body is ${payload.length} bytes, not ${n}`);
 }
 
+type BodilessKind = "cfgWriteRsp" | "identity" | "faultList" | "faultClear";
+/** The messages without a body, by opcode. */
+const BODILESS = new Map<number, BodilessKind>([
+  [ControlCommand.CFG_WRITE_RSP, "cfgWriteRsp"],
+  [ControlCommand.IDENTITY, "identity"],
+  [ControlCommand.FAULT_LIST, "faultList"],
+  [ControlCommand.FAULT_CLEAR, "faultClear"],
+]);
+
 /** Decodes a control-wire frame's message (the tag is `frame.transport`); DecodeError if malformed. */
 export function decodeControlFrame(frame: SocketFrame): ControlMessage {
   const p = frame.payload;
+  const bodiless = BODILESS.get(frame.command);
+  if (bodiless) {
+    exactly(p, 0, bodiless);
+    return { kind: bodiless };
+  }
   const r = new Reader(p);
   let msg: ControlMessage;
   switch (frame.command) {
@@ -345,12 +359,6 @@ export function decodeControlFrame(frame: SocketFrame): ControlMessage {
     case ControlCommand.CFG_READ_RSP:
       exactly(p, 4, "cfgReadRsp");
       return { kind: "cfgReadRsp", value: p.readUInt32LE(0) };
-    case ControlCommand.CFG_WRITE_RSP:
-      exactly(p, 0, "cfgWriteRsp");
-      return { kind: "cfgWriteRsp" };
-    case ControlCommand.IDENTITY:
-      exactly(p, 0, "identity");
-      return { kind: "identity" };
     case ControlCommand.IDENTITY_RSP:
       msg = { kind: "identityRsp", identity: readIdentity(r) };
       break;
@@ -366,15 +374,9 @@ export function decodeControlFrame(frame: SocketFrame): ControlMessage {
     case ControlCommand.FAULT_ADD_RSP:
       exactly(p, 4, "faultAddRsp");
       return { kind: "faultAddRsp", id: p.readUInt32LE(0) };
-    case ControlCommand.FAULT_LIST:
-      exactly(p, 0, "faultList");
-      return { kind: "faultList" };
     case ControlCommand.FAULT_LIST_RSP:
       msg = { kind: "faultListRsp", rules: r.json("faultListRsp.rules", true) };
       break;
-    case ControlCommand.FAULT_CLEAR:
-      exactly(p, 0, "faultClear");
-      return { kind: "faultClear" };
     case ControlCommand.FAULT_CLEAR_RSP:
       exactly(p, 2, "faultClearRsp");
       return { kind: "faultClearRsp", cleared: p.readUInt16LE(0) };

@@ -1,5 +1,6 @@
 import { describe, expect, it } from "vitest";
 import { DoeType, encodeDoeObject, PCI_SIG_VENDOR_ID } from "../../protocol/doe.js";
+import { DescriptionError, parseDescription } from "../../src/device/description.js";
 import { corrupt, doeSite } from "../../src/device/fault-injection.js";
 import {
   FaultRuleError,
@@ -47,6 +48,17 @@ describe("fault rules", () => {
     expect(refused({ kind: "ide-km-fail", mailbox: 0 })).toMatch(/^mailbox:/);
     expect(refused({ kind: "explode" })).toMatch(/^kind:/);
     expect(refused({ kind: "close", function: "1:0.0" })).toMatch(/^function:/);
+  });
+});
+
+describe("faults in a device description", () => {
+  it("are checked with it, and armed from the start", () => {
+    const d = parseDescription({ faults: [{ kind: "close", count: 1 }] });
+    const set = new FaultSet(silentLogger, d.faults);
+    expect(set.take(site())?.kind).toBe("close");
+    expect(parseDescription({}).faults).toEqual([]);
+    expect(() => parseDescription({ faults: [{ kind: "delay" }] })).toThrow(DescriptionError);
+    expect(() => parseDescription({ faults: [{ kind: "delay" }] })).toThrow(/faults\[0\]\.ms: /);
   });
 });
 
