@@ -152,7 +152,7 @@ export async function startDevice(opts: DeviceOptions): Promise<RunningDevice> {
       mailboxes.push(fnMailboxes);
       endpoints.push(fnEndpoints);
     }
-    const model = new DeviceModel(desc, mailboxes, endpoints);
+    const model = new DeviceModel(desc, mailboxes, endpoints, undefined, faults);
     const tdisp = new TdispEngine(model, log.child({ protocol: "tdisp" }));
     for (const [fi, fn] of desc.functions.entries()) {
       const rid = routingId(desc.bus, desc.device, fn.function);

@@ -5,6 +5,7 @@
  * one) and what happens. Each kind acts at one layer, where what it matches on is visible:
  *   doe       the mailbox endpoint, per DOE object on the socket: delay, stall, drop, corrupt,
  *             close, exit (DISCOVERY, SPDM or SECURED_SPDM; a code only for plain SPDM);
+ *   registers the DOE registers, per object a Go sends: busy (Status.Busy held `ms` first);
  *   spdm      the function's SPDM responder, per plain request: spdm-error (ERROR Busy),
  *             not-ready (ERROR ResponseNotReady, served by RESPOND_IF_READY);
  *   TDISP     the TDISP engine, per request: tdi-error (the TDI goes to ERROR first);
@@ -25,6 +26,7 @@ export const FAULT_LAYERS = {
   corrupt: "doe",
   close: "doe",
   exit: "doe",
+  busy: "registers",
   "spdm-error": "spdm",
   "not-ready": "spdm",
   "tdi-error": "TDISP",
@@ -40,6 +42,7 @@ export type FaultProtocol = (typeof FAULT_PROTOCOLS)[number];
 /** The protocols a layer sees; the first is a rule's default there when it has only one. */
 const LAYER_PROTOCOLS: Record<FaultLayer, readonly FaultProtocol[]> = {
   doe: ["DISCOVERY", "SPDM", "SECURED_SPDM"],
+  registers: ["DISCOVERY", "SPDM", "SECURED_SPDM"],
   spdm: ["SPDM"],
   TDISP: ["TDISP"],
   IDE_KM: ["IDE_KM"],
@@ -73,7 +76,7 @@ export const faultRuleSchema = z
     /** Fires for each matching object with this probability, drawn from a generator seeded with `seed`. */
     probability: z.number().gt(0).max(1).optional(),
     seed: z.number().int().min(0).max(0xffff_ffff).default(1),
-    /** delay: how long the response is held back. */
+    /** delay: how long the response is held back; busy: how long Busy stays set. */
     ms: z.number().int().min(0).max(600_000).optional(),
     /** corrupt: which part of the response (default: tag for SECURED_SPDM, else header). */
     part: z.enum(CORRUPT_PARTS).optional(),
@@ -86,12 +89,14 @@ export const faultRuleSchema = z
       issue("count", "give count or probability, not both");
     if (r.protocol && !protocols.includes(r.protocol))
       issue("protocol", `${r.kind} applies to ${protocols.join(", ")}, not ${r.protocol}`);
-    if ((r.kind === "delay") !== (r.ms !== undefined)) issue("ms", "ms is for delay, which needs it");
+    if ((r.kind === "delay" || r.kind === "busy") !== (r.ms !== undefined))
+      issue("ms", "ms is for delay and busy, which need it");
     if ((r.part !== undefined && r.kind !== "corrupt") || (r.part === "tag" && r.protocol !== "SECURED_SPDM"))
       issue("part", "part is for corrupt; tag needs protocol SECURED_SPDM");
-    if (r.mailbox !== undefined && layer !== "doe" && layer !== "spdm")
+    if (r.mailbox !== undefined && (layer === "TDISP" || layer === "IDE_KM"))
       issue("mailbox", `${r.kind} applies to a function's engine, not a mailbox`);
     const protocol = r.protocol ?? (protocols.length === 1 ? protocols[0] : undefined);
+    // The code of an object on the wire or in the registers is visible for plain SPDM only.
     if (r.code !== undefined && !(protocol && CODES[protocol]?.includes(r.code)))
       issue("code", `${r.code} is not a request code of ${protocol ?? "any protocol without a protocol"}`);
     if (r.kind === "not-ready" && !(r.code && r.code in NOT_READY_REQUESTS))

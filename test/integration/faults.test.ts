@@ -13,6 +13,7 @@ import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from "vitest
 import { cliPath } from "../../src/fixture/spawn-device.js";
 import { type RunningTopology, startTopology } from "../../src/fixture/topology.js";
 import { apiRequest } from "../../src/host/api-client.js";
+import { ControlClient, DoeRegisterClient } from "../../src/host/control-client.js";
 import { formatEndpoint } from "../../src/net/framed.js";
 
 const execFileAsync = promisify(execFile);
@@ -170,6 +171,26 @@ describe("faults and what the host does", () => {
     expect((await api("POST", `/v1/tdevs/${TDEV}/disconnect`)).status).toBe(200);
   });
 
+  it("busy (DOE registers): Busy held past the register driver's timeout fails it; after its Abort the next works", async () => {
+    const control = await ControlClient.connect(t.devices[0]!.control, { timeoutMs: 5000 });
+    try {
+      const { mailboxes } = await control.identity();
+      const regs = new DoeRegisterClient(control, mailboxes[0]!.rid, mailboxes[0]!.doeCapOffset, {
+        timeoutMs: 1000,
+      });
+      await addFault({ kind: "busy", ms: 300, protocol: "DISCOVERY", count: 1 });
+      const start = Date.now();
+      expect((await regs.discover()).length).toBe(3);
+      expect(Date.now() - start).toBeGreaterThanOrEqual(300);
+      await addFault({ kind: "busy", ms: 5000, count: 1 });
+      await expect(regs.discover()).rejects.toThrow(/no response within 1000 ms/);
+      expect((await regs.discover()).length).toBe(3);
+      expect(await injected()).toBe(2);
+    } finally {
+      control.close();
+    }
+  });
+
   it("doe-emu fault adds, lists and clears, through the API and straight over the control wire", async () => {
     const fault = async (...args: string[]) =>
       JSON.parse((await execFileAsync(process.execPath, [cliPath(), "fault", ...args])).stdout);
@@ -199,7 +220,9 @@ describe("faults and what the host does", () => {
     ]);
     expect(await fault("list", ...viaApi)).toMatchObject({ injected: 1 });
     expect(await fault("clear", ...viaApi)).toEqual({ device: "tee-nic", cleared: 2 });
-    await expect(fault("add", ...viaControl, "--kind", "delay")).rejects.toThrow(/ms: ms is for delay/);
+    await expect(fault("add", ...viaControl, "--kind", "delay")).rejects.toThrow(
+      /ms: ms is for delay and busy/,
+    );
   });
 
   it("exit: the device process ends; unreachable past its timeout, the host removes it and keeps answering", async () => {
