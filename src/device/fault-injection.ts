@@ -96,9 +96,14 @@ export function spdmHandler(
   mailbox: number,
 ): DoeHandler {
   return (req) => {
-    const code = SPDM_NAMES.get(req.payload[1] ?? -1);
     const fault = faults.armed
-      ? faults.take({ layer: "spdm", rid, mailbox, protocol: "SPDM", code })
+      ? faults.take({
+          layer: "spdm",
+          rid,
+          mailbox,
+          protocol: "SPDM",
+          code: SPDM_NAMES.get(req.payload[1] ?? -1),
+        })
       : undefined;
     if (fault?.kind === "spdm-error")
       return encodeSpdm({

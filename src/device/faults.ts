@@ -13,7 +13,7 @@
  * fault-injection.ts applies them; the control wire adds, lists and clears them at run time.
  */
 import { z } from "zod";
-import { parseRoutingId } from "../../protocol/pci.js";
+import { formatRoutingId, parseRoutingId } from "../../protocol/pci.js";
 import { SpdmRequestCode } from "../../protocol/spdm/codes.js";
 import { TdispCode } from "../../protocol/tdisp.js";
 import type { Logger } from "../log.js";
@@ -191,7 +191,8 @@ export class FaultSet {
       r.left--;
       r.view.injected++;
       const { id, kind } = r.view;
-      this.log.warn({ fault: id, kind, ...site, injected: r.view.injected }, `fault injected: ${kind}`);
+      const where = { ...site, rid: formatRoutingId(site.rid) };
+      this.log.warn({ fault: id, kind, ...where, injected: r.view.injected }, `fault injected: ${kind}`);
       return { ...r.view };
     }
     return undefined;

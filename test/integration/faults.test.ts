@@ -105,9 +105,12 @@ describe("faults and what the host does", () => {
     await recovers();
   });
 
-  it("ERROR Busy: the requester retries with a pause and succeeds; past its retries, 502", async () => {
+  it("ERROR Busy: the requester retries with back-off and succeeds; past its retries, 502", async () => {
     await addFault({ kind: "spdm-error", code: "GET_MEASUREMENTS", count: 2 });
+    const start = Date.now();
     expect((await authenticate()).status).toBe(200);
+    // 100 ms, then 200 ms.
+    expect(Date.now() - start).toBeGreaterThanOrEqual(300);
     expect(await injected()).toBe(2);
     await api("DELETE", "/v1/devices/tee-nic/faults");
     await addFault({ kind: "spdm-error", code: "GET_DIGESTS" });
