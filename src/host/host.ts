@@ -162,6 +162,8 @@ class DeviceLink {
         timeoutMs: this.ctx.requestTimeoutMs,
         log,
       });
+      // Rules from its description count from the start; a device without fault support shows none.
+      const faults = await control.faultList().then(countFaults, () => undefined);
       if (this.isClosed()) return false;
       const id = await this.ctx.registry.add({
         name: identity.name,
@@ -169,6 +171,7 @@ class DeviceLink {
         source: this.source,
         functions,
         mailboxes,
+        faults,
       });
       if (this.isClosed() || id === undefined) {
         if (id !== undefined) await this.ctx.registry.remove(id, "detached while being added");
@@ -179,8 +182,6 @@ class DeviceLink {
       this.state = "registered";
       this.lastOk = Date.now();
       added = true;
-      // Rules from its description count from the start; a device without fault support is left be.
-      await this.refreshFaults().catch(() => undefined);
       return true;
     } catch (e) {
       log.debug({ err: (e as Error).message }, "attach failed");

@@ -141,6 +141,7 @@ export interface AddRequest {
   source: string;
   functions: ScannedFunction[];
   mailboxes: ScannedMailbox[];
+  faults?: FaultCounts;
 }
 
 export class Registry extends EventEmitter<{ event: [HostEvent] }> {

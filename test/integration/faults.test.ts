@@ -10,11 +10,13 @@ import { readFileSync } from "node:fs";
 import { fileURLToPath } from "node:url";
 import { promisify } from "node:util";
 import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from "vitest";
+import { parseDescription } from "../../src/device/description.js";
 import { cliPath } from "../../src/fixture/spawn-device.js";
 import { type RunningTopology, startTopology } from "../../src/fixture/topology.js";
 import { apiRequest } from "../../src/host/api-client.js";
 import { ControlClient, DoeRegisterClient } from "../../src/host/control-client.js";
 import { formatEndpoint } from "../../src/net/framed.js";
+import { withHostAndDevice } from "../support/host-device.js";
 
 const execFileAsync = promisify(execFile);
 
@@ -234,5 +236,20 @@ describe("faults and what the host does", () => {
     await vi.waitFor(async () => expect((await t.topology()).devices).toEqual([]), { timeout: 15_000 });
     expect((await api("GET", "/v1/devices/tee-nic/faults")).status).toBe(404);
     expect((await authenticate()).status).toBe(404);
+  });
+});
+
+describe("faults from the description", () => {
+  it("are armed from the start, and the host shows them once it has added the device", async () => {
+    const description = parseDescription({
+      name: "flaky",
+      faults: [{ kind: "spdm-error", code: "GET_DIGESTS", count: 1 }],
+    });
+    await withHostAndDevice(description, { bounceTimeoutMs: 5000 }, async (host, device) => {
+      expect(host.registry.devices.get("flaky")?.faults).toEqual({ rules: 1, injected: 0 });
+      const rsp = await apiRequest(host.api, "POST", "/v1/tdevs/01:00.0/authenticate");
+      expect(rsp.status).toBe(200);
+      expect(device.faults.list()).toEqual([expect.objectContaining({ id: 1, injected: 1 })]);
+    });
   });
 });
