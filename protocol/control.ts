@@ -9,10 +9,14 @@
  *   CFG_WRITE      rid u16 | offset u16 | width u8 | value u32             → CFG_WRITE_RSP (empty)
  *   IDENTITY       (empty)                                                 → IDENTITY_RSP identity
  *   ANNOUNCE       control host str8 | control port u16 | identity         (device → host, no reply)
+ *   FAULT_ADD      rule json16                                             → FAULT_ADD_RSP id u32
+ *   FAULT_LIST     (empty)                                                 → FAULT_LIST_RSP rules json16
+ *   FAULT_CLEAR    (empty)                                                 → FAULT_CLEAR_RSP cleared u16
  *   ERROR          code u16 | text str16                                   (reply to a bad request)
  *   identity       name str8 | bus u8 | count u16 | count × (rid u16 | doeCapOffset u16 |
  *                  mailbox u8 | port u16 | host str8)
- * str8 / str16 = UTF-8 bytes after a u8 / u16 byte count.
+ * str8 / str16 = UTF-8 bytes after a u8 / u16 byte count; json16 = a str16 holding JSON (a fault
+ * rule is an object the device validates, src/device/faults.ts; a rule list is an array of them).
  */
 import { Parser } from "binary-parser";
 import { DecodeError, requireBytes } from "./errors.js";
@@ -28,9 +32,15 @@ export const ControlCommand = {
   CFG_WRITE: 0x4302,
   IDENTITY: 0x4303,
   ANNOUNCE: 0x4304,
+  FAULT_ADD: 0x4305,
+  FAULT_LIST: 0x4306,
+  FAULT_CLEAR: 0x4307,
   CFG_READ_RSP: 0x4381,
   CFG_WRITE_RSP: 0x4382,
   IDENTITY_RSP: 0x4383,
+  FAULT_ADD_RSP: 0x4385,
+  FAULT_LIST_RSP: 0x4386,
+  FAULT_CLEAR_RSP: 0x4387,
   ERROR: 0x43ff,
 } as const;
 
@@ -45,6 +55,8 @@ export const ControlErrorCode = {
   MISALIGNED: 4,
   OUT_OF_RANGE: 5,
   INTERNAL: 6,
+  /** A fault rule the device does not accept. */
+  BAD_FAULT: 7,
 } as const;
 
 /** A request refused with a code: thrown by the device model, sent as ERROR, rethrown by the client. */
@@ -105,6 +117,12 @@ export type ControlMessage =
   | { kind: "identity" }
   | { kind: "identityRsp"; identity: DeviceIdentity }
   | { kind: "announce"; control: NetAddress; identity: DeviceIdentity }
+  | { kind: "faultAdd"; rule: Record<string, unknown> }
+  | { kind: "faultAddRsp"; id: number }
+  | { kind: "faultList" }
+  | { kind: "faultListRsp"; rules: Record<string, unknown>[] }
+  | { kind: "faultClear" }
+  | { kind: "faultClearRsp"; cleared: number }
   | { kind: "error"; code: number; message: string };
 
 export type ControlKind = ControlMessage["kind"];
@@ -117,6 +135,12 @@ const COMMAND_OF: Record<ControlKind, number> = {
   identity: ControlCommand.IDENTITY,
   identityRsp: ControlCommand.IDENTITY_RSP,
   announce: ControlCommand.ANNOUNCE,
+  faultAdd: ControlCommand.FAULT_ADD,
+  faultAddRsp: ControlCommand.FAULT_ADD_RSP,
+  faultList: ControlCommand.FAULT_LIST,
+  faultListRsp: ControlCommand.FAULT_LIST_RSP,
+  faultClear: ControlCommand.FAULT_CLEAR,
+  faultClearRsp: ControlCommand.FAULT_CLEAR_RSP,
   error: ControlCommand.ERROR,
 };
 
@@ -184,6 +208,8 @@ function encodeBody(msg: ControlMessage): Buffer {
       return w.u16(msg.rid).u16(msg.offset).u8(msg.width).u32(msg.value).done();
     case "cfgWriteRsp":
     case "identity":
+    case "faultList":
+    case "faultClear":
       return w.done();
     case "identityRsp":
       return writeIdentity(w, msg.identity).done();
@@ -192,6 +218,14 @@ function encodeBody(msg: ControlMessage): Buffer {
         w.str(msg.control.host, 1, "control host").u16(msg.control.port),
         msg.identity,
       ).done();
+    case "faultAdd":
+      return w.str(JSON.stringify(msg.rule), 2, "fault rule").done();
+    case "faultAddRsp":
+      return w.u32(msg.id).done();
+    case "faultListRsp":
+      return w.str(JSON.stringify(msg.rules), 2, "fault rules").done();
+    case "faultClearRsp":
+      return w.u16(msg.cleared).done();
     case "error":
       return w.u16(msg.code).str(msg.message, 2, "error text").done();
   }
@@ -237,6 +271,24 @@ class Reader {
       throw new DecodeError(field, at, "is not valid UTF-8");
     }
   }
+  /** A json16 field holding an object (or, with `array`, an array of objects). */
+  json(field: string, array: true): Record<string, unknown>[];
+  json(field: string, array?: false): Record<string, unknown>;
+  json(field: string, array = false): Record<string, unknown> | Record<string, unknown>[] {
+    const at = this.offset;
+    const text = this.str(2, field);
+    let value: unknown;
+    try {
+      value = JSON.parse(text);
+    } catch {
+      throw new DecodeError(field, at, "is not valid JSON");
+    }
+    const isObject = (v: unknown) => typeof v === "object" && v !== null && !Array.isArray(v);
+    const ok = array ? Array.isArray(value) && value.every(isObject) : isObject(value);
+    if (!ok)
+      throw new DecodeError(field, at, array ? "is not a JSON array of objects" : "is not a JSON object");
+    return value as Record<string, unknown> | Record<string, unknown>[];
+  }
   /** Throws unless every byte was consumed: trailing bytes mean the peer speaks another layout. */
   end(what: string): void {
     if (this.offset !== this.buf.length) {
@@ -274,9 +326,23 @@ function exactly(payload: Buffer, n: number, field: string): void {
   if (payload.length !== n) throw new DecodeError(field, 0, `body is ${payload.length} bytes, not ${n}`);
 }
 
+type BodilessKind = "cfgWriteRsp" | "identity" | "faultList" | "faultClear";
+/** The messages without a body, by opcode. */
+const BODILESS = new Map<number, BodilessKind>([
+  [ControlCommand.CFG_WRITE_RSP, "cfgWriteRsp"],
+  [ControlCommand.IDENTITY, "identity"],
+  [ControlCommand.FAULT_LIST, "faultList"],
+  [ControlCommand.FAULT_CLEAR, "faultClear"],
+]);
+
 /** Decodes a control-wire frame's message (the tag is `frame.transport`); DecodeError if malformed. */
 export function decodeControlFrame(frame: SocketFrame): ControlMessage {
   const p = frame.payload;
+  const bodiless = BODILESS.get(frame.command);
+  if (bodiless) {
+    exactly(p, 0, bodiless);
+    return { kind: bodiless };
+  }
   const r = new Reader(p);
   let msg: ControlMessage;
   switch (frame.command) {
@@ -293,12 +359,6 @@ export function decodeControlFrame(frame: SocketFrame): ControlMessage {
     case ControlCommand.CFG_READ_RSP:
       exactly(p, 4, "cfgReadRsp");
       return { kind: "cfgReadRsp", value: p.readUInt32LE(0) };
-    case ControlCommand.CFG_WRITE_RSP:
-      exactly(p, 0, "cfgWriteRsp");
-      return { kind: "cfgWriteRsp" };
-    case ControlCommand.IDENTITY:
-      exactly(p, 0, "identity");
-      return { kind: "identity" };
     case ControlCommand.IDENTITY_RSP:
       msg = { kind: "identityRsp", identity: readIdentity(r) };
       break;
@@ -308,6 +368,18 @@ export function decodeControlFrame(frame: SocketFrame): ControlMessage {
       msg = { kind: "announce", control: { host, port }, identity: readIdentity(r) };
       break;
     }
+    case ControlCommand.FAULT_ADD:
+      msg = { kind: "faultAdd", rule: r.json("faultAdd.rule") };
+      break;
+    case ControlCommand.FAULT_ADD_RSP:
+      exactly(p, 4, "faultAddRsp");
+      return { kind: "faultAddRsp", id: p.readUInt32LE(0) };
+    case ControlCommand.FAULT_LIST_RSP:
+      msg = { kind: "faultListRsp", rules: r.json("faultListRsp.rules", true) };
+      break;
+    case ControlCommand.FAULT_CLEAR_RSP:
+      exactly(p, 2, "faultClearRsp");
+      return { kind: "faultClearRsp", cleared: p.readUInt16LE(0) };
     case ControlCommand.ERROR: {
       const code = r.u16("error.code");
       msg = { kind: "error", code, message: r.str(2, "error.text") };

@@ -16,6 +16,9 @@ import {
   startKeyLog,
 } from "./common.js";
 
+/** The exit status of a device an `exit` fault ended. */
+export const FAULT_EXIT_CODE = 3;
+
 interface DeviceArgs extends CaptureArgs {
   config?: string;
   bus?: number;
@@ -62,6 +65,8 @@ async function runDevice(argv: DeviceArgs): Promise<void> {
       argv["on-shutdown"] === "exit"
         ? exit("SHUTDOWN")
         : log.info("SHUTDOWN ends only its connection (--on-shutdown close)"),
+    // An injected crash: no clean-up, as a device that dies mid-request.
+    onFaultExit: () => process.exit(FAULT_EXIT_CODE),
     capture: startCapture(argv, "device", log),
     keyLog: startKeyLog(argv.keylog, log),
   });

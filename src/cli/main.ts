@@ -9,6 +9,7 @@ import { decodeCommand } from "./decode.js";
 import { demoCommand } from "./demo.js";
 import { deviceCommand } from "./device.js";
 import { doeCommand } from "./doe.js";
+import { faultCommand } from "./fault.js";
 import { hostCommand } from "./host.js";
 import { launchCommand } from "./launch.js";
 import { lspciCommand } from "./lspci.js";
@@ -44,6 +45,7 @@ await cli
   .command(launchCommand)
   .command(lspciCommand)
   .command(setpciCommand)
+  .command(faultCommand)
   .middleware(lastWins, true)
   .demandCommand(1, "name a command")
   .strict()

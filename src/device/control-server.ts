@@ -16,10 +16,13 @@ import { DecodeError } from "../../protocol/errors.js";
 import type { SocketFrame } from "../../protocol/socket.js";
 import { type Logger, silentLogger } from "../log.js";
 import { FramedServer } from "../net/framed.js";
+import { FaultRuleError, FaultSet, parseFaultRule } from "./faults.js";
 import type { DeviceModel } from "./model.js";
 
 export interface ControlServerOptions {
   model: DeviceModel;
+  /** The device's fault rules, added, listed and cleared over the wire (default: none yet). */
+  faults?: FaultSet;
   host: string;
   port: number;
   log?: Logger;
@@ -29,6 +32,7 @@ export interface ControlServerOptions {
 
 export function startControlServer(opts: ControlServerOptions): Promise<FramedServer> {
   const log = opts.log ?? silentLogger;
+  const faults = opts.faults ?? new FaultSet(log);
   return FramedServer.listen({
     host: opts.host,
     port: opts.port,
@@ -37,14 +41,20 @@ export function startControlServer(opts: ControlServerOptions): Promise<FramedSe
     onConnection: (conn) => {
       const writer = `cfg:${conn.peer}`;
       conn.on("frame", (frame) =>
-        conn.send(encodeControlFrame(frame.transport, answer(opts.model, frame, writer, log))),
+        conn.send(encodeControlFrame(frame.transport, answer(opts.model, faults, frame, writer, log))),
       );
       conn.once("close", () => opts.onClose?.(writer));
     },
   });
 }
 
-function answer(model: DeviceModel, frame: SocketFrame, writer: string, log: Logger): ControlMessage {
+function answer(
+  model: DeviceModel,
+  faults: FaultSet,
+  frame: SocketFrame,
+  writer: string,
+  log: Logger,
+): ControlMessage {
   try {
     const msg = decodeControlFrame(frame);
     switch (msg.kind) {
@@ -55,6 +65,19 @@ function answer(model: DeviceModel, frame: SocketFrame, writer: string, log: Log
         return { kind: "cfgWriteRsp" };
       case "identity":
         return { kind: "identityRsp", identity: model.identity() };
+      case "faultAdd": {
+        const rule = parseFaultRule(msg.rule);
+        const id = faults.add(rule);
+        log.info({ fault: id, rule }, "fault rule added");
+        return { kind: "faultAddRsp", id };
+      }
+      case "faultList":
+        return { kind: "faultListRsp", rules: faults.list() };
+      case "faultClear": {
+        const cleared = faults.clear();
+        log.info({ cleared }, "fault rules cleared");
+        return { kind: "faultClearRsp", cleared };
+      }
       default:
         return {
           kind: "error",
@@ -66,6 +89,8 @@ function answer(model: DeviceModel, frame: SocketFrame, writer: string, log: Log
     if (e instanceof DecodeError)
       return { kind: "error", code: ControlErrorCode.MALFORMED, message: e.message };
     if (e instanceof ControlError) return { kind: "error", code: e.code, message: e.message };
+    if (e instanceof FaultRuleError)
+      return { kind: "error", code: ControlErrorCode.BAD_FAULT, message: e.message };
     log.error({ err: (e as Error).stack }, "control request failed");
     return { kind: "error", code: ControlErrorCode.INTERNAL, message: "internal error" };
   }

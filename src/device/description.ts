@@ -30,6 +30,7 @@ import {
 } from "../../protocol/pci.js";
 import { resolveSlotPaths, spdmSettingsSchema } from "../spdm/responder-settings.js";
 import { tspCapabilities } from "./cxl-tsp.js";
+import { faultRuleSchema, MAX_FAULT_RULES } from "./faults.js";
 
 /** A number given as JSON number or as a "0x…" hex string, within [0, max]. */
 const uint = (max: number) =>
@@ -318,6 +319,8 @@ export const deviceSchema = z
     spdm: spdmSettingsSchema.prefault({}),
     tdisp: tdispSchema.prefault({}),
     cxlTsp: cxlTspSchema.optional(),
+    /** Fault injection rules (src/device/faults.ts), armed from the start. */
+    faults: z.array(faultRuleSchema).max(MAX_FAULT_RULES).default([]),
   })
   .superRefine((d, ctx) => {
     const seen = new Set<number>();

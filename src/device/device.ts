@@ -18,6 +18,8 @@ import { startControlServer } from "./control-server.js";
 import { CxlIdeKmEngine } from "./cxl-ide-km.js";
 import { CxlTspEngine } from "./cxl-tsp.js";
 import { DEFAULT_MAILBOX_PORT, type DeviceDescription } from "./description.js";
+import { ideKmEngine, spdmHandler, tdispEngine } from "./fault-injection.js";
+import { FaultSet } from "./faults.js";
 import { IdeKmEngine } from "./ide-km.js";
 import { Mailbox } from "./mailbox.js";
 import { startMailboxEndpoint } from "./mailbox-endpoint.js";
@@ -41,6 +43,8 @@ export interface DeviceOptions {
   capture?: PcapCapture;
   /** Where each established session's secret goes (`--keylog`). */
   keyLog?: KeyLog;
+  /** What an `exit` fault does; default: the device stops (the CLI exits the process instead). */
+  onFaultExit?: () => void;
 }
 
 export interface MailboxInfo {
@@ -60,6 +64,8 @@ export interface RunningDevice {
   tdisp: TdispEngine;
   /** The CXL TSP engine, when the description has `cxlTsp` (served at function 0). */
   cxlTsp?: CxlTspEngine;
+  /** The fault rules, from the description and the control wire. */
+  faults: FaultSet;
   /** Closes every endpoint and connection; idempotent. */
   stop(): Promise<void>;
 }
@@ -82,13 +88,17 @@ export async function startDevice(opts: DeviceOptions): Promise<RunningDevice> {
   // The device's SPDM identity, shared by its mailboxes; bad key or certificate files fail here.
   const spdmConfig = { ...responderConfig(desc.spdm), keyLog: opts.keyLog };
   const spdmSlots = CertificateSlots.fromSettings(desc.spdm.slots, spdmConfig.asym);
+  const faults = new FaultSet(log.child({ endpoint: "faults" }), desc.faults);
+  let stopDevice: () => Promise<void> = closeAll;
+  const onFaultExit = opts.onFaultExit ?? (() => void stopDevice());
 
   try {
     let first = true;
     for (const [fi, fn] of desc.functions.entries()) {
       const fnMailboxes: Mailbox[] = [];
       const fnEndpoints: Endpoint[] = [];
-      const bdf = formatRoutingId(routingId(desc.bus, desc.device, fn.function));
+      const rid = routingId(desc.bus, desc.device, fn.function);
+      const bdf = formatRoutingId(rid);
       // One SPDM endpoint per function, as a device's DSM is: every mailbox of the function (socket
       // endpoint and registers alike) reaches the same connection state and sessions, so CMA on one
       // mailbox and secured CMA on another work together.
@@ -111,8 +121,9 @@ export async function startDevice(opts: DeviceOptions): Promise<RunningDevice> {
         const mlog = log.child({ mailbox: id });
         // Control connections become the function's peers by sending through its registers.
         const mailbox = new Mailbox(mb.protocols, mlog, (origin) => users.join(origin));
-        mailbox.register({ vendorId: PCI_SIG_VENDOR_ID, type: DoeType.CMA_SPDM }, (req) =>
-          responder.handle(req.payload),
+        mailbox.register(
+          { vendorId: PCI_SIG_VENDOR_ID, type: DoeType.CMA_SPDM },
+          spdmHandler(responder, faults, rid, mi),
         );
         mailbox.register({ vendorId: PCI_SIG_VENDOR_ID, type: DoeType.SECURED_CMA_SPDM }, (req) =>
           responder.handleSecured(req.payload),
@@ -129,6 +140,7 @@ export async function startDevice(opts: DeviceOptions): Promise<RunningDevice> {
           peers: users,
           capture: opts.capture,
           captureLabel: `${bdf}-mb${mi}`,
+          faults: { set: faults, rid, mailbox: mi, exit: onFaultExit },
         });
         servers.push(server);
         fnMailboxes.push(mailbox);
@@ -144,7 +156,7 @@ export async function startDevice(opts: DeviceOptions): Promise<RunningDevice> {
       mailboxes.push(fnMailboxes);
       endpoints.push(fnEndpoints);
     }
-    const model = new DeviceModel(desc, mailboxes, endpoints);
+    const model = new DeviceModel(desc, mailboxes, endpoints, undefined, faults);
     const tdisp = new TdispEngine(model, log.child({ protocol: "tdisp" }));
     for (const [fi, fn] of desc.functions.entries()) {
       const rid = routingId(desc.bus, desc.device, fn.function);
@@ -156,7 +168,7 @@ export async function startDevice(opts: DeviceOptions): Promise<RunningDevice> {
           fn.ide.portIndex,
           log.child({ function: formatRoutingId(rid), protocol: "ide-km" }),
         );
-        engines.IDE_KM = (message) => ideKm.handle(message);
+        engines.IDE_KM = ideKmEngine((message) => ideKm.handle(message), faults, rid);
       }
       if (fn.cxl?.ide) {
         const cxlIdeKm = new CxlIdeKmEngine(
@@ -168,7 +180,7 @@ export async function startDevice(opts: DeviceOptions): Promise<RunningDevice> {
       }
       // One TDISP engine for the device, taking requests at each TDEV function (docs/ARCHITECTURE.md).
       if (tdisp.servesAt(rid)) {
-        engines.TDISP = (message, ctx) => tdisp.handle(message, { ...ctx, via: rid });
+        engines.TDISP = tdispEngine(tdisp, faults, rid);
         responders[fi]!.onSessionEnd((sessionId) => tdisp.sessionEnded(rid, sessionId));
       }
     }
@@ -181,6 +193,7 @@ export async function startDevice(opts: DeviceOptions): Promise<RunningDevice> {
     }
     const control = await startControlServer({
       model,
+      faults,
       host: ip,
       port: opts.controlPort ?? 0,
       log: log.child({ endpoint: "control" }),
@@ -198,6 +211,10 @@ export async function startDevice(opts: DeviceOptions): Promise<RunningDevice> {
           log: log.child({ endpoint: "announce" }),
         })
       : undefined;
+    stopDevice = once(async () => {
+      announcement?.close();
+      await closeAll();
+    });
     return {
       name: desc.name,
       mailboxes: infos,
@@ -205,10 +222,8 @@ export async function startDevice(opts: DeviceOptions): Promise<RunningDevice> {
       model,
       tdisp,
       cxlTsp,
-      stop: once(async () => {
-        announcement?.close();
-        await closeAll();
-      }),
+      faults,
+      stop: stopDevice,
     };
   } catch (e) {
     await closeAll();

@@ -7,6 +7,8 @@ import { DOE_MAX_DW } from "../../protocol/doe.js";
 import { type ConfigWidth, Doe, DoeCtrl, DoeStatus } from "../../protocol/pci.js";
 import { type Logger, silentLogger } from "../log.js";
 import type { RegisterBlock } from "./config-space.js";
+import { doeSite } from "./fault-injection.js";
+import type { FaultSet } from "./faults.js";
 import type { Mailbox } from "./mailbox.js";
 
 export class DoeRegisters implements RegisterBlock {
@@ -21,6 +23,8 @@ export class DoeRegisters implements RegisterBlock {
   constructor(
     private readonly mailbox: Mailbox,
     private readonly log: Logger = silentLogger,
+    /** The device's fault rules and where these registers sit (a `busy` fault holds Busy). */
+    private readonly faults?: { set: FaultSet; rid: number; mailbox: number },
   ) {}
 
   get status(): number {
@@ -103,12 +107,21 @@ export class DoeRegisters implements RegisterBlock {
     for (const [i, w] of words.entries()) object.writeUInt32LE(w, i * 4);
     const generation = ++this.generation;
     this.busy = true;
-    // Mailbox.exchange never rejects: a failed handler is an undefined (discarded) response.
-    void this.mailbox.exchange(object, origin).then((rsp) => {
+    const exchange = () => {
       if (generation !== this.generation) return; // aborted meanwhile
-      this.busy = false;
-      this.response = rsp;
-    });
+      // Mailbox.exchange never rejects: a failed handler is an undefined (discarded) response.
+      void this.mailbox.exchange(object, origin).then((rsp) => {
+        if (generation !== this.generation) return;
+        this.busy = false;
+        this.response = rsp;
+      });
+    };
+    const f = this.faults;
+    const fault = f?.set.armed
+      ? f.set.take({ ...doeSite(object, f.rid, f.mailbox), layer: "registers" })
+      : undefined;
+    if (fault) setTimeout(exchange, fault.ms);
+    else exchange();
   }
 
   /** The host's ack of the current DW: after the last one the mailbox resets; past the end is an error. */

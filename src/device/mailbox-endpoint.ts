@@ -6,6 +6,8 @@ import type { Logger } from "../log.js";
 import type { PcapCapture } from "../net/capture.js";
 import { type FramedConnection, FramedServer } from "../net/framed.js";
 import { serveSpdmEmu } from "../net/spdm-emu-server.js";
+import { applyDoeFault, doeSite } from "./fault-injection.js";
+import type { FaultSet } from "./faults.js";
 import type { Mailbox } from "./mailbox.js";
 
 export interface MailboxEndpointOptions {
@@ -20,6 +22,8 @@ export interface MailboxEndpointOptions {
   /** Records each connection into its own pcap file, named by `captureLabel` (function and mailbox). */
   capture?: PcapCapture;
   captureLabel?: string;
+  /** The device's fault rules, where this mailbox sits, and what an `exit` fault does. */
+  faults?: { set: FaultSet; rid: number; mailbox: number; exit: () => void };
 }
 
 const EMPTY: Buffer = Buffer.alloc(0);
@@ -46,7 +50,13 @@ function serveConnection(conn: FramedConnection, opts: MailboxEndpointOptions, l
   });
   serveSpdmEmu(conn, log, {
     // No object from the mailbox: an empty NORMAL frame, so a socket peer is never left waiting.
-    normal: (payload, reply) => mailbox.submit(payload, origin, (response) => reply(response ?? EMPTY)),
+    normal: (payload, reply) => {
+      const submit = (done: (response: Buffer | undefined) => void) => mailbox.submit(payload, origin, done);
+      const f = opts.faults;
+      const fault = f?.set.armed ? f.set.take(doeSite(payload, f.rid, f.mailbox)) : undefined;
+      if (!fault) return submit((response) => reply(response ?? EMPTY));
+      applyDoeFault(fault, { submit, reply, close: () => conn.destroy(), exit: f!.exit });
+    },
     end: (command) => {
       if (command === "SHUTDOWN") onShutdown();
     },

@@ -31,6 +31,7 @@ import {
 } from "./config-space.js";
 import type { DeviceDescription, FunctionDescription } from "./description.js";
 import { DoeRegisters } from "./doe-registers.js";
+import type { FaultSet } from "./faults.js";
 import type { IdeStream } from "./ide.js";
 import type { Mailbox } from "./mailbox.js";
 
@@ -66,6 +67,8 @@ export class DeviceModel {
     mailboxes: readonly (readonly Mailbox[])[],
     endpoints: readonly (readonly Endpoint[])[],
     log: Logger = silentLogger,
+    /** The device's fault rules, for its DOE registers. */
+    faults?: FaultSet,
   ) {
     const { bus, device, functions } = description;
     functions.forEach((fn, fi) => {
@@ -77,7 +80,10 @@ export class DeviceModel {
         );
       }
       const rid = routingId(bus, device, fn.function);
-      const registers = fnMailboxes.map((m, mi) => new DoeRegisters(m, log.child({ rid, mailbox: mi })));
+      const registers = fnMailboxes.map(
+        (m, mi) =>
+          new DoeRegisters(m, log.child({ rid, mailbox: mi }), faults && { set: faults, rid, mailbox: mi }),
+      );
       const { space, doeOffsets, sriovOffset, ideStreams, ideOffset } = functionConfigSpace(
         fn,
         functions.length > 1,

@@ -15,6 +15,7 @@
  * enforced.
  */
 import { randomBytes } from "node:crypto";
+import { DecodeError } from "../../protocol/errors.js";
 import {
   CAP_LIST_NEXT,
   CapId,
@@ -73,6 +74,7 @@ export type TdiTrigger =
   | "STOP_INTERFACE_REQUEST"
   | "configChange"
   | "sessionEnd"
+  | "fault"
   | "flr";
 
 const STAY = {
@@ -102,6 +104,7 @@ export const TDI_TRANSITIONS: Readonly<Record<TdiTrigger, Partial<Record<TdiStat
   },
   configChange: { CONFIG_LOCKED: "ERROR", RUN: "ERROR" },
   sessionEnd: { CONFIG_LOCKED: "ERROR", RUN: "ERROR" },
+  fault: { CONFIG_LOCKED: "ERROR", RUN: "ERROR" },
   flr: { CONFIG_LOCKED: "CONFIG_UNLOCKED", RUN: "CONFIG_UNLOCKED", ERROR: "CONFIG_UNLOCKED" },
 };
 
@@ -220,6 +223,18 @@ export class TdispEngine {
     for (const [rid, tdi] of this.tdis)
       if (tdi.lock?.via === via && tdi.lock.sessionId === sessionId)
         this.move(rid, "sessionEnd", `SPDM session ${hex32(sessionId)} ended`);
+  }
+
+  /**
+   * An injected fault (tdi-error): the locked or running TDI a TDISP request names goes to ERROR, as
+   * a device that detected an error would move it. A request naming no TDI changes nothing.
+   */
+  injectError(message: Buffer): void {
+    try {
+      this.move(this.lookup(decodeTdispHeader(message).functionId), "fault", "injected fault");
+    } catch (e) {
+      if (!(e instanceof TdispRefusal || e instanceof DecodeError)) throw e;
+    }
   }
 
   /** One TDISP request in, its response out: a TDISP_ERROR for anything refused. Never throws. */

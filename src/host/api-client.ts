@@ -14,7 +14,7 @@ export interface ApiResponse<T = unknown> {
 
 export function apiRequest<T = unknown>(
   api: Endpoint,
-  method: "GET" | "POST",
+  method: "GET" | "POST" | "DELETE",
   path: string,
   body?: unknown,
   timeoutMs = 30_000,

@@ -63,6 +63,7 @@ const topologyView: z.ZodType<TopologyView> = z.object({
       control: z.string(),
       source: z.string(),
       state: z.enum(["adding", "present", "removing"]),
+      faults: z.object({ rules: z.number().int(), injected: z.number().int() }).nullable(),
       functions: z.array(
         z.object({
           bdf,

@@ -15,6 +15,7 @@
  *   GET  /openapi.json                the OpenAPI 3.1 document of these routes, from api-schemas.ts
  *   GET  /v1/events                   [?since=ID] every registry event as Server-Sent Events (events.ts):
  *                                     at most 32 streams (503 beyond), a client that does not read dropped
+ *   POST|GET|DELETE /v1/devices/{id}/faults  fault injection rules (faults-api.ts)
  * A path that names nothing is 404, a bad body 400; every error is {"error": text}, a bind the
  * device refuses or whose report does not verify adds "tdispError" or "mismatch" (502).
  */
@@ -36,6 +37,7 @@ import {
 } from "./config-access.js";
 import { LinkBusyError } from "./connect.js";
 import { EVENT_STREAM_LIMITS, EventStream, type EventStreamLimits, EventStreamRefusal } from "./events.js";
+import { type DeviceFaults, type FaultCounts, faultsRoute } from "./faults-api.js";
 import type { MmioKind } from "./mmio.js";
 import type { AuthResult, Registry, TdevState, Tdi, TdiStateKind, VmId } from "./registry.js";
 import { RegistryError } from "./registry.js";
@@ -50,6 +52,8 @@ export interface TopologyView {
     control: string;
     source: string;
     state: string;
+    /** Its fault rules and the faults injected; null until fetched. */
+    faults: FaultCounts | null;
     functions: {
       bdf: string;
       vendorId: number;
@@ -129,6 +133,7 @@ export function topologyView(registry: Registry): TopologyView {
         control: formatEndpoint(d.control),
         source: d.source,
         state: d.state,
+        faults: d.faults ?? null,
         functions: d.functions.map((f) => ({
           bdf: formatRoutingId(f.rid),
           vendorId: f.vendorId,
@@ -213,6 +218,8 @@ export interface ApiTarget {
   /** Config accesses over the control wire of the device that owns the function. */
   configRead: ConfigReader;
   configWrite: ConfigWriter;
+  /** The fault rules of a device, by its ID (RegistryError notFound when there is none). */
+  faults(device: string): DeviceFaults;
 }
 
 /**
@@ -400,6 +407,8 @@ async function route(target: ApiTarget, req: http.IncomingMessage): Promise<[num
       throw tdevFailure(e, `config ${method === "GET" ? "read" : "write"} of ${formatRoutingId(rid)}`);
     }
   }
+  const faults = await faultsRoute((d) => target.faults(d), method, path, body);
+  if (faults) return faults;
   if (path === "/openapi.json") {
     expect("GET");
     return [200, openApiDocument()];

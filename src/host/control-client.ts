@@ -60,6 +60,21 @@ export class ControlClient {
     return (await this.request({ kind: "identity" }, "identityRsp")).identity;
   }
 
+  /** Adds a fault rule (src/device/faults.ts); rejects with ControlError BAD_FAULT when the device refuses it. */
+  async faultAdd(rule: Record<string, unknown>): Promise<number> {
+    return (await this.request({ kind: "faultAdd", rule }, "faultAddRsp")).id;
+  }
+
+  /** The device's fault rules, each with its id and how many times it fired. */
+  async faultList(): Promise<Record<string, unknown>[]> {
+    return (await this.request({ kind: "faultList" }, "faultListRsp")).rules;
+  }
+
+  /** Removes every fault rule; resolves with how many there were. */
+  async faultClear(): Promise<number> {
+    return (await this.request({ kind: "faultClear" }, "faultClearRsp")).cleared;
+  }
+
   close(): void {
     this.client.close();
   }

@@ -39,6 +39,7 @@ import {
 import { Bouncer } from "./bouncer.js";
 import { connectTdev, type TdevLink } from "./connect.js";
 import { ControlClient } from "./control-client.js";
+import { countFaults, type DeviceFaults } from "./faults-api.js";
 import { DEFAULT_MMIO_WINDOWS, MmioAllocator, type MmioWindows } from "./mmio.js";
 import { type AuthResult, Registry, RegistryError, type VmId } from "./registry.js";
 import { assignBars, discoverMailboxes, rescanVfs, scanBus } from "./scan.js";
@@ -162,6 +163,8 @@ class DeviceLink {
         timeoutMs: this.ctx.requestTimeoutMs,
         log,
       });
+      // Rules from its description count from the start; a device without fault support shows none.
+      const faults = await control.faultList().then(countFaults, () => undefined);
       if (this.isClosed()) return false;
       const id = await this.ctx.registry.add({
         name: identity.name,
@@ -169,6 +172,7 @@ class DeviceLink {
         source: this.source,
         functions,
         mailboxes,
+        faults,
       });
       if (this.isClosed() || id === undefined) {
         if (id !== undefined) await this.ctx.registry.remove(id, "detached while being added");
@@ -188,6 +192,33 @@ class DeviceLink {
       // A link closed while attaching may have claimed BAR space after close() released it.
       if (!added) this.ctx.mmio.release(this);
     }
+  }
+
+  /** Whether this link's device is registered under `id`. */
+  isDevice(id: string): boolean {
+    return this.state === "registered" && this.deviceId === id;
+  }
+
+  /** The device's fault rules over its control wire; each call refreshes the counts the topology shows. */
+  faults(): DeviceFaults {
+    const control = this.liveControl();
+    const refreshed = async <T>(result: T) => {
+      await this.refreshFaults();
+      return result;
+    };
+    return {
+      add: async (rule) => refreshed(await control.faultAdd(rule)),
+      list: () => this.refreshFaults(),
+      clear: async () => refreshed(await control.faultClear()),
+    };
+  }
+
+  /** Fetches the fault rules and keeps their counts in the device's record. */
+  private async refreshFaults(): Promise<Record<string, unknown>[]> {
+    const rules = await this.liveControl().faultList();
+    const record = this.ctx.registry.devices.get(this.deviceId!);
+    if (record) record.faults = countFaults(rules);
+    return rules;
   }
 
   /** Whether this link's device is registered and has function `rid`. */
@@ -255,10 +286,13 @@ class DeviceLink {
           return undefined;
         }
       }
-      const first = this.ctx.registry.devices.get(this.deviceId!)?.functions[0];
+      const record = this.ctx.registry.devices.get(this.deviceId!);
+      const first = record?.functions[0];
       if (first) await this.control.cfgRead(first.rid, Header.VENDOR_ID, 2);
       this.lastOk = Date.now();
       await this.followVfs();
+      // Counts move only while rules exist: a device without any costs no more requests.
+      if (record?.faults?.rules) await this.refreshFaults();
     } catch (e) {
       const silentFor = Date.now() - this.lastOk;
       if (silentFor >= this.ctx.unreachableTimeoutMs)
@@ -386,6 +420,11 @@ export async function startHost(opts: HostOptions = {}): Promise<Host> {
    */
   const followAllVfs = () => Promise.all([...links].map((l) => l.followVfs()));
   const stop = (link: TdevLink, fn: BindFunction) => stopInterface(link, fn.rid);
+  const faults = (device: string): DeviceFaults => {
+    const owner = [...links].find((l) => l.isDevice(device));
+    if (!owner) throw new RegistryError("notFound", `no device ${device}`);
+    return owner.faults();
+  };
   const tsm = {
     registry,
     authenticate,
@@ -399,6 +438,7 @@ export async function startHost(opts: HostOptions = {}): Promise<Host> {
     probeTdi: (rid: number) => registry.probeTdi(rid, (link, fn) => interfaceState(link, fn.rid)),
     configRead,
     configWrite,
+    faults,
   };
   try {
     if (opts.hotplug) {

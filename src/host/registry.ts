@@ -17,6 +17,7 @@
  * Removal frees a device's TDIs first (unbinding them), then its TDEVs (closing their bouncers and
  * the connection of a connected one).
  */
+
 import { EventEmitter } from "node:events";
 import { formatRoutingId } from "../../protocol/pci.js";
 import type { Logger } from "../log.js";
@@ -25,6 +26,7 @@ import type { MeasurementSummary } from "../spdm/requester-measurements.js";
 import type { BindEvidence, BindFunction, TdispStateName } from "./bind.js";
 import type { Bouncer } from "./bouncer.js";
 import type { TdevLink } from "./connect.js";
+import type { FaultCounts } from "./faults-api.js";
 import { planTsm, type ScannedFunction, type ScannedMailbox, type TdevPlan, type TdiPlan } from "./scan.js";
 
 export type DeviceState = "adding" | "present" | "removing";
@@ -91,6 +93,8 @@ export interface DeviceRecord {
   state: DeviceState;
   functions: ScannedFunction[];
   mailboxes: ScannedMailbox[];
+  /** Its fault rules and the faults they injected, as last fetched (faults-api.ts). */
+  faults?: FaultCounts;
 }
 
 export interface Tdev {
@@ -140,6 +144,7 @@ export interface AddRequest {
   source: string;
   functions: ScannedFunction[];
   mailboxes: ScannedMailbox[];
+  faults?: FaultCounts;
 }
 
 export class Registry extends EventEmitter<{ event: [HostEvent] }> {

@@ -73,7 +73,7 @@ export interface SpdmRequesterOptions {
   trustRoot?: Uint8Array;
   /** Source of nonces and RequesterContexts (nonce first, then context, per request). */
   randomBytes?: (size: number) => Buffer;
-  /** Re-sends after ERROR Busy. */
+  /** Re-sends after ERROR Busy, the first busyDelayMs later, each further one after twice the pause before. */
   busyRetries?: number;
   busyDelayMs?: number;
   /** RESPOND_IF_READY rounds after ERROR ResponseNotReady, and the longest wait honoured per round. */

@@ -287,7 +287,8 @@ export class SpdmRequester {
       if (reply.message.code === "ERROR" && code === SpdmRequestCode.GET_MEASUREMENTS)
         this.transcript.resetMeasurements(this.channel?.measurementLog);
       if (isError(reply, SpdmErrorCode.Busy) && busy < this.options.busyRetries) {
-        await this.options.sleep(this.options.busyDelayMs);
+        // Back off: a device busy again is given twice as long each time.
+        await this.options.sleep(this.options.busyDelayMs * 2 ** busy);
         continue;
       }
       return { requestBytes, ...reply };

@@ -99,6 +99,8 @@ export interface Exchange {
    * FINISH_RSP, the end of a session after END_SESSION_ACK or a bad verify data.
    */
   after: (() => void)[];
+  /** Answer ResponseNotReady first, whatever the settings say (an injected fault). */
+  holdBack?: boolean;
 }
 
 /**

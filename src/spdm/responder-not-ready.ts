@@ -8,7 +8,7 @@ import { encodeSpdm } from "../../protocol/spdm/codec.js";
 import { SpdmErrorCode } from "../../protocol/spdm/codes.js";
 import type { RespondIfReady } from "../../protocol/spdm/messages.js";
 import { type Connection, check, fail } from "./responder-context.js";
-import type { ResponderConfig } from "./responder-settings.js";
+import { NOT_READY_DEFAULTS, type ResponderConfig } from "./responder-settings.js";
 import type { SecureSession } from "./session.js";
 
 /** A request answered with ResponseNotReady, and what RESPOND_IF_READY must name to get its response. */
@@ -31,6 +31,11 @@ export class NotReady {
     private readonly settings: ResponderConfig["notReady"],
     private readonly connection: Connection,
   ) {}
+
+  /** The description's timing; a fault injected into a device without it uses the defaults. */
+  private get timing() {
+    return this.settings ?? NOT_READY_DEFAULTS;
+  }
 
   /** Whether a request with this code is answered with ResponseNotReady first. */
   holdsBack(code: number): boolean {
@@ -61,13 +66,13 @@ export class NotReady {
       token: this.lastToken,
       request: Buffer.from(request),
       session,
-      readyAt: performance.now() + this.settings!.delayMs,
+      readyAt: performance.now() + this.timing.delayMs,
     };
     return this.notReadyMessage(this.pending);
   }
 
   private notReadyMessage(p: PendingRequest): Buffer {
-    const { rdtExponent, rdtm } = this.settings!;
+    const { rdtExponent, rdtm } = this.timing;
     return encodeSpdm({
       code: "ERROR",
       version: this.connection.negotiated.version,

@@ -47,6 +47,9 @@ export const NOT_READY_REQUESTS = {
   PSK_EXCHANGE,
 };
 
+/** ResponseNotReady timing when the description gives none (a fault injected at run time). */
+export const NOT_READY_DEFAULTS = { rdtExponent: 10, rdtm: 2, delayMs: 0 };
+
 /** A zod enum over the keys of a name table. */
 const names = <T extends object>(table: T) =>
   z.enum(Object.keys(table) as [keyof T & string, ...(keyof T & string)[]]);
@@ -195,10 +198,10 @@ export const spdmSettingsSchema = z
     notReady: z
       .strictObject({
         requests: z.array(names(NOT_READY_REQUESTS)).min(1),
-        rdtExponent: int(0, 31).default(10),
+        rdtExponent: int(0, 31).default(NOT_READY_DEFAULTS.rdtExponent),
         // libspdm's requester refuses RDTM ≤ 1 (libspdm 1e16c60f libspdm_req_handle_error_response.c:188).
-        rdtm: int(2, 0xff).default(2),
-        delayMs: z.number().min(0).default(0),
+        rdtm: int(2, 0xff).default(NOT_READY_DEFAULTS.rdtm),
+        delayMs: z.number().min(0).default(NOT_READY_DEFAULTS.delayMs),
       })
       .optional(),
   })

@@ -296,10 +296,13 @@ export class SpdmResponder {
     this.ctx.sessions.endAll(reason);
   }
 
-  /** One SPDM request (DOE type 1 payload, padding allowed) in, one SPDM response out. Never throws. */
-  async handle(request: Buffer): Promise<Buffer> {
+  /**
+   * One SPDM request (DOE type 1 payload, padding allowed) in, one SPDM response out. Never throws.
+   * `holdBack`: answer ResponseNotReady first, as for a request the settings hold back.
+   */
+  async handle(request: Buffer, holdBack = false): Promise<Buffer> {
     this.ctx.sessions.sweep();
-    const x: Exchange = { after: [] };
+    const x: Exchange = { after: [], holdBack };
     const response = this.chunks.fit(await this.respond(request, x));
     for (const step of x.after) step();
     this.logExchange(request, response);
@@ -394,7 +397,8 @@ export class SpdmResponder {
       // Reset rules apply to any well-formed request, whatever its answer: libspdm's requester
       // applies them when it sends. Inside a session the session's M log is the one reset.
       if (!rule.flow) this.ctx.transcript.onRequest(code, x.session?.measurementLog);
-      if (!replay && this.notReady.holdsBack(code)) return this.notReady.holdBack(code, body, x.session);
+      if (!replay && (x.holdBack || this.notReady.holdsBack(code)))
+        return this.notReady.holdBack(code, body, x.session);
       const response = await rule.handle(this, message as MessageOf<KnownMessageName>, body, x);
       if (rule.next) this.current = rule.next;
       return response;

@@ -55,6 +55,22 @@ describe("control wire codec: byte vectors", () => {
       `00004304 00000000 0000001c 01 68 3412 ${IDENTITY_BYTES}`,
     ],
     [
+      "FAULT_ADD",
+      4,
+      { kind: "faultAdd", rule: { kind: "close" } },
+      "00004305 00000004 00000012 1000 7b226b696e64223a22636c6f7365227d",
+    ],
+    ["FAULT_ADD_RSP", 4, { kind: "faultAddRsp", id: 7 }, "00004385 00000004 00000004 07000000"],
+    ["FAULT_LIST", 5, { kind: "faultList" }, "00004306 00000005 00000000"],
+    [
+      "FAULT_LIST_RSP",
+      5,
+      { kind: "faultListRsp", rules: [{ kind: "close", id: 1, injected: 2 }] },
+      "00004386 00000005 00000028 2600 5b7b226b696e64223a22636c6f7365222c226964223a312c22696e6a6563746564223a327d5d",
+    ],
+    ["FAULT_CLEAR", 6, { kind: "faultClear" }, "00004307 00000006 00000000"],
+    ["FAULT_CLEAR_RSP", 6, { kind: "faultClearRsp", cleared: 3 }, "00004387 00000006 00000002 0300"],
+    [
       "ERROR",
       3,
       { kind: "error", code: ControlErrorCode.MISALIGNED, message: "bad" },
@@ -75,6 +91,9 @@ describe("control wire codec: byte vectors", () => {
     expect(ControlCommand.CFG_READ_RSP).toBe(ControlCommand.CFG_READ | 0x80);
     expect(ControlCommand.CFG_WRITE_RSP).toBe(ControlCommand.CFG_WRITE | 0x80);
     expect(ControlCommand.IDENTITY_RSP).toBe(ControlCommand.IDENTITY | 0x80);
+    expect(ControlCommand.FAULT_ADD_RSP).toBe(ControlCommand.FAULT_ADD | 0x80);
+    expect(ControlCommand.FAULT_LIST_RSP).toBe(ControlCommand.FAULT_LIST | 0x80);
+    expect(ControlCommand.FAULT_CLEAR_RSP).toBe(ControlCommand.FAULT_CLEAR | 0x80);
   });
 });
 
@@ -97,6 +116,10 @@ describe("control wire codec: rejects", () => {
     ["invalid UTF-8 in a name", "00004383 00000001 00000006 02 c328 01 0000", "identity.name"],
     ["trailing bytes after an identity", "00004383 00000001 00000006 00 01 0000 ff ff", "identityRsp"],
     ["an ERROR whose text overruns", "000043ff 00000001 00000005 0100 0900 41", "error.text"],
+    ["a FAULT_ADD rule that is not JSON", "00004305 00000001 00000003 0100 7b", "faultAdd.rule"],
+    ["a FAULT_ADD rule that is not an object", "00004305 00000001 00000004 0200 5b5d", "faultAdd.rule"],
+    ["a FAULT_LIST_RSP that is not a list", "00004386 00000001 00000004 0200 7b7d", "faultListRsp.rules"],
+    ["a FAULT_CLEAR with a body", "00004307 00000001 00000001 00", "faultClear"],
   ];
   for (const [what, bytes, field] of bad) {
     it(`rejects ${what}`, () => {

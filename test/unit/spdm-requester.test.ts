@@ -337,6 +337,20 @@ describe("SpdmRequester against DMTF's recorded responder (spdm13_p256_auth)", (
     expect((e as Error).message).toBe("responder answered CHALLENGE with ERROR Busy");
   });
 
+  it("backs off after each Busy, doubling the pause", async () => {
+    const pairs = recordedPairs();
+    const replay = new Replay(pairs);
+    let left = 3;
+    const waits: number[] = [];
+    const transport: SpdmTransport = {
+      send: async (req) => (req[1] === 0x83 && left-- > 0 ? error(SpdmErrorCode.Busy) : replay.send(req)),
+    };
+    await authenticateAll(
+      new SpdmRequester(transport, options(pairs, { sleep: async (ms) => void waits.push(ms) })),
+    );
+    expect(waits).toEqual([100, 200, 400]);
+  });
+
   it("fetches a LargeResponse with CHUNK_GET", async () => {
     const pairs = recordedPairs();
     const replay = new Replay(pairs);
