@@ -6,6 +6,7 @@
  */
 import { z } from "zod";
 import { TdiState } from "../../protocol/tdisp.js";
+import { faultRuleSchema } from "../device/faults.js";
 import type { TdiView, TopologyView } from "./api.js";
 import type { TdispStateName } from "./bind.js";
 import {
@@ -200,8 +201,10 @@ interface Route {
   summary: string;
   body?: z.ZodType;
   query?: z.ZodObject;
-  /** The 200 answer: a JSON schema, or another media type and its description. */
+  /** The success answer: a JSON schema, or another media type and its description. */
   ok: z.ZodType | { type: string; description: string };
+  /** The success status, 200 unless told. */
+  status?: number;
   /** Error statuses beyond 400, 404 and 405, which every route may answer. */
   errors?: number[];
 }
@@ -209,6 +212,13 @@ interface Route {
 const tdevPath = "/v1/tdevs/{bdf}";
 const tdiPath = "/v1/tdis/{bdf}";
 const configPath = "/v1/functions/{bdf}/config";
+const faultsPath = "/v1/devices/{id}/faults";
+const faultsRoute = (summary: string, ok: z.ZodType, extra: Partial<Route> = {}): Route => ({
+  summary,
+  ok,
+  errors: [502],
+  ...extra,
+});
 
 /** A route driving the device: it may be busy (409), fail on the device (502) or find the link full (503). */
 const deviceRoute = (summary: string, ok: z.ZodType, body?: z.ZodType): Route => ({
@@ -219,7 +229,7 @@ const deviceRoute = (summary: string, ok: z.ZodType, body?: z.ZodType): Route =>
 });
 
 /** The routes of api.ts, by path and method. */
-export const ROUTES: Record<string, { get?: Route; post?: Route }> = {
+export const ROUTES: Record<string, { get?: Route; post?: Route; delete?: Route }> = {
   "/v1/topology": { get: { summary: "Devices with their functions, TDEVs and TDIs", ok: topologyView } },
   [`${tdevPath}/authenticate`]: {
     post: deviceRoute(
@@ -256,6 +266,22 @@ export const ROUTES: Record<string, { get?: Route; post?: Route }> = {
       query: configRangeQuery,
     },
     post: deviceRoute("A config write, then the read-back", configWriteView, configWriteBody),
+  },
+  [faultsPath]: {
+    post: faultsRoute(
+      "Add a fault injection rule (src/device/faults.ts), forwarded over the device's control wire",
+      z.object({ device: z.string(), id: z.number().int() }),
+      { body: faultRuleSchema, status: 201 },
+    ),
+    get: faultsRoute(
+      "The device's rules, each with the faults it injected, and the total",
+      z.object({
+        device: z.string(),
+        rules: z.array(z.looseObject({ id: z.number().int(), injected: z.number().int() })),
+        injected: z.number().int(),
+      }),
+    ),
+    delete: faultsRoute("Remove every rule", z.object({ device: z.string(), cleared: z.number().int() })),
   },
   "/v1/events": {
     get: {
@@ -302,6 +328,17 @@ export function openApiDocument(): Record<string, unknown> {
       Object.fromEntries(
         Object.entries(methods).map(([method, r]) => {
           const params = [
+            ...(path.includes("{id}")
+              ? [
+                  {
+                    name: "id",
+                    in: "path",
+                    required: true,
+                    schema: { type: "string" },
+                    description: "device ID",
+                  },
+                ]
+              : []),
             ...(path.includes("{bdf}")
               ? [
                   {
@@ -330,7 +367,7 @@ export function openApiDocument(): Record<string, unknown> {
                 ? { requestBody: { content: { "application/json": { schema: jsonSchema(r.body) } } } }
                 : {}),
               responses: {
-                200: content(r.ok),
+                [r.status ?? 200]: content(r.ok),
                 ...Object.fromEntries(errors.map((s) => [s, errorResponse])),
               },
             },

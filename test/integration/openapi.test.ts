@@ -38,7 +38,12 @@ it("documents every route, and each route's answers conform to it", { timeout: 6
     const exercised = new Set<string>();
 
     /** Calls the route and checks its answer against the document's schema for that status. */
-    const call = async (method: "GET" | "POST", template: string, path: string, body?: unknown) => {
+    const call = async (
+      method: "GET" | "POST" | "DELETE",
+      template: string,
+      path: string,
+      body?: unknown,
+    ) => {
       const op = doc.paths[template]?.[method.toLowerCase()];
       if (!op) throw new Error(`${method} ${template} is not documented`);
       exercised.add(`${method.toLowerCase()} ${template}`);
@@ -81,6 +86,14 @@ it("documents every route, and each route's answers conform to it", { timeout: 6
     expect((await call("GET", config, "/v1/functions/01:00.0/config?length=x")).status).toBe(400);
     const write = { offset: 0x0c, width: 1, value: 0x10 }; // Cache Line Size: harmless
     expect((await call("POST", config, "/v1/functions/01:00.0/config", write)).status).toBe(200);
+    const faults = "/v1/devices/{id}/faults";
+    const device = `/v1/devices/${(topology.devices as { id: string }[])[0]!.id}/faults`;
+    const rule = { kind: "delay", ms: 1, count: 1 };
+    expect((await call("POST", faults, device, rule)).status).toBe(201);
+    expect((await call("POST", faults, device, { kind: "nonsense" })).status).toBe(400);
+    expect((await call("GET", faults, device)).body.rules).toHaveLength(1);
+    expect((await call("DELETE", faults, device)).body.cleared).toBe(1);
+    expect((await call("GET", faults, "/v1/devices/nobody/faults")).status).toBe(404);
     exercised.add("get /openapi.json");
 
     for (const path of ["/v1/events", "/"]) {
