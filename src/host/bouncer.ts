@@ -51,7 +51,7 @@ export interface BouncerOptions {
   timeoutMs: number;
   log: Logger;
   /** Called when a mailbox could not be reached or did not answer: the device may be gone. */
-  onUpstreamError?: () => void;
+  onUpstreamError?: (reason: string) => void;
   /**
    * Records each requester connection (the leg a requester sees, what spdm-dump follows), named by
    * `captureLabel`; a device started with --pcap records the upstream leg itself.
@@ -187,7 +187,7 @@ export class Bouncer {
         (c) => c.close(),
         () => undefined,
       );
-      this.opts.onUpstreamError?.();
+      this.opts.onUpstreamError?.(`mailbox ${key}: ${(e as Error).message}`);
       return this.fail("upstreamError", log, { mailbox: key, err: (e as Error).message });
     }
   }

@@ -217,7 +217,7 @@ class DeviceLink {
   private async refreshFaults(): Promise<Record<string, unknown>[]> {
     const rules = await this.liveControl().faultList();
     const record = this.ctx.registry.devices.get(this.deviceId!);
-    if (record) record.faults = countFaults(rules);
+    this.ctx.registry.setFaults(this.deviceId!, countFaults(rules));
     return rules;
   }
 
@@ -330,7 +330,8 @@ export async function startHost(opts: HostOptions = {}): Promise<Host> {
       capture: opts.capture,
       captureLabel: `${formatRoutingId(plan.rid)}-bounce`,
       // A mailbox that fails may mean the device is gone: check it now rather than on the next tick.
-      onUpstreamError: () => {
+      onUpstreamError: (reason) => {
+        registry.bouncerError(plan.rid, reason);
         const control = registry.devices.get(device)?.control;
         if (!control) return;
         for (const l of links) if (sameEndpoint(l.endpoint, control)) void l.check();

@@ -129,6 +129,8 @@ export type HostEvent =
   | { event: "device-refused"; control: string; reason: string }
   | { event: "device-removed"; device: string; reason: string }
   | { event: "vfs-changed"; device: string; pf: string; vfs: number }
+  | { event: "faults"; device: string; rules: number; injected: number }
+  | { event: "bouncer-error"; bdf: string; device: string; reason: string }
   | { event: "tdev-added" | "tdev-removed"; bdf: string; device: string }
   | { event: "tdi-added" | "tdi-removed"; bdf: string; tdev: string }
   | { event: `tdi-${TdiStateKind}`; bdf: string; vm: VmId | null; reason?: string }
@@ -269,6 +271,23 @@ export class Registry extends EventEmitter<{ event: [HostEvent] }> {
       if (tdi.device === id && !planned.has(tdi.rid)) this.dropTdi(tdi, reason);
     for (const t of planned.values()) if (!this.tdis.has(t.rid)) this.addTdi(t, id);
     this.emitEvent({ event: "vfs-changed", device: id, pf: formatRoutingId(pf), vfs: mine.length });
+  }
+
+  /** A device's fault counts as last fetched; a change is an event (faults armed, cleared, injected). */
+  setFaults(id: string, counts: FaultCounts): void {
+    const device = this.devices.get(id);
+    if (!device) return;
+    const before = device.faults;
+    device.faults = counts;
+    if (before?.rules !== counts.rules || before?.injected !== counts.injected)
+      this.emitEvent({ event: "faults", device: id, ...counts });
+  }
+
+  /** A TDEV's bouncer could not reach its mailbox: an event, so a watcher sees it as it happens. */
+  bouncerError(rid: number, reason: string): void {
+    const tdev = this.tdevs.get(rid);
+    if (tdev)
+      this.emitEvent({ event: "bouncer-error", bdf: formatRoutingId(rid), device: tdev.device, reason });
   }
 
   private addTdi(t: TdiPlan, device: string): void {

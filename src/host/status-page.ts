@@ -13,6 +13,8 @@ const EVENT_NAMES: Record<HostEvent["event"], true> = {
   "device-refused": true,
   "device-removed": true,
   "vfs-changed": true,
+  faults: true,
+  "bouncer-error": true,
   "tdev-added": true,
   "tdev-removed": true,
   "tdev-state": true,

@@ -3,6 +3,7 @@ import http from "node:http";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { parseDescription } from "../../src/device/description.js";
 import { startDevice } from "../../src/device/device.js";
+import { DoeClient } from "../../src/doe/client.js";
 import { spawnCli } from "../../src/fixture/spawn-device.js";
 import { type ApiTarget, startApi } from "../../src/host/api.js";
 import {
@@ -18,6 +19,8 @@ import { type HostEvent, Registry } from "../../src/host/registry.js";
 import { silentLogger } from "../../src/log.js";
 import type { Endpoint } from "../../src/net/framed.js";
 import { formatEndpoint } from "../../src/net/framed.js";
+import { withHostAndDevice } from "../support/host-device.js";
+import { nextEvent } from "../support/host-events.js";
 import { logLines } from "../support/log-lines.js";
 
 const nic = parseDescription({
@@ -186,5 +189,26 @@ describe("event stream bounds", () => {
     });
     expect(await dropped).toMatchObject({ level: 40 });
     await ended;
+  });
+});
+
+describe("fault and bouncer events", () => {
+  it("a rule armed is a faults event; a mailbox the bouncer cannot reach is a bouncer-error event", async () => {
+    const tee = parseDescription({ name: "tee", functions: [{ teeIo: true }] });
+    await withHostAndDevice(tee, { bounceTimeoutMs: 5000 }, async (host) => {
+      const { registry } = host;
+      const [tdev] = [...registry.tdevs.values()];
+      const armed = nextEvent(registry, "faults");
+      const rule = { kind: "close", protocol: "DISCOVERY", count: 1 };
+      expect((await apiRequest(host.api, "POST", "/v1/devices/tee/faults", rule)).status).toBe(201);
+      expect(await armed).toEqual({ event: "faults", device: "tee", rules: 1, injected: 0 });
+      const failed = nextEvent(registry, "bouncer-error");
+      // Connecting walks DOE discovery; the device closes the mailbox connection instead of answering.
+      await DoeClient.connect(tdev!.bouncer.address, { timeoutMs: 10_000 }).then(
+        (c) => c.close(),
+        () => undefined,
+      );
+      expect(await failed).toMatchObject({ event: "bouncer-error", bdf: "01:00.0", device: "tee" });
+    });
   });
 });
