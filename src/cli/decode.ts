@@ -1,6 +1,6 @@
 /**
  * `doe-emu decode FILE.pcap`: one line per DOE object of a capture (ours or spdm-emu's, link type
- * PCI_DOE): time, direction, DOE protocol, SPDM message with its key fields, the IDE-KM or TDISP
+ * PCI_DOE): time, direction, DOE protocol, SPDM message with its key fields, the IDE-KM, TDISP, CXL IDE-KM or CXL TSP
  * message a vendor-defined message carries; secured records decrypted with the sessions' secrets
  * from `--keylog` / `--psk` (src/spdm/observer.ts). `--json` prints one JSON object per line.
  */

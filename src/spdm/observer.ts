@@ -14,6 +14,9 @@
  * requester's chain is not on the wire, so such sessions' data keys stay unknown), chunking,
  * encapsulated requests.
  */
+
+import { decodeCxlIdeKm } from "../../protocol/cxl-ide-km.js";
+import { decodeTsp } from "../../protocol/cxl-tsp.js";
 import {
   type DoeHeader,
   DoeType,
@@ -23,7 +26,7 @@ import {
 } from "../../protocol/doe.js";
 import { DecodeError } from "../../protocol/errors.js";
 import { decodeIdeKm } from "../../protocol/ide-km.js";
-import { decodePciSigVdm } from "../../protocol/pcisig-vdm.js";
+import { decodePciSigVdm, type PciSigProtocol } from "../../protocol/pcisig-vdm.js";
 import { composeSessionId, decodeSecuredRecord } from "../../protocol/secured.js";
 import { decodeSpdmWithLength } from "../../protocol/spdm/codec.js";
 import {
@@ -73,7 +76,7 @@ export interface ObservedObject {
   discovery?: Fields;
   secured?: { sessionId: number; seq?: number; decrypted: boolean };
   spdm?: ObservedSpdm;
-  /** What a vendor-defined message carries (IDE-KM, TDISP). */
+  /** What a vendor-defined message carries (IDE-KM, TDISP, CXL IDE-KM, CXL TSP). */
   inner?: { protocol: string; name: string; fields: Fields };
   /** Why the object is not (fully) decoded. */
   error?: string;
@@ -86,6 +89,13 @@ interface ObservedSession {
 }
 
 const OTHER: Record<Direction, Direction> = { request: "response", response: "request" };
+/** The codec of each protocol a vendor-defined message carries; IDE-KM's messages are objects, the others' have codes. */
+const INNER: Record<PciSigProtocol, (b: Buffer) => { object: string } | { code: string }> = {
+  IDE_KM: decodeIdeKm,
+  TDISP: decodeTdisp,
+  CXL_IDE_KM: decodeCxlIdeKm,
+  CXL_TSP: decodeTsp,
+};
 const VCA_RESPONSES = new Set(["VERSION", "CAPABILITIES", "ALGORITHMS"]);
 
 /** Scalar fields by name; byte strings as their length, lists as their count. */
@@ -216,7 +226,7 @@ export class DoeObserver {
     if (m?.code !== "VENDOR_DEFINED_REQUEST" && m?.code !== "VENDOR_DEFINED_RESPONSE") return;
     try {
       const vdm = decodePciSigVdm(m);
-      const inner = vdm.protocol === "IDE_KM" ? decodeIdeKm(vdm.message) : decodeTdisp(vdm.message);
+      const inner = INNER[vdm.protocol](vdm.message);
       const name = "object" in inner ? inner.object : inner.code;
       o.inner = { protocol: vdm.protocol, name, fields: fieldsOf(inner) };
     } catch (e) {
