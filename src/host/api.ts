@@ -250,6 +250,8 @@ class HttpError extends Error {
 }
 
 const MAX_BODY = 64 * 1024;
+/** API connections open at once; more than the event streams' cap, so those never starve the rest. */
+export const API_MAX_CONNECTIONS = 64;
 /** A client gets this long to send its whole request (Node's default is 300 s). */
 const REQUEST_TIMEOUT_MS = 10_000;
 
@@ -434,6 +436,7 @@ export function startApi(
     tsm: ApiTarget;
     log: Logger;
     requestTimeoutMs?: number;
+    maxConnections?: number;
     eventLimits?: Partial<EventStreamLimits>;
   },
 ): Promise<ApiServer> {
@@ -475,6 +478,11 @@ export function startApi(
           answer(res, status, body, status === 413 ? { connection: "close" } : {});
         });
     },
+  );
+  // Past the cap a connection is closed at once: no local client can exhaust the host's descriptors.
+  server.maxConnections = opts.maxConnections ?? API_MAX_CONNECTIONS;
+  server.on("drop", () =>
+    log.warn(`API connection refused: ${server.maxConnections} connections already open`),
   );
   return new Promise((resolve, reject) => {
     const failed = (e: Error) => {

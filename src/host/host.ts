@@ -72,6 +72,8 @@ export interface HostOptions {
   trustRoot?: Uint8Array;
   /** How long an API client may take to send one whole request (default 10 s). */
   apiRequestTimeoutMs?: number;
+  /** How many API connections may be open at once (default API_MAX_CONNECTIONS, src/host/api.ts). */
+  apiMaxConnections?: number;
   /** Where BARs are assigned; each window defaults to DEFAULT_MMIO_WINDOWS' (src/host/mmio.ts). */
   mmioWindows?: Partial<MmioWindows>;
   /** Records every bouncer connection (`--pcap`). */
@@ -458,6 +460,7 @@ export async function startHost(opts: HostOptions = {}): Promise<Host> {
       tsm,
       log,
       requestTimeoutMs: opts.apiRequestTimeoutMs,
+      maxConnections: opts.apiMaxConnections,
     });
     return { ...tsm, api: api.address, hotplug: hotplug?.address, stop: stopHost };
   } catch (e) {

@@ -57,3 +57,34 @@ describe("management API bounds", () => {
     }
   });
 });
+
+describe("management API connection cap", () => {
+  it("closes connections past the cap at once, and serves again once one closes", async () => {
+    const capped = await startHost({ apiMaxConnections: 3 });
+    const held: net.Socket[] = [];
+    try {
+      for (let i = 0; i < 3; i++) {
+        const s = net.connect(capped.api);
+        await new Promise((resolve) => s.once("connect", resolve));
+        held.push(s);
+      }
+      // The fourth is accepted by the kernel, then closed by the server without an answer.
+      await expect(apiRequest(capped.api, "GET", "/v1/topology")).rejects.toThrow();
+      held.pop()!.destroy();
+      // Once the server has seen that close, a request gets through again.
+      const answered = async (): Promise<number> => {
+        const status = await apiRequest(capped.api, "GET", "/v1/topology").then(
+          (r) => r.status,
+          () => 0,
+        );
+        if (status) return status;
+        await new Promise((resolve) => setTimeout(resolve, 20));
+        return answered();
+      };
+      expect(await answered()).toBe(200);
+    } finally {
+      for (const s of held) s.destroy();
+      await capped.stop();
+    }
+  });
+});
