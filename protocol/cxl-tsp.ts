@@ -10,17 +10,16 @@
 import { DecodeError } from "./errors.js";
 import {
   asBuffer,
-  decodeFields,
+  codedCodec,
   decodeWhole,
-  encodeFields,
   encodeWhole,
   type Field,
-  Need,
-  Reader,
+  type Need,
+  type Reader,
   schema,
   structElem,
   u8Elem,
-  Writer,
+  type Writer,
 } from "./spdm/schema.js";
 
 export const TSP_VERSION_1_0 = 0x10;
@@ -479,52 +478,28 @@ const reportFields = schema<TspConfigurationReport>((f) => [
   f.bytes("cxlIdeCapability", P.cxlIdeCapability),
 ]);
 
-const CODE_NAMES = new Map(Object.entries(TspCode).map(([k, v]) => [v as number, k as TspCodeName]));
-
-// ---- API ----------------------------------------------------------------------------------------
-
 export interface TspHeader {
   version: number;
   opcode: number;
 }
 
-const readHeader = (r: Reader) =>
-  decodeFields(headerFields, r, new Need({}, r, "tsp.header")) as unknown as TspHeader;
+const codec = codedCodec<TspHeader, TspMessage>({
+  where: "tsp",
+  header: headerFields,
+  codeField: "opcode",
+  codes: TspCode,
+  schemas: SCHEMAS,
+  headerOf: (m, opcode) => ({ version: m.version, opcode }),
+});
 
 /** The header alone, e.g. to answer a message whose body does not decode. */
-export function decodeTspHeader(input: Uint8Array): TspHeader {
-  return readHeader(new Reader(asBuffer(input)));
-}
-
+export const decodeTspHeader = codec.decodeHeader;
 /** The message name of an opcode, undefined for an unknown one. */
-export const tspCodeName = (opcode: number): TspCodeName | undefined => CODE_NAMES.get(opcode);
-
+export const tspCodeName = codec.nameOf as (opcode: number) => TspCodeName | undefined;
 /** Decodes one CXL TSP message, which must fill `input` exactly. */
-export function decodeTsp(input: Uint8Array): TspMessage {
-  const r = new Reader(asBuffer(input));
-  const h = readHeader(r);
-  const name = CODE_NAMES.get(h.opcode);
-  if (name === undefined)
-    throw new DecodeError("tsp.header.opcode", 1, `0x${h.opcode.toString(16)}: unknown`);
-  const where = `tsp.${name}`;
-  const m = { code: name, version: h.version };
-  decodeFields(SCHEMAS[name] as readonly Field<unknown>[], r, new Need({}, r, where), m);
-  r.end(`${where}.trailing`);
-  return m as unknown as TspMessage;
-}
-
+export const decodeTsp = codec.decode;
 /** Exact bytes of `msg`; RangeError when a field is missing or out of range. */
-export function encodeTsp(msg: TspMessage): Buffer {
-  const w = new Writer();
-  encodeFields(
-    headerFields,
-    w,
-    { version: msg.version, opcode: TspCode[msg.code] },
-    `tsp.${msg.code}.header`,
-  );
-  encodeFields(SCHEMAS[msg.code] as readonly Field<TspMessage>[], w, msg, `tsp.${msg.code}`);
-  return w.finish();
-}
+export const encodeTsp = codec.encode;
 
 /** The smallest report: its fixed parts with no HDM decoder. */
 export const MIN_REPORT_BYTES = 4 + Object.values(P).reduce((a, b) => a + b, 0);

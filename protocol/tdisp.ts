@@ -9,20 +9,14 @@
  * VDM_REQUEST and VDM_RESPONSE have codes but no codec: their body layout is in neither libspdm nor
  * spdm-emu, so they decode as an unsupported message type.
  */
-import { DecodeError } from "./errors.js";
 import {
-  asBuffer,
-  decodeFields,
+  codedCodec,
   decodeWhole,
-  encodeFields,
   encodeWhole,
   type Field,
-  Need,
-  Reader,
   schema,
   structElem,
   u8Elem,
-  Writer,
 } from "./spdm/schema.js";
 
 export const TDISP_VERSION_1_0 = 0x10;
@@ -321,48 +315,23 @@ const reportFields = schema<DeviceInterfaceReport>((f) => [
   f.data("deviceSpecificInfo"),
 ]);
 
-const CODE_NAMES = new Map(Object.entries(TdispCode).map(([k, v]) => [v as number, k as TdispCodeName]));
-const hasCodec = (name: TdispCodeName | undefined): name is TdispMessageName =>
-  name !== undefined && name in SCHEMAS;
-
 // ---- API ----------------------------------------------------------------------------------------
 
-const readHeader = (r: Reader) =>
-  decodeFields(headerFields, r, new Need({}, r, "tdisp.header")) as unknown as TdispHeader;
+const codec = codedCodec<TdispHeader, TdispMessage>({
+  where: "tdisp",
+  header: headerFields,
+  codeField: "messageType",
+  codes: TdispCode,
+  schemas: SCHEMAS,
+  headerOf: (m, messageType) => ({ version: m.version, messageType, functionId: m.functionId }),
+});
 
 /** The header alone, e.g. to answer a message whose body does not decode. */
-export function decodeTdispHeader(input: Uint8Array): TdispHeader {
-  return readHeader(new Reader(asBuffer(input)));
-}
-
+export const decodeTdispHeader = codec.decodeHeader;
 /** Decodes one TDISP message, which must fill `input` exactly. */
-export function decodeTdisp(input: Uint8Array): TdispMessage {
-  const r = new Reader(asBuffer(input));
-  const h = readHeader(r);
-  const name = CODE_NAMES.get(h.messageType);
-  if (!hasCodec(name)) {
-    const what = name === undefined ? "unknown" : `${name} has no codec`;
-    throw new DecodeError("tdisp.header.messageType", 1, `0x${h.messageType.toString(16)}: ${what}`);
-  }
-  const where = `tdisp.${name}`;
-  const m = { code: name, version: h.version, functionId: h.functionId };
-  decodeFields(SCHEMAS[name] as readonly Field<unknown>[], r, new Need({}, r, where), m);
-  r.end(`${where}.trailing`);
-  return m as unknown as TdispMessage;
-}
-
+export const decodeTdisp = codec.decode;
 /** Exact bytes of `msg`; RangeError when a field is missing or out of range. */
-export function encodeTdisp(msg: TdispMessage): Buffer {
-  const w = new Writer();
-  const header: TdispHeader = {
-    version: msg.version,
-    messageType: TdispCode[msg.code],
-    functionId: msg.functionId,
-  };
-  encodeFields(headerFields, w, header, `tdisp.${msg.code}.header`);
-  encodeFields(SCHEMAS[msg.code] as readonly Field<TdispMessage>[], w, msg, `tdisp.${msg.code}`);
-  return w.finish();
-}
+export const encodeTdisp = codec.encode;
 
 /** Decodes a whole device interface report; it must end with its device-specific info. */
 export function decodeDeviceInterfaceReport(input: Uint8Array): DeviceInterfaceReport {

@@ -194,6 +194,61 @@ export function encodeWhole<M>(schema: readonly Field<M>[], m: M, where: string)
   return w.finish();
 }
 
+/** How a protocol whose messages are a header, then a body its message code picks, is laid out. */
+export interface CodedProtocol<H, M extends { code: string }> {
+  /** Prefix of DecodeError fields, e.g. "tdisp". */
+  where: string;
+  header: readonly Field<H>[];
+  /** The header field holding the code, named in errors. */
+  codeField: keyof H & string;
+  /** Message codes by name; a name without a schema has no codec. */
+  codes: Readonly<Record<string, number>>;
+  schemas: Partial<Record<string, readonly Field<never>[]>>;
+  /** The header of a message; a decoded message gets the header's fields but the code. */
+  headerOf: (m: M, code: number) => H;
+}
+
+/**
+ * The codec of a coded protocol (TDISP, CXL TSP): the header alone, whole messages (which must fill
+ * their input exactly) and their bytes.
+ */
+export function codedCodec<H, M extends { code: string }>(p: CodedProtocol<H, M>) {
+  const names = new Map(Object.entries(p.codes).map(([name, code]) => [code, name]));
+  const readHeader = (r: Reader) =>
+    decodeFields(p.header as readonly Field<unknown>[], r, new Need({}, r, `${p.where}.header`)) as H;
+  return {
+    decodeHeader: (input: Uint8Array): H => readHeader(new Reader(asBuffer(input))),
+    /** The message name of a code, undefined for an unknown one. */
+    nameOf: (code: number): string | undefined => names.get(code),
+    decode(input: Uint8Array): M {
+      const r = new Reader(asBuffer(input));
+      const { [p.codeField]: code, ...fromHeader } = readHeader(r) as Record<string, unknown>;
+      const name = names.get(code as number);
+      const body = name === undefined ? undefined : p.schemas[name];
+      if (!body) {
+        const what = name === undefined ? "unknown" : `${name} has no codec`;
+        throw new DecodeError(
+          `${p.where}.header.${p.codeField}`,
+          1,
+          `0x${(code as number).toString(16)}: ${what}`,
+        );
+      }
+      const where = `${p.where}.${name}`;
+      const m = { code: name, ...fromHeader };
+      decodeFields(body as readonly Field<unknown>[], r, new Need({}, r, where), m);
+      r.end(`${where}.trailing`);
+      return m as unknown as M;
+    },
+    encode(m: M): Buffer {
+      const w = new Writer();
+      const where = `${p.where}.${m.code}`;
+      encodeFields(p.header, w, p.headerOf(m, p.codes[m.code]!), `${where}.header`);
+      encodeFields(p.schemas[m.code] as readonly Field<M>[], w, m, where);
+      return w.finish();
+    },
+  };
+}
+
 const uintField = (size: number) => (k: string) => ({
   keys: [k],
   dec(r: Reader, m: Obj, n: Need) {

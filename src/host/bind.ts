@@ -164,7 +164,7 @@ export async function lockAndStart(link: TdevLink, fn: BindFunction): Promise<Bi
         defaultStreamId: CONNECT_STREAM_ID,
         mmioReportingOffset: offset,
       });
-      const { report, raw } = await tdispReport(t);
+      const { report, bytes: raw } = await tdispReport(t);
       const mismatch = verifyReport(report, fn, offset);
       if (mismatch)
         throw new BindError(`the device interface report does not verify: ${mismatch}`, { mismatch });

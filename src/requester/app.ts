@@ -284,7 +284,7 @@ export async function runApp(r: SpdmRequester, s: SecureSession, o: AppOptions):
       versions,
       lockFlags,
       report: report.report,
-      reportBytes: report.bytes,
+      reportBytes: report.bytes.length,
       reportPortions: report.portions,
       states,
     };

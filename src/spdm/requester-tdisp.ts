@@ -120,10 +120,13 @@ export async function tdispLock(t: TdispTarget, flags: number, o: LockOptions = 
   return m.startInterfaceNonce;
 }
 
-/** GET_DEVICE_INTERFACE_REPORT in portions until RemainderLength is 0, checked as DMTF's requester does; decoded. */
+/**
+ * GET_DEVICE_INTERFACE_REPORT in portions until RemainderLength is 0, checked as DMTF's requester
+ * does: its bytes (as tspReport gives them), their decoding and the number of portions.
+ */
 export async function tdispReport(
   t: TdispTarget,
-): Promise<{ report: DeviceInterfaceReport; raw: Buffer; bytes: number; portions: number }> {
+): Promise<{ report: DeviceInterfaceReport; bytes: Buffer; portions: number }> {
   const { bytes, portions } = await readPortions(
     (offset, length) =>
       ask(t, { code: "GET_DEVICE_INTERFACE_REPORT", offset, length }, "DEVICE_INTERFACE_REPORT"),
@@ -132,7 +135,7 @@ export async function tdispReport(
     "TDISP GET_DEVICE_INTERFACE_REPORT",
   );
   const report = decodeOrFail(decodeDeviceInterfaceReport, bytes, "TDISP device interface report");
-  return { report, raw: bytes, bytes: bytes.length, portions };
+  return { report, bytes, portions };
 }
 
 export async function tdispStart(t: TdispTarget, nonce: Buffer): Promise<void> {
