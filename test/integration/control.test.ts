@@ -190,6 +190,18 @@ describe("hotplug announce", () => {
   const description = defaultDescription();
   const mailbox = new Mailbox(description.functions[0]!.mailboxes[0]!.protocols, silentLogger);
   const model = new DeviceModel(description, [[mailbox]], [[{ host: "127.0.0.1", port: 2323 }]]);
+  /** A stand-in host's hotplug port serving each connection with `serve`, and the device announced to it. */
+  const announceTo = async (serve: (socket: net.Socket) => void) => {
+    const host = net.createServer(serve);
+    await new Promise<void>((r) => host.listen(0, "127.0.0.1", r));
+    const port = (host.address() as net.AddressInfo).port;
+    const handle = await announce({
+      host: { host: "127.0.0.1", port },
+      control: { host: "127.0.0.1", port: 4242 },
+      model,
+    });
+    return { handle, closeHost: () => new Promise((r) => host.close(r)) };
+  };
 
   it("connects to the host's hotplug port, sends ANNOUNCE, and closing the connection is the removal", async () => {
     const received: ControlMessage[] = [];
@@ -197,21 +209,13 @@ describe("hotplug announce", () => {
     const announced = new Promise<void>((r) => (gotAnnounce = r));
     let removed!: () => void;
     const gone = new Promise<void>((r) => (removed = r));
-    const host = net.createServer((socket) => {
+    const { handle, closeHost } = await announceTo((socket) => {
       const decoder = new FrameDecoder();
       socket.on("data", (chunk) => {
         for (const frame of decoder.push(chunk)) received.push(decodeControlFrame(frame));
         gotAnnounce();
       });
       socket.on("close", () => removed());
-    });
-    await new Promise<void>((r) => host.listen(0, "127.0.0.1", r));
-    const port = (host.address() as net.AddressInfo).port;
-
-    const handle = await announce({
-      host: { host: "127.0.0.1", port },
-      control: { host: "127.0.0.1", port: 4242 },
-      model,
     });
     await announced;
     expect(received).toEqual([
@@ -220,7 +224,28 @@ describe("hotplug announce", () => {
     handle.close();
     await gone;
     await handle.closed;
-    await new Promise((r) => host.close(r));
+    await closeHost();
+  });
+
+  it("announces again when the host closes the connection, with growing back-off, until closed", async () => {
+    const arrivals: number[] = [];
+    // A host that refuses the device: it closes each announce connection once the ANNOUNCE is in.
+    const { handle, closeHost } = await announceTo((socket) =>
+      socket.once("data", () => {
+        arrivals.push(Date.now());
+        socket.destroy();
+      }),
+    );
+    while (arrivals.length < 3) await new Promise((r) => setTimeout(r, 20));
+    handle.close();
+    await handle.closed;
+    const [a, b, c] = arrivals as [number, number, number];
+    // 200 ms, then 400 ms: a device the host refuses does not hammer it.
+    expect(b - a).toBeGreaterThanOrEqual(190);
+    expect(c - b).toBeGreaterThanOrEqual(390);
+    await new Promise((r) => setTimeout(r, 1000));
+    expect(arrivals).toHaveLength(3); // none after close()
+    await closeHost();
   });
 
   it("reports an unreachable host as an AnnounceError", async () => {
