@@ -5,7 +5,7 @@ import { fileURLToPath } from "node:url";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { netnsUnavailable } from "../../src/fixture/netns.js";
 import { cliPath } from "../../src/fixture/spawn-device.js";
-import { type RunningTopology, startTopology } from "../../src/fixture/topology.js";
+import { type RunningTopology, startTopology, type TopologyDevice } from "../../src/fixture/topology.js";
 import type { TopologyView } from "../../src/host/api.js";
 import { apiRequest, topologyReaches, watchEvents } from "../../src/host/api-client.js";
 
@@ -50,7 +50,7 @@ describe.skipIf(missing !== undefined)(
         unreachableTimeoutMs: 1500,
         bounceTimeoutMs: 20_000,
       });
-    });
+    }, 60_000);
     afterAll(() => t?.stop());
 
     it("runs each device behind its own veth link; the host sees every TDEV and TDI across them", async () => {
@@ -159,5 +159,34 @@ describe.skipIf(missing !== undefined)(`doe-emu launch --netns${skipped}`, () =>
     expect(ns.filter((n) => n.startsWith(`doe-emu-${child.pid}-`))).toEqual([]);
     const ifs = links();
     for (const o of ours) expect(ifs).not.toContain(o.veth);
-  });
+  }, 60_000);
+});
+
+describe.skipIf(missing !== undefined)(`a topology naming hosts${skipped}`, () => {
+  it("runs the entries of one host in one namespace, and entries without a host on loopback", async () => {
+    const fn = (deviceId: string) => ({ functions: [{ function: 0, deviceId, mailboxes: [] }] });
+    const t = await startTopology({
+      devices: [
+        { name: "a1", bus: 1, host: "hostA", description: fn("0xa1") },
+        { name: "local", bus: 2, description: fn("0xb0") },
+        { name: "a2", bus: 3, host: "hostA", description: fn("0xa2") },
+      ],
+    });
+    try {
+      const [a1, local, a2] = t.devices as [TopologyDevice, TopologyDevice, TopologyDevice];
+      expect(a1.netns!.namespace).toBe(a2.netns!.namespace);
+      expect(a1.control.host).toBe(a2.control.host);
+      expect(a1.netns!.host).toBe("hostA");
+      expect([local.netns, local.control.host]).toEqual([undefined, "127.0.0.1"]);
+      expect(ipOut("netns", "pids", a1.netns!.namespace).trim().split("\n").map(Number).sort()).toEqual(
+        [a1.pid, a2.pid].sort(),
+      );
+      const view = await t.topology();
+      expect(present(view)).toEqual(["a1", "a2", "local"]);
+      expect(view.devices.find((d) => d.name === "local")!.source).toBe("flag");
+    } finally {
+      await t.stop();
+    }
+    expect(namespaces()).not.toContain(t.devices[0]!.netns!.namespace);
+  }, 60_000);
 });
