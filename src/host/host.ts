@@ -218,7 +218,6 @@ class DeviceLink {
   /** Fetches the fault rules and keeps their counts in the device's record. */
   private async refreshFaults(): Promise<Record<string, unknown>[]> {
     const rules = await this.liveControl().faultList();
-    const record = this.ctx.registry.devices.get(this.deviceId!);
     this.ctx.registry.setFaults(this.deviceId!, countFaults(rules));
     return rules;
   }
