@@ -84,7 +84,9 @@ describe("GET_CSR → CA → SET_CERTIFICATE → restart with --state-dir", () =
 
     writeFileSync(join(stateDir, "state.json"), "{ not json");
     const cli = join(packageRoot(), "dist", "doe-emu.mjs");
-    const corrupt = spawnSync(process.execPath, [cli, "device", ...args, "--port", "0"], { encoding: "utf8" });
+    const corrupt = spawnSync(process.execPath, [cli, "device", ...args, "--port", "0"], {
+      encoding: "utf8",
+    });
     expect(corrupt.status).not.toBe(0);
     expect(corrupt.stderr).toMatch(/state directory .*: state\.json is corrupt/);
   });
