@@ -8,7 +8,8 @@
  * heartbeat, key update) as spdm_responder_emu offers them, mutual authentication aside (it is on
  * with `mutualAuth`, which also advertises MUT_AUTH_CAP).
  *
- * Only capabilities the responder implements can be named (MUT_AUTH, ENCAP, MEL, ... cannot); the
+ * Only capabilities the responder implements can be named (MUT_AUTH, ENCAP, MULTI_KEY ... cannot;
+ * the provisioning ones, MEL, CSR, SET_CERT, EP_INFO_*, *_KEY_PAIR_INFO, are off by default); the
  * algorithm lists are preference orders (first = most preferred) over what src/crypto/suites.ts
  * implements, which has no FFDHE: DHE is ECDHE only.
  */
