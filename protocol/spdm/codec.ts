@@ -37,6 +37,7 @@ import type {
   UnknownMessage,
   VendorDefinedRequest,
 } from "./messages.js";
+import { PROVISION_SCHEMAS } from "./provision.js";
 import {
   asBuffer,
   bytesElem,
@@ -392,6 +393,7 @@ const SCHEMAS: Schemas = {
   END_SESSION_ACK: headerOnly,
   VENDOR_DEFINED_REQUEST: vendorFields,
   VENDOR_DEFINED_RESPONSE: vendorFields,
+  ...PROVISION_SCHEMAS,
 };
 
 const UNKNOWN_FIELDS = schema<UnknownMessage>((f) => [

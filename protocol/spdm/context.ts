@@ -34,6 +34,8 @@ export interface DecodeContext {
   measurementSummaryHashType?: number;
   /** GET_MEASUREMENTS asked for a signature (Param1 bit 0), so MEASUREMENTS ends with one. */
   measurementSignatureRequested?: boolean;
+  /** GET_ENDPOINT_INFO asked for a signature (attributes bit 0), so ENDPOINT_INFO has a nonce and one. */
+  endpointInfoSignatureRequested?: boolean;
   /**
    * What may follow the message in the buffer. "zeros" (default): only zero bytes, the 0–3 bytes of
    * DOE padding, so a mis-sized message (wrong context) is caught instead of hashed. "none": nothing.

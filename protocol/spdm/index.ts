@@ -4,3 +4,4 @@ export * from "./codes.js";
 export * from "./context.js";
 export * from "./measurements.js";
 export type * from "./messages.js";
+export * from "./provision.js";

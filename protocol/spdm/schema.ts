@@ -96,7 +96,11 @@ type SizeKey =
   | "dheExchangeSize"
   | "measurementHashSize"
   | "measurementSummaryHashType";
-type FlagKey = "multiKeyConn" | "handshakeInTheClear" | "measurementSignatureRequested";
+type FlagKey =
+  | "multiKeyConn"
+  | "handshakeInTheClear"
+  | "measurementSignatureRequested"
+  | "endpointInfoSignatureRequested";
 
 /** Context access during a decode: a missing value is a DecodeError naming it, at the current offset. */
 export class Need {

@@ -31,6 +31,7 @@ interface DeviceArgs extends CaptureArgs {
   "mut-auth-cert-chain"?: string;
   psk?: string;
   keylog?: string;
+  "state-dir"?: string;
   "on-shutdown": "exit" | "close";
   "log-level": LogLevel;
   pretty: boolean;
@@ -69,6 +70,7 @@ async function runDevice(argv: DeviceArgs): Promise<void> {
     onFaultExit: () => process.exit(FAULT_EXIT_CODE),
     capture: startCapture(argv, "device", log),
     keyLog: startKeyLog(argv.keylog, log),
+    stateDir: argv["state-dir"],
   });
   if (exitWhy) {
     await device.stop();
@@ -142,6 +144,11 @@ export const deviceCommand = {
         type: "string",
         describe:
           'PSK for PSK_EXCHANGE: text, or hex with a 0x prefix (default the description\'s, else DMTF\'s "TestPskData\\0", hint "TestPskHint\\0")',
+      })
+      .option("state-dir", {
+        type: "string",
+        describe:
+          "Keep what SET_CERTIFICATE and SET_KEY_PAIR_INFO provision in DIR/state.json across restarts (default: in memory)",
       })
       .example("$0 device --port 23230", "serve the default device's mailbox on 127.0.0.1:23230"),
   handler: run(runDevice),

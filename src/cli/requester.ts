@@ -5,7 +5,7 @@
  * Flags carry spdm-emu's names and values (uppercase, comma-separated lists) where the meaning matches.
  */
 import { X509Certificate } from "node:crypto";
-import { readFileSync } from "node:fs";
+import { readFileSync, writeFileSync } from "node:fs";
 import type { Argv } from "yargs";
 import { CxlIdeKmCaps } from "../../protocol/cxl-ide-km.js";
 import { formatRoutingId, parseRoutingId } from "../../protocol/pci.js";
@@ -17,7 +17,7 @@ import {
 } from "../../protocol/spdm/codes.js";
 import { InterfaceInfo, LockInterfaceFlag, MmioRangeAttribute } from "../../protocol/tdisp.js";
 import { hex } from "../bits.js";
-import { loadChainAndKey } from "../crypto/cert-files.js";
+import { loadCertChainFile, loadChainAndKey } from "../crypto/cert-files.js";
 import { createLogger, type LogLevel } from "../log.js";
 import { formatEndpoint } from "../net/framed.js";
 import {
@@ -57,6 +57,7 @@ import {
   REQUESTER_DEFAULTS,
   type SpdmRequesterOptions,
 } from "../spdm/requester-options.js";
+import { PROVISION_STEPS, type ProvisionStep, type ProvisionSummary } from "../spdm/requester-provision.js";
 import type { SessionKind } from "../spdm/session.js";
 import {
   type CaptureArgs,
@@ -155,6 +156,9 @@ interface RequesterArgs extends CaptureArgs {
   psk?: string;
   psk_hint?: string;
   exe_conn?: string;
+  "get-csr": boolean;
+  "csr-out"?: string;
+  "set-cert"?: string[];
   handshake_in_clear: boolean;
   ip: string;
   port: number;
@@ -217,15 +221,29 @@ function options(argv: RequesterArgs): RunRequesterOptions {
     const values = parseList(flag, names, text);
     Object.assign(opts, { [key]: key === "versions" ? values : values.reduce((a, b) => a | b, 0) });
   }
+  const provision = new Set<ProvisionStep>();
   if (argv.exe_conn !== undefined) {
-    const names = { VCA: "VCA", ...Object.fromEntries(CONNECTION_STEPS.map((s) => [s, s])) };
+    const all = [...CONNECTION_STEPS, ...PROVISION_STEPS];
+    const names = { VCA: "VCA", ...Object.fromEntries(all.map((s) => [s, s])) };
     const steps = argv.exe_conn.split(",").map((part) => {
       const step = names[part.trim() as keyof typeof names];
       if (!step) throw new Error(`--exe_conn ${part}: not one of ${Object.keys(names).join(", ")}`);
       return step;
     });
     opts.connectionSteps = CONNECTION_STEPS.filter((s: ConnectionStep) => steps.includes(s));
+    for (const s of PROVISION_STEPS) if (steps.includes(s)) provision.add(s);
   }
+  if (argv["get-csr"] || argv["csr-out"] !== undefined) provision.add("GET_CSR");
+  const setCert = argv["set-cert"];
+  if (setCert !== undefined) {
+    const [slot, file] = setCert;
+    const n = Number(slot);
+    if (setCert.length !== 2 || !Number.isInteger(n) || n < 0 || n > 7)
+      throw new Error("--set-cert takes SLOT (0-7) and FILE");
+    opts.setCertificate = { slot: n, certsDer: loadCertChainFile(file!) };
+    provision.add("SET_CERT");
+  }
+  opts.provisionSteps = PROVISION_STEPS.filter((s) => provision.has(s));
   if (!argv.handshake_in_clear)
     opts.capabilities =
       (opts.capabilities ?? REQUESTER_DEFAULTS.capabilities) & ~Cap.HANDSHAKE_IN_THE_CLEAR_CAP;
@@ -324,6 +342,29 @@ function formatMeasurements(m: ConnectionSummary["measurements"], indent: string
   ];
 }
 
+function formatProvisioning(p: ProvisionSummary): string[] {
+  const lines: string[] = [];
+  if (p.mel)
+    lines.push(`  MEL: ${p.mel.entries} entries, ${p.mel.bytes} bytes in ${p.mel.portions} portions`);
+  if (p.endpointInfo)
+    lines.push(
+      `  ENDPOINT_INFO: ${p.endpointInfo.bytes} bytes, ${p.endpointInfo.signed ? "signature verified" : "unsigned"}`,
+    );
+  if (p.keyPair)
+    lines.push(
+      `  KEY_PAIR_INFO: key pair ${p.keyPair.id} of ${p.keyPair.total}, asym ${hex(p.keyPair.currentAsymAlgo)}, slots ${hex(p.keyPair.assocCertSlotMask)}`,
+    );
+  if (p.keyPairErased !== undefined)
+    lines.push(`  SET_KEY_PAIR_INFO: key pair ${p.keyPairErased} dissociated and erased`);
+  if (p.csr) lines.push(`  CSR: ${p.csr.length} bytes, its signature verified`);
+  if (p.setCertificate)
+    lines.push(
+      `  SET_CERTIFICATE: ${p.setCertificate.certificates} certificates installed in slot ${p.setCertificate.slot}`,
+    );
+  for (const step of p.skipped) lines.push(`  ${step}: skipped (the responder does not offer it)`);
+  return lines;
+}
+
 function formatSummary(s: ConnectionSummary, where: string): string {
   const c = s.certificateChain;
   const t = s.timingsMs;
@@ -354,6 +395,7 @@ function formatSummary(s: ConnectionSummary, where: string): string {
           (ch.summaryHashChecked ? " (matches the measurements)" : "")
       : "  CHALLENGE: not done (--exe_conn)",
     ...formatMeasurements(s.measurements, "  "),
+    ...formatProvisioning(s.provisioning),
     `  timings (ms): VCA ${t.vca}, certificates ${t.certificates}, challenge ${t.challenge}, measurements ${t.measurements}`,
   );
   return lines.join("\n");
@@ -390,8 +432,13 @@ async function runRequesterCommand(argv: RequesterArgs): Promise<void> {
   const { session } = argv;
   const app = appOptions(argv.app, argv.tdi);
   if (app && session === undefined) throw new Error("--app needs --session");
+  const csrOut = (csr: Buffer | undefined) => {
+    const file = argv["csr-out"];
+    if (file !== undefined && csr) writeFileSync(file, csr);
+  };
   if (session === undefined) {
     const summary = await runRequester(endpoint, options(argv));
+    csrOut(summary.provisioning.csr);
     console.log(argv.json ? JSON.stringify(summary, null, 2) : formatSummary(summary, where));
     return;
   }
@@ -400,6 +447,7 @@ async function runRequesterCommand(argv: RequesterArgs): Promise<void> {
     session: sessionOptions({ ...argv, session }),
     app,
   });
+  csrOut(out.connection.provisioning.csr);
   console.log(
     argv.json
       ? JSON.stringify(out, null, 2)
@@ -460,7 +508,21 @@ export const requesterCommand = {
       .option("json", { type: "boolean", default: false, describe: "Print the summary as JSON" })
       .option("exe_conn", {
         type: "string",
-        describe: `Connection steps after VCA, comma-separated from VCA|${CONNECTION_STEPS.join("|")} (default all; CERT needs DIGEST, CHAL needs CERT)`,
+        describe: `Connection steps after VCA, comma-separated from VCA|${[...CONNECTION_STEPS, ...PROVISION_STEPS].join("|")} (default ${CONNECTION_STEPS.join(",")}; CERT needs DIGEST, CHAL needs CERT; the others run when the responder offers them)`,
+      })
+      .option("get-csr", {
+        type: "boolean",
+        default: false,
+        describe:
+          "GET_CSR after the connection steps: the responder's PKCS#10 request, its signature verified",
+      })
+      .option("csr-out", { type: "string", describe: "Write the CSR (DER) to this file (implies --get-csr)" })
+      .option("set-cert", {
+        type: "string",
+        array: true,
+        nargs: 2,
+        describe:
+          "SET_CERTIFICATE SLOT FILE: install the chain in FILE (DER certificates concatenated, or PEM; root first)",
       })
       .option("session", {
         choices: ["KEY_EX", "PSK"] as const,

@@ -94,7 +94,7 @@ export function certSignatureHash(asym: AsymAlgo, hash?: HashAlgo): ShaHash {
   return "SHA-512";
 }
 
-function keyParams(
+export function keyParams(
   asym: AsymAlgo,
   h: ShaHash,
 ): {

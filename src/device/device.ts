@@ -9,6 +9,7 @@ import type { Logger } from "../log.js";
 import type { PcapCapture } from "../net/capture.js";
 import type { Endpoint, FramedServer } from "../net/framed.js";
 import { once } from "../once.js";
+import { Provisioning } from "../spdm/provisioning.js";
 import { SpdmResponder } from "../spdm/responder.js";
 import { responderConfig } from "../spdm/responder-settings.js";
 import { CertificateSlots } from "../spdm/responder-slots.js";
@@ -43,6 +44,8 @@ export interface DeviceOptions {
   capture?: PcapCapture;
   /** Where each established session's secret goes (`--keylog`). */
   keyLog?: KeyLog;
+  /** Where SET_CERTIFICATE / SET_KEY_PAIR_INFO state persists (`--state-dir`); in memory without. */
+  stateDir?: string;
   /** What an `exit` fault does; default: the device stops (the CLI exits the process instead). */
   onFaultExit?: () => void;
 }
@@ -86,8 +89,10 @@ export async function startDevice(opts: DeviceOptions): Promise<RunningDevice> {
   };
 
   // The device's SPDM identity, shared by its mailboxes; bad key or certificate files fail here.
-  const spdmConfig = { ...responderConfig(desc.spdm), keyLog: opts.keyLog };
-  const spdmSlots = CertificateSlots.fromSettings(desc.spdm.slots, spdmConfig.asym);
+  const described = responderConfig(desc.spdm);
+  const spdmSlots = CertificateSlots.fromSettings(desc.spdm.slots, described.asym);
+  const provisioning = new Provisioning(spdmSlots, opts.stateDir);
+  const spdmConfig = { ...described, keyLog: opts.keyLog, provisioning };
   const faults = new FaultSet(log.child({ endpoint: "faults" }), desc.faults);
   let stopDevice: () => Promise<void> = closeAll;
   const onFaultExit = opts.onFaultExit ?? (() => void stopDevice());

@@ -67,6 +67,10 @@ export function serveSpdmEmu(conn: FramedConnection, log: Logger, handlers: Spdm
           pump();
         });
         return;
+      // Acknowledged as spdm_responder_emu does; without ENCAP_CAP no encapsulated request follows.
+      case SocketCommand.OOB_ENCAP_ENDPOINT_INFO:
+        reply(frame.command);
+        return;
       case SocketCommand.CONTINUE:
       case SocketCommand.SHUTDOWN: {
         const name = frame.command === SocketCommand.SHUTDOWN ? "SHUTDOWN" : "CONTINUE";

@@ -19,6 +19,7 @@ import { getCertificateChain, getDigests } from "../spdm/requester-certificates.
 import { challenge } from "../spdm/requester-challenge.js";
 import { getMeasurements, type MeasurementsResult } from "../spdm/requester-measurements.js";
 import { CONNECTION_STEPS } from "../spdm/requester-options.js";
+import { type ProvisionSummary, runProvisionSteps } from "../spdm/requester-provision.js";
 import { algorithmNames, negotiate } from "../spdm/requester-vca.js";
 
 export interface RequesterSummary {
@@ -47,6 +48,8 @@ export interface RequesterSummary {
     summaryHashChecked: boolean;
   };
   measurements: MeasurementsResult;
+  /** The provisioning steps asked for (none by default). */
+  provisioning: ProvisionSummary;
   exchanges: number;
   timingsMs: { vca: number; certificates: number; challenge: number; measurements: number; total: number };
 }
@@ -78,7 +81,8 @@ export async function authenticate(r: SpdmRequester): Promise<ConnectionSummary>
     ? await getMeasurements(r)
     : { mode: "NONE" as const, reason: "not requested" };
   const measurementsMs = lap();
-  return summarize(r, measurements, {
+  const provisioning = await runProvisionSteps(r);
+  return summarize(r, measurements, provisioning, {
     vca,
     certificates,
     challenge: challengeMs,
@@ -101,6 +105,7 @@ export async function authenticateAll(r: SpdmRequester): Promise<RequesterSummar
 function summarize(
   r: SpdmRequester,
   measurements: MeasurementsResult,
+  provisioning: ProvisionSummary,
   timingsMs: RequesterSummary["timingsMs"],
 ): ConnectionSummary {
   const { slotId, extraSlots, trustRoot } = r.options;
@@ -133,6 +138,7 @@ function summarize(
         }
       : undefined,
     measurements,
+    provisioning,
     exchanges: r.counts.exchanges,
     timingsMs,
   };

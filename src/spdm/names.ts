@@ -69,6 +69,13 @@ export const RESPONDER_CAPABILITY_NAMES = {
   HBEAT: Rsp.HBEAT_CAP,
   KEY_UPD: Rsp.KEY_UPD_CAP,
   HANDSHAKE_IN_CLEAR: Rsp.HANDSHAKE_IN_THE_CLEAR_CAP,
+  SET_CERT: Rsp.SET_CERT_CAP,
+  CSR: Rsp.CSR_CAP,
+  EP_INFO_NO_SIG: Rsp.EP_INFO_CAP_NO_SIG,
+  EP_INFO_SIG: Rsp.EP_INFO_CAP_SIG,
+  MEL: Rsp.MEL_CAP,
+  GET_KEY_PAIR_INFO: Rsp.GET_KEY_PAIR_INFO_CAP,
+  SET_KEY_PAIR_INFO: Rsp.SET_KEY_PAIR_INFO_CAP,
 } as const;
 
 // Algorithms: the codes' own names are spdm-emu's, except for the three renamed here.

@@ -19,6 +19,7 @@ import {
 } from "../../protocol/spdm/codes.js";
 import { maskOf } from "../bits.js";
 import { ASYM, type AsymAlgo, HASH, keyFits } from "../crypto/suites.js";
+import type { ProvisionStep } from "./requester-provision.js";
 import type { KeyLog } from "./session.js";
 
 /** spdm-emu's --exe_conn steps after VCA, which always runs. */
@@ -96,6 +97,13 @@ export interface SpdmRequesterOptions {
   requesterKey?: KeyObject;
   /** Where each established session's secret goes (`--keylog`). */
   keyLog?: KeyLog;
+  /**
+   * Provisioning and inventory requests after the connection steps (spdm-emu's --exe_conn MEL,
+   * EP_INFO, GET_KEY_PAIR_INFO, SET_KEY_PAIR_INFO, GET_CSR, SET_CERT; requester-provision.ts).
+   */
+  provisionSteps?: readonly ProvisionStep[];
+  /** The chain SET_CERT installs (DER certificates, root first) and its slot; default the slot's own chain. */
+  setCertificate?: { slot: number; certsDer: readonly Buffer[] };
 }
 
 /**
@@ -149,12 +157,26 @@ export const REQUESTER_DEFAULTS = {
   notReadyRetries: 3,
   maxNotReadyWaitMs: 10_000,
   connectionSteps: CONNECTION_STEPS as readonly ConnectionStep[],
+  provisionSteps: [] as readonly ProvisionStep[],
 } satisfies Omit<
   SpdmRequesterOptions,
-  "trustRoot" | "randomBytes" | "sleep" | "now" | "requesterCertChain" | "requesterKey" | "keyLog"
+  | "trustRoot"
+  | "randomBytes"
+  | "sleep"
+  | "now"
+  | "requesterCertChain"
+  | "requesterKey"
+  | "keyLog"
+  | "setCertificate"
 >;
 
-type OptionalOption = "trustRoot" | "now" | "requesterCertChain" | "requesterKey" | "keyLog";
+type OptionalOption =
+  | "trustRoot"
+  | "now"
+  | "requesterCertChain"
+  | "requesterKey"
+  | "keyLog"
+  | "setCertificate";
 /** The options with every default filled in. */
 export type ResolvedOptions = Required<Omit<SpdmRequesterOptions, OptionalOption>> &
   Pick<SpdmRequesterOptions, OptionalOption>;

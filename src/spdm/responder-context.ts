@@ -19,6 +19,7 @@ import {
 import type { DecodeContext } from "../../protocol/spdm/context.js";
 import type { AeadAlgo, AsymAlgo, DheAlgo, HashAlgo } from "../crypto/suites.js";
 import type { Logger } from "../log.js";
+import type { Provisioning } from "./provisioning.js";
 import type { ResponderSessions } from "./responder-sessions.js";
 import type { ResponderConfig } from "./responder-settings.js";
 import type { CertificateSlots } from "./responder-slots.js";
@@ -149,6 +150,8 @@ export interface Selection {
   measurementSpec: number;
   /** MeasurementHashAlgo bit, 0 without a measurement specification. */
   measurementHash: number;
+  /** MELSpecificationSel (1.3), 0 without MEL_CAP. */
+  melSpec: number;
   /** The slots serving the negotiated asym algorithm, lowest first. */
   slots: Map<number, SlotInUse>;
   /** Struct-table selections (none without a capability using them). */
@@ -245,4 +248,6 @@ export interface ResponderContext {
   /** The connection's transcripts (VCA, B, C, M); a session's own are in its SecureSession. */
   readonly transcript: Transcript;
   readonly sessions: ResponderSessions;
+  /** Installed slots and key pairs (the device's, shared by its functions). */
+  readonly provisioning: Provisioning;
 }

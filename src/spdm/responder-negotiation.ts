@@ -10,6 +10,7 @@ import {
   CapabilityField,
   KeyScheduleAlgo,
   MeasurementSpecification,
+  MelSpecification,
   OtherParams,
   RequesterCapability,
   ResponderCapability,
@@ -147,7 +148,7 @@ function supportedAlgorithms(
     otherParamsSupport: maskOf(OPAQUE_FORMATS),
     baseAsymAlgo: maskOf(c.asym.filter((a) => slots.canServe(a)).map((a) => ASYM[a].bit)),
     baseHashAlgo: maskOf(c.hash.map((h) => HASH[h].bit)),
-    melSpecification: 0,
+    melSpecification: c.flags & ResponderCapability.MEL_CAP ? MelSpecification.DMTF : 0,
     extAsym: [],
     extHash: [],
     algStructs: Object.keys(structTables(c))
@@ -194,6 +195,10 @@ export async function negotiateAlgorithms(
   if ((peer.ours & KEY_CAPS) !== 0) check(hashAlg !== undefined && asym !== undefined);
   if ((peer.ours & SESSION_CAPS) !== 0) check(hashAlg !== undefined);
   const measurementHash = measurementSpec ? measurementHashFor(config, hashAlg) : 0;
+  const melSpec =
+    version >= SpdmVersion.V1_3 && peer.ours & ResponderCapability.MEL_CAP
+      ? m.melSpecification & MelSpecification.DMTF
+      : 0;
   // 1.3: the bit tells the requester to use its multi-key connection, which it can only refuse
   // when it supports nothing else (MULTI_KEY_CAP "only"), as libspdm answers.
   const requesterMultiKey =
@@ -231,7 +236,7 @@ export async function negotiateAlgorithms(
     measurementHashAlgo: measurementHash,
     baseAsymSel: asym ? ASYM[asym].bit : 0,
     baseHashSel: hashAlg ? HASH[hashAlg].bit : 0,
-    melSpecificationSel: 0,
+    melSpecificationSel: melSpec,
     extAsymSel: [],
     extHashSel: [],
     algStructs,
@@ -242,6 +247,7 @@ export async function negotiateAlgorithms(
     asym,
     measurementSpec,
     measurementHash,
+    melSpec,
     slots,
     dhe,
     aead,

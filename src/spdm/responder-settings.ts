@@ -8,14 +8,21 @@
  * heartbeat, key update) as spdm_responder_emu offers them, mutual authentication aside (it is on
  * with `mutualAuth`, which also advertises MUT_AUTH_CAP).
  *
- * Only capabilities the responder implements can be named (MUT_AUTH, ENCAP, MEL, ... cannot); the
+ * Only capabilities the responder implements can be named (MUT_AUTH, ENCAP, MULTI_KEY ... cannot;
+ * the provisioning ones, MEL, CSR, SET_CERT, EP_INFO_*, *_KEY_PAIR_INFO, are off by default); the
  * algorithm lists are preference orders (first = most preferred) over what src/crypto/suites.ts
  * implements, which has no FFDHE: DHE is ECDHE only.
  */
 import { type KeyObject, X509Certificate } from "node:crypto";
 import { resolve } from "node:path";
 import { z } from "zod";
-import { DmtfMeasurementType, ResponderCapability, SpdmRequestCode } from "../../protocol/spdm/codes.js";
+import {
+  DMTF_VALUE_TYPE_RAW_BIT_STREAM,
+  DmtfMeasurementType,
+  ResponderCapability,
+  SpdmRequestCode,
+} from "../../protocol/spdm/codes.js";
+import { encodeDmtfMel } from "../../protocol/spdm/provision.js";
 import { CertFileError, loadCertChainFile } from "../crypto/cert-files.js";
 import { AEAD, ASYM, type AsymAlgo, DHE, HASH, type HashAlgo, keyFits } from "../crypto/suites.js";
 import {
@@ -26,6 +33,7 @@ import {
   RESPONDER_CAPABILITY_NAMES,
   VERSION_NAMES,
 } from "./names.js";
+import type { Provisioning } from "./provisioning.js";
 import type { KeyLog } from "./session.js";
 
 // ---- names ------------------------------------------------------------------------------------
@@ -96,6 +104,26 @@ export const DEFAULT_MEASUREMENTS: z.output<typeof measurementSchema>[] = [
   { index: 5, type: "Version", value: "1.0.0", raw: true },
 ];
 
+/** One MEL entry (DMTF MEL format): an extension of measurement `index` by this value. */
+const melEntrySchema = z.strictObject({
+  index: int(1, 0xfe),
+  type: names(DmtfMeasurementType),
+  /** UTF-8 text, or hex with a "0x" prefix. */
+  value: z.string(),
+  /** Raw bit stream (bit 7 of the value type), as DMTF's sample entries. */
+  raw: z.boolean().default(true),
+});
+
+/** spdm-emu's sample MEL (libspdm's sample device, meas.c): two informational entries and a version. */
+export const DEFAULT_MEL: z.output<typeof melEntrySchema>[] = [
+  { index: 0xef, type: "Informational", value: "doe-emu ROM", raw: true },
+  { index: 0xef, type: "Informational", value: "doe-emu boot firmware", raw: true },
+  { index: 0xef, type: "Version", value: "0x0a030001", raw: true },
+];
+
+/** libspdm's sample ENDPOINT_INFO: one device class identifier, DMTF registry, one sub-ID 12 34 56. */
+const DEFAULT_ENDPOINT_INFO = "0x01000000 07 00 00 01 03 123456".replaceAll(" ", "");
+
 const DTS_MAX = 1 << 20; // a DOE object holds at most 2^18 DW
 
 export const spdmSettingsSchema = z
@@ -153,6 +181,10 @@ export const spdmSettingsSchema = z
       .max(8)
       .default([{ slot: 0, generate: true }]),
     measurements: z.array(measurementSchema).max(0xfe).default(DEFAULT_MEASUREMENTS),
+    /** The measurement extension log GET_MEASUREMENT_EXTENSION_LOG returns (with the MEL capability). */
+    mel: z.array(melEntrySchema).default(DEFAULT_MEL),
+    /** ENDPOINT_INFO's EPInfo for the device class identifier sub-code: hex with a "0x" prefix. */
+    endpointInfo: z.string().regex(HEX).default(DEFAULT_ENDPOINT_INFO),
     /**
      * KEY_EXCHANGE_RSP / PSK_EXCHANGE_RSP HeartbeatPeriod in seconds (0: none, and HEARTBEAT is
      * then unexpected); a session silent for twice this long is ended.
@@ -235,6 +267,12 @@ export const spdmSettingsSchema = z
     if (has("MEAS_FRESH") && !has("MEAS_SIG") && !has("MEAS_NO_SIG"))
       issue(["capabilities"], "MEAS_FRESH needs MEAS_SIG or MEAS_NO_SIG");
     if (has("CERT") && s.slots.length === 0) issue(["slots"], "CERT needs at least one slot");
+    if (has("MEL") && !has("MEAS_SIG") && !has("MEAS_NO_SIG"))
+      issue(["capabilities"], "MEL needs MEAS_SIG or MEAS_NO_SIG");
+    for (const c of ["CSR", "SET_CERT", "EP_INFO_SIG", "GET_KEY_PAIR_INFO", "SET_KEY_PAIR_INFO"] as const)
+      if (has(c) && !has("CERT")) issue(["capabilities"], `${c} needs CERT`);
+    if (has("EP_INFO_SIG") && has("EP_INFO_NO_SIG"))
+      issue(["capabilities"], "EP_INFO_SIG and EP_INFO_NO_SIG exclude each other");
     if (s.maxSpdmMsgSize !== undefined && s.maxSpdmMsgSize < s.dataTransferSize)
       issue(["maxSpdmMsgSize"], "must be at least dataTransferSize");
     if (!has("CHUNK") && s.maxSpdmMsgSize !== undefined && s.maxSpdmMsgSize !== s.dataTransferSize)
@@ -281,6 +319,9 @@ export interface ResponderConfig {
   keySchedule: number[];
   /** By ascending index. */
   measurements: MeasurementSource[];
+  /** The DMTF MEL, encoded. */
+  mel: Buffer;
+  endpointInfo: Buffer;
   /** Seconds; 0 = none. */
   heartbeatPeriod: number;
   sessionLimit: number;
@@ -293,6 +334,8 @@ export interface ResponderConfig {
   notReady?: { requests: number[]; rdtExponent: number; rdtm: number; delayMs: number };
   /** Where each established session's secret goes (`--keylog`). */
   keyLog?: KeyLog;
+  /** The device's provisioned state (one per device); a responder without it keeps its own in memory. */
+  provisioning?: Provisioning;
 }
 
 /** The requester certificate chain provisioned for mutual authentication. */
@@ -354,6 +397,15 @@ export function responderConfig(s: SpdmSettings): ResponderConfig {
         value: bytesOf(m.value),
         raw: m.raw,
       })),
+    mel: encodeDmtfMel(
+      s.mel.map((e, i) => ({
+        melIndex: i + 1,
+        measurementIndex: e.index,
+        valueType: DmtfMeasurementType[e.type] | (e.raw ? DMTF_VALUE_TYPE_RAW_BIT_STREAM : 0),
+        value: bytesOf(e.value),
+      })),
+    ),
+    endpointInfo: bytesOf(s.endpointInfo),
     heartbeatPeriod: s.heartbeatPeriod,
     sessionLimit: s.sessionLimit,
     vendorDefinedInClear: s.vendorDefinedInClear,

@@ -33,7 +33,11 @@ interface SlotSource {
 
 function loaded(s: { certChain: string; privateKey: string }): SlotSource {
   // Refuses a key that is not the leaf's: every signature would fail at the requester.
-  const identity = loadChainAndKey(s.certChain, s.privateKey);
+  return fixed(loadChainAndKey(s.certChain, s.privateKey));
+}
+
+/** One chain and key: a loaded slot, or one SET_CERTIFICATE installed. */
+function fixed(identity: SlotKey): SlotSource {
   const key = Promise.resolve(identity);
   return { fits: (asym) => keyFits(asym, identity.privateKey), key: () => key };
 }
@@ -55,7 +59,7 @@ function generated(s: { commonName?: string }): SlotSource {
 }
 
 export class CertificateSlots {
-  private constructor(private readonly sources: ReadonlyMap<number, SlotSource>) {}
+  private constructor(private readonly sources: Map<number, SlotSource>) {}
 
   /**
    * Loads the files of loaded slots now, so that a bad file, or a key fitting none of the asym
@@ -79,6 +83,16 @@ export class CertificateSlots {
   /** The slots described, whether or not they serve the negotiated algorithm (1.3 SupportedSlotMask). */
   get supportedMask(): number {
     return maskOf([...this.sources.keys()].map((slot) => 1 << slot));
+  }
+
+  /** SET_CERTIFICATE: `key` replaces what the slot held, for every connection from now on. */
+  install(slot: number, key: SlotKey): void {
+    this.sources.set(slot, fixed(key));
+  }
+
+  /** SET_CERTIFICATE with Erase: the slot holds nothing any more. */
+  erase(slot: number): void {
+    this.sources.delete(slot);
   }
 
   canServe(asym: AsymAlgo): boolean {

@@ -41,6 +41,7 @@ import {
 import type { KnownMessageName, MessageOf } from "../../protocol/spdm/messages.js";
 import { hex32 } from "../bits.js";
 import { type Logger, silentLogger, WarnLimiter } from "../log.js";
+import { Provisioning } from "./provisioning.js";
 import { challenge, getCertificate, getDigests } from "./responder-authentication.js";
 import { ChunkTransfers } from "./responder-chunking.js";
 import {
@@ -64,6 +65,14 @@ import { endSession, heartbeat, keyUpdate } from "./responder-in-session.js";
 import { getMeasurements } from "./responder-measurements.js";
 import { getCapabilities, getVersion, negotiateAlgorithms, SESSION_CAPS } from "./responder-negotiation.js";
 import { NotReady } from "./responder-not-ready.js";
+import {
+  getCsr,
+  getEndpointInfo,
+  getKeyPairInfo,
+  getMeasurementExtensionLog,
+  setCertificate,
+  setKeyPairInfo,
+} from "./responder-provision.js";
 import { ResponderSessions } from "./responder-sessions.js";
 import type { ResponderConfig } from "./responder-settings.js";
 import type { CertificateSlots } from "./responder-slots.js";
@@ -240,6 +249,42 @@ export class SpdmResponder {
       in: IN_SESSION,
       handle: (r, m, _q, x) => endSession(r.ctx, m, x),
     },
+    GET_MEASUREMENT_EXTENSION_LOG: {
+      states: [Negotiated],
+      since: SpdmVersion.V1_3,
+      cap: ResponderCapability.MEL_CAP,
+      handle: (r, m) => getMeasurementExtensionLog(r.ctx, m),
+    },
+    GET_CSR: {
+      states: [Negotiated],
+      since: SpdmVersion.V1_2,
+      cap: ResponderCapability.CSR_CAP,
+      handle: (r, m) => getCsr(r.ctx, m),
+    },
+    SET_CERTIFICATE: {
+      states: [Negotiated],
+      since: SpdmVersion.V1_2,
+      cap: ResponderCapability.SET_CERT_CAP,
+      handle: (r, m) => setCertificate(r.ctx, m),
+    },
+    GET_KEY_PAIR_INFO: {
+      states: [Negotiated],
+      since: SpdmVersion.V1_3,
+      cap: ResponderCapability.GET_KEY_PAIR_INFO_CAP,
+      handle: (r, m) => getKeyPairInfo(r.ctx, m),
+    },
+    SET_KEY_PAIR_INFO: {
+      states: [Negotiated],
+      since: SpdmVersion.V1_3,
+      cap: ResponderCapability.SET_KEY_PAIR_INFO_CAP,
+      handle: (r, m) => setKeyPairInfo(r.ctx, m),
+    },
+    GET_ENDPOINT_INFO: {
+      states: [Negotiated],
+      since: SpdmVersion.V1_3,
+      cap: CapabilityField.EP_INFO_CAP,
+      handle: (r, m, q) => getEndpointInfo(r.ctx, m, q),
+    },
     // IDE-KM, TDISP and the like, when the device has a handler: in a session unless let in the clear.
     VENDOR_DEFINED_REQUEST: {
       states: [Negotiated],
@@ -266,7 +311,8 @@ export class SpdmResponder {
   ) {
     const connection = new Connection(config);
     const sessions = new ResponderSessions(config.sessionLimit, log);
-    this.ctx = { config, slots, log, connection, transcript: new Transcript(), sessions };
+    const provisioning = config.provisioning ?? new Provisioning(slots);
+    this.ctx = { config, slots, log, connection, transcript: new Transcript(), sessions, provisioning };
     this.chunks = new ChunkTransfers(connection, config);
     this.notReady = new NotReady(config.notReady, connection);
   }

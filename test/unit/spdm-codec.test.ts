@@ -575,12 +575,12 @@ const CASES: Case[] = [
     },
   },
   {
-    title: "a code without a codec (GET_CSR) is kept raw",
-    bytes: hex("12ed0102 0304"),
+    title: "a code without a codec (GET_SUPPORTED_EVENT_TYPES) is kept raw",
+    bytes: hex("13e20102 0304"),
     msg: {
       code: "UNKNOWN",
-      version: 0x12,
-      requestResponseCode: 0xed,
+      version: 0x13,
+      requestResponseCode: 0xe2,
       param1: 1,
       param2: 2,
       payload: hex("0304"),

@@ -1,0 +1,170 @@
+/**
+ * What a device provisions at run time (DSP0274 SET_CERTIFICATE, SET_KEY_PAIR_INFO) and keeps for
+ * every later connection: chains installed into certificate slots, and the key pairs
+ * GET_KEY_PAIR_INFO describes. With a state directory (`doe-emu device --state-dir DIR`) it also
+ * survives a restart: DIR/state.json is rewritten atomically (temporary file, then rename) after
+ * each change, and read at start-up, where a file that does not parse is an error naming it.
+ *
+ * Key pairs: one per slot of the description, KeyPairID 1.. in slot order. A key pair's key is its
+ * slot's (for a generated slot, the chain of the negotiated algorithm) until SET_KEY_PAIR_INFO
+ * generates a new one. Usage, association and erasure are the key pair's record as GET_KEY_PAIR_INFO
+ * reports it: the slots keep signing with their own keys, as libspdm's sample device does (its
+ * key-pair store is separate from its signing keys).
+ */
+
+import type { KeyObject } from "node:crypto";
+import { mkdirSync, readFileSync, renameSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+import { z } from "zod";
+import { KeyUsage } from "../../protocol/spdm/codes.js";
+import { bitIndices } from "../bits.js";
+import { privateKeyFromPkcs8 } from "../crypto/csr.js";
+import { ASYM, type AsymAlgo } from "../crypto/suites.js";
+import type { CertificateSlots, SlotKey } from "./responder-slots.js";
+
+/** What a key pair may be used for: the four DSP0274 usages this responder signs with. */
+export const KEY_PAIR_USAGES =
+  KeyUsage.KEY_EX_USE | KeyUsage.CHALLENGE_USE | KeyUsage.MEASUREMENT_USE | KeyUsage.ENDPOINT_INFO_USE;
+
+export interface KeyPair {
+  id: number;
+  /** The described slot whose key this is (unless one was generated). */
+  slot: number;
+  usage: number;
+  assocMask: number;
+  erased: boolean;
+  /** SET_KEY_PAIR_INFO's generate operation. */
+  generated?: { asym: AsymAlgo; key: KeyObject };
+}
+
+const b64 = z.string().transform((s) => Buffer.from(s, "base64"));
+const stateSchema = z.strictObject({
+  version: z.literal(1),
+  /** By slot ID: the installed chain (DER certificates, root first) and key, or null when erased. */
+  slots: z.record(
+    z.string().regex(/^[0-7]$/),
+    z.strictObject({ certs: z.array(b64).min(1), key: b64 }).nullable(),
+  ),
+  keyPairs: z.array(
+    z.strictObject({
+      id: z.number().int().min(1).max(0xff),
+      usage: z.number().int().min(0).max(0xffff),
+      assocMask: z.number().int().min(0).max(0xff),
+      erased: z.boolean(),
+      generated: z.strictObject({ asym: z.enum(Object.keys(ASYM) as [AsymAlgo]), key: b64 }).optional(),
+    }),
+  ),
+});
+
+const STATE_FILE = "state.json";
+const pkcs8 = (k: KeyObject) => k.export({ type: "pkcs8", format: "der" }).toString("base64");
+
+export class Provisioning {
+  readonly keyPairs: KeyPair[];
+  /** Slots SET_CERTIFICATE changed: the installed identity, or null for an erased slot. */
+  private readonly installed = new Map<number, SlotKey | null>();
+
+  /**
+   * The described slots of `slots` give the key pairs. Loads `stateDir`'s state (and applies its
+   * slots to `slots`) when there is one.
+   */
+  constructor(
+    private readonly slots: CertificateSlots,
+    private readonly stateDir?: string,
+  ) {
+    this.keyPairs = bitIndices(slots.supportedMask).map((slot, i) => ({
+      id: i + 1,
+      slot,
+      usage: KEY_PAIR_USAGES,
+      assocMask: 1 << slot,
+      erased: false,
+    }));
+    if (stateDir) this.load(stateDir);
+  }
+
+  keyPair(id: number): KeyPair | undefined {
+    return this.keyPairs.find((k) => k.id === id);
+  }
+
+  /** SET_CERTIFICATE: the chain and key now in `slot`. */
+  install(slot: number, key: SlotKey): void {
+    this.slots.install(slot, key);
+    this.installed.set(slot, key);
+    this.save();
+  }
+
+  erase(slot: number): void {
+    this.slots.erase(slot);
+    this.installed.set(slot, null);
+    this.save();
+  }
+
+  /** A key pair's record changed. */
+  save(): void {
+    if (!this.stateDir) return;
+    const state: z.input<typeof stateSchema> = {
+      version: 1,
+      slots: Object.fromEntries(
+        [...this.installed].map(([slot, k]) => [
+          String(slot),
+          k && { certs: k.certsDer.map((d) => d.toString("base64")), key: pkcs8(k.privateKey) },
+        ]),
+      ),
+      keyPairs: this.keyPairs.map((k) => ({
+        id: k.id,
+        usage: k.usage,
+        assocMask: k.assocMask,
+        erased: k.erased,
+        generated: k.generated && { asym: k.generated.asym, key: pkcs8(k.generated.key) },
+      })),
+    };
+    mkdirSync(this.stateDir, { recursive: true });
+    const file = join(this.stateDir, STATE_FILE);
+    const temporary = `${file}.${process.pid}.tmp`;
+    writeFileSync(temporary, `${JSON.stringify(state, null, 2)}\n`, { mode: 0o600 });
+    renameSync(temporary, file);
+  }
+
+  private load(dir: string): void {
+    const file = join(dir, STATE_FILE);
+    let text: string;
+    try {
+      text = readFileSync(file, "utf8");
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code === "ENOENT") return; // a new state directory
+      throw e;
+    }
+    const corrupt = (why: string) =>
+      new Error(`state directory ${dir}: ${STATE_FILE} is corrupt (${why}); remove it to start afresh`);
+    let state: z.output<typeof stateSchema>;
+    try {
+      const parsed = stateSchema.safeParse(JSON.parse(text));
+      if (!parsed.success)
+        throw corrupt(parsed.error.issues.map((i) => `${i.path.join(".")}: ${i.message}`).join("; "));
+      state = parsed.data;
+      for (const [slot, k] of Object.entries(state.slots)) {
+        const key = k && { certsDer: k.certs, privateKey: privateKeyFromPkcs8(k.key) };
+        this.installed.set(Number(slot), key);
+        if (key) this.slots.install(Number(slot), key);
+        else this.slots.erase(Number(slot));
+      }
+    } catch (e) {
+      throw e instanceof SyntaxError || !(e as Error).message.startsWith("state directory")
+        ? corrupt((e as Error).message)
+        : e;
+    }
+    for (const saved of state.keyPairs) {
+      const kp = this.keyPair(saved.id);
+      if (!kp) continue; // the description has fewer slots now
+      Object.assign(kp, {
+        usage: saved.usage,
+        assocMask: saved.assocMask,
+        erased: saved.erased,
+        generated: saved.generated && {
+          asym: saved.generated.asym,
+          key: privateKeyFromPkcs8(saved.generated.key),
+        },
+      });
+    }
+  }
+}

@@ -1,0 +1,225 @@
+/**
+ * The provisioning and inventory requests from the requester side, in the order spdm-emu's
+ * requester does them (spdm-emu 85436d53 spdm_requester_emu.c and _session.c): MEL, EP_INFO,
+ * GET_KEY_PAIR_INFO, SET_KEY_PAIR_INFO, GET_CSR, SET_CERT. A step runs only when the responder
+ * advertises its capability (as spdm-emu's requester skips it otherwise) and the version has it.
+ * - MEL: the whole log in portions; its DMTF header must account for its length.
+ * - EP_INFO: signed when the responder offers that (EP_INFO_CAP_SIG) and we hold the slot's chain;
+ *   the signature is checked over A ‖ GET_ENDPOINT_INFO ‖ ENDPOINT_INFO without it.
+ * - GET_KEY_PAIR_INFO / SET_KEY_PAIR_INFO: key pair 1; set as spdm-emu does it (drop the key pair's
+ *   slot association, then erase it).
+ * - GET_CSR: a PKCS#10 request whose own signature must verify (KeyPairID 1 and the device
+ *   certificate model in a multi-key connection, as spdm-emu).
+ * - SET_CERT: the chain given (else the slot's chain GET_CERTIFICATE verified, as spdm-emu sets
+ *   its own sample chain back), for the given slot.
+ */
+import { X509Certificate } from "node:crypto";
+import {
+  CapabilityField,
+  CertificateModel,
+  MEL_HEADER_SIZE,
+  NONCE_SIZE,
+  ResponderCapability,
+} from "../../protocol/spdm/index.js";
+import {
+  ENDPOINT_INFO_SIGNATURE_REQUESTED,
+  ENDPOINT_INFO_SUBCODE_DEVICE_CLASS_IDENTIFIER,
+  KeyPairOperation,
+  SET_CERTIFICATE_MODEL_SHIFT,
+} from "../../protocol/spdm/provision.js";
+import { encodeCertChain } from "../crypto/cert-chain.js";
+import { loadX509 } from "../crypto/x509.js";
+import { expectResponse, fail, type SpdmRequester, withoutSignature } from "./requester.js";
+
+export const PROVISION_STEPS = [
+  "MEL",
+  "EP_INFO",
+  "GET_KEY_PAIR_INFO",
+  "SET_KEY_PAIR_INFO",
+  "GET_CSR",
+  "SET_CERT",
+] as const;
+export type ProvisionStep = (typeof PROVISION_STEPS)[number];
+
+/** The capability each step needs from the responder, and the first version with it. */
+const STEP_NEEDS: Record<ProvisionStep, [number, number]> = {
+  MEL: [ResponderCapability.MEL_CAP, 0x13],
+  EP_INFO: [CapabilityField.EP_INFO_CAP, 0x13],
+  GET_KEY_PAIR_INFO: [ResponderCapability.GET_KEY_PAIR_INFO_CAP, 0x13],
+  SET_KEY_PAIR_INFO: [ResponderCapability.SET_KEY_PAIR_INFO_CAP, 0x13],
+  GET_CSR: [ResponderCapability.CSR_CAP, 0x12],
+  SET_CERT: [ResponderCapability.SET_CERT_CAP, 0x12],
+};
+
+export interface ProvisionSummary {
+  /** Steps asked for that the responder does not offer. */
+  skipped: ProvisionStep[];
+  mel?: { bytes: number; entries: number; portions: number };
+  endpointInfo?: { bytes: number; signed: boolean };
+  keyPair?: { id: number; total: number; currentAsymAlgo: number; assocCertSlotMask: number };
+  keyPairErased?: number;
+  /** DER of the CSR. */
+  csr?: Buffer;
+  setCertificate?: { slot: number; certificates: number };
+}
+
+const MEL_RESPONSE_HEADER = 12;
+/** spdm-emu's requester works with key pair 1. */
+const KEY_PAIR_ID = 1;
+
+export async function runProvisionSteps(r: SpdmRequester): Promise<ProvisionSummary> {
+  const summary: ProvisionSummary = { skipped: [] };
+  for (const step of PROVISION_STEPS.filter((s) => r.options.provisionSteps.includes(s))) {
+    const [cap, since] = STEP_NEEDS[step];
+    if ((r.rsp!.flags & cap) === 0 || r.version < since) {
+      summary.skipped.push(step);
+      continue;
+    }
+    if (step === "MEL") summary.mel = await getMel(r);
+    else if (step === "EP_INFO") summary.endpointInfo = await getEndpointInfo(r);
+    else if (step === "GET_KEY_PAIR_INFO") summary.keyPair = await getKeyPairInfo(r);
+    else if (step === "SET_KEY_PAIR_INFO") summary.keyPairErased = await eraseKeyPair(r);
+    else if (step === "GET_CSR") summary.csr = await getCsr(r);
+    else summary.setCertificate = await setCertificate(r);
+  }
+  return summary;
+}
+
+export async function getMel(r: SpdmRequester): Promise<NonNullable<ProvisionSummary["mel"]>> {
+  const parts: Buffer[] = [];
+  const portion = r.options.dataTransferSize - MEL_RESPONSE_HEADER;
+  let total = 0;
+  for (let remainder = 1; remainder > 0; ) {
+    const reply = await r.exchange({
+      code: "GET_MEASUREMENT_EXTENSION_LOG",
+      version: r.version,
+      offset: total,
+      length: portion,
+    });
+    const m = expectResponse(reply, "MEASUREMENT_EXTENSION_LOG");
+    if (m.mel.length === 0 && m.remainderLength > 0)
+      fail("measurements", "MEL portion is empty, yet more remains");
+    parts.push(m.mel);
+    total += m.mel.length;
+    remainder = m.remainderLength;
+  }
+  const mel = Buffer.concat(parts);
+  if (mel.length < MEL_HEADER_SIZE) fail("measurements", `MEL of ${mel.length} bytes has no DMTF header`);
+  const entries = mel.readUInt32LE(0);
+  const entriesLength = mel.readUInt32LE(4);
+  if (MEL_HEADER_SIZE + entriesLength !== mel.length)
+    fail(
+      "measurements",
+      `MEL header says ${entriesLength} bytes of entries, ${mel.length - MEL_HEADER_SIZE} came`,
+    );
+  return { bytes: mel.length, entries, portions: parts.length };
+}
+
+export async function getEndpointInfo(
+  r: SpdmRequester,
+): Promise<NonNullable<ProvisionSummary["endpointInfo"]>> {
+  const slot = r.options.slotId;
+  const chain = r.chains.get(slot);
+  const signed = (r.rsp!.flags & ResponderCapability.EP_INFO_CAP_SIG) !== 0 && chain !== undefined;
+  const reply = await r.exchange(
+    {
+      code: "GET_ENDPOINT_INFO",
+      version: r.version,
+      subCode: ENDPOINT_INFO_SUBCODE_DEVICE_CLASS_IDENTIFIER,
+      slotId: signed ? slot : 0,
+      attributes: signed ? ENDPOINT_INFO_SIGNATURE_REQUESTED : 0,
+      nonce: signed ? r.random(NONCE_SIZE) : undefined,
+    },
+    { endpointInfoSignatureRequested: signed },
+  );
+  const m = expectResponse(reply, "ENDPOINT_INFO");
+  if (signed) {
+    const il = Buffer.concat([
+      r.transcript.vca,
+      reply.requestBytes,
+      withoutSignature(reply.bytes, m.signature),
+    ]);
+    r.verifySignature("ENDPOINT_INFO", "IL", chain.leafKey, il, m.signature);
+  }
+  return { bytes: m.epInfo.length, signed };
+}
+
+export async function getKeyPairInfo(r: SpdmRequester): Promise<NonNullable<ProvisionSummary["keyPair"]>> {
+  const reply = await r.exchange({ code: "GET_KEY_PAIR_INFO", version: r.version, keyPairId: KEY_PAIR_ID });
+  const m = expectResponse(reply, "KEY_PAIR_INFO");
+  if (m.keyPairId !== KEY_PAIR_ID || m.totalKeyPairs < KEY_PAIR_ID)
+    fail(
+      "malformed",
+      `KEY_PAIR_INFO is for key pair ${m.keyPairId} of ${m.totalKeyPairs}, we asked for ${KEY_PAIR_ID}`,
+    );
+  return {
+    id: m.keyPairId,
+    total: m.totalKeyPairs,
+    currentAsymAlgo: m.currentAsymAlgo,
+    assocCertSlotMask: m.assocCertSlotMask,
+  };
+}
+
+/** spdm-emu's SET_KEY_PAIR_INFO: drop key pair 1's slot association, then erase it. */
+async function eraseKeyPair(r: SpdmRequester): Promise<number> {
+  for (const operation of [KeyPairOperation.Change, KeyPairOperation.Erase]) {
+    const change = operation === KeyPairOperation.Change;
+    const reply = await r.exchange({
+      code: "SET_KEY_PAIR_INFO",
+      version: r.version,
+      operation,
+      keyPairId: KEY_PAIR_ID,
+      ...(change && { desiredKeyUsage: 0, desiredAsymAlgo: 0, desiredAssocCertSlotMask: 0 }),
+    });
+    expectResponse(reply, "SET_KEY_PAIR_INFO_ACK");
+  }
+  return KEY_PAIR_ID;
+}
+
+/** KeyPairID and certificate model for GET_CSR / SET_CERTIFICATE: set only in a multi-key connection. */
+const multiKey = (r: SpdmRequester) => (r.ctx.multiKeyConn ? KEY_PAIR_ID : 0);
+
+export async function getCsr(r: SpdmRequester): Promise<Buffer> {
+  const keyPairId = multiKey(r);
+  const reply = await r.exchange({
+    code: "GET_CSR",
+    version: r.version,
+    keyPairId,
+    attributes: keyPairId ? CertificateModel.DeviceCert : 0,
+    requesterInfo: Buffer.alloc(0),
+    opaqueData: Buffer.alloc(0),
+  });
+  const { csr } = expectResponse(reply, "CSR");
+  const x509 = await loadX509();
+  let ok = false;
+  try {
+    ok = await new x509.Pkcs10CertificateRequest(csr).verify();
+  } catch (e) {
+    fail("certificate", `CSR is not a PKCS#10 request: ${(e as Error).message}`);
+  }
+  if (!ok) fail("certificate", "CSR's signature does not verify with its own public key");
+  return csr;
+}
+
+export async function setCertificate(
+  r: SpdmRequester,
+): Promise<NonNullable<ProvisionSummary["setCertificate"]>> {
+  const given = r.options.setCertificate;
+  const slot = given?.slot ?? r.options.slotId;
+  const certsDer = given?.certsDer ?? r.chains.get(slot)?.chain.certsDer;
+  if (!certsDer)
+    fail("certificate", `SET_CERT: no chain for slot ${slot} (give one, or fetch the slot's with CERT)`);
+  for (const der of certsDer) new X509Certificate(der); // throws on a certificate that does not parse
+  const keyPairId = multiKey(r);
+  const reply = await r.exchange({
+    code: "SET_CERTIFICATE",
+    version: r.version,
+    attributes: slot | (keyPairId ? CertificateModel.DeviceCert << SET_CERTIFICATE_MODEL_SHIFT : 0),
+    keyPairId,
+    certChain: encodeCertChain(r.suite!.hash, certsDer),
+  });
+  const m = expectResponse(reply, "SET_CERTIFICATE_RSP");
+  if ((m.slotId & 0xf) !== slot)
+    fail("malformed", `SET_CERTIFICATE_RSP is for slot ${m.slotId}, we set slot ${slot}`);
+  return { slot, certificates: certsDer.length };
+}

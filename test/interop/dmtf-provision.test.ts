@@ -1,0 +1,122 @@
+/**
+ * The provisioning and inventory messages (MEL, GET_CSR, SET_CERTIFICATE, GET/SET_KEY_PAIR_INFO,
+ * GET_ENDPOINT_INFO) against DMTF's pair, both ways, over the spdm-emu socket with PCI_DOE.
+ * - DMTF's spdm_requester_emu against our device with those capabilities on and DMTF's sample slot
+ *   0 chain and key (its SET_CERT installs its own sample chain into slot 0, whose leaf key must be
+ *   the slot's). spdm_requester_emu's exit status says little (failures inside a session are only
+ *   printed), so its output must be free of "ERROR", except for the encapsulated GET_ENDPOINT_INFO
+ *   it tries after EP_INFO: that needs ENCAP_CAP, which this device does not offer (the encap
+ *   work adds it).
+ * - Our requester against spdm_responder_emu with its defaults (mutual authentication off), doing
+ *   the same steps (its defaults offer every one of them; SET_CERT puts its slot 0 chain back).
+ *
+ * Skipped unless SPDM_EMU_BIN names spdm-emu's build/bin.
+ */
+import { spawn } from "node:child_process";
+import { mkdtempSync, readFileSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join, resolve } from "node:path";
+import { afterEach, describe, expect, it } from "vitest";
+import { spawnDevice } from "../../src/fixture/spawn-device.js";
+import { SPDM_EMU_BIN as BIN, startResponder, stopResponders } from "../../src/fixture/spdm-emu-responder.js";
+import { runRequester } from "../../src/requester/run.js";
+import { PROVISION_STEPS } from "../../src/spdm/requester-provision.js";
+
+const bin = (path: string) => resolve(BIN ?? "", path);
+const PROVISION_CAPS = ["MEL", "CSR", "SET_CERT", "EP_INFO_SIG", "GET_KEY_PAIR_INFO", "SET_KEY_PAIR_INFO"];
+const BASE_CAPS = [
+  "CERT",
+  "CHAL",
+  "MEAS_SIG",
+  "MEAS_FRESH",
+  "CHUNK",
+  "ENCRYPT",
+  "MAC",
+  "KEY_EX",
+  "PSK_WITH_CONTEXT",
+  "HBEAT",
+  "KEY_UPD",
+  "HANDSHAKE_IN_CLEAR",
+];
+const STEPS = "DIGEST,CERT,CHAL,MEAS,MEL,GET_CSR,SET_CERT,GET_KEY_PAIR_INFO,SET_KEY_PAIR_INFO,EP_INFO";
+
+function runTool(args: string[]): Promise<{ code: number | null; output: string }> {
+  return new Promise((done, reject) => {
+    const child = spawn(bin("spdm_requester_emu"), args, { cwd: bin(".") });
+    let output = "";
+    child.stdout.on("data", (d) => (output += d));
+    child.stderr.on("data", (d) => (output += d));
+    const timer = setTimeout(() => child.kill("SIGKILL"), 60_000);
+    child.once("error", reject);
+    child.once("exit", (code) => {
+      clearTimeout(timer);
+      done({ code, output });
+    });
+  });
+}
+
+/** ERROR lines other than the encapsulated GET_ENDPOINT_INFO (no ENCAP_CAP here). */
+const errors = (output: string) =>
+  output
+    .split("\n")
+    .filter(
+      (l) =>
+        /error|fail/i.test(l) && !/libspdm_send_receive_encap_request - libspdm_get_endpoint_info/.test(l),
+    );
+
+describe.skipIf(!BIN)("provisioning messages with DMTF's pair", () => {
+  afterEach(stopResponders);
+
+  it("spdm_requester_emu --exe_conn/--exe_session with every provisioning step against our device", async () => {
+    const dir = mkdtempSync(join(tmpdir(), "doe-emu-provision-"));
+    const config = join(dir, "device.json");
+    writeFileSync(config, JSON.stringify({ spdm: { capabilities: [...BASE_CAPS, ...PROVISION_CAPS] } }));
+    const device = await spawnDevice({
+      args: [
+        "--config",
+        config,
+        "--on-shutdown",
+        "close",
+        "--cert-chain",
+        bin("ecp384/bundle_responder.certchain.der"),
+        "--private-key",
+        bin("ecp384/end_responder.key"),
+      ],
+    });
+    try {
+      const port = String(device.mailboxes[0]!.endpoint.port);
+      const base = ["--trans", "PCI_DOE", "--port", port, "--exe_conn", STEPS];
+      for (const args of [
+        [
+          ...base,
+          "--exe_session",
+          "KEY_EX,MEAS,MEL,DIGEST,CERT,GET_CSR,SET_CERT,GET_KEY_PAIR_INFO,SET_KEY_PAIR_INFO,EP_INFO",
+        ],
+        [...base, "--ver", "1.2", "--exe_session", "KEY_EX,GET_CSR,SET_CERT"],
+      ]) {
+        const { code, output } = await runTool(args);
+        expect(code, output).toBe(0);
+        expect(errors(output), output).toEqual([]);
+      }
+    } finally {
+      await device.stop();
+    }
+  });
+
+  it("our requester does the same steps against spdm_responder_emu", async () => {
+    const root = readFileSync(bin("ecp384/ca.cert.der"));
+    const { port } = await startResponder();
+    const s = await runRequester(
+      { host: "127.0.0.1", port },
+      { trustRoot: root, provisionSteps: PROVISION_STEPS },
+    );
+    const p = s.provisioning;
+    expect(p.skipped).toEqual([]);
+    expect(p.mel?.entries).toBe(3);
+    expect(p.endpointInfo?.signed).toBe(true);
+    expect(p.keyPair?.id).toBe(1);
+    expect(p.keyPairErased).toBe(1);
+    expect(p.csr?.length).toBeGreaterThan(100);
+    expect(p.setCertificate).toEqual({ slot: 0, certificates: 3 });
+  });
+});
