@@ -10,6 +10,7 @@
  * - Fields sized by the negotiated context are always Buffers, empty when the context says the
  *   field is absent (e.g. `measurementSummaryHash` when the request asked for none).
  */
+import type { EncapMessage } from "./encap.js";
 
 interface Msg<C extends string> {
   code: C;
@@ -375,6 +376,7 @@ export type SpdmMessage =
   | EndSessionAck
   | VendorDefinedRequest
   | VendorDefinedResponse
+  | EncapMessage
   | UnknownMessage;
 
 /** Names of the messages with their own codec. */
