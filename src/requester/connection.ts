@@ -45,6 +45,8 @@ export interface RequesterSummary {
     measurementSummaryHash: string | undefined;
     /** Whether the summary hash was recomputed from the measurement blocks. */
     summaryHashChecked: boolean;
+    /** The responder's encapsulated requests, when CHALLENGE_AUTH asked for basic mutual authentication. */
+    basicMutualAuth?: string[];
   };
   measurements: MeasurementsResult;
   exchanges: number;
@@ -130,6 +132,7 @@ function summarize(
           measurementSummaryHashType: nameOf(MeasurementSummaryHashType, type) ?? hex(type),
           measurementSummaryHash: r.summaryHash?.toString("hex"),
           summaryHashChecked: r.summaryHashChecked,
+          basicMutualAuth: r.basicMutualAuth?.requests,
         }
       : undefined,
     measurements,
