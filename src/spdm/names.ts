@@ -69,6 +69,8 @@ export const RESPONDER_CAPABILITY_NAMES = {
   HBEAT: Rsp.HBEAT_CAP,
   KEY_UPD: Rsp.KEY_UPD_CAP,
   HANDSHAKE_IN_CLEAR: Rsp.HANDSHAKE_IN_THE_CLEAR_CAP,
+  /** Encapsulated requests (1.1+): the responder-initiated KEY_UPDATE; mutual-auth modes add it themselves. */
+  ENCAP: Rsp.ENCAP_CAP,
 } as const;
 
 // Algorithms: the codes' own names are spdm-emu's, except for the three renamed here.

@@ -19,6 +19,7 @@ import {
 import type { DecodeContext } from "../../protocol/spdm/context.js";
 import type { AeadAlgo, AsymAlgo, DheAlgo, HashAlgo } from "../crypto/suites.js";
 import type { Logger } from "../log.js";
+import type { EncapFlows } from "./responder-encap.js";
 import type { ResponderSessions } from "./responder-sessions.js";
 import type { ResponderConfig } from "./responder-settings.js";
 import type { CertificateSlots } from "./responder-slots.js";
@@ -245,4 +246,6 @@ export interface ResponderContext {
   /** The connection's transcripts (VCA, B, C, M); a session's own are in its SecureSession. */
   readonly transcript: Transcript;
   readonly sessions: ResponderSessions;
+  /** Our encapsulated requests to the requester (mutual authentication, our KEY_UPDATE). */
+  readonly encap: EncapFlows;
 }

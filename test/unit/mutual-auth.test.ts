@@ -94,7 +94,9 @@ describe("mutual authentication, our requester -> our responder", () => {
   it("an RSA requester chain: ALGORITHMS selects the RSA algorithm its key fits", async () => {
     const { r } = connect(
       { requesterCertChain: undefined, requesterKey: undefined },
-      settings({ mutualAuth: { requesterCertChain: rsaChainFile, required: true } }),
+      settings({
+        mutualAuth: { mode: "WO_ENCAP", basic: "NO", requesterCertChain: rsaChainFile, required: true },
+      }),
     );
     await authenticate(r);
     // The requester offers the defaults (RSA); the responder's preferences shrank to RSAPSS-2048/RSASSA-2048.
@@ -142,7 +144,9 @@ describe("mutual authentication, our requester -> our responder", () => {
   });
 
   it("not required: a requester without MUT_AUTH_CAP gets a session without mutual authentication", async () => {
-    const s = settings({ mutualAuth: { requesterCertChain: chainFile, required: false } });
+    const s = settings({
+      mutualAuth: { mode: "WO_ENCAP", basic: "NO", requesterCertChain: chainFile, required: false },
+    });
     const { r } = connect({ requesterCertChain: undefined, requesterKey: undefined }, s);
     await authenticate(r);
     const opened = await openSession(r, { kind: "KEY_EX" });
@@ -218,13 +222,29 @@ describe("mutual authentication settings", () => {
     const root = writeChainFiles(DIR, "foreign", foreign).rootDer;
     expect(() =>
       responderConfig(
-        settings({ mutualAuth: { requesterCertChain: chainFile, trustRoot: root, required: true } }),
+        settings({
+          mutualAuth: {
+            mode: "WO_ENCAP",
+            basic: "NO",
+            requesterCertChain: chainFile,
+            trustRoot: root,
+            required: true,
+          },
+        }),
       ),
     ).toThrow(/neither/);
     const own = writeChainFiles(DIR, "own", requester).rootPem;
     expect(
       responderConfig(
-        settings({ mutualAuth: { requesterCertChain: chainFile, trustRoot: own, required: true } }),
+        settings({
+          mutualAuth: {
+            mode: "WO_ENCAP",
+            basic: "NO",
+            requesterCertChain: chainFile,
+            trustRoot: own,
+            required: true,
+          },
+        }),
       ).mutualAuth,
     ).toBeDefined();
     expect(() =>
