@@ -7,9 +7,9 @@
  * authentication (outside any session), and for a responder-initiated KEY_UPDATE (in a session).
  * What we send and check follows libspdm's libspdm_encapsulated_request and its req_encap_* files.
  *
- * The flow, one transition table (FLOW): Start → GET_ENCAPSULATED_REQUEST → Answering (a request in
- * hand) → DELIVER_ENCAPSULATED_RESPONSE → ACK → Answering again (PRESENT) or Done (ABSENT, or
- * REQ_SLOT_NUMBER naming the slot FINISH signs with). WITH_GET_DIGESTS starts in Answering with an
+ * The flow (EXPECTS: what each state awaits; AFTER_ACK: where an ACK leads): Start →
+ * GET_ENCAPSULATED_REQUEST → Answering (a request in hand) → DELIVER_ENCAPSULATED_RESPONSE → ACK →
+ * Answering again (PRESENT) or Done (ABSENT, or REQ_SLOT_NUMBER naming the slot FINISH signs with). WITH_GET_DIGESTS starts in Answering with an
  * implied GET_DIGESTS whose RequestID is 0.
  */
 import type { KeyObject } from "node:crypto";
@@ -22,14 +22,17 @@ import {
   type SpdmErrorName,
   SpdmVersion,
   spdmCodeLabel,
-  spdmErrorLabel,
 } from "../../protocol/spdm/codes.js";
-import { EncapPayloadType } from "../../protocol/spdm/encap.js";
+import {
+  EncapPayloadType,
+  type EncapsulatedRequest,
+  type EncapsulatedResponseAck,
+} from "../../protocol/spdm/encap.js";
 import type { SpdmMessage } from "../../protocol/spdm/messages.js";
 import { byBit, hex } from "../bits.js";
 import { encodeCertChain } from "../crypto/cert-chain.js";
 import { ASYM, type AsymAlgo, hash, keyFits } from "../crypto/suites.js";
-import { fail, type RequesterConnection, type SpdmRequester } from "./requester.js";
+import { expectResponse, fail, type RequesterConnection, type SpdmRequester } from "./requester.js";
 import { selection } from "./requester-handshake.js";
 import { type SecureSession, SessionError } from "./session.js";
 import { type SigningSuite, signTranscript } from "./signing.js";
@@ -74,14 +77,11 @@ export function requesterSigner(c: RequesterConnection, what: string): Requester
 export type EncapStart = "GET_ENCAPSULATED_REQUEST" | "WITH_GET_DIGESTS";
 
 type FlowState = "Start" | "Answering" | "Done";
-/** What each state sends, and where each answer leads. */
-const FLOW: Record<
-  Exclude<FlowState, "Done">,
-  { sends: SpdmMessage["code"]; expects: SpdmMessage["code"] }
-> = {
-  Start: { sends: "GET_ENCAPSULATED_REQUEST", expects: "ENCAPSULATED_REQUEST" },
-  Answering: { sends: "DELIVER_ENCAPSULATED_RESPONSE", expects: "ENCAPSULATED_RESPONSE_ACK" },
-};
+/** What each state expects back: GET_ENCAPSULATED_REQUEST (Start) and DELIVER_ENCAPSULATED_RESPONSE (Answering). */
+const EXPECTS = {
+  Start: "ENCAPSULATED_REQUEST",
+  Answering: "ENCAPSULATED_RESPONSE_ACK",
+} as const satisfies Record<Exclude<FlowState, "Done">, string>;
 /** ENCAPSULATED_RESPONSE_ACK PayloadType → the next state. */
 const AFTER_ACK: Record<number, FlowState> = {
   [EncapPayloadType.ABSENT]: "Done",
@@ -104,7 +104,7 @@ export interface EncapOutcome {
 export async function encapsulatedFlow(
   r: SpdmRequester,
   start: EncapStart,
-  o: { session?: SecureSession; plain?: boolean; signer?: RequesterSigner; optional?: boolean },
+  o: { session?: SecureSession; plain?: boolean; signer?: RequesterSigner },
 ): Promise<EncapOutcome> {
   const c = r.connection;
   const answers = new EncapAnswers(r, c, o.signer, o.session);
@@ -115,7 +115,6 @@ export async function encapsulatedFlow(
   let requestId = 0;
   let pending: Buffer = encodeSpdm({ code: "GET_DIGESTS", version: c.version });
   while (state !== "Done") {
-    const step: (typeof FLOW)[keyof typeof FLOW] = FLOW[state];
     const message: SpdmMessage =
       state === "Start"
         ? { code: "GET_ENCAPSULATED_REQUEST", version: c.version }
@@ -126,14 +125,7 @@ export async function encapsulatedFlow(
             encapsulatedResponse: answers.answer(pending, outcome),
           };
     const reply = await send(message);
-    const m = reply.message;
-    if (m.code === "ERROR" && state === "Start" && o.optional && nothingPending(c.version, m.errorCode))
-      return outcome;
-    if (m.code !== step.expects) {
-      const got =
-        m.code === "ERROR" ? `ERROR ${spdmErrorLabel(m.errorCode)}` : m.code === "UNKNOWN" ? "?" : m.code;
-      fail("session", `responder answered ${step.sends} with ${got}, expected ${step.expects}`);
-    }
+    const m: EncapsulatedRequest | EncapsulatedResponseAck = expectResponse(reply, EXPECTS[state]);
     if (m.code === "ENCAPSULATED_REQUEST") {
       requestId = m.requestId;
       pending = m.encapsulatedRequest;
@@ -159,13 +151,6 @@ export async function encapsulatedFlow(
     }
   }
   return outcome;
-}
-
-/** libspdm: nothing to do is ERROR NoPendingRequests at 1.3, UnexpectedRequest before. */
-function nothingPending(version: number, code: number): boolean {
-  return (
-    code === (version >= SpdmVersion.V1_3 ? SpdmErrorCode.NoPendingRequests : SpdmErrorCode.UnexpectedRequest)
-  );
 }
 
 /** Our answers to the responder's requests, with the mutual-authentication transcripts they build. */

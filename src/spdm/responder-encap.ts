@@ -28,6 +28,7 @@ import {
   REQUESTER_CONTEXT_SIZE,
   SpdmVersion,
   spdmCodeLabel,
+  spdmErrorLabel,
 } from "../../protocol/spdm/codes.js";
 import type { DeliverEncapsulatedResponse, GetEncapsulatedRequest } from "../../protocol/spdm/encap.js";
 import { EncapPayloadType } from "../../protocol/spdm/encap.js";
@@ -174,8 +175,12 @@ const version = (c: Ctx) => c.connection.negotiated.version;
 function expect<N extends SpdmMessage["code"]>(m: SpdmMessage, name: N): Extract<SpdmMessage, { code: N }> {
   if (m.code !== name) {
     const got =
-      m.code === "ERROR" ? `ERROR ${m.errorCode}` : m.code === "UNKNOWN" ? "an unknown message" : m.code;
-    reject(`the requester answered our ${name.replace(/S$|_AUTH$|_ACK$/, "")} request with ${got}`);
+      m.code === "ERROR"
+        ? `ERROR ${spdmErrorLabel(m.errorCode)}`
+        : m.code === "UNKNOWN"
+          ? "an unknown message"
+          : m.code;
+    reject(`expected ${name} from the requester, got ${got}`);
   }
   return m as Extract<SpdmMessage, { code: N }>;
 }
