@@ -22,6 +22,7 @@ import {
   SpdmResponseCode,
 } from "./codes.js";
 import type { DecodeContext } from "./context.js";
+import { ENCAP_SCHEMAS } from "./encap.js";
 import { decodeMeasurementRecord } from "./measurements.js";
 import type {
   AlgorithmsRequestFields,
@@ -394,6 +395,7 @@ const SCHEMAS: Schemas = {
   VENDOR_DEFINED_REQUEST: vendorFields,
   VENDOR_DEFINED_RESPONSE: vendorFields,
   ...PROVISION_SCHEMAS,
+  ...ENCAP_SCHEMAS,
 };
 
 const UNKNOWN_FIELDS = schema<UnknownMessage>((f) => [

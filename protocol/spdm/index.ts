@@ -2,6 +2,7 @@
 export * from "./codec.js";
 export * from "./codes.js";
 export * from "./context.js";
+export * from "./encap.js";
 export * from "./measurements.js";
 export type * from "./messages.js";
 export * from "./provision.js";

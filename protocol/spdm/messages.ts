@@ -10,6 +10,8 @@
  * - Fields sized by the negotiated context are always Buffers, empty when the context says the
  *   field is absent (e.g. `measurementSummaryHash` when the request asked for none).
  */
+
+import type { EncapMessage } from "./encap.js";
 import type { ProvisionMessage } from "./provision.js";
 
 interface Msg<C extends string> {
@@ -377,6 +379,7 @@ export type SpdmMessage =
   | VendorDefinedRequest
   | VendorDefinedResponse
   | ProvisionMessage
+  | EncapMessage
   | UnknownMessage;
 
 /** Names of the messages with their own codec. */

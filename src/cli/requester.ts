@@ -165,6 +165,7 @@ interface RequesterArgs extends CaptureArgs {
   "trust-root"?: string;
   "req-cert-chain"?: string;
   "req-key"?: string;
+  "rsp-key-update": boolean;
   timeout: number;
   slot_id: number;
   meas_sum: keyof typeof SUMMARY_TYPES;
@@ -256,6 +257,7 @@ function sessionOptions(argv: RequesterArgs & { session: SessionKind }): Session
     kind: argv.session,
     psk: argv.psk === undefined ? DMTF_TEST_PSK : parseSecret(argv.psk),
     pskHint: argv.psk_hint === undefined ? DMTF_TEST_PSK_HINT : parseSecret(argv.psk_hint),
+    responderKeyUpdate: argv["rsp-key-update"],
   };
 }
 
@@ -528,6 +530,12 @@ export const requesterCommand = {
         choices: ["KEY_EX", "PSK"] as const,
         describe:
           "Then open a secure session and inside it: the --app step, digests, certificate, measurements, KEY_UPDATE (UpdateKey, UpdateAllKeys), HEARTBEAT, END_SESSION. KEY_EX offers DHE SECP_384_R1,SECP_256_R1 unless --dhe is given",
+      })
+      .option("rsp-key-update", {
+        type: "boolean",
+        default: false,
+        describe:
+          "In the session, also have the responder update its key: OOB_ENCAP_KEY_UPDATE, then its encapsulated KEY_UPDATE (spdm-emu's --key_upd RSP; needs ENCAP_CAP on both sides, so --req-cert-chain)",
       })
       .option("app", {
         type: "string",

@@ -145,6 +145,7 @@ export async function startDevice(opts: DeviceOptions): Promise<RunningDevice> {
           peers: users,
           capture: opts.capture,
           captureLabel: `${bdf}-mb${mi}`,
+          encapKeyUpdate: (sessionId) => responder.requestKeyUpdate(sessionId),
           faults: { set: faults, rid, mailbox: mi, exit: onFaultExit },
         });
         servers.push(server);

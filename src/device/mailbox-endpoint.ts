@@ -22,6 +22,8 @@ export interface MailboxEndpointOptions {
   /** Records each connection into its own pcap file, named by `captureLabel` (function and mailbox). */
   capture?: PcapCapture;
   captureLabel?: string;
+  /** spdm-emu's OOB_ENCAP_KEY_UPDATE for a session of the mailbox's SPDM responder. */
+  encapKeyUpdate?: (sessionId: number) => void;
   /** The device's fault rules, where this mailbox sits, and what an `exit` fault does. */
   faults?: { set: FaultSet; rid: number; mailbox: number; exit: () => void };
 }
@@ -60,5 +62,6 @@ function serveConnection(conn: FramedConnection, opts: MailboxEndpointOptions, l
     end: (command) => {
       if (command === "SHUTDOWN") onShutdown();
     },
+    encapKeyUpdate: opts.encapKeyUpdate,
   });
 }

@@ -109,6 +109,19 @@ export class DoeClient {
   }
 
   /**
+   * spdm-emu's OOB_ENCAP_KEY_UPDATE: asks the device to update its key in session `sessionId` through
+   * an encapsulated KEY_UPDATE, which the requester then fetches. Resolves once the device echoes it.
+   */
+  async requestEncapKeyUpdate(sessionId: number): Promise<void> {
+    const payload = Buffer.alloc(4);
+    payload.writeUInt32LE(sessionId);
+    const command = SocketCommand.OOB_ENCAP_KEY_UPDATE;
+    const rsp = await this.client.request({ command, transport: TransportType.PCI_DOE, payload });
+    if (rsp.command !== command)
+      throw new DoeError(`OOB_ENCAP_KEY_UPDATE answered with ${commandName(rsp.command)}`);
+  }
+
+  /**
    * Ends the socket session as spdm-emu's --exe_mode does: SHUTDOWN asks the device process to
    * exit, CONTINUE only ends this connection. Resolves once the peer echoes the command.
    */

@@ -19,6 +19,8 @@ export interface SpdmEmuHandlers {
   normal(payload: Buffer, reply: (object: Buffer) => void): void;
   /** A SHUTDOWN or CONTINUE was echoed and the connection is ending. */
   end?(command: "SHUTDOWN" | "CONTINUE"): void;
+  /** OOB_ENCAP_KEY_UPDATE (the session ID, or 0 when none is given); without it the command is unknown. */
+  encapKeyUpdate?(sessionId: number): void;
 }
 
 const EMPTY: Buffer = Buffer.alloc(0);
@@ -81,11 +83,17 @@ export function serveSpdmEmu(conn: FramedConnection, log: Logger, handlers: Spdm
         handlers.end?.(name);
         return;
       }
-      default:
-        log.warn({ command: commandName(frame.command) }, "unknown command; closing connection");
-        ended = true;
-        reply(SocketCommand.UNKNOWN);
-        conn.end();
+      case SocketCommand.OOB_ENCAP_KEY_UPDATE:
+        if (!handlers.encapKeyUpdate) break;
+        // spdm-emu: a 4-byte session ID (host order: LE) or nothing; echoed with no payload.
+        handlers.encapKeyUpdate(frame.payload.length === 4 ? frame.payload.readUInt32LE(0) : 0);
+        reply(SocketCommand.OOB_ENCAP_KEY_UPDATE);
+        return;
     }
+    // Every case that handles its command returned.
+    log.warn({ command: commandName(frame.command) }, "unknown command; closing connection");
+    ended = true;
+    reply(SocketCommand.UNKNOWN);
+    conn.end();
   }
 }

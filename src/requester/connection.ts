@@ -46,6 +46,8 @@ export interface RequesterSummary {
     measurementSummaryHash: string | undefined;
     /** Whether the summary hash was recomputed from the measurement blocks. */
     summaryHashChecked: boolean;
+    /** The responder's encapsulated requests, when CHALLENGE_AUTH asked for basic mutual authentication. */
+    basicMutualAuth?: string[];
   };
   measurements: MeasurementsResult;
   /** The provisioning steps asked for (none by default). */
@@ -135,6 +137,7 @@ function summarize(
           measurementSummaryHashType: nameOf(MeasurementSummaryHashType, type) ?? hex(type),
           measurementSummaryHash: r.summaryHash?.toString("hex"),
           summaryHashChecked: r.summaryHashChecked,
+          basicMutualAuth: r.basicMutualAuth?.requests,
         }
       : undefined,
     measurements,

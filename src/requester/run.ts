@@ -36,6 +36,7 @@ export function cmaTransport(doe: DoeClient): SpdmTransport {
     async sendSecured(record) {
       return (await doe.exchange({ ...SECURED_CMA, payload: record })).payload;
     },
+    requestEncapKeyUpdate: (sessionId) => doe.requestEncapKeyUpdate(sessionId),
   };
 }
 
@@ -64,6 +65,7 @@ export async function connectRequester(
     {
       send: (request) => transport!.send(request),
       sendSecured: (record) => transport!.sendSecured!(record),
+      requestEncapKeyUpdate: (sessionId) => transport!.requestEncapKeyUpdate!(sessionId),
     },
     opts,
   );

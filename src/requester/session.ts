@@ -2,8 +2,8 @@
  * The session steps of a requester run (`doe-emu requester --session`), sequenced as
  * spdm_requester_emu's --exe_session does them (spdm-emu 85436d53): open the session, then inside
  * it the APP step when asked (app.ts: PCI IDE-KM, TDISP, CXL IDE-KM), GET_DIGESTS + GET_CERTIFICATE, the measurements (their summary hash checked against the
- * handshake's), KEY_UPDATE UpdateKey and UpdateAllKeys (each with VerifyNewKey), HEARTBEAT and
- * END_SESSION, each skipped when a capability it needs is missing.
+ * handshake's), KEY_UPDATE UpdateKey and UpdateAllKeys (each with VerifyNewKey), when asked the
+ * responder's own KEY_UPDATE through encapsulation, HEARTBEAT and END_SESSION, each skipped when a capability it needs is missing.
  */
 import {
   AeadCipherSuite,
@@ -31,7 +31,13 @@ import {
   type MeasurementsResult,
   summaryHashMatches,
 } from "../spdm/requester-measurements.js";
-import { endSession, heartbeat, keyUpdate, openSession } from "../spdm/requester-session.js";
+import {
+  endSession,
+  heartbeat,
+  keyUpdate,
+  openSession,
+  responderKeyUpdate,
+} from "../spdm/requester-session.js";
 import type { SecureSession, SessionKind } from "../spdm/session.js";
 import { type AppOptions, type AppSummary, runApp } from "./app.js";
 import { msBetween } from "./connection.js";
@@ -47,7 +53,7 @@ export interface SessionSummary {
   heartbeatPeriod: number;
   pskFinish?: boolean;
   /** KEY_EX with mutual authentication: the slot and ReqBaseAsymAlg FINISH was signed with. */
-  mutualAuth?: { slot: number; reqAsym: string };
+  mutualAuth?: { slot: number; reqAsym: string; encapsulated?: string[] };
   measurementSummaryHash: { type: string; value?: string; checked: boolean };
   /** The in-session steps done, in order, and those skipped with the reason. */
   steps: string[];
@@ -63,6 +69,8 @@ export interface SessionSummary {
 /** One in-session step of runSession: its label and when it is skipped. */
 interface Step {
   label: string;
+  /** Steps run only when the options ask for them (neither run nor listed as skipped otherwise). */
+  asked?: (o: SessionRequestOptions) => boolean;
   skip: (c: RequesterConnection) => string | undefined;
   run: (r: SpdmRequester, s: SecureSession) => Promise<unknown>;
 }
@@ -78,6 +86,14 @@ const LATER_STEPS: readonly Step[] = [
     run: (r: SpdmRequester, s: SecureSession) => keyUpdate(r, s, op),
   })),
   {
+    label: "KEY_UPDATE by the responder (encapsulated)",
+    asked: (o) => o.responderKeyUpdate === true,
+    skip: (c) =>
+      needsBoth("KEY_UPD_CAP", Req.KEY_UPD_CAP, Rsp.KEY_UPD_CAP)(c) ??
+      needsBoth("ENCAP_CAP", Req.ENCAP_CAP, Rsp.ENCAP_CAP)(c),
+    run: responderKeyUpdate,
+  },
+  {
     label: "HEARTBEAT",
     skip: needsBoth("HBEAT_CAP", Req.HBEAT_CAP, Rsp.HBEAT_CAP),
     run: heartbeat,
@@ -87,7 +103,7 @@ const LATER_STEPS: readonly Step[] = [
 /**
  * `doe-emu requester --session`: open the session, then inside it GET_DIGESTS + GET_CERTIFICATE
  * (when the responder has CERT_CAP), the measurements (their summary hash checked against the
- * handshake's), both key updates, a heartbeat, END_SESSION.
+ * handshake's), both key updates (and the responder's, when asked), a heartbeat, END_SESSION.
  */
 export async function runSession(
   r: SpdmRequester,
@@ -119,7 +135,7 @@ export async function runSession(
     } else skipped.push("GET_DIGESTS/GET_CERTIFICATE: the responder has no CERT_CAP");
     measurements = await r.inSession(s, () => getMeasurements(r));
     if (measurements.mode !== "NONE") steps.push("GET_MEASUREMENTS");
-    for (const step of LATER_STEPS) {
+    for (const step of LATER_STEPS.filter((t) => t.asked?.(options) ?? true)) {
       const why = step.skip(c);
       if (why) skipped.push(`${step.label}: ${why}`);
       else {

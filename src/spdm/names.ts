@@ -76,6 +76,8 @@ export const RESPONDER_CAPABILITY_NAMES = {
   MEL: Rsp.MEL_CAP,
   GET_KEY_PAIR_INFO: Rsp.GET_KEY_PAIR_INFO_CAP,
   SET_KEY_PAIR_INFO: Rsp.SET_KEY_PAIR_INFO_CAP,
+  /** Encapsulated requests (1.1+): the responder-initiated KEY_UPDATE; mutual-auth modes add it themselves. */
+  ENCAP: Rsp.ENCAP_CAP,
 } as const;
 
 // Algorithms: the codes' own names are spdm-emu's, except for the three renamed here.

@@ -1,12 +1,30 @@
 /**
  * DSP0274 CHALLENGE from the requester side: the responder proves it holds the slot's private key
  * by signing M1 (VCA, the certificate messages, our CHALLENGE with its nonce, and CHALLENGE_AUTH
- * up to the signature).
+ * up to the signature). When CHALLENGE_AUTH asks for basic mutual authentication, the responder
+ * then challenges us through encapsulated requests (requester-encap.ts).
  */
-import { MeasurementSummaryHashType, NONCE_SIZE, REQUESTER_CONTEXT_SIZE } from "../../protocol/spdm/codes.js";
+import {
+  MeasurementSummaryHashType,
+  NONCE_SIZE,
+  REQUESTER_CONTEXT_SIZE,
+  RequesterCapability as Req,
+  ResponderCapability as Rsp,
+} from "../../protocol/spdm/codes.js";
 import { hex } from "../bits.js";
 import { hash } from "../crypto/suites.js";
-import { expectResponse, fail, type SpdmRequester, withoutSignature } from "./requester.js";
+import {
+  expectResponse,
+  fail,
+  type RequesterConnection,
+  type SpdmRequester,
+  withoutSignature,
+} from "./requester.js";
+import { encapsulatedFlow, type RequesterSigner, requesterSigner } from "./requester-encap.js";
+import { both } from "./requester-handshake.js";
+
+/** CHALLENGE_AUTH Param1 bit 7: BasicMutAuthReq. */
+const BASIC_MUT_AUTH_REQ = 0x80;
 
 /** CHALLENGE the configured slot, whose chain GET_CERTIFICATE must have verified. */
 export async function challenge(r: SpdmRequester): Promise<void> {
@@ -29,7 +47,8 @@ export async function challenge(r: SpdmRequester): Promise<void> {
   const a = expectResponse(reply, "CHALLENGE_AUTH");
   const bad = (reason: string) => fail("challenge", `CHALLENGE_AUTH ${reason}`);
   if ((a.attributes & 0xf) !== slot) bad(`is for slot ${a.attributes & 0xf}, we challenged slot ${slot}`);
-  if (a.attributes & 0x80) bad("asks for basic mutual authentication, which this requester does not do");
+  // BasicMutAuthReq: the responder authenticates us next, through encapsulated requests.
+  const signer = (a.attributes & BASIC_MUT_AUTH_REQ) !== 0 ? basicMutualAuth(r.connection, bad) : undefined;
   if (!((a.slotMask >> slot) & 1)) bad(`slot mask ${hex(a.slotMask)} lacks slot ${slot}`);
   const h = r.suite!.hash;
   if (!a.certChainHash.equals(hash(h, chainBytes)))
@@ -44,4 +63,13 @@ export async function challenge(r: SpdmRequester): Promise<void> {
   r.transcript.markAuthenticated();
   r.challenged = true;
   r.summaryHash = type === MeasurementSummaryHashType.None ? undefined : a.measurementSummaryHash;
+  if (signer) r.basicMutualAuth = await encapsulatedFlow(r, "GET_ENCAPSULATED_REQUEST", { signer });
+}
+
+/** CHALLENGE_AUTH bit 7 (deprecated in 1.2): allowed with MUT_AUTH_CAP and ENCAP_CAP on both sides. */
+function basicMutualAuth(c: RequesterConnection, bad: (reason: string) => never): RequesterSigner {
+  const what = "asks for basic mutual authentication";
+  if (!both(c, Req.MUT_AUTH_CAP, Rsp.MUT_AUTH_CAP)) bad(`${what} without MUT_AUTH_CAP on both sides`);
+  if (!both(c, Req.ENCAP_CAP, Rsp.ENCAP_CAP)) bad(`${what} without ENCAP_CAP on both sides`);
+  return requesterSigner(c, "CHALLENGE_AUTH");
 }

@@ -56,6 +56,8 @@ export interface SessionRequestOptions {
   endSessionAttributes?: number;
   /** PSK_EXCHANGE RequesterContext size; libspdm 1e16c60f's LIBSPDM_PSK_CONTEXT_LENGTH is 64. */
   pskContextSize?: number;
+  /** Also have the responder update its key through encapsulation (spdm-emu's `--key_upd RSP`). */
+  responderKeyUpdate?: boolean;
 }
 
 /** The session options over SESSION_DEFAULTS. */
@@ -70,6 +72,7 @@ export const SESSION_DEFAULTS: Omit<SessionOptions, "kind" | "measurementSummary
   securedMessageVersions: [0x10, 0x11, 0x12],
   endSessionAttributes: END_SESSION_PRESERVE_NEGOTIATED_STATE_CLEAR,
   pskContextSize: 64,
+  responderKeyUpdate: false,
 };
 
 /** An established session with what its handshake said. */
@@ -81,7 +84,7 @@ export interface OpenedSession {
   /** PSK: whether PSK_FINISH was needed (the responder keeps a context: PSK_CAP 10b). */
   pskFinish?: boolean;
   /** KEY_EX: the requester signed FINISH (mutual authentication) with this slot and algorithm. */
-  mutualAuth?: { slot: number; reqAsym: string };
+  mutualAuth?: { slot: number; reqAsym: string; encapsulated?: string[] };
 }
 
 /** Where a handshake leaves its session as soon as it exists, so that a failure can end it. */

@@ -2,7 +2,7 @@
  * DSP0274 KEY_EXCHANGE from the requester side: ECDHE, the responder's signature over TH1 with the
  * slot's verified leaf key, its verify data unless the handshake is in the clear, then FINISH —
  * signed by us when the responder asks for mutual authentication and we hold a requester chain and
- * key (no encapsulated flows).
+ * key, after the encapsulated flow in which the responder fetches our chain when it asks for one.
  */
 import { DecodeError } from "../../protocol/errors.js";
 import { encodeSupportedVersions } from "../../protocol/secured.js";
@@ -15,10 +15,10 @@ import {
   RequesterCapability as Req,
   ResponderCapability as Rsp,
 } from "../../protocol/spdm/codes.js";
-import { byBit, hex } from "../bits.js";
-import { encodeCertChain } from "../crypto/cert-chain.js";
-import { ASYM, type AsymAlgo, DHE, type DheAlgo, dheKeyPair, hash, keyFits } from "../crypto/suites.js";
+import { byBit, hex, isOneHotOrZero } from "../bits.js";
+import { DHE, type DheAlgo, dheKeyPair, hash } from "../crypto/suites.js";
 import { expectResponse, fail, type RequesterConnection } from "./requester.js";
+import { type EncapStart, encapsulatedFlow, requesterSigner } from "./requester-encap.js";
 import {
   acceptVerifyData,
   both,
@@ -103,51 +103,55 @@ export const keyExchange: Handshake = async (r, c, o, suite, held) => {
   dheSecret.fill(0);
   if (!session.handshakeInTheClear)
     acceptVerifyData(session, kr.responderVerifyData, "KEY_EXCHANGE_RSP ResponderVerifyData");
+  let encapsulated: string[] | undefined;
+  if (mutual?.encap) {
+    // The responder fetches our chain (its messages are in no TH) and names the slot FINISH signs with.
+    const flow = await encapsulatedFlow(r, mutual.encap, {
+      session,
+      plain: session.handshakeInTheClear,
+      signer: mutual,
+    });
+    mutual.slot = flow.reqSlot ?? mutual.slot;
+    encapsulated = flow.requests;
+  }
   if (mutual) session.addTranscript(hash(c.suite.hash, mutual.chain));
   await finish(r, c, session, "FINISH", mutual);
   return {
     session,
     measurementSummaryHashType: type,
     measurementSummaryHash: kr.measurementSummaryHash,
-    mutualAuth: mutual && { slot: mutual.slot, reqAsym: mutual.suite.asym },
+    mutualAuth: mutual && { slot: mutual.slot, reqAsym: mutual.suite.asym, encapsulated },
   };
 };
 
 /**
- * MutAuthRequested of KEY_EXCHANGE_RSP checked as libspdm 1e16c60f's requester does: none, or bit 0
- * alone (the requester signs FINISH) with MUT_AUTH_CAP on both sides and a slot 0–7; the
- * encapsulated flows (bits 1, 2) are not implemented.
+ * MutAuthRequested of KEY_EXCHANGE_RSP checked as libspdm 1e16c60f's requester does: none, or one
+ * of its three bits with MUT_AUTH_CAP on both sides (and ENCAP_CAP for the encapsulated ones) and a
+ * slot 0–7. Bit 0: we sign FINISH; bit 1: the responder first asks for our chain through
+ * encapsulated requests (GET_ENCAPSULATED_REQUEST); bit 2: likewise, starting with the GET_DIGESTS
+ * the response implies.
  */
 function mutualAuthRequest(
   c: RequesterConnection,
   requested: number,
   slotParam: number,
-): MutualAuth | undefined {
+): (MutualAuth & { encap?: EncapStart }) | undefined {
   const what = `KEY_EXCHANGE_RSP MutAuthRequested ${hex(requested)}`;
-  if ((requested & 0x7) === 0) return undefined;
-  if ((requested & (MutAuthRequested.WITH_ENCAP_REQUEST | MutAuthRequested.WITH_GET_DIGESTS)) !== 0)
-    fail("session", `${what}: encapsulated mutual authentication is not supported`);
-  const id = c.requesterIdentity;
-  if (!id)
-    fail(
-      "session",
-      `${what} asks for mutual authentication; give the requester certificate chain and key (--req-cert-chain, --req-key)`,
-    );
+  const bits = requested & 0x7;
+  if (bits === 0) return undefined;
+  if (!isOneHotOrZero(bits)) fail("session", `${what} sets more than one mode`);
+  const encap: EncapStart | undefined =
+    bits === MutAuthRequested.WITH_ENCAP_REQUEST
+      ? "GET_ENCAPSULATED_REQUEST"
+      : bits === MutAuthRequested.WITH_GET_DIGESTS
+        ? "WITH_GET_DIGESTS"
+        : undefined;
+  const signer = requesterSigner(c, what);
   if (!both(c, Req.MUT_AUTH_CAP, Rsp.MUT_AUTH_CAP))
     fail("session", `${what} asks for mutual authentication without MUT_AUTH_CAP on both sides`);
+  if (encap && !both(c, Req.ENCAP_CAP, Rsp.ENCAP_CAP))
+    fail("session", `${what} asks for encapsulated requests without ENCAP_CAP on both sides`);
   const slot = slotParam & 0xf;
   if (slot > 7) fail("session", `${what} names requester slot ${slot}`);
-  const bit = selection(c, AlgType.REQ_BASE_ASYM_ALG);
-  const asym = byBit(ASYM, bit) as AsymAlgo | undefined;
-  if (!asym || !keyFits(asym, id.privateKey))
-    fail(
-      "negotiation",
-      `ALGORITHMS ReqBaseAsymAlg ${hex(bit)} is not an algorithm the requester key signs with`,
-    );
-  return {
-    slot,
-    chain: encodeCertChain(c.suite.hash, id.certsDer),
-    suite: { version: c.version, hash: c.suite.hash, asym },
-    key: id.privateKey,
-  };
+  return { slot, ...signer, encap };
 }

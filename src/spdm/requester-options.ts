@@ -89,9 +89,10 @@ export interface SpdmRequesterOptions {
    */
   connectionSteps?: readonly ConnectionStep[];
   /**
-   * Our identity for mutual authentication (KEY_EXCHANGE_RSP MutAuthRequested bit 0; no
-   * encapsulation): DER certificates, root first, and the leaf's private key. Given both, MUT_AUTH_CAP
-   * is offered, and ReqBaseAsymAlg defaults to the algorithms the key fits.
+   * Our identity for mutual authentication (KEY_EXCHANGE_RSP MutAuthRequested, CHALLENGE_AUTH
+   * BasicMutAuthReq; the responder's encapsulated GET_DIGESTS, GET_CERTIFICATE and CHALLENGE are
+   * answered from it): DER certificates, root first, and the leaf's private key. Given both,
+   * MUT_AUTH_CAP and ENCAP_CAP are offered, and ReqBaseAsymAlg defaults to the algorithms the key fits.
    */
   requesterCertChain?: readonly Uint8Array[];
   requesterKey?: KeyObject;
@@ -108,7 +109,7 @@ export interface SpdmRequesterOptions {
 
 /**
  * spdm-emu's requester defaults (spdm_emu_common/key.c), except: capabilities (what we implement:
- * no encapsulation, multi-key or large responses; MUT_AUTH_CAP only with a requester chain and
+ * no multi-key or large responses; MUT_AUTH_CAP and ENCAP_CAP only with a requester chain and
  * key, see SpdmRequesterOptions), versions (no 1.4: the
  * codecs stop at 1.3) and the 1024-byte certificate portions.
  */
@@ -224,7 +225,7 @@ export function resolveOptions(options: SpdmRequesterOptions): ResolvedOptions {
 }
 
 /**
- * With a requester chain and key: MUT_AUTH_CAP added to the capabilities, and ReqBaseAsymAlg (unless
+ * With a requester chain and key: MUT_AUTH_CAP and ENCAP_CAP added to the capabilities, and ReqBaseAsymAlg (unless
  * given) every algorithm the key fits; an offer the key cannot sign with is refused here.
  */
 function mutualAuthOffer(o: SpdmRequesterOptions): Partial<SpdmRequesterOptions> {
@@ -242,7 +243,11 @@ function mutualAuthOffer(o: SpdmRequesterOptions): Partial<SpdmRequesterOptions>
       `ReqBaseAsymAlg ${bitNames(ReqBaseAsymAlg, reqBaseAsymAlg).join(",") || "(none)"} has no algorithm the requester key signs with (${bitNames(ReqBaseAsymAlg, fitting).join(",") || "none"})`,
     );
   return {
-    capabilities: (o.capabilities ?? REQUESTER_DEFAULTS.capabilities) | RequesterCapability.MUT_AUTH_CAP,
+    // ENCAP_CAP too: a responder may fetch our chain through encapsulated requests first.
+    capabilities:
+      (o.capabilities ?? REQUESTER_DEFAULTS.capabilities) |
+      RequesterCapability.MUT_AUTH_CAP |
+      RequesterCapability.ENCAP_CAP,
     reqBaseAsymAlg,
   };
 }

@@ -2,12 +2,14 @@
  * Secure sessions from the requester side, on a negotiated SpdmRequester: `openSession` runs
  * KEY_EXCHANGE/FINISH (requester-key-exchange.ts) or PSK_EXCHANGE[/PSK_FINISH] (requester-psk.ts)
  * to an established SecureSession; requests then go through it with `requester.inSession`, and the
- * DSP0274 messages that exist only inside a session are here: HEARTBEAT, KEY_UPDATE, END_SESSION.
+ * DSP0274 messages that exist only inside a session are here: HEARTBEAT, KEY_UPDATE (ours and the
+ * responder's, which comes encapsulated), END_SESSION.
  * Failures are SpdmRequesterError, like the rest of the requester.
  */
 import { KeyUpdateOperation } from "../../protocol/spdm/codes.js";
 import { hex } from "../bits.js";
 import { expectResponse, fail, type SpdmRequester } from "./requester.js";
+import { encapsulatedFlow } from "./requester-encap.js";
 import {
   type Holder,
   type OpenedSession,
@@ -57,6 +59,20 @@ export async function keyUpdate(r: SpdmRequester, s: SecureSession, operation: n
         `KEY_UPDATE_ACK echoes operation ${ack.operation} tag ${hex(ack.tag)}, we sent ${op} tag ${hex(tag)}`,
       );
   }
+}
+
+/**
+ * A KEY_UPDATE the responder sends: asked for out of band (spdm-emu's OOB_ENCAP_KEY_UPDATE), then
+ * fetched with GET_ENCAPSULATED_REQUEST; it updates its key (UpdateKey) and then VerifyNewKey.
+ */
+export async function responderKeyUpdate(r: SpdmRequester, s: SecureSession): Promise<void> {
+  await r.requestEncapKeyUpdate(s);
+  const flow = await encapsulatedFlow(r, "GET_ENCAPSULATED_REQUEST", { session: s });
+  if (flow.requests.join() !== "KEY_UPDATE,KEY_UPDATE")
+    fail(
+      "session",
+      `the responder's key update sent ${flow.requests.join(", ") || "nothing"}, expected KEY_UPDATE twice`,
+    );
 }
 
 export async function endSession(r: SpdmRequester, s: SecureSession, attributes: number): Promise<void> {

@@ -9,6 +9,7 @@
  *   requester-vca.ts           GET_VERSION, GET_CAPABILITIES, NEGOTIATE_ALGORITHMS
  *   requester-certificates.ts  GET_DIGESTS, GET_CERTIFICATE and chain verification
  *   requester-challenge.ts     CHALLENGE
+ *   requester-encap.ts         the responder's encapsulated requests (mutual authentication, KEY_UPDATE)
  *   requester-measurements.ts  GET_MEASUREMENTS and the measurement summary hash
  *   requester-handshake.ts     what both session handshakes share, FINISH / PSK_FINISH
  *   requester-key-exchange.ts  KEY_EXCHANGE (with mutual authentication)
@@ -56,6 +57,7 @@ import type {
 } from "../../protocol/spdm/messages.js";
 import { hex } from "../bits.js";
 import type { CertChain } from "../crypto/cert-chain.js";
+import type { EncapOutcome } from "./requester-encap.js";
 import { type ResolvedOptions, resolveOptions, type SpdmRequesterOptions } from "./requester-options.js";
 import { type SecureSession, SessionError } from "./session.js";
 import { type SigningContextName, type SigningSuite, verifyTranscript } from "./signing.js";
@@ -66,6 +68,8 @@ export interface SpdmTransport {
   send(request: Buffer): Promise<Buffer>;
   /** One secured record in, one out (DOE type 2); needed for sessions only. */
   sendSecured?(record: Buffer): Promise<Buffer>;
+  /** Asks the device, out of band, for a KEY_UPDATE through encapsulation (spdm-emu's OOB_ENCAP_KEY_UPDATE). */
+  requestEncapKeyUpdate?(sessionId: number): Promise<void>;
 }
 
 export type SpdmFailure =
@@ -160,6 +164,8 @@ export class SpdmRequester {
   // Set by challenge() (requester-challenge.ts).
   challenged = false;
   summaryHash?: Buffer;
+  /** The encapsulated requests of basic mutual authentication, when CHALLENGE_AUTH asked for it. */
+  basicMutualAuth?: EncapOutcome;
   /** Whether getMeasurements() recomputed CHALLENGE_AUTH's summary hash (requester-measurements.ts). */
   summaryHashChecked = false;
   /** The measurement blocks the last getMeasurements() read, for summary hashes. */
@@ -208,6 +214,17 @@ export class SpdmRequester {
       return await body();
     } finally {
       this.channel = outer;
+    }
+  }
+
+  /** The transport's out-of-band request for a responder-initiated KEY_UPDATE in `session`. */
+  async requestEncapKeyUpdate(session: SecureSession): Promise<void> {
+    if (!this.transport.requestEncapKeyUpdate)
+      fail("session", "the transport cannot ask the responder for a key update (OOB_ENCAP_KEY_UPDATE)");
+    try {
+      await this.transport.requestEncapKeyUpdate(session.sessionId);
+    } catch (e) {
+      fail("transport", `OOB_ENCAP_KEY_UPDATE: ${(e as Error).message}`, e);
     }
   }
 

@@ -1,19 +1,30 @@
 /**
  * The responder's identity (DSP0274 GET_DIGESTS, GET_CERTIFICATE, CHALLENGE): the certificate
  * chains of the slots serving the negotiated algorithms, and CHALLENGE_AUTH, which proves the key
- * of one of them over transcript M1.
+ * of one of them over transcript M1; with basic mutual authentication configured, CHALLENGE_AUTH
+ * asks the requester to be challenged in turn (responder-encap.ts).
  */
 import { randomBytes } from "node:crypto";
 import { encodeSpdm } from "../../protocol/spdm/codec.js";
-import { NONCE_SIZE, SpdmVersion } from "../../protocol/spdm/codes.js";
+import {
+  NONCE_SIZE,
+  RequesterCapability,
+  ResponderCapability,
+  SpdmVersion,
+} from "../../protocol/spdm/codes.js";
 import type { Challenge, GetCertificate, GetDigests } from "../../protocol/spdm/messages.js";
 import { maskOf } from "../bits.js";
 import { check, EMPTY, type Exchange, type ResponderContext } from "./responder-context.js";
 import { measurementSummary } from "./responder-measurements.js";
 
-export type AuthenticationContext = Pick<ResponderContext, "config" | "slots" | "connection" | "transcript">;
+export type AuthenticationContext = Pick<
+  ResponderContext,
+  "config" | "slots" | "connection" | "transcript" | "encap" | "log"
+>;
 
 const CERTIFICATE_HEADER = 8;
+/** CHALLENGE_AUTH Param1 bit 7: BasicMutAuthReq. */
+const BASIC_MUT_AUTH_REQ = 0x80;
 /** GET_CERTIFICATE Param2 bit 0 (1.3): only the slot's size is asked for. */
 const SLOT_SIZE_REQUESTED = 0x1;
 
@@ -67,7 +78,7 @@ export function getCertificate(
 }
 
 export function challenge(
-  c: Pick<AuthenticationContext, "config" | "connection" | "transcript">,
+  c: Pick<AuthenticationContext, "config" | "connection" | "transcript" | "encap" | "log">,
   m: Challenge,
   request: Buffer,
 ): Buffer {
@@ -75,10 +86,11 @@ export function challenge(
   // Slot 0xFF (a provisioned public key instead of a chain) is not supported: InvalidRequest.
   const slot = slots.get(m.slotId);
   check(slot !== undefined);
+  const basic = basicMutualAuth(c);
   const unsigned = encodeSpdm({
     code: "CHALLENGE_AUTH",
     version: m.version,
-    attributes: m.slotId,
+    attributes: m.slotId | (basic ? BASIC_MUT_AUTH_REQ : 0),
     slotMask: maskOf([...slots.keys()].map((s) => 1 << s)),
     certChainHash: slot.digest,
     nonce: randomBytes(NONCE_SIZE),
@@ -90,5 +102,23 @@ export function challenge(
   const m1 = c.transcript.challenge(request, unsigned);
   const signature = c.connection.sign("CHALLENGE_AUTH", m.slotId, m1);
   c.transcript.markAuthenticated();
+  if (basic) c.encap.arm(c, "basic-auth");
   return Buffer.concat([unsigned, signature]);
+}
+
+/**
+ * Basic mutual authentication (CHALLENGE_AUTH BasicMutAuthReq, deprecated since 1.2 but still
+ * libspdm's): configured, and the requester can be challenged (libspdm: CHAL_CAP and CERT_CAP,
+ * and MUT_AUTH_CAP and ENCAP_CAP on both sides for the flow).
+ */
+function basicMutualAuth(c: Pick<AuthenticationContext, "config" | "connection">): boolean {
+  const R = RequesterCapability;
+  const S = ResponderCapability;
+  const { connection } = c;
+  return (
+    c.config.encapAuth?.basic === true &&
+    connection.both(R.MUT_AUTH_CAP, S.MUT_AUTH_CAP) &&
+    connection.both(R.ENCAP_CAP, S.ENCAP_CAP) &&
+    ((connection.peer?.flags ?? 0) & (R.CHAL_CAP | R.CERT_CAP)) === (R.CHAL_CAP | R.CERT_CAP)
+  );
 }

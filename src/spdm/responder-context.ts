@@ -20,6 +20,7 @@ import type { DecodeContext } from "../../protocol/spdm/context.js";
 import type { AeadAlgo, AsymAlgo, DheAlgo, HashAlgo } from "../crypto/suites.js";
 import type { Logger } from "../log.js";
 import type { Provisioning } from "./provisioning.js";
+import type { EncapFlows } from "./responder-encap.js";
 import type { ResponderSessions } from "./responder-sessions.js";
 import type { ResponderConfig } from "./responder-settings.js";
 import type { CertificateSlots } from "./responder-slots.js";
@@ -250,4 +251,6 @@ export interface ResponderContext {
   readonly sessions: ResponderSessions;
   /** Installed slots and key pairs (the device's, shared by its functions). */
   readonly provisioning: Provisioning;
+  /** Our encapsulated requests to the requester (mutual authentication, our KEY_UPDATE). */
+  readonly encap: EncapFlows;
 }

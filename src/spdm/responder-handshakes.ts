@@ -5,7 +5,9 @@
  *
  * KEY_EXCHANGE uses ECDHE and signs with a slot's key; with a requester chain provisioned (only
  * then do we advertise MUT_AUTH_CAP) and MUT_AUTH_CAP from the requester, it asks for mutual
- * authentication without encapsulation, and FINISH then carries the requester's signature. PSK_EXCHANGE uses the pre-shared key; PSK_FINISH
+ * authentication without encapsulation, and FINISH then carries the requester's signature. In the
+ * encapsulated modes (W_ENCAP, DIGESTS) it asks WITH_ENCAP_REQUEST / WITH_GET_DIGESTS and arms the
+ * flow (responder-encap.ts) that fetches and verifies the requester's chain before FINISH. PSK_EXCHANGE uses the pre-shared key; PSK_FINISH
  * follows only when we send a ResponderContext (PSK_CAP 10b).
  */
 import { randomBytes } from "node:crypto";
@@ -39,7 +41,7 @@ import { sessionTranscriptPrefix } from "./transcript.js";
 
 export type HandshakeContext = Pick<
   ResponderContext,
-  "config" | "log" | "connection" | "transcript" | "sessions"
+  "config" | "log" | "connection" | "transcript" | "sessions" | "encap"
 >;
 
 /** DSP0277 versions we speak, most preferred first; libspdm offers and selects the same. */
@@ -99,6 +101,7 @@ export function keyExchange(c: HandshakeContext, m: KeyExchange, request: Buffer
   const summary = measurementSummary(c, m.measurementSummaryHashType);
   const start = sessionStart(c, m.version, m.sessionPolicy, m.opaqueData);
   const requesterChain = mutualAuthChain(c, m.version);
+  const encapMode = requesterChain ? undefined : encapMutualAuth(c, m.version);
   const dhe = dheKeyPair(dheAlgo);
   const dheSecret = dhe.sharedSecret(m.exchangeData); // not a point on the curve: DecodeError → InvalidRequest
   const session = new SecureSession({
@@ -112,7 +115,7 @@ export function keyExchange(c: HandshakeContext, m: KeyExchange, request: Buffer
       certChain: slot.chain,
     }),
     handshakeInTheClear: connection.handshakeInTheClear,
-    mutualAuth: requesterChain !== undefined,
+    mutualAuth: requesterChain !== undefined || encapMode !== undefined,
     heartbeatPeriod: start.heartbeatPeriod,
     securedMessageVersion: start.securedMessageVersion,
     keyLog: c.config.keyLog,
@@ -122,8 +125,9 @@ export function keyExchange(c: HandshakeContext, m: KeyExchange, request: Buffer
     version: m.version,
     heartbeatPeriod: start.heartbeatPeriod,
     rspSessionId: start.rspSessionId,
-    // Without encapsulation the requester signs with the chain we hold, which we call slot 0.
-    mutAuthRequested: requesterChain ? MutAuthRequested.REQUESTED : 0,
+    // Without encapsulation the requester signs with the chain we hold, which we call slot 0; with
+    // it we fetch the chain of its slot 0 first.
+    mutAuthRequested: requesterChain ? MutAuthRequested.REQUESTED : encapMode ? ENCAP_REQUESTS[encapMode] : 0,
     reqSlotIdParam: 0,
     randomData: randomBytes(RANDOM_DATA_SIZE),
     exchangeData: dhe.exchangeData,
@@ -143,6 +147,8 @@ export function keyExchange(c: HandshakeContext, m: KeyExchange, request: Buffer
   // Mutual authentication: TH goes on with Hash(requester chain) before FINISH (libspdm's TH for FINISH).
   if (requesterChain) session.addTranscript(hash(start.suite.hash, requesterChain));
   c.sessions.add(session);
+  // The flow adds Hash(requester chain) to TH once it has verified the chain.
+  if (encapMode) c.encap.arm(c, "session-auth", session, encapMode === "DIGESTS");
   return Buffer.concat([unsigned, signature, verify]);
 }
 
@@ -165,8 +171,35 @@ function mutualAuthChain(
   return encodeCertChain(connection.negotiated.hash!, identity.certsDer);
 }
 
+/** KEY_EXCHANGE_RSP MutAuthRequested for the encapsulated modes. */
+const ENCAP_REQUESTS = {
+  W_ENCAP: MutAuthRequested.WITH_ENCAP_REQUEST,
+  DIGESTS: MutAuthRequested.WITH_GET_DIGESTS,
+} as const;
+
+/**
+ * The encapsulated mode of this session's mutual authentication, if any: it needs MUT_AUTH_CAP and
+ * ENCAP_CAP on both sides; when it is required, a requester without them gets libspdm's ERROR.
+ */
+function encapMutualAuth(
+  { config, log, connection }: Pick<HandshakeContext, "config" | "log" | "connection">,
+  version: number,
+): "W_ENCAP" | "DIGESTS" | undefined {
+  const auth = config.encapAuth;
+  if (!auth?.session) return undefined;
+  const R = RequesterCapability;
+  const S = ResponderCapability;
+  if (connection.both(R.MUT_AUTH_CAP, S.MUT_AUTH_CAP) && connection.both(R.ENCAP_CAP, S.ENCAP_CAP))
+    return auth.session;
+  if (!auth.required) return undefined;
+  log.info(
+    "KEY_EXCHANGE from a requester without MUT_AUTH_CAP and ENCAP_CAP; mutual authentication is required",
+  );
+  fail(version >= SpdmVersion.V1_3 ? "InvalidPolicy" : "Unspecified");
+}
+
 export function finish(
-  c: Pick<HandshakeContext, "config" | "log" | "connection" | "sessions">,
+  c: Pick<HandshakeContext, "config" | "log" | "connection" | "sessions" | "encap">,
   m: Finish,
   request: Buffer,
   x: Exchange,
@@ -194,15 +227,24 @@ export function finish(
  * ends once that ERROR is out.
  */
 function verifyFinishSignature(
-  { config, log, connection, sessions }: Pick<HandshakeContext, "config" | "log" | "connection" | "sessions">,
+  {
+    config,
+    log,
+    connection,
+    sessions,
+    encap,
+  }: Pick<HandshakeContext, "config" | "log" | "connection" | "sessions" | "encap">,
   session: SecureSession,
   request: Buffer,
   m: Finish,
   x: Exchange,
 ): void {
   const { version, hash: h, reqAsym } = connection.negotiated;
-  const key = config.mutualAuth?.publicKey;
-  if (!h || !reqAsym || !key) throw new Error("a mutual-authentication FINISH without its algorithms or key");
+  // Encapsulated mutual authentication: the leaf of the chain the flow fetched; FINISH before the
+  // flow verified it is out of order.
+  const key = config.encapAuth?.session ? encap.peerKey(session) : config.mutualAuth?.publicKey;
+  check(key !== undefined, "UnexpectedRequest");
+  if (!h || !reqAsym) throw new Error("a mutual-authentication FINISH without its algorithms");
   const signedPart = request.subarray(0, request.length - m.signature.length - m.requesterVerifyData.length);
   const transcript = Buffer.concat([session.transcript, signedPart]);
   if (!verifyTranscript({ version, hash: h, asym: reqAsym }, key, "FINISH", transcript, m.signature)) {

@@ -6,10 +6,12 @@
  * chain in slot 0, five measurements, and secure sessions (KEY_EXCHANGE with the handshake in the
  * clear when the requester agrees, PSK_EXCHANGE with DMTF's test PSK and a responder context,
  * heartbeat, key update) as spdm_responder_emu offers them, mutual authentication aside (it is on
- * with `mutualAuth`, which also advertises MUT_AUTH_CAP).
+ * with `mutualAuth`, which also advertises MUT_AUTH_CAP, and ENCAP_CAP for the modes that fetch the
+ * requester's chain through encapsulated requests).
  *
- * Only capabilities the responder implements can be named (MUT_AUTH, ENCAP, MULTI_KEY ... cannot;
- * the provisioning ones, MEL, CSR, SET_CERT, EP_INFO_*, *_KEY_PAIR_INFO, are off by default); the
+ * Only capabilities the responder implements can be named (MUT_AUTH, MULTI_KEY ... cannot; ENCAP
+ * alone allows the responder-initiated KEY_UPDATE; the provisioning ones, MEL, CSR, SET_CERT,
+ * EP_INFO_*, *_KEY_PAIR_INFO, are off by default); the
  * algorithm lists are preference orders (first = most preferred) over what src/crypto/suites.ts
  * implements, which has no FFDHE: DHE is ECDHE only.
  */
@@ -213,10 +215,25 @@ export const spdmSettingsSchema = z
      */
     mutualAuth: z
       .strictObject({
-        /** The requester's certificate chain: DER-concatenated or PEM certificates, root first. */
-        requesterCertChain: z.string().min(1),
+        /**
+         * How KEY_EXCHANGE sessions authenticate the requester, as spdm-emu's `--mut_auth`: WO_ENCAP
+         * (the provisioned requesterCertChain signs FINISH), W_ENCAP / DIGESTS (KEY_EXCHANGE_RSP
+         * asks WITH_ENCAP_REQUEST / WITH_GET_DIGESTS: we fetch the requester's chain through
+         * encapsulated GET_DIGESTS and GET_CERTIFICATE, verify it against trustRoot(s), and its
+         * leaf signs FINISH), or NO.
+         */
+        mode: z.enum(["WO_ENCAP", "W_ENCAP", "DIGESTS", "NO"]).default("WO_ENCAP"),
+        /**
+         * spdm-emu's `--basic_mut_auth`: BASIC sets CHALLENGE_AUTH's BasicMutAuthReq; we then fetch
+         * the requester's chain and CHALLENGE it through encapsulated requests.
+         */
+        basic: z.enum(["BASIC", "NO"]).default("NO"),
+        /** The requester's certificate chain (WO_ENCAP): DER-concatenated or PEM certificates, root first. */
+        requesterCertChain: z.string().min(1).optional(),
         /** A root certificate (DER or PEM) the chain must start at or be issued by. */
         trustRoot: z.string().min(1).optional(),
+        /** More roots a fetched requester chain may verify against (W_ENCAP, DIGESTS, BASIC). */
+        trustRoots: z.array(z.string().min(1)).optional(),
         required: z.boolean().default(true),
       })
       .optional(),
@@ -247,8 +264,14 @@ export const spdmSettingsSchema = z
     if ((has("CHAL") || has("MEAS_SIG")) && !has("CERT"))
       issue(["capabilities"], "CHAL and MEAS_SIG need CERT");
     if (has("KEY_EX") && !has("CERT")) issue(["capabilities"], "KEY_EX needs CERT");
-    if (s.mutualAuth && !has("KEY_EX"))
+    const m = s.mutualAuth;
+    if (m && m.mode !== "NO" && !has("KEY_EX"))
       issue(["mutualAuth"], "needs KEY_EX (it is for KEY_EXCHANGE sessions)");
+    if (m?.mode === "WO_ENCAP" && m.requesterCertChain === undefined)
+      issue(["mutualAuth", "requesterCertChain"], "WO_ENCAP needs the requester's chain provisioned");
+    if (m && fetchesChain(m) && m.trustRoot === undefined && !m.trustRoots?.length)
+      issue(["mutualAuth", "trustRoot"], `${m.mode}/${m.basic} needs a trustRoot for the chain it fetches`);
+    if (m?.basic === "BASIC" && !has("CHAL")) issue(["mutualAuth", "basic"], "BASIC needs CHAL");
     if (has("CERT") && !has("CHAL") && !has("MEAS_SIG") && !has("KEY_EX"))
       issue(["capabilities"], "CERT needs CHAL or MEAS_SIG (or KEY_EX)");
     const sessions = has("KEY_EX") || has("PSK") || has("PSK_WITH_CONTEXT");
@@ -287,6 +310,11 @@ export const spdmSettingsSchema = z
   });
 
 export type SpdmSettings = z.output<typeof spdmSettingsSchema>;
+
+/** Whether mutual authentication fetches the requester's chain (encapsulated requests). */
+function fetchesChain(m: { mode: string; basic: string }): boolean {
+  return m.mode === "W_ENCAP" || m.mode === "DIGESTS" || m.basic === "BASIC";
+}
 export type SlotSettings = SpdmSettings["slots"][number];
 
 // ---- the numbers --------------------------------------------------------------------------------
@@ -330,6 +358,8 @@ export interface ResponderConfig {
   pskHint: Buffer;
   /** Mutual authentication (KEY_EXCHANGE without encapsulation) is on: the requester's identity. */
   mutualAuth?: RequesterIdentity;
+  /** Mutual authentication through encapsulated requests (responder-encap.ts). */
+  encapAuth?: EncapAuth;
   /** ResponseNotReady for these request codes, with this hint, ready after delayMs. */
   notReady?: { requests: number[]; rdtExponent: number; rdtm: number; delayMs: number };
   /** Where each established session's secret goes (`--keylog`). */
@@ -348,11 +378,24 @@ export interface RequesterIdentity {
   required: boolean;
 }
 
+/** Mutual authentication in which we fetch the requester's chain and verify it against trustRoots. */
+export interface EncapAuth {
+  /** KEY_EXCHANGE_RSP MutAuthRequested: WITH_ENCAP_REQUEST or WITH_GET_DIGESTS; none: no session mutual auth. */
+  session?: "W_ENCAP" | "DIGESTS";
+  /** CHALLENGE_AUTH sets BasicMutAuthReq. */
+  basic: boolean;
+  /** DER root certificates. */
+  trustRoots: Buffer[];
+  /** As RequesterIdentity.required. */
+  required: boolean;
+}
+
 /**
  * Loads `mutualAuth`'s chain (and checks it against its trust root), so a bad file stops the device
  * at start-up; the ReqBaseAsymAlg preferences shrink to what its leaf key can sign with.
  */
 function requesterIdentity(m: NonNullable<SpdmSettings["mutualAuth"]>, reqAsym: AsymAlgo[]) {
+  if (m.mode !== "WO_ENCAP" || m.requesterCertChain === undefined) return undefined;
   const certsDer = loadCertChainFile(m.requesterCertChain);
   const root = new X509Certificate(certsDer[0]!);
   if (m.trustRoot !== undefined) {
@@ -374,11 +417,13 @@ export function responderConfig(s: SpdmSettings): ResponderConfig {
   const chunk = s.capabilities.includes("CHUNK");
   const { reqAsym } = s;
   const mutual = s.mutualAuth && requesterIdentity(s.mutualAuth, reqAsym);
+  const encapAuth = s.mutualAuth && encapAuthOf(s.mutualAuth);
   return {
     versions: [...new Set(s.versions.map((v) => VERSION_NAMES[v]))].sort((a, b) => a - b),
     flags:
       s.capabilities.reduce((f, c) => f | RESPONDER_CAPABILITY_NAMES[c], 0) |
-      (mutual ? ResponderCapability.MUT_AUTH_CAP : 0),
+      (mutual || encapAuth ? ResponderCapability.MUT_AUTH_CAP : 0) |
+      (encapAuth ? ResponderCapability.ENCAP_CAP : 0),
     ctExponent: s.ctExponent,
     dataTransferSize: s.dataTransferSize,
     maxSpdmMsgSize: s.maxSpdmMsgSize ?? (chunk ? Math.max(65536, s.dataTransferSize) : s.dataTransferSize),
@@ -412,10 +457,23 @@ export function responderConfig(s: SpdmSettings): ResponderConfig {
     psk: bytesOf(s.psk),
     pskHint: bytesOf(s.pskHint),
     mutualAuth: mutual?.identity,
+    encapAuth,
     notReady: s.notReady && {
       ...s.notReady,
       requests: s.notReady.requests.map((n) => NOT_READY_REQUESTS[n]),
     },
+  };
+}
+
+/** The encapsulated mutual authentication `m` asks for, its roots loaded; undefined when none. */
+function encapAuthOf(m: NonNullable<SpdmSettings["mutualAuth"]>): EncapAuth | undefined {
+  if (!fetchesChain(m)) return undefined;
+  const files = [...(m.trustRoot === undefined ? [] : [m.trustRoot]), ...(m.trustRoots ?? [])];
+  return {
+    session: m.mode === "W_ENCAP" || m.mode === "DIGESTS" ? m.mode : undefined,
+    basic: m.basic === "BASIC",
+    trustRoots: files.map((f) => loadCertChainFile(f)[0]!),
+    required: m.required,
   };
 }
 
@@ -429,8 +487,9 @@ export function resolveSlotPaths(s: SpdmSettings, base: string): SpdmSettings {
   const m = s.mutualAuth;
   const mutualAuth = m && {
     ...m,
-    requesterCertChain: resolve(base, m.requesterCertChain),
+    requesterCertChain: m.requesterCertChain === undefined ? undefined : resolve(base, m.requesterCertChain),
     trustRoot: m.trustRoot === undefined ? undefined : resolve(base, m.trustRoot),
+    trustRoots: m.trustRoots?.map((f) => resolve(base, f)),
   };
   return { ...s, slots, mutualAuth };
 }

@@ -7,9 +7,9 @@
  *
  * This file holds the state, the one transition table (RULES) and the dispatch. Each message
  * family has a module, as libspdm's responder has a file per message: responder-negotiation,
- * -authentication, -measurements, -handshakes, -in-session, -chunking, -not-ready and -vendor
- * (VENDOR_DEFINED_REQUEST, answered by the device's handler), with what they share in
- * responder-context.
+ * -authentication, -measurements, -handshakes, -in-session, -chunking, -not-ready, -encap (our
+ * encapsulated requests to the requester) and -vendor (VENDOR_DEFINED_REQUEST, answered by the
+ * device's handler), with what they share in responder-context.
  *
  * handle() never throws: whatever a request does wrong becomes the ERROR DSP0274 names and the
  * connection carries on. While a chunked transfer is under way only its own messages and
@@ -60,6 +60,7 @@ import {
   type ResponderContext,
   SpdmError,
 } from "./responder-context.js";
+import { EncapFlows } from "./responder-encap.js";
 import { finish, keyExchange, pskExchange, pskFinish } from "./responder-handshakes.js";
 import { endSession, heartbeat, keyUpdate } from "./responder-in-session.js";
 import { getMeasurements } from "./responder-measurements.js";
@@ -285,6 +286,24 @@ export class SpdmResponder {
       cap: CapabilityField.EP_INFO_CAP,
       handle: (r, m, q) => getEndpointInfo(r.ctx, m, q),
     },
+    // Our own requests to the requester; a handshake's flow travels as FINISH does.
+    GET_ENCAPSULATED_REQUEST: {
+      states: [Negotiated],
+      since: SpdmVersion.V1_1,
+      cap: ResponderCapability.ENCAP_CAP,
+      peerCap: RequesterCapability.ENCAP_CAP,
+      in: ANY_CHANNEL,
+      handle: (r, m, _q, x) => r.ctx.encap.getRequest(r.ctx, m, x),
+    },
+    DELIVER_ENCAPSULATED_RESPONSE: {
+      states: [Negotiated],
+      since: SpdmVersion.V1_1,
+      cap: ResponderCapability.ENCAP_CAP,
+      peerCap: RequesterCapability.ENCAP_CAP,
+      in: ANY_CHANNEL,
+      handle: (r, m, _q, x) =>
+        r.ctx.encap.deliver(r.ctx, m, x, (s) => r.ctx.sessions.end(s, "encapsulated flow failed")),
+    },
     // IDE-KM, TDISP and the like, when the device has a handler: in a session unless let in the clear.
     VENDOR_DEFINED_REQUEST: {
       states: [Negotiated],
@@ -312,7 +331,17 @@ export class SpdmResponder {
     const connection = new Connection(config);
     const sessions = new ResponderSessions(config.sessionLimit, log);
     const provisioning = config.provisioning ?? new Provisioning(slots);
-    this.ctx = { config, slots, log, connection, transcript: new Transcript(), sessions, provisioning };
+    const encap = new EncapFlows(log);
+    this.ctx = {
+      config,
+      slots,
+      log,
+      connection,
+      transcript: new Transcript(),
+      sessions,
+      provisioning,
+      encap,
+    };
     this.chunks = new ChunkTransfers(connection, config);
     this.notReady = new NotReady(config.notReady, connection);
   }
@@ -335,6 +364,31 @@ export class SpdmResponder {
   onNewConnection(listener: () => void): () => void {
     this.connectionListeners.add(listener);
     return () => this.connectionListeners.delete(listener);
+  }
+
+  /**
+   * spdm-emu's OOB_ENCAP_KEY_UPDATE: our next encapsulated request in established session
+   * `sessionId` is KEY_UPDATE. False (logged) when there is no such session or no ENCAP_CAP and
+   * KEY_UPD_CAP on both sides.
+   */
+  requestKeyUpdate(sessionId: number): boolean {
+    const session = this.ctx.sessions.get(sessionId);
+    const { connection } = this.ctx;
+    const R = RequesterCapability;
+    const S = ResponderCapability;
+    if (
+      session?.state !== "established" ||
+      !connection.both(R.ENCAP_CAP, S.ENCAP_CAP) ||
+      !connection.both(R.KEY_UPD_CAP, S.KEY_UPD_CAP)
+    ) {
+      this.log.warn(
+        { sessionId: hex32(sessionId) },
+        "OOB_ENCAP_KEY_UPDATE: no such session, or no ENCAP_CAP/KEY_UPD_CAP",
+      );
+      return false;
+    }
+    this.ctx.encap.arm(this.ctx, "key-update", session);
+    return true;
   }
 
   /** Ends every session, e.g. when nobody is connected to the mailbox any more. */
@@ -457,6 +511,7 @@ export class SpdmResponder {
   private newConnection(request: Buffer): Buffer {
     this.ctx.sessions.endAll("GET_VERSION");
     this.ctx.connection.reset();
+    this.ctx.encap.reset();
     this.chunks.reset();
     for (const listener of this.connectionListeners) listener();
     return getVersion(this.ctx, request);

@@ -21,7 +21,8 @@
  *           without a responder context there is no PSK_FINISH: establish() right away.
  *   KEY_UPDATE: the request is sealed/opened with the old keys; then both roles call
  *           keyUpdate(op) before the ACK is sealed/opened; an ERROR instead of the ACK → the
- *           requester calls abandonKeyUpdate().
+ *           requester calls abandonKeyUpdate(). A KEY_UPDATE the responder sends (encapsulated)
+ *           is keyUpdate(op, "responder"): its UpdateKey replaces the response key instead.
  *
  * Failures are SessionError with a `kind`. A record that does not authenticate (tampered, replayed,
  * reordered — over DOE the sequence number is implicit, so a wrong one is an authentication
@@ -110,6 +111,16 @@ const KEY_UPDATE_RULES: Readonly<Record<number, { update: readonly Direction[]; 
   [KeyUpdateOperation.UpdateKey]: { update: ["request"], verifies: false },
   [KeyUpdateOperation.UpdateAllKeys]: { update: ["request", "response"], verifies: false },
   [KeyUpdateOperation.VerifyNewKey]: { update: [], verifies: true },
+};
+
+/**
+ * KEY_UPDATE the responder sends through encapsulation: UpdateKey replaces the response key, and
+ * both roles switch right away (libspdm: the requester on the request, the responder as it builds
+ * VerifyNewKey, whose ACK is the first record under the new key).
+ */
+const RESPONDER_KEY_UPDATE_RULES: typeof KEY_UPDATE_RULES = {
+  ...KEY_UPDATE_RULES,
+  [KeyUpdateOperation.UpdateKey]: { update: ["response"], verifies: false },
 };
 
 /** DSP0277 sequence numbers are u64; libspdm 1e16c60f's default limit is the largest. */
@@ -339,9 +350,10 @@ export class SecureSession {
    * the ACK record. SessionError "key-update" for an operation out of order — the responder answers
    * that with ERROR InvalidRequest.
    */
-  keyUpdate(operation: number): void {
+  keyUpdate(operation: number, initiator: SessionRole = "requester"): void {
     this.require("keyUpdate");
-    const rule = KEY_UPDATE_RULES[operation];
+    const rule =
+      initiator === "requester" ? KEY_UPDATE_RULES[operation] : RESPONDER_KEY_UPDATE_RULES[operation];
     const name = nameOf(KeyUpdateOperation, operation) ?? `operation ${operation}`;
     if (!rule) throw this.error("key-update", `KEY_UPDATE ${name} is not an operation`);
     if (rule.verifies) {

@@ -4,7 +4,7 @@
  * with a requester chain (`spdm.mutualAuth`) advertises MUT_AUTH_CAP, selects a ReqBaseAsymAlg the
  * chain's key signs with, asks for mutual authentication in KEY_EXCHANGE_RSP and verifies FINISH's
  * signature; TH carries Hash(requester chain) on both sides. Then what fails: a wrong requester key,
- * a FINISH without signature, a requester without MUT_AUTH_CAP, an encapsulated request.
+ * a FINISH without signature, a requester without MUT_AUTH_CAP, an encapsulated request without ENCAP_CAP.
  */
 import { generateKeyPairSync } from "node:crypto";
 import { mkdtempSync } from "node:fs";
@@ -94,7 +94,9 @@ describe("mutual authentication, our requester -> our responder", () => {
   it("an RSA requester chain: ALGORITHMS selects the RSA algorithm its key fits", async () => {
     const { r } = connect(
       { requesterCertChain: undefined, requesterKey: undefined },
-      settings({ mutualAuth: { requesterCertChain: rsaChainFile, required: true } }),
+      settings({
+        mutualAuth: { mode: "WO_ENCAP", basic: "NO", requesterCertChain: rsaChainFile, required: true },
+      }),
     );
     await authenticate(r);
     // The requester offers the defaults (RSA); the responder's preferences shrank to RSAPSS-2048/RSASSA-2048.
@@ -142,7 +144,9 @@ describe("mutual authentication, our requester -> our responder", () => {
   });
 
   it("not required: a requester without MUT_AUTH_CAP gets a session without mutual authentication", async () => {
-    const s = settings({ mutualAuth: { requesterCertChain: chainFile, required: false } });
+    const s = settings({
+      mutualAuth: { mode: "WO_ENCAP", basic: "NO", requesterCertChain: chainFile, required: false },
+    });
     const { r } = connect({ requesterCertChain: undefined, requesterKey: undefined }, s);
     await authenticate(r);
     const opened = await openSession(r, { kind: "KEY_EX" });
@@ -160,7 +164,7 @@ describe("mutual authentication, our requester -> our responder", () => {
 });
 
 describe("mutual authentication, requester side", () => {
-  it("refuses encapsulated mutual authentication with a clear reason", async () => {
+  it("refuses encapsulated mutual authentication from a responder without ENCAP_CAP", async () => {
     // MutAuthRequested (KEY_EXCHANGE_RSP byte 6) turned into "with encapsulated request".
     const encap = (rsp: Buffer) =>
       rsp[1] === SpdmCode.KEY_EXCHANGE_RSP
@@ -169,7 +173,7 @@ describe("mutual authentication, requester side", () => {
     const { r } = connect({}, settings(), { response: encap });
     await authenticate(r);
     await expect(openSession(r, { kind: "KEY_EX" })).rejects.toThrow(
-      /encapsulated mutual authentication is not supported/,
+      /encapsulated requests without ENCAP_CAP on both sides/,
     );
   });
 
@@ -218,13 +222,29 @@ describe("mutual authentication settings", () => {
     const root = writeChainFiles(DIR, "foreign", foreign).rootDer;
     expect(() =>
       responderConfig(
-        settings({ mutualAuth: { requesterCertChain: chainFile, trustRoot: root, required: true } }),
+        settings({
+          mutualAuth: {
+            mode: "WO_ENCAP",
+            basic: "NO",
+            requesterCertChain: chainFile,
+            trustRoot: root,
+            required: true,
+          },
+        }),
       ),
     ).toThrow(/neither/);
     const own = writeChainFiles(DIR, "own", requester).rootPem;
     expect(
       responderConfig(
-        settings({ mutualAuth: { requesterCertChain: chainFile, trustRoot: own, required: true } }),
+        settings({
+          mutualAuth: {
+            mode: "WO_ENCAP",
+            basic: "NO",
+            requesterCertChain: chainFile,
+            trustRoot: own,
+            required: true,
+          },
+        }),
       ).mutualAuth,
     ).toBeDefined();
     expect(() =>
