@@ -4,17 +4,20 @@
  * machine's state is the same for both sides.
  */
 import { spawn } from "node:child_process";
-import { mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { mkdtempSync, rmSync } from "node:fs";
 import net from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { createInterface } from "node:readline";
+import { setTimeout as sleep } from "node:timers/promises";
 import { DoeType, encodeDiscoveryRequest, encodeDoeObject, PCI_SIG_VENDOR_ID } from "../protocol/doe.js";
-import { encodeFrame, SocketCommand, TransportType } from "../protocol/socket.js";
+import { encodeFrame, SocketCommand, TEST_CLIENT_HELLO, TransportType } from "../protocol/socket.js";
 import { DoeClient } from "../src/doe/client.js";
+import { processUsage } from "../src/fixture/soak.js";
 import { packageRoot, spawnDevice } from "../src/fixture/spawn-device.js";
 import { SPDM_EMU_BIN, startResponder, stopResponders } from "../src/fixture/spdm-emu-responder.js";
 import { startTopology } from "../src/fixture/topology.js";
+import { apiRequest, watchEvents } from "../src/host/api-client.js";
 import type { Endpoint } from "../src/net/framed.js";
 import { APP_DEFAULTS, ideKmStart, ideKmStop, keyTargets, tdispBindCycle } from "../src/requester/app.js";
 import { authenticate } from "../src/requester/connection.js";
@@ -158,11 +161,7 @@ async function captureOnVsOff(): Promise<string[]> {
   }
 }
 
-/** Resident set size of a process, from /proc (Linux). */
-function rssMiB(pid: number): number {
-  const kb = /VmRSS:\s+(\d+)/.exec(readFileSync(`/proc/${pid}/status`, "utf8"))?.[1];
-  return Number(kb) / 1024;
-}
+const rssMiB = (pid: number) => processUsage(pid).rssMiB;
 
 const TOPOLOGY_DEVICES = Number(process.env.BENCH_DEVICES ?? 64);
 
@@ -391,6 +390,149 @@ const tdiBinds = () =>
     ),
   );
 
+/** `mib` MiB of `frame` over and over, as one buffer per MiB. */
+function floodChunks(frame: Buffer, mib: number): Buffer[] {
+  const chunk = Buffer.concat(Array.from({ length: Math.ceil((1 << 20) / frame.length) }, () => frame));
+  return Array.from({ length: mib }, () => chunk);
+}
+
+/**
+ * Writes `chunks` to `port` without ever reading, as fast as the peer takes them; stops when all
+ * are sent or the peer has taken nothing for `stallMs` (it stopped reading). Resolves with the
+ * bytes the socket handed to the kernel, the socket left open.
+ */
+async function floodUnread(
+  port: number,
+  chunks: Buffer[],
+  stallMs: number,
+): Promise<{ sent: number; socket: net.Socket }> {
+  const socket = net.connect(port, "127.0.0.1");
+  socket.on("error", () => undefined);
+  await new Promise((r) => socket.once("connect", r));
+  socket.pause();
+  for (const c of chunks) {
+    if (socket.write(c)) continue;
+    const drained = await Promise.race([
+      new Promise((r) => socket.once("drain", () => r(true))),
+      sleep(stallMs, false),
+    ]);
+    if (!drained) break;
+  }
+  return { sent: socket.bytesWritten - socket.writableLength, socket };
+}
+
+/** Samples the API's GET latency until `until` resolves; resolves with the largest. */
+async function apiLatencyDuring(
+  api: Endpoint,
+  until: Promise<unknown>,
+): Promise<{ maxMs: number; n: number }> {
+  let done = false;
+  void until.finally(() => (done = true));
+  let maxMs = 0;
+  let n = 0;
+  while (!done) {
+    const start = performance.now();
+    const rsp = await apiRequest(api, "GET", "/v1/topology");
+    if (rsp.status !== 200) throw new Error(`GET /v1/topology answered ${rsp.status}`);
+    maxMs = Math.max(maxMs, performance.now() - start);
+    n++;
+    await sleep(20);
+  }
+  return { maxMs, n };
+}
+
+const FLOOD_BOUNCER_MIB = 10;
+const FLOOD_DEVICE_MIB = 200;
+
+/**
+ * A client floods a TDEV's bouncer with 10 MiB of NORMAL frames (DOE discovery requests) and never
+ * reads; then closes, or keeps the connection open. The API's latency meanwhile, and whether the
+ * host dropped its healthy device (it must not).
+ */
+async function floodBouncer(): Promise<string[]> {
+  const t = await startTopology(
+    { devices: [{ name: "healthy", bus: 1, description: {} }] },
+    { probeIntervalMs: 200, unreachableTimeoutMs: 3000 },
+  );
+  const removed: string[] = [];
+  const watch = await watchEvents(t.api, ({ event: e }) => {
+    if (e.event === "device-removed") removed.push(e.device);
+  });
+  try {
+    const frame = encodeFrame({
+      command: SocketCommand.NORMAL,
+      transport: TransportType.PCI_DOE,
+      payload: encodeDoeObject({
+        vendorId: PCI_SIG_VENDOR_ID,
+        type: DoeType.DISCOVERY,
+        payload: encodeDiscoveryRequest({ index: 0, version: 0 }),
+      }),
+    });
+    const lines: string[] = [];
+    for (const ending of ["then closes", "keeps it open"] as const) {
+      const before = processUsage(t.host.pid).rssMiB;
+      let peak = before;
+      const sampler = setInterval(() => (peak = Math.max(peak, processUsage(t.host.pid).rssMiB)), 50);
+      const flood = (async () => {
+        const { sent, socket } = await floodUnread(
+          t.tdevs[0]!.bounce.port,
+          floodChunks(frame, FLOOD_BOUNCER_MIB),
+          1000,
+        );
+        if (ending === "then closes") socket.end();
+        // The host's probes run meanwhile: a few of them must pass without it dropping the device.
+        await sleep(2000);
+        socket.destroy();
+        return sent;
+      })();
+      const [latency, sent] = await Promise.all([apiLatencyDuring(t.api, flood), flood]);
+      clearInterval(sampler);
+      await sleep(500);
+      const view = await t.topology();
+      const healthy = view.devices.length === 1 && removed.length === 0;
+      lines.push(
+        `bouncer flood, ${FLOOD_BOUNCER_MIB} MiB of NORMAL frames unread, ${ending}: ${(sent / 2 ** 20).toFixed(1)} MiB taken; ` +
+          `GET /v1/topology max ${latency.maxMs.toFixed(0)} ms over ${latency.n} (goal < 1000 ms); ` +
+          `healthy device ${healthy ? "kept" : "DROPPED"}; host RSS ${before.toFixed(1)} -> peak ${peak.toFixed(1)} -> ${processUsage(t.host.pid).rssMiB.toFixed(1)} MiB`,
+      );
+    }
+    return lines;
+  } finally {
+    watch.close();
+    await t.stop();
+  }
+}
+
+/** A client sends 200 MiB of TEST frames to a device's mailbox and never reads: the device's RSS. */
+async function floodDevice(): Promise<string[]> {
+  const dev = await spawnDevice();
+  try {
+    const before = processUsage(dev.pid).rssMiB;
+    let peak = before;
+    const sampler = setInterval(() => (peak = Math.max(peak, processUsage(dev.pid).rssMiB)), 50);
+    const frame = encodeFrame({
+      command: SocketCommand.TEST,
+      transport: TransportType.PCI_DOE,
+      payload: TEST_CLIENT_HELLO,
+    });
+    const { sent, socket } = await floodUnread(
+      dev.mailboxes[0]!.endpoint.port,
+      floodChunks(frame, FLOOD_DEVICE_MIB),
+      2000,
+    );
+    clearInterval(sampler);
+    socket.destroy();
+    await sleep(1000);
+    const after = processUsage(dev.pid).rssMiB;
+    return [
+      `device mailbox flood, ${FLOOD_DEVICE_MIB} MiB of TEST frames unread: ${(sent / 2 ** 20).toFixed(1)} MiB taken before the device stopped reading`,
+      `device RSS ${before.toFixed(1)} -> peak ${peak.toFixed(1)} -> ${after.toFixed(1)} MiB after the client left (goal: moves < 100 MB)`,
+    ];
+  } finally {
+    await dev.stop();
+  }
+}
+
 const benches: [string, () => Promise<string[]>][] = [
   ["DOE transport", discoveryVsRaw],
   ["Capture overhead", captureOnVsOff],
@@ -401,6 +543,8 @@ const benches: [string, () => Promise<string[]>][] = [
   ["Secured vs plain round trips", securedVsPlain],
   ["TEE-IO: TDEV connects", tdevConnects],
   ["TEE-IO: TDI bind+unbind", tdiBinds],
+  ["Flood: bouncer", floodBouncer],
+  ["Flood: device mailbox", floodDevice],
 ];
 
 /** BENCH_ONLY=word runs the benchmarks whose name contains it. */

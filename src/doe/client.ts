@@ -142,4 +142,14 @@ export class DoeClient {
   close(): void {
     this.client.close();
   }
+
+  get closed(): boolean {
+    return this.client.closed;
+  }
+
+  /** `listener` runs once the connection closes, whoever closed it (at once if it is closed). */
+  onClose(listener: () => void): void {
+    if (this.client.closed) queueMicrotask(listener);
+    else this.client.conn.once("close", listener);
+  }
 }

@@ -8,11 +8,14 @@
  *
  * The held session carries one exchange at a time (TDISP for bind, HEARTBEAT, the teardown), in
  * the order asked: `withSession` queues them. While the negotiated heartbeat period is non-zero,
- * HEARTBEAT goes every half period, well inside the responder's "twice the period" rule; one that
- * fails means the link is broken, which the link reports once to its `onBroken` listeners.
+ * HEARTBEAT goes every half period, well inside the responder's "twice the period" rule. The link
+ * is broken when a heartbeat fails, when the held connection closes (the device closed it, or a
+ * request on it timed out), or when an exchange ends the session (a record that fails to
+ * authenticate terminates it, DSP0277); the link reports that once to its `onBroken` listeners.
  */
 import { Ide, IdeCap, IdeSel, IdeStreamCtl, IdeStreamState, IdeStreamSts } from "../../protocol/pci.js";
 import { fieldOf, hex32, toField } from "../bits.js";
+import type { DoeClient } from "../doe/client.js";
 import type { Endpoint } from "../net/framed.js";
 import { APP_DEFAULTS, ideKmStart, ideKmStop, keyTargets } from "../requester/app.js";
 import { authenticate } from "../requester/connection.js";
@@ -33,7 +36,10 @@ export interface TdevLink {
    * LinkBusyError when MAX_WAITING are already waiting.
    */
   withSession<T>(f: (r: SpdmRequester, s: SecureSession) => Promise<T>): Promise<T>;
-  /** `listener` hears, once, why the link broke (a heartbeat failed); never after disconnect or close. */
+  /**
+   * `listener` hears, once, why the link broke (a heartbeat failed, the connection closed, the
+   * session ended); never after disconnect or close.
+   */
   onBroken(listener: (reason: string) => void): void;
   /** K_SET_STOP ×6, Enable cleared, END_SESSION, connections closed (also when a step fails). */
   disconnect(): Promise<void>;
@@ -155,18 +161,16 @@ export async function connectTdev(rid: number, o: ConnectOptions): Promise<TdevL
     await teardown(false);
     throw e;
   }
-  return holdLink(r, session, teardown, () => {
-    doe.close();
-    control?.close();
-  });
+  return holdLink(r, session, doe, teardown, () => control?.close());
 }
 
 /** The link over an established session: its queue, its heartbeat, and how it ends. */
 function holdLink(
   r: SpdmRequester,
   s: SecureSession,
+  doe: DoeClient,
   teardown: (strict: boolean) => Promise<void>,
-  drop: () => void,
+  dropControl: () => void,
 ): TdevLink {
   const queue = new SerialQueue(MAX_WAITING);
   const listeners: ((reason: string) => void)[] = [];
@@ -177,23 +181,35 @@ function holdLink(
     ended = true;
     clearInterval(timer);
   };
+  const broken = (reason: string) => {
+    if (ended) return;
+    end();
+    for (const l of listeners) l(reason);
+  };
+  /** After a failed exchange: a session it ended, or a connection it lost, is a broken link. */
+  const judge = (e: unknown) => {
+    if (s.state === "ended" || doe.closed) broken(`${(e as Error).message}`);
+  };
+  doe.onClose(() => broken("the secured mailbox connection closed"));
   const beat = () => {
     // A heartbeat still queued is enough; the queue's other traffic keeps the session alive too.
     if (beating) return;
     beating = true;
     queue
       .run(() => heartbeat(r, s), false)
-      .catch((e: unknown) => {
-        if (ended) return;
-        end();
-        for (const l of listeners) l(`HEARTBEAT failed: ${(e as Error).message}`);
-      })
+      .catch((e: unknown) => broken(`HEARTBEAT failed: ${(e as Error).message}`))
       .finally(() => (beating = false));
   };
   const timer = s.heartbeatPeriod > 0 ? setInterval(beat, (s.heartbeatPeriod * 1000) / 2) : undefined;
   return {
     session: hex32(s.sessionId),
-    withSession: (f) => queue.run(() => f(r, s)),
+    withSession: (f) =>
+      queue.run(() =>
+        f(r, s).catch((e: unknown) => {
+          judge(e);
+          throw e;
+        }),
+      ),
     onBroken: (listener) => void listeners.push(listener),
     disconnect: () => {
       end();
@@ -203,7 +219,8 @@ function holdLink(
     close: () => {
       end();
       s.end("TDEV link closed");
-      drop();
+      doe.close();
+      dropControl();
     },
   };
 }

@@ -380,6 +380,7 @@ export async function startHost(opts: HostOptions = {}): Promise<Host> {
     registry.authenticate(rid, (tdev) =>
       authenticateTdev(tdev, { timeoutMs: bounceTimeoutMs, trustRoot: opts.trustRoot }),
     );
+  const stop = (link: TdevLink, fn: BindFunction) => stopInterface(link, fn.rid);
   const connect = async (rid: number) => {
     const tdev = registry.tdevs.get(rid);
     if (!tdev) throw new RegistryError("notFound", `no TDEV ${formatRoutingId(rid)}`);
@@ -392,15 +393,18 @@ export async function startHost(opts: HostOptions = {}): Promise<Host> {
     if (!device || ideOffset === undefined)
       throw new RegistryError("conflict", `TDEV ${bdf} has no IDE capability`);
     await authenticate(rid);
-    return registry.connect(rid, () =>
-      connectTdev(rid, {
-        mailbox,
-        control: device.control,
-        ideOffset,
-        timeoutMs: bounceTimeoutMs,
-        trustRoot: opts.trustRoot,
-        keyLog: opts.keyLog,
-      }),
+    return registry.connect(
+      rid,
+      () =>
+        connectTdev(rid, {
+          mailbox,
+          control: device.control,
+          ideOffset,
+          timeoutMs: bounceTimeoutMs,
+          trustRoot: opts.trustRoot,
+          keyLog: opts.keyLog,
+        }),
+      stop,
     );
   };
   const linkOf = (rid: number): DeviceLink => {
@@ -421,7 +425,6 @@ export async function startHost(opts: HostOptions = {}): Promise<Host> {
    * one just enabled (any device's: a new VF is no device's function yet).
    */
   const followAllVfs = () => Promise.all([...links].map((l) => l.followVfs()));
-  const stop = (link: TdevLink, fn: BindFunction) => stopInterface(link, fn.rid);
   const faults = (device: string): DeviceFaults => {
     const owner = [...links].find((l) => l.isDevice(device));
     if (!owner) throw new RegistryError("notFound", `no device ${device}`);

@@ -6,12 +6,17 @@
  *   device:  adding ──▶ present ──▶ removing ──▶ (gone)
  *   TDEV:    unauthenticated ──▶ authenticating ──▶ authenticated | failed ──▶ authenticating …
  *            authenticated ──▶ connecting ──▶ connected | failed;  connected ──▶ disconnecting ──▶ authenticated
- *            connected ──▶ failed (the held session broke: a heartbeat failed)
+ *            connected ──▶ failed (the held session broke: a heartbeat failed, its connection closed,
+ *            a record failed to authenticate) ──▶ connecting (the registry re-establishes it by itself,
+ *            after REESTABLISH_DELAYS_MS; each failed try back to failed, the next after a longer wait)
  *   TDI:     unbound ──▶ binding(vm) ──▶ bound(vm) ──▶ unbinding(vm) ──▶ unbound
  *            binding ──▶ unbound (the bind failed);  bound ──▶ unbound (the link broke, the device left)
  *            (bind to the same VM again: no change; another VM, or a bind/unbind under way: busy)
  *
  * A TDI binds only while its TDEV is connected; disconnecting unbinds (stops) its bound TDIs first.
+ * A broken session unbinds its TDIs and is not re-bound by the host: the device moved the TDIs
+ * locked in it to ERROR (TDISP, the session ended), so once the session is re-established the host
+ * stops them (ERROR ──▶ CONFIG_UNLOCKED) and leaves them unbound, for the VM to bind again.
  * A PF's VFs follow VF Enable and NumVFs as the host sees them change (replaceVfs): the TDIs of
  * vanished VFs are dropped, new VFs get theirs.
  * Removal frees a device's TDIs first (unbinding them), then its TDEVs (closing their bouncers and
@@ -54,8 +59,11 @@ const TDEV_NEXT: Record<TdevState, readonly TdevState[]> = {
   connecting: ["connected", "failed"],
   connected: ["disconnecting", "failed"],
   disconnecting: ["authenticated"],
-  failed: ["authenticating"],
+  failed: ["authenticating", "connecting"],
 };
+
+/** Waits before each try to re-establish a broken held session; after the last, the TDEV stays failed. */
+export const REESTABLISH_DELAYS_MS: readonly number[] = [100, 400, 1600];
 const TDI_NEXT: Record<TdiStateKind, readonly TdiStateKind[]> = {
   unbound: ["binding"],
   binding: ["bound", "unbound"],
@@ -139,6 +147,19 @@ export type HostEvent =
 
 /** What the registry's TDI operations run on the device, with the TDEV's held session. */
 export type OnTdi<T> = (link: TdevLink, fn: BindFunction) => Promise<T>;
+/** Opens a TDEV's held session (connect.ts connectTdev). */
+export type OpenLink = (tdev: Tdev) => Promise<TdevLink>;
+/** How a TDEV was connected: `open` its session, `unlock` a TDI its lost session left locked. */
+interface Opener {
+  open: OpenLink;
+  unlock: OnTdi<void>;
+}
+/** Where re-establishing a broken session is: tries made, why it broke, the TDIs the break unbound. */
+interface Retry {
+  tries: number;
+  why: string;
+  released: Tdi[];
+}
 
 export interface AddRequest {
   name: string;
@@ -157,6 +178,10 @@ export class Registry extends EventEmitter<{ event: [HostEvent] }> {
   private readonly owners = new Map<number, string>();
   /** A device's add in progress: removal waits for it. */
   private readonly adding = new Map<string, Promise<unknown>>();
+  /** How each connected TDEV was connected, to re-establish its session the same way. */
+  private readonly openers = new Map<Tdev, Opener>();
+  /** The pending re-establish try of a TDEV whose session broke. */
+  private readonly retries = new Map<Tdev, NodeJS.Timeout>();
 
   constructor(
     private readonly log: Logger,
@@ -242,6 +267,7 @@ export class Registry extends EventEmitter<{ event: [HostEvent] }> {
     for (const tdi of [...this.tdis.values()].filter((t) => t.device === id)) this.dropTdi(tdi, reason);
     for (const tdev of [...this.tdevs.values()].filter((t) => t.device === id)) {
       this.tdevs.delete(tdev.rid);
+      this.forget(tdev);
       tdev.link?.close();
       delete tdev.link;
       await tdev.bouncer.close();
@@ -448,18 +474,32 @@ export class Registry extends EventEmitter<{ event: [HostEvent] }> {
 
   /**
    * Connects an authenticated TDEV with `open`, through connecting to connected (or failed, with
-   * the reason in authError). A connected TDEV is left as it is ("unchanged").
+   * the reason in authError). A connected TDEV is left as it is ("unchanged"). Should its session
+   * break, the registry opens it again with `open` and, over the new one, `unlock`s the TDIs the
+   * break unbound.
    */
-  async connect(rid: number, open: (tdev: Tdev) => Promise<TdevLink>): Promise<"connected" | "unchanged"> {
+  async connect(rid: number, open: OpenLink, unlock: OnTdi<void>): Promise<"connected" | "unchanged"> {
     const tdev = this.tdev(rid);
     if (tdev.state === "connected") return "unchanged";
     if (tdev.state !== "authenticated")
       throw new RegistryError("busy", `TDEV ${formatRoutingId(rid)} is ${tdev.state}, not authenticated`);
+    this.openers.set(tdev, { open, unlock });
+    try {
+      await this.establish(tdev, open);
+    } catch (e) {
+      this.openers.delete(tdev);
+      throw e;
+    }
+    return "connected";
+  }
+
+  /** connecting ──▶ connected with the link `open` gives, or failed with its reason (rejecting). */
+  private async establish(tdev: Tdev, open: OpenLink): Promise<void> {
     this.setTdevState(tdev, "connecting");
     try {
       const link = await open(tdev);
       // Removed while connecting: nobody else will close the link.
-      if (this.tdevs.get(rid) !== tdev) {
+      if (this.tdevs.get(tdev.rid) !== tdev) {
         link.close();
         throw new Error("the TDEV was removed while connecting");
       }
@@ -467,12 +507,65 @@ export class Registry extends EventEmitter<{ event: [HostEvent] }> {
       tdev.ide = "secure";
       link.onBroken((reason) => this.linkBroken(tdev, link, reason));
       this.setTdevState(tdev, "connected");
-      return "connected";
     } catch (e) {
       tdev.authError = (e as Error).message;
-      if (this.tdevs.get(rid) === tdev) this.setTdevState(tdev, "failed");
+      if (this.tdevs.get(tdev.rid) === tdev) this.setTdevState(tdev, "failed");
       throw e;
     }
+  }
+
+  /** Schedules try `retry.tries` (from 0) to re-establish the broken session of a failed TDEV. */
+  private reestablishLater(tdev: Tdev, retry: Retry): void {
+    const opener = this.openers.get(tdev);
+    const delay = REESTABLISH_DELAYS_MS[retry.tries];
+    if (!opener || delay === undefined) {
+      this.openers.delete(tdev);
+      tdev.authError = `${retry.why}; not re-established after ${retry.tries} tries`;
+      this.log.warn({ tdev: formatRoutingId(tdev.rid), err: tdev.authError }, "held session lost");
+      return;
+    }
+    const timer = setTimeout(() => {
+      this.retries.delete(tdev);
+      void this.reestablish(tdev, opener, retry);
+    }, delay);
+    this.retries.set(tdev, timer);
+  }
+
+  /**
+   * One try: failed ──▶ connecting ──▶ connected, then the TDIs the break unbound are stopped over
+   * the new session (the device left them in ERROR); or back to failed and the next try later.
+   */
+  private async reestablish(tdev: Tdev, { open, unlock }: Opener, retry: Retry): Promise<void> {
+    // Removed, or moved on by a request of the API (authenticate, connect): that move stands.
+    if (this.tdevs.get(tdev.rid) !== tdev || tdev.state !== "failed") return;
+    try {
+      await this.establish(tdev, open);
+    } catch (e) {
+      const why = `${retry.why}; then: ${(e as Error).message}`;
+      if (this.tdevs.get(tdev.rid) === tdev)
+        this.reestablishLater(tdev, { ...retry, tries: retry.tries + 1, why });
+      return;
+    }
+    delete tdev.authError;
+    const link = tdev.link!;
+    for (const tdi of retry.released) {
+      if (!this.still(tdi, "unbound")) continue;
+      await unlock(link, this.functionOf(tdi)).then(
+        () => this.still(tdi, "unbound") && this.seeTdispState(tdi, "CONFIG_UNLOCKED"),
+        (e: unknown) =>
+          this.log.warn(
+            { tdi: formatRoutingId(tdi.rid), err: (e as Error).message },
+            "STOP after the session was re-established failed",
+          ),
+      );
+    }
+  }
+
+  /** Forgets how a TDEV was connected, and any re-establish try pending. */
+  private forget(tdev: Tdev): void {
+    clearTimeout(this.retries.get(tdev));
+    this.retries.delete(tdev);
+    this.openers.delete(tdev);
   }
 
   /**
@@ -485,6 +578,8 @@ export class Registry extends EventEmitter<{ event: [HostEvent] }> {
     if (tdev.state === "connecting" || tdev.state === "disconnecting")
       throw new RegistryError("busy", `TDEV ${formatRoutingId(rid)} is ${tdev.state}`);
     const { link } = tdev;
+    // Disconnected on purpose: a broken session is no longer re-established.
+    this.forget(tdev);
     if (tdev.state !== "connected" || !link) return "unchanged";
     const tdis = [...this.tdis.values()].filter((t) => t.tdev === rid);
     const moving = tdis.find((t) => t.state.kind === "binding" || t.state.kind === "unbinding");
@@ -512,14 +607,14 @@ export class Registry extends EventEmitter<{ event: [HostEvent] }> {
     // Disconnecting: the teardown is under way and reports its own failure.
     if (this.tdevs.get(tdev.rid) !== tdev || tdev.link !== link || tdev.state !== "connected") return;
     const why = `link broken: ${reason}`;
-    for (const tdi of this.tdis.values())
-      if (tdi.tdev === tdev.rid && tdi.state.kind !== "unbound")
-        this.setTdiState(tdi, { kind: "unbound" }, why);
+    const released = [...this.tdis.values()].filter((t) => t.tdev === tdev.rid && t.state.kind !== "unbound");
+    for (const tdi of released) this.setTdiState(tdi, { kind: "unbound" }, why);
     link.close();
     delete tdev.link;
     tdev.ide = null;
     tdev.authError = why;
     this.setTdevState(tdev, "failed");
+    this.reestablishLater(tdev, { tries: 0, why, released });
   }
 
   private tdev(rid: number): Tdev {

@@ -13,7 +13,7 @@ import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from "vitest
 import { parseDescription } from "../../src/device/description.js";
 import { cliPath } from "../../src/fixture/spawn-device.js";
 import { type RunningTopology, startTopology } from "../../src/fixture/topology.js";
-import { apiRequest } from "../../src/host/api-client.js";
+import { apiRequest, topologyReaches, watchEvents } from "../../src/host/api-client.js";
 import { ControlClient, DoeRegisterClient } from "../../src/host/control-client.js";
 import { formatEndpoint } from "../../src/net/framed.js";
 import { withHostAndDevice } from "../support/host-device.js";
@@ -174,6 +174,69 @@ describe("faults and what the host does", () => {
     expect(await injected()).toBe(1);
     expect((await api("POST", `/v1/tdis/${TDEV}/bind`, { vm: 1 })).status).toBe(200);
     expect((await api("POST", `/v1/tdevs/${TDEV}/disconnect`)).status).toBe(200);
+  });
+
+  /** Connects and binds the PF, watches the TDEV's events, then breaks the session with `rule`. */
+  const breakHeldSession = async (rule: Json) => {
+    expect((await api("POST", `/v1/tdevs/${TDEV}/connect`)).status).toBe(200);
+    expect((await api("POST", `/v1/tdis/${TDEV}/bind`, { vm: 1 })).status).toBe(200);
+    const states: string[] = [];
+    const watch = await watchEvents(t.api, ({ event: e }) => {
+      if (e.event === "tdev-state" && e.bdf === TDEV) states.push(e.state);
+    });
+    await addFault({ ...rule, protocol: "SECURED_SPDM" });
+    // The next exchange on the held session meets the fault.
+    expect((await api("GET", `/v1/tdis/${TDEV}`)).status).toBe(502);
+    return { states, watch };
+  };
+
+  for (const [what, rule] of [
+    ["close", { kind: "close", count: 1 }],
+    ["corrupt secured record tag", { kind: "corrupt", part: "tag", count: 1 }],
+  ] as const) {
+    it(`${what} on the held session: the host re-establishes it by itself; the TDI is left unbound, stopped`, async () => {
+      const { states, watch } = await breakHeldSession(rule);
+      try {
+        const view = await topologyReaches(
+          t.api,
+          (v) => v.tdevs.find((d) => d.bdf === TDEV)?.state === "connected",
+        );
+        const tdev = view.tdevs.find((d) => d.bdf === TDEV)!;
+        expect(tdev.session).not.toBeNull();
+        expect(tdev.ide).toBe("secure");
+        await vi.waitFor(() => expect(states).toEqual(["failed", "connecting", "connected"]));
+        expect(view.tdis.find((x) => x.bdf === TDEV)?.boundTo).toBeNull();
+        // Stopped over the new session: ERROR (the old session ended) back to CONFIG_UNLOCKED.
+        expect((await api("GET", `/v1/tdis/${TDEV}`)).body.tdispState).toBe("CONFIG_UNLOCKED");
+        expect(await injected()).toBe(1);
+        expect((await api("POST", `/v1/tdis/${TDEV}/bind`, { vm: 1 })).status).toBe(200);
+        expect((await api("POST", `/v1/tdevs/${TDEV}/disconnect`)).status).toBe(200);
+      } finally {
+        watch.close();
+      }
+    });
+  }
+
+  it("a held session that cannot be re-established: 3 tries with back-off, then the TDEV stays failed; connect again succeeds", async () => {
+    const start = Date.now();
+    const { states, watch } = await breakHeldSession({ kind: "close" });
+    try {
+      await vi.waitFor(
+        () => expect(states).toEqual(["failed", ...Array(3).fill(["connecting", "failed"]).flat()]),
+        {
+          timeout: 10_000,
+        },
+      );
+      // 100, 400 and 1600 ms before the tries.
+      expect(Date.now() - start).toBeGreaterThanOrEqual(2100);
+      const tdev = (await t.topology()).tdevs.find((d) => d.bdf === TDEV)!;
+      expect(tdev.authError).toMatch(/^link broken: .*; not re-established after 3 tries$/);
+      await api("DELETE", "/v1/devices/tee-nic/faults");
+      expect((await api("POST", `/v1/tdevs/${TDEV}/connect`)).status).toBe(200);
+      expect((await api("POST", `/v1/tdevs/${TDEV}/disconnect`)).status).toBe(200);
+    } finally {
+      watch.close();
+    }
   });
 
   it("busy (DOE registers): Busy held past the register driver's timeout fails it; after its Abort the next works", async () => {
