@@ -123,12 +123,16 @@ export interface GetCertificate extends Msg<"GET_CERTIFICATE"> {
   attributes: number;
   offset: number;
   length: number;
+  /** 1.4 with LargeCertChain (slotId bit 7): the 32-bit offset and length that apply instead. */
+  largeOffset?: number;
+  largeLength?: number;
 }
 
 export interface Certificate extends Msg<"CERTIFICATE"> {
   slotId: number;
   /** Param2 (1.3: bits 2:0 certificate model). */
   attributes: number;
+  /** 32-bit (LargePortionLength/LargeRemainderLength) with 1.4 LargeCertChain (slotId bit 7). */
   remainderLength: number;
   /** This portion of the chain; PortionLength is its length. */
   certChain: Buffer;
@@ -215,6 +219,7 @@ interface ChunkFields {
   /** Param1: bit 0 LastChunk. */
   attributes: number;
   handle: number;
+  /** u16 before 1.4, u32 from 1.4 (also in CHUNK_SEND_ACK and CHUNK_GET). */
   chunkSeqNo: number;
   /** Only in chunk 0. */
   largeMessageSize?: number;
@@ -269,12 +274,16 @@ export interface Finish extends Msg<"FINISH"> {
   /** Param1: bit 0 = signature included. */
   attributes: number;
   reqSlotId: number;
+  /** 1.4+ */
+  opaqueData?: Buffer;
   /** ReqBaseAsym signature when attributes bit 0 is set, else empty. */
   signature: Buffer;
   requesterVerifyData: Buffer;
 }
 
 export interface FinishRsp extends Msg<"FINISH_RSP"> {
+  /** 1.4+ */
+  opaqueData?: Buffer;
   /** H bytes only when the handshake is in the clear, else empty. */
   responderVerifyData: Buffer;
 }
@@ -299,10 +308,15 @@ export interface PskExchangeRsp extends Msg<"PSK_EXCHANGE_RSP"> {
 }
 
 export interface PskFinish extends Msg<"PSK_FINISH"> {
+  /** 1.4+ */
+  opaqueData?: Buffer;
   requesterVerifyData: Buffer;
 }
 
-export interface PskFinishRsp extends Msg<"PSK_FINISH_RSP"> {}
+export interface PskFinishRsp extends Msg<"PSK_FINISH_RSP"> {
+  /** 1.4+ */
+  opaqueData?: Buffer;
+}
 export interface Heartbeat extends Msg<"HEARTBEAT"> {}
 export interface HeartbeatAck extends Msg<"HEARTBEAT_ACK"> {}
 
@@ -320,8 +334,10 @@ export interface EndSession extends Msg<"END_SESSION"> {
 }
 export interface EndSessionAck extends Msg<"END_SESSION_ACK"> {}
 
-/** Generic vendor-defined form with the 16-bit length (the 1.4 large form is not handled). */
+/** Generic vendor-defined form: a 16-bit payload length, or 32-bit in the 1.4 large form. */
 export interface VendorFields {
+  /** 1.4 Param1 bit 7 (LargeReq/LargeResp): the payload length is a u32 after 2 reserved bytes. */
+  large?: boolean;
   /** Registry (RegistryId), e.g. 3 = PCI-SIG. */
   standardId: number;
   vendorId: Buffer;

@@ -468,6 +468,33 @@ const impl = {
     },
   }),
 
+  /** One of two layouts of the same keys, e.g. a field that grew from 16 to 32 bits in a version. */
+  either: (cond: (m: unknown) => boolean, yes: Field<unknown>[], no: Field<unknown>[]) => ({
+    keys: [...new Set([...yes, ...no].flatMap((f) => f.keys))],
+    dec(r: Reader, m: Obj, n: Need, s: Scratch) {
+      for (const f of cond(m) ? yes : no) f.dec(r, m, n, s);
+    },
+    enc(w: Writer, m: unknown, e: EncState) {
+      for (const f of cond(m) ? yes : no) f.enc(w, m, e);
+    },
+  }),
+
+  /**
+   * A one-byte bit field of which only `bit` is kept, as `k: true` when set (when `cond` holds on
+   * what was decoded so far; the byte is reserved otherwise). Unset means clear.
+   */
+  flagByte: (k: string, bit: number, cond: (m: unknown) => boolean) => ({
+    keys: [k],
+    dec(r: Reader, m: Obj, n: Need) {
+      const v = r.uint(1, `${n.where}.${k}`);
+      if (cond(m) && (v & bit) !== 0) m[k] = true;
+    },
+    enc(w: Writer, m: unknown, e: EncState) {
+      if (val(m, k) === true && !cond(m)) throw new RangeError(`${e.where}.${k}: not allowed here`);
+      w.uint(val(m, k) === true ? bit : 0, 1, `${e.where}.${k}`);
+    },
+  }),
+
   /** A decode-time consistency check on the fields so far. */
   check: (fn: (m: unknown, n: Need) => void) => ({
     keys: [],
@@ -506,6 +533,8 @@ export interface Builder<M> {
   lengthStart(at: number): Field<M>;
   lengthEnd(): Field<M>;
   check(fn: (m: M, n: Need) => void): Field<M>;
+  either(cond: Cond<M>, yes: Field<M>[], no: Field<M>[]): Field<M>;
+  flagByte(k: KeysOf<M, boolean>, bit: number, cond: Cond<M>): Field<M>;
 }
 
 /** Builds a schema for M: `schema<Foo>((f) => [f.u8("a"), ...])`. */

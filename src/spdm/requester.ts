@@ -324,7 +324,8 @@ export class SpdmRequester {
     let size = 0;
     let got = 0;
     for (let seq = 0; ; seq++) {
-      if (seq > 0xffff) fail("malformed", `CHUNK_RESPONSE sequence for ${name} does not end`);
+      if (seq >= (this.version >= 0x14 ? 2 ** 32 : 0x10000))
+        fail("malformed", `CHUNK_RESPONSE sequence for ${name} does not end`);
       const r = await this.roundTrip(
         encodeSpdm({ code: "CHUNK_GET", version: this.version, handle, chunkSeqNo: seq }),
         {},

@@ -2,7 +2,7 @@
  * The `spdm` section of a device description (docs/ARCHITECTURE.md) and its translation
  * into the numbers the responder works with. Names follow spdm-emu's command-line flags
  * (`--hash SHA_384`, `--asym ECDSA_P384`, `--dhe SECP_384_R1`, ...), so one vocabulary serves both.
- * Every field has a default: `{}` is a working SPDM 1.0–1.3 responder with a generated certificate
+ * Every field has a default: `{}` is a working SPDM 1.0–1.4 responder with a generated certificate
  * chain in slot 0, five measurements, and secure sessions (KEY_EXCHANGE with the handshake in the
  * clear when the requester agrees, PSK_EXCHANGE with DMTF's test PSK and a responder context,
  * heartbeat, key update) as spdm_responder_emu offers them, mutual authentication aside (it is on
@@ -100,7 +100,7 @@ const DTS_MAX = 1 << 20; // a DOE object holds at most 2^18 DW
 
 export const spdmSettingsSchema = z
   .strictObject({
-    versions: list(VERSION_NAMES, ["1.0", "1.1", "1.2", "1.3"]),
+    versions: list(VERSION_NAMES, ["1.0", "1.1", "1.2", "1.3", "1.4"]),
     capabilities: z
       .array(names(RESPONDER_CAPABILITY_NAMES))
       .default([
@@ -134,10 +134,12 @@ export const spdmSettingsSchema = z
       "RSASSA_3072",
       "RSASSA_2048",
       "RSASSA_4096",
+      "EDDSA_25519",
+      "EDDSA_448",
     ]),
     /** The negotiated base hash when listed here, else the first entry. */
     measurementHash: list(MEASUREMENT_HASHES, ["SHA_384", "SHA_256", "SHA_512"]),
-    dhe: list(DHE, ["SECP_384_R1", "SECP_256_R1", "SECP_521_R1"]),
+    dhe: list(DHE, ["SECP_384_R1", "SECP_256_R1", "SECP_521_R1", "FFDHE_3072", "FFDHE_2048", "FFDHE_4096"]),
     aead: list(AEAD, ["AES_256_GCM", "CHACHA20_POLY1305", "AES_128_GCM"]),
     reqAsym: list(ASYM, [
       "ECDSA_P384",

@@ -195,7 +195,10 @@ class Peer {
       return rsp;
     };
     const ver = decodeSpdm(await pair({ code: "GET_VERSION", version: V10 }));
-    expect(ver).toMatchObject({ code: "VERSION", versionNumberEntries: [0x1000, 0x1100, 0x1200, 0x1300] });
+    expect(ver).toMatchObject({
+      code: "VERSION",
+      versionNumberEntries: [0x1000, 0x1100, 0x1200, 0x1300, 0x1400],
+    });
     const getCaps = getCapabilities(v, {
       flags: this.opts.flags,
       dts: this.dts,
@@ -516,7 +519,7 @@ describe("SPDM responder: errors, after which the connection still works", () =>
     expectError(await p.send({ code: "GET_VERSION", version: V11 }), "VersionMismatch", 0, V10);
     await p.send({ code: "GET_VERSION", version: V10 });
     const caps = (v: number) => encodeSpdm(getCapabilities(v));
-    expectError(await p.send(caps(0x14)), "VersionMismatch", 0, V10);
+    expectError(await p.send(caps(0x15)), "VersionMismatch", 0, V10);
     const only12 = responder({ versions: ["1.2"] });
     await only12.handle(encodeSpdm({ code: "GET_VERSION", version: V10 }));
     expectError(await only12.handle(caps(V13)), "VersionMismatch");
@@ -913,12 +916,12 @@ describe("SPDM responder: one per DOE mailbox", () => {
 });
 
 describe("device description: the spdm section", () => {
-  it("defaults to SPDM 1.0–1.3 with a generated slot 0 and five measurements", () => {
+  it("defaults to SPDM 1.0–1.4 with a generated slot 0 and five measurements", () => {
     const { spdm } = defaultDescription();
     expect(spdm.slots).toEqual([{ slot: 0, generate: true }]);
     const c = responderConfig(spdm);
     expect(c).toMatchObject({
-      versions: [V10, V11, V12, V13],
+      versions: [V10, V11, V12, V13, 0x14],
       dataTransferSize: 4096,
       maxSpdmMsgSize: 65536,
     });
