@@ -11,8 +11,8 @@
  *
  * 1.4 layouts (libspdm's SPDM_MESSAGE_VERSION_14 paths): FINISH, FINISH_RSP, PSK_FINISH and
  * PSK_FINISH_RSP carry opaque data; chunk sequence numbers are 32-bit; VENDOR_DEFINED and
- * GET_CERTIFICATE/CERTIFICATE have large forms (Param1 bit 7). The 1.4 PQC fields of the
- * algorithm messages are read as reserved (we offer and select no PQC algorithm).
+ * GET_CERTIFICATE/CERTIFICATE have large forms (Param1 bit 7); the algorithm messages carry
+ * PqcAsymAlgo/PqcAsymSel (kept, though we offer and select no PQC algorithm).
  */
 import { DecodeError, requireBytes } from "../errors.js";
 import {
@@ -107,7 +107,8 @@ const algorithmsRequestBody = (lengthAt: number) =>
     f.u8("otherParamsSupport"),
     f.u32("baseAsymAlgo"),
     f.u32("baseHashAlgo"),
-    f.reserved(12), // PQC asym (1.4) and reserved
+    f.u32IfSet("pqcAsymAlgo"),
+    f.reserved(8),
     f.len8("extAsym"),
     f.len8("extHash"),
     f.reserved(1),
@@ -246,7 +247,8 @@ const SCHEMAS: Schemas = {
     f.u32("measurementHashAlgo"),
     f.u32("baseAsymSel"),
     f.u32("baseHashSel"),
-    f.reserved(11), // PQC asym sel (1.4) and reserved
+    f.u32IfSet("pqcAsymSel"),
+    f.reserved(7),
     f.u8("melSpecificationSel"),
     f.len8("extAsymSel"),
     f.len8("extHashSel"),

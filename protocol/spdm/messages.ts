@@ -80,6 +80,8 @@ export interface AlgorithmsRequestFields {
   otherParamsSupport: number;
   baseAsymAlgo: number;
   baseHashAlgo: number;
+  /** 1.4 PqcAsymAlgo (ML-DSA, SLH-DSA bits); absent when zero. */
+  pqcAsymAlgo?: number;
   /** 1.3 */
   melSpecification: number;
   extAsym: ExtendedAlgorithm[];
@@ -95,6 +97,8 @@ export interface Algorithms extends Msg<"ALGORITHMS"> {
   measurementHashAlgo: number;
   baseAsymSel: number;
   baseHashSel: number;
+  /** 1.4 PqcAsymSel; absent when zero. */
+  pqcAsymSel?: number;
   melSpecificationSel: number;
   extAsymSel: ExtendedAlgorithm[];
   extHashSel: ExtendedAlgorithm[];

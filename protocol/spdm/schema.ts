@@ -468,6 +468,18 @@ const impl = {
     },
   }),
 
+  /** A u32 kept only when non-zero: a field a later version defines in bytes reserved (zero) before. */
+  u32IfSet: (k: string) => ({
+    keys: [k],
+    dec(r: Reader, m: Obj, n: Need) {
+      const v = r.uint(4, `${n.where}.${k}`);
+      if (v !== 0) m[k] = v;
+    },
+    enc(w: Writer, m: unknown, e: EncState) {
+      w.uint(val(m, k) ?? 0, 4, `${e.where}.${k}`);
+    },
+  }),
+
   /** One of two layouts of the same keys, e.g. a field that grew from 16 to 32 bits in a version. */
   either: (cond: (m: unknown) => boolean, yes: Field<unknown>[], no: Field<unknown>[]) => ({
     keys: [...new Set([...yes, ...no].flatMap((f) => f.keys))],
@@ -534,6 +546,7 @@ export interface Builder<M> {
   lengthEnd(): Field<M>;
   check(fn: (m: M, n: Need) => void): Field<M>;
   either(cond: Cond<M>, yes: Field<M>[], no: Field<M>[]): Field<M>;
+  u32IfSet(k: KeysOf<M, number>): Field<M>;
   flagByte(k: KeysOf<M, boolean>, bit: number, cond: Cond<M>): Field<M>;
 }
 

@@ -134,12 +134,10 @@ export function keyFits(alg: AsymAlgo, key: KeyObject): boolean {
 }
 
 // SPDM ECDSA signatures are raw r||s (not DER); libspdm 1e16c60f's RSA-PSS uses salt length = hash length.
-// EdDSA is pure (the algorithm hashes nothing first); Ed448 may carry a context string.
-function signOptions(alg: AsymAlgo, h: HashAlgo, key: KeyObject, edContext?: string) {
+function signOptions(alg: AsymAlgo, h: HashAlgo, key: KeyObject) {
   const kind = ASYM[alg].kind;
   if (kind === "ecdsa") return { key, dsaEncoding: "ieee-p1363" as const };
-  if (kind === "eddsa")
-    return alg === "EDDSA_448" && edContext ? { key, context: Buffer.from(edContext, "latin1") } : { key };
+  if (kind === "eddsa") return { key };
   if (kind === "rsapss") return { key, padding: constants.RSA_PKCS1_PSS_PADDING, saltLength: HASH[h].size };
   return { key, padding: constants.RSA_PKCS1_PADDING };
 }
@@ -149,17 +147,13 @@ const digestFor = (alg: AsymAlgo, h: HashAlgo) => (ASYM[alg].kind === "eddsa" ? 
 
 /**
  * Signs `data`, which RSA and ECDSA hash with `h` first (SPDM never signs a bare digest here) and
- * EdDSA signs as it is; `edContext` is Ed448's context string (SPDM 1.2+, as libspdm 1e16c60f).
+ * EdDSA (pure Ed25519/Ed448) signs as it is. libspdm 1e16c60f gives Ed448 the SPDM signing context
+ * string as its EdDSA context from 1.2 on; node 20's sign has no Ed448 context, so our Ed448
+ * signatures at 1.2+ carry none (they verify between our roles only).
  */
-export function asymSign(
-  alg: AsymAlgo,
-  h: HashAlgo,
-  key: KeyObject,
-  data: Uint8Array,
-  edContext?: string,
-): Buffer {
+export function asymSign(alg: AsymAlgo, h: HashAlgo, key: KeyObject, data: Uint8Array): Buffer {
   if (key.type !== "private" || !keyFits(alg, key)) throw new TypeError(`key does not fit ${alg}`);
-  return sign(digestFor(alg, h), data, signOptions(alg, h, key, edContext));
+  return sign(digestFor(alg, h), data, signOptions(alg, h, key));
 }
 
 /** False for a wrong signature, a wrong-sized one, or a key that is not of `alg`'s type. */
@@ -169,10 +163,9 @@ export function asymVerify(
   key: KeyObject,
   data: Uint8Array,
   signature: Uint8Array,
-  edContext?: string,
 ): boolean {
   if (signature.length !== ASYM[alg].sigSize || !keyFits(alg, key)) return false;
-  return verify(digestFor(alg, h), data, signOptions(alg, h, key, edContext), signature);
+  return verify(digestFor(alg, h), data, signOptions(alg, h, key), signature);
 }
 
 // ---- key import ------------------------------------------------------------------------------

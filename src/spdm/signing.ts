@@ -3,8 +3,8 @@
  * KEY_EXCHANGE/FINISH transcripts). Versions are the wire byte (major << 4 | minor).
  * 1.0/1.1 sign the transcript itself (the asymmetric algorithm hashes it with the negotiated hash).
  * 1.2+ sign SigningContext (100 bytes) || Hash(transcript), hashed once more by the algorithm, as
- * libspdm 1e16c60f does for ECDSA and RSA. EdDSA signs those bytes unhashed, and from 1.2 Ed448
- * also takes the context string as its EdDSA context (libspdm_asym_sign; Ed25519 takes none).
+ * libspdm 1e16c60f does for ECDSA and RSA. EdDSA signs those bytes unhashed (see asymSign for
+ * Ed448's EdDSA context, which libspdm adds and node 20 cannot).
  */
 import type { KeyObject } from "node:crypto";
 import { type AsymAlgo, asymSign, asymVerify, type HashAlgo, hash } from "../crypto/suites.js";
@@ -45,10 +45,6 @@ export function messageToSign(
   return Buffer.concat([signingContext(version, context), hash(h, transcript)]);
 }
 
-/** Ed448's EdDSA context: the signing context string from 1.2 on, none before. */
-const edContext = (version: number, context: SigningContextName) =>
-  version >= 0x12 ? SigningContext[context] : undefined;
-
 export interface SigningSuite {
   version: number;
   hash: HashAlgo;
@@ -67,8 +63,7 @@ export function signTranscript(
   context: SigningContextName,
   transcript: Uint8Array,
 ): Buffer {
-  const msg = messageToSign(suite.version, suite.hash, context, transcript);
-  return asymSign(suite.asym, suite.hash, key, msg, edContext(suite.version, context));
+  return asymSign(suite.asym, suite.hash, key, messageToSign(suite.version, suite.hash, context, transcript));
 }
 
 export function verifyTranscript(
@@ -79,5 +74,5 @@ export function verifyTranscript(
   signature: Uint8Array,
 ): boolean {
   const msg = messageToSign(suite.version, suite.hash, context, transcript);
-  return asymVerify(suite.asym, suite.hash, key, msg, signature, edContext(suite.version, context));
+  return asymVerify(suite.asym, suite.hash, key, msg, signature);
 }
