@@ -79,14 +79,22 @@ const slotSchema = z.union([
   }),
 ]);
 
-const measurementSchema = z.strictObject({
-  index: int(1, 0xfe),
-  type: names(DmtfMeasurementType),
-  /** The measured bytes: UTF-8 text, or hex with a "0x" prefix. */
-  value: z.string(),
-  /** Always reported as a raw bit stream (e.g. a version string); otherwise as a digest unless raw is requested. */
-  raw: z.boolean().default(false),
-});
+const measurementSchema = z
+  .strictObject({
+    index: int(1, 0xfe),
+    type: names(DmtfMeasurementType),
+    /**
+     * The measured bytes: UTF-8 text, or hex with a "0x" prefix (SecureVersionNumber: a u64 LE;
+     * DeviceMode: four u32 LE; HashExtend: what is extended into a zero digest, see measurements).
+     */
+    value: z.string(),
+    /** Always reported as a raw bit stream (e.g. a version string); otherwise as a digest unless raw is requested. */
+    raw: z.boolean().default(false),
+  })
+  .refine((m) => !(m.raw && m.type === "HashExtend"), {
+    message: "a HashExtend measurement is always a digest",
+    path: ["raw"],
+  });
 
 export const DEFAULT_MEASUREMENTS: z.output<typeof measurementSchema>[] = [
   { index: 1, type: "ImmutableRom", value: "doe-emu boot ROM 1.0", raw: false },

@@ -6,6 +6,7 @@
 import { mkdtempSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { fileURLToPath } from "node:url";
 import fc from "fast-check";
 import { afterEach, beforeAll, describe, expect, it, vi } from "vitest";
 import {
@@ -483,7 +484,7 @@ describe("SPDM responder: errors, after which the connection still works", () =>
     const wrongLength = Buffer.from(neg);
     wrongLength.writeUInt16LE(neg.length + 4, 4);
     const unordered = encodeSpdm({ ...p.negotiate(), algStructs: [...p.negotiate().algStructs].reverse() });
-    const noCommonAsym = encodeSpdm({ ...p.negotiate(), baseAsymAlgo: BaseAsymAlgo.EDDSA_25519 });
+    const noCommonAsym = encodeSpdm({ ...p.negotiate(), baseAsymAlgo: BaseAsymAlgo.SM2_P256 });
     for (const m of [wrongLength, unordered, noCommonAsym]) expectError(await p.send(m), "InvalidRequest");
     expect(decodeSpdm(await p.send(neg)).code).toBe("ALGORITHMS");
   });
@@ -748,6 +749,40 @@ describe("SPDM responder: measurements", () => {
       rawBitStream: true,
       value: Buffer.from("doe-emu device firmware 1.0.0"),
     });
+  });
+
+  it("serves every DMTF measurement kind of examples/dmtf-sample.json; a hash-extended one is always a digest", async () => {
+    const file = fileURLToPath(new URL("../../examples/dmtf-sample.json", import.meta.url));
+    const { measurements } = loadDescription(file).spdm;
+    const p = await negotiated({ version: V13 }, responder({ measurements }));
+    const ctx = { measurementSignatureRequested: false };
+    for (const attributes of [0, 2]) {
+      const all = p.decode("MEASUREMENTS", await p.send(meas(V13, attributes, 0xff)), ctx);
+      const blocks = decodeMeasurementRecord(all.measurementRecord, {
+        numberOfBlocks: all.numberOfBlocks,
+        measurementHashSize: 48,
+      });
+      const raw = attributes === 2;
+      expect(blocks.map((b) => [b.index, b.dmtf!.type, b.dmtf!.rawBitStream])).toEqual([
+        [1, 0, raw],
+        [2, 1, raw],
+        [3, 2, raw],
+        [4, 3, raw],
+        [5, 6, true],
+        [6, 9, true],
+        [0x10, 7, true],
+        [0x11, 8, false],
+        [0xfd, 4, true],
+        [0xfe, 5, true],
+      ]);
+      const extended = hash(
+        "SHA_384",
+        Buffer.alloc(48),
+        hash("SHA_384", Buffer.from("doe-emu boot log: ROM, Boot FW, 1.0.3.10")),
+      );
+      expect(blocks[7]!.dmtf!.value).toEqual(extended);
+      expect(blocks[9]!.dmtf!.value.toString("hex")).toBe("3f000000040000001f00000011000000");
+    }
   });
 
   it.each(VERSIONS)(
