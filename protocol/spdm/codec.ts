@@ -1,5 +1,5 @@
 /**
- * encodeSpdm / decodeSpdm: one field list per message (DSP0274 1.0–1.3, the clause of each message
+ * encodeSpdm / decodeSpdm: one field list per message (DSP0274 1.0–1.4, the clause of each message
  * pair), shared by both directions. Layouts that depend on negotiated algorithms or on the request
  * take a DecodeContext.
  *
