@@ -164,6 +164,42 @@ export function readDecoded(capture: Capture): DecodedCapture {
   return { frames, messages, negotiated: parseNegotiated(negotiatedLine) };
 }
 
+/** Recordings kept as raw socket frames only (no `_decoded.txt`): the SPDM 1.4 ones. */
+export const RAW_CAPTURES = ["spdm14_auth"] as const;
+
+/** A socket frame of a raw recording: its command, and for NORMAL PCI_DOE frames the DOE object. */
+export interface RawFrame {
+  index: number;
+  dir: "C2S" | "S2C";
+  command: number;
+  /** DOE data object type (1 SPDM, 2 secured SPDM) and the body after the 8-byte DOE header. */
+  doeType?: number;
+  body?: Buffer;
+}
+
+/** The frames of `<capture>.txt` (see the README's file formats). */
+export function readRawFrames(capture: (typeof RAW_CAPTURES)[number]): RawFrame[] {
+  const lines = readFileSync(join(VECTORS_DIR, `${capture}.txt`), "utf8").split("\n");
+  return lines
+    .filter((l) => l !== "" && !l.startsWith("#"))
+    .map((line, index) => {
+      const [dir, hex] = line.split(" ") as [RawFrame["dir"], string];
+      const frame = Buffer.from(hex, "hex");
+      const command = frame.readUInt32BE(0);
+      const payload = frame.subarray(12, 12 + frame.readUInt32BE(8));
+      const doe = command === 1 && frame.readUInt32BE(4) === 2 && payload.length >= 8;
+      return doe
+        ? {
+            index,
+            dir,
+            command,
+            doeType: payload[2]!,
+            body: payload.subarray(8, payload.readUInt32LE(4) * 4),
+          }
+        : { index, dir, command };
+    });
+}
+
 /** Every `name = hex` line of `<capture>_secrets.txt`. */
 export function readSecrets(capture: Capture): Map<string, Buffer> {
   const text = readFileSync(join(VECTORS_DIR, `${capture}_secrets.txt`), "utf8");

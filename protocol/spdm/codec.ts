@@ -1,5 +1,5 @@
 /**
- * encodeSpdm / decodeSpdm: one field list per message (DSP0274 1.0–1.3, the clause of each message
+ * encodeSpdm / decodeSpdm: one field list per message (DSP0274 1.0–1.4, the clause of each message
  * pair), shared by both directions. Layouts that depend on negotiated algorithms or on the request
  * take a DecodeContext.
  *
@@ -9,17 +9,21 @@
  * with vendor or unknown extended data, a response inside CHUNK_SEND_ACK that is itself such a
  * message) run to the end of the buffer.
  *
- * Versions above 1.3 decode with the 1.3 layouts: 1.4 additions (FINISH opaque data, the large
- * VENDOR_DEFINED and CERTIFICATE forms, 32-bit chunk sequence numbers) are not handled.
+ * 1.4 layouts (libspdm's SPDM_MESSAGE_VERSION_14 paths): FINISH, FINISH_RSP, PSK_FINISH and
+ * PSK_FINISH_RSP carry opaque data; chunk sequence numbers are 32-bit; VENDOR_DEFINED and
+ * GET_CERTIFICATE/CERTIFICATE have large forms (Param1 bit 7); the algorithm messages carry
+ * PqcAsymAlgo/PqcAsymSel (kept, though we offer and select no PQC algorithm).
  */
 import { DecodeError, requireBytes } from "../errors.js";
 import {
+  CERTIFICATE_LARGE_CHAIN,
   NONCE_SIZE,
   RANDOM_DATA_SIZE,
   REQUESTER_CONTEXT_SIZE,
   SpdmCode,
   SpdmErrorCode,
   SpdmResponseCode,
+  VENDOR_DEFINED_LARGE,
 } from "./codes.js";
 import type { DecodeContext } from "./context.js";
 import { ENCAP_SCHEMAS } from "./encap.js";
@@ -105,7 +109,8 @@ const algorithmsRequestBody = (lengthAt: number) =>
     f.u8("otherParamsSupport"),
     f.u32("baseAsymAlgo"),
     f.u32("baseHashAlgo"),
-    f.reserved(12), // PQC asym (1.4) and reserved
+    f.u32IfSet("pqcAsymAlgo"),
+    f.reserved(8),
     f.len8("extAsym"),
     f.len8("extHash"),
     f.reserved(1),
@@ -138,11 +143,16 @@ const KNOWN_ERROR_CODES = new Set<number>(Object.values(SpdmErrorCode));
 const hasRawErrorData = (code: number) =>
   code === SpdmErrorCode.VendorDefined || !KNOWN_ERROR_CODES.has(code);
 
+/** ChunkSeqNo: u16 and 2 reserved bytes before 1.4, u32 from 1.4. */
+const chunkSeqNo = (padded: boolean) =>
+  schema<Versioned & { chunkSeqNo: number }>((f) => [
+    f.either(since(0x14), [f.u32("chunkSeqNo")], [f.u16("chunkSeqNo"), ...(padded ? [f.reserved(2)] : [])]),
+  ]);
+
 const chunkFields = schema<Omit<ChunkSend, "code">>((f) => [
   f.u8("attributes"),
   f.u8("handle"),
-  f.u16("chunkSeqNo"),
-  f.reserved(2),
+  ...chunkSeqNo(true),
   f.len32("chunk"),
   f.when((m) => m.chunkSeqNo === 0, f.u32("largeMessageSize")),
   f.data("chunk"),
@@ -150,14 +160,21 @@ const chunkFields = schema<Omit<ChunkSend, "code">>((f) => [
 
 const keyUpdateFields = schema<Omit<KeyUpdate, "code" | "version">>((f) => [f.u8("operation"), f.u8("tag")]);
 
-const vendorFields = schema<Omit<VendorDefinedRequest, "code" | "version">>((f) => [
-  f.reserved(2), // Param1 bit 7 is the 1.4 large form, not handled here
+const vendorFields = schema<Omit<VendorDefinedRequest, "code">>((f) => [
+  f.flagByte("large", VENDOR_DEFINED_LARGE, since(0x14)),
+  f.reserved(1),
   f.u16("standardId"),
   f.len8("vendorId"),
   f.data("vendorId"),
-  f.len16("payload"),
+  f.either((m) => m.large === true, [f.reserved(2), f.len32("payload")], [f.len16("payload")]),
   f.data("payload"),
 ]);
+/** Param1 bit 7 of GET_CERTIFICATE/CERTIFICATE at 1.4: the 32-bit fields follow. */
+const largeChain = (m: { version: number; slotId: number }) =>
+  m.version >= 0x14 && (m.slotId & CERTIFICATE_LARGE_CHAIN) !== 0;
+/** 1.4 opaque data at the start of the FINISH/PSK_FINISH messages' bodies. */
+const finishOpaqueField = () =>
+  schema<Versioned & { opaqueData?: Buffer }>((f) => [f.when(since(0x14), f.lp16("opaqueData"))]);
 
 const headerOnly: Field<unknown>[] = schema<unknown>((f) => [f.reserved(2)]);
 
@@ -232,7 +249,8 @@ const SCHEMAS: Schemas = {
     f.u32("measurementHashAlgo"),
     f.u32("baseAsymSel"),
     f.u32("baseHashSel"),
-    f.reserved(11), // PQC asym sel (1.4) and reserved
+    f.u32IfSet("pqcAsymSel"),
+    f.reserved(7),
     f.u8("melSpecificationSel"),
     f.len8("extAsymSel"),
     f.len8("extHashSel"),
@@ -263,12 +281,16 @@ const SCHEMAS: Schemas = {
     f.u8("attributes"),
     f.u16("offset"),
     f.u16("length"),
+    f.when(largeChain, f.u32("largeOffset"), f.u32("largeLength")),
   ]),
   CERTIFICATE: schema<MessageOf<"CERTIFICATE">>((f) => [
     f.u8("slotId"),
     f.u8("attributes"),
-    f.len16("certChain"),
-    f.u16("remainderLength"),
+    f.either(
+      largeChain,
+      [f.reserved(4), f.len32("certChain"), f.u32("remainderLength")],
+      [f.len16("certChain"), f.u16("remainderLength")],
+    ),
     f.data("certChain"),
   ]),
   CHALLENGE: schema<MessageOf<"CHALLENGE">>((f) => [
@@ -323,10 +345,10 @@ const SCHEMAS: Schemas = {
   CHUNK_SEND_ACK: schema<MessageOf<"CHUNK_SEND_ACK">>((f) => [
     f.u8("attributes"),
     f.u8("handle"),
-    f.u16("chunkSeqNo"),
+    ...chunkSeqNo(false),
     f.rest("response", chunkAckResponseLength),
   ]),
-  CHUNK_GET: schema<MessageOf<"CHUNK_GET">>((f) => [f.reserved(1), f.u8("handle"), f.u16("chunkSeqNo")]),
+  CHUNK_GET: schema<MessageOf<"CHUNK_GET">>((f) => [f.reserved(1), f.u8("handle"), ...chunkSeqNo(false)]),
   CHUNK_RESPONSE: chunkFields,
   KEY_EXCHANGE: schema<MessageOf<"KEY_EXCHANGE">>((f) => [
     f.u8("measurementSummaryHashType"),
@@ -354,11 +376,13 @@ const SCHEMAS: Schemas = {
   FINISH: schema<MessageOf<"FINISH">>((f) => [
     f.u8("attributes"),
     f.u8("reqSlotId"),
+    ...finishOpaqueField(),
     f.bytes("signature", (m, n) => ((m.attributes & 1) !== 0 ? n.num("reqAsymSignatureSize") : 0)),
     f.bytes("requesterVerifyData", H),
   ]),
   FINISH_RSP: schema<MessageOf<"FINISH_RSP">>((f) => [
     f.reserved(2),
+    ...finishOpaqueField(),
     f.bytes("responderVerifyData", (m, n) => (n.flag("handshakeInTheClear") ? H(m, n) : 0)),
   ]),
   PSK_EXCHANGE: schema<MessageOf<"PSK_EXCHANGE">>((f) => [
@@ -384,8 +408,12 @@ const SCHEMAS: Schemas = {
     f.data("opaqueData"),
     f.bytes("responderVerifyData", H),
   ]),
-  PSK_FINISH: schema<MessageOf<"PSK_FINISH">>((f) => [f.reserved(2), f.bytes("requesterVerifyData", H)]),
-  PSK_FINISH_RSP: headerOnly,
+  PSK_FINISH: schema<MessageOf<"PSK_FINISH">>((f) => [
+    f.reserved(2),
+    ...finishOpaqueField(),
+    f.bytes("requesterVerifyData", H),
+  ]),
+  PSK_FINISH_RSP: schema<MessageOf<"PSK_FINISH_RSP">>((f) => [f.reserved(2), ...finishOpaqueField()]),
   HEARTBEAT: headerOnly,
   HEARTBEAT_ACK: headerOnly,
   KEY_UPDATE: keyUpdateFields,
@@ -481,6 +509,10 @@ function checkTrailing(buf: Buffer, end: number, name: string, policy: "zeros" |
       throw new DecodeError("spdm.trailing", i, `non-zero byte after the ${end}-byte ${name}`);
   }
 }
+
+/** The OpaqueData of a FINISH-family message that carries none: empty from 1.4 on, absent before. */
+export const finishOpaque = (version: number): Buffer | undefined =>
+  version >= 0x14 ? Buffer.alloc(0) : undefined;
 
 /** The request/response codes that have a codec here (others decode as UNKNOWN). */
 export const CODEC_CODES: readonly number[] = [...BY_CODE.keys()];

@@ -1,5 +1,5 @@
 /**
- * The one registry of SPDM (DSP0274 1.0–1.3) numbers: request/response codes, error codes,
+ * The one registry of SPDM (DSP0274 1.0–1.4) numbers: request/response codes, error codes,
  * versions, capability flags, algorithm bits and the small enums the messages carry
  * (DSP0274 message clauses). Names follow spdm.h of libspdm 1e16c60f without its prefixes.
  */
@@ -112,7 +112,7 @@ export const SpdmErrorCode = {
 export type SpdmErrorName = keyof typeof SpdmErrorCode;
 
 /** SPDMVersion header byte: major << 4 | minor. GET_VERSION and VERSION always carry 1.0. */
-export const SpdmVersion = { V1_0: 0x10, V1_1: 0x11, V1_2: 0x12, V1_3: 0x13 } as const;
+export const SpdmVersion = { V1_0: 0x10, V1_1: 0x11, V1_2: 0x12, V1_3: 0x13, V1_4: 0x14 } as const;
 
 /** VERSION entry (u16: major, minor, update, alpha nibbles) ↔ header version byte. */
 export const versionFromEntry = (entry: number): number => (entry >> 8) & 0xff;
@@ -252,7 +252,14 @@ export const AeadCipherSuite = {
 export const KeyScheduleAlgo = { SPDM: 0x1 } as const;
 
 /** AlgType of the ReqAlgStruct/RespAlgStruct tables. */
-export const AlgType = { DHE: 2, AEAD: 3, REQ_BASE_ASYM_ALG: 4, KEY_SCHEDULE: 5 } as const;
+export const AlgType = {
+  DHE: 2,
+  AEAD: 3,
+  REQ_BASE_ASYM_ALG: 4,
+  KEY_SCHEDULE: 5,
+  REQ_PQC_ASYM_ALG: 6,
+  KEM_ALG: 7,
+} as const;
 
 /** OtherParamsSupport / OtherParamsSelection bits (1.2+). */
 export const OtherParams = {
@@ -354,6 +361,10 @@ export const FINISH_SIGNATURE_INCLUDED = 0x1;
 /** CHUNK_SEND / CHUNK_RESPONSE Param1 bit 0; CHUNK_SEND_ACK Param1 bit 0 is EarlyErrorDetected. */
 export const CHUNK_LAST = 0x1;
 export const CHUNK_EARLY_ERROR_DETECTED = 0x1;
+/** VENDOR_DEFINED_REQUEST/RESPONSE Param1 bit 7 (1.4): LargeReq/LargeResp, a 32-bit payload length. */
+export const VENDOR_DEFINED_LARGE = 0x80;
+/** GET_CERTIFICATE/CERTIFICATE Param1 bit 7 (1.4): LargeCertChain, 32-bit offset and lengths. */
+export const CERTIFICATE_LARGE_CHAIN = 0x80;
 
 /** 1.3 DIGESTS CertificateInfo (bits 2:0 = certificate model) and KeyUsageMask bits. */
 export const CertificateModel = { None: 0, DeviceCert: 1, AliasCert: 2, GenericCert: 3 } as const;

@@ -1,4 +1,4 @@
-/** Pure SPDM 1.0–1.3 message codecs: no I/O, no state, no crypto. */
+/** Pure SPDM 1.0–1.4 message codecs: no I/O, no state, no crypto. */
 export * from "./codec.js";
 export * from "./codes.js";
 export * from "./context.js";

@@ -83,6 +83,8 @@ export interface AlgorithmsRequestFields {
   otherParamsSupport: number;
   baseAsymAlgo: number;
   baseHashAlgo: number;
+  /** 1.4 PqcAsymAlgo (ML-DSA, SLH-DSA bits); absent when zero. */
+  pqcAsymAlgo?: number;
   /** 1.3 */
   melSpecification: number;
   extAsym: ExtendedAlgorithm[];
@@ -98,6 +100,8 @@ export interface Algorithms extends Msg<"ALGORITHMS"> {
   measurementHashAlgo: number;
   baseAsymSel: number;
   baseHashSel: number;
+  /** 1.4 PqcAsymSel; absent when zero. */
+  pqcAsymSel?: number;
   melSpecificationSel: number;
   extAsymSel: ExtendedAlgorithm[];
   extHashSel: ExtendedAlgorithm[];
@@ -126,12 +130,16 @@ export interface GetCertificate extends Msg<"GET_CERTIFICATE"> {
   attributes: number;
   offset: number;
   length: number;
+  /** 1.4 with LargeCertChain (slotId bit 7): the 32-bit offset and length that apply instead. */
+  largeOffset?: number;
+  largeLength?: number;
 }
 
 export interface Certificate extends Msg<"CERTIFICATE"> {
   slotId: number;
   /** Param2 (1.3: bits 2:0 certificate model). */
   attributes: number;
+  /** 32-bit (LargePortionLength/LargeRemainderLength) with 1.4 LargeCertChain (slotId bit 7). */
   remainderLength: number;
   /** This portion of the chain; PortionLength is its length. */
   certChain: Buffer;
@@ -218,6 +226,7 @@ interface ChunkFields {
   /** Param1: bit 0 LastChunk. */
   attributes: number;
   handle: number;
+  /** u16 before 1.4, u32 from 1.4 (also in CHUNK_SEND_ACK and CHUNK_GET). */
   chunkSeqNo: number;
   /** Only in chunk 0. */
   largeMessageSize?: number;
@@ -272,12 +281,16 @@ export interface Finish extends Msg<"FINISH"> {
   /** Param1: bit 0 = signature included. */
   attributes: number;
   reqSlotId: number;
+  /** 1.4+ */
+  opaqueData?: Buffer;
   /** ReqBaseAsym signature when attributes bit 0 is set, else empty. */
   signature: Buffer;
   requesterVerifyData: Buffer;
 }
 
 export interface FinishRsp extends Msg<"FINISH_RSP"> {
+  /** 1.4+ */
+  opaqueData?: Buffer;
   /** H bytes only when the handshake is in the clear, else empty. */
   responderVerifyData: Buffer;
 }
@@ -302,10 +315,15 @@ export interface PskExchangeRsp extends Msg<"PSK_EXCHANGE_RSP"> {
 }
 
 export interface PskFinish extends Msg<"PSK_FINISH"> {
+  /** 1.4+ */
+  opaqueData?: Buffer;
   requesterVerifyData: Buffer;
 }
 
-export interface PskFinishRsp extends Msg<"PSK_FINISH_RSP"> {}
+export interface PskFinishRsp extends Msg<"PSK_FINISH_RSP"> {
+  /** 1.4+ */
+  opaqueData?: Buffer;
+}
 export interface Heartbeat extends Msg<"HEARTBEAT"> {}
 export interface HeartbeatAck extends Msg<"HEARTBEAT_ACK"> {}
 
@@ -323,8 +341,10 @@ export interface EndSession extends Msg<"END_SESSION"> {
 }
 export interface EndSessionAck extends Msg<"END_SESSION_ACK"> {}
 
-/** Generic vendor-defined form with the 16-bit length (the 1.4 large form is not handled). */
+/** Generic vendor-defined form: a 16-bit payload length, or 32-bit in the 1.4 large form. */
 export interface VendorFields {
+  /** 1.4 Param1 bit 7 (LargeReq/LargeResp): the payload length is a u32 after 2 reserved bytes. */
+  large?: boolean;
   /** Registry (RegistryId), e.g. 3 = PCI-SIG. */
   standardId: number;
   vendorId: Buffer;

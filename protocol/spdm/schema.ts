@@ -472,6 +472,45 @@ const impl = {
     },
   }),
 
+  /** A u32 kept only when non-zero: a field a later version defines in bytes reserved (zero) before. */
+  u32IfSet: (k: string) => ({
+    keys: [k],
+    dec(r: Reader, m: Obj, n: Need) {
+      const v = r.uint(4, `${n.where}.${k}`);
+      if (v !== 0) m[k] = v;
+    },
+    enc(w: Writer, m: unknown, e: EncState) {
+      w.uint(val(m, k) ?? 0, 4, `${e.where}.${k}`);
+    },
+  }),
+
+  /** One of two layouts of the same keys, e.g. a field that grew from 16 to 32 bits in a version. */
+  either: (cond: (m: unknown) => boolean, yes: Field<unknown>[], no: Field<unknown>[]) => ({
+    keys: [...new Set([...yes, ...no].flatMap((f) => f.keys))],
+    dec(r: Reader, m: Obj, n: Need, s: Scratch) {
+      for (const f of cond(m) ? yes : no) f.dec(r, m, n, s);
+    },
+    enc(w: Writer, m: unknown, e: EncState) {
+      for (const f of cond(m) ? yes : no) f.enc(w, m, e);
+    },
+  }),
+
+  /**
+   * A one-byte bit field of which only `bit` is kept, as `k: true` when set (when `cond` holds on
+   * what was decoded so far; the byte is reserved otherwise). Unset means clear.
+   */
+  flagByte: (k: string, bit: number, cond: (m: unknown) => boolean) => ({
+    keys: [k],
+    dec(r: Reader, m: Obj, n: Need) {
+      const v = r.uint(1, `${n.where}.${k}`);
+      if (cond(m) && (v & bit) !== 0) m[k] = true;
+    },
+    enc(w: Writer, m: unknown, e: EncState) {
+      if (val(m, k) === true && !cond(m)) throw new RangeError(`${e.where}.${k}: not allowed here`);
+      w.uint(val(m, k) === true ? bit : 0, 1, `${e.where}.${k}`);
+    },
+  }),
+
   /** A decode-time consistency check on the fields so far. */
   check: (fn: (m: unknown, n: Need) => void) => ({
     keys: [],
@@ -510,6 +549,9 @@ export interface Builder<M> {
   lengthStart(at: number): Field<M>;
   lengthEnd(): Field<M>;
   check(fn: (m: M, n: Need) => void): Field<M>;
+  either(cond: Cond<M>, yes: Field<M>[], no: Field<M>[]): Field<M>;
+  u32IfSet(k: KeysOf<M, number>): Field<M>;
+  flagByte(k: KeysOf<M, boolean>, bit: number, cond: Cond<M>): Field<M>;
 }
 
 /** Builds a schema for M: `schema<Foo>((f) => [f.u8("a"), ...])`. */

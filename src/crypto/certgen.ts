@@ -17,7 +17,8 @@
  *   holding id-DMTF-hardware-identity (device certificate model, as DMTF's sample);
  * - subject/authority key identifiers on all.
  *
- * Keys are all of the negotiated asym algorithm's type. RSASSA and RSAPSS names both give plain
+ * Keys are all of the negotiated asym algorithm's type; EdDSA chains (Ed25519, Ed448) are signed
+ * with EdDSA throughout (RFC 8410), and their leaves get the EC key usages. RSASSA and RSAPSS names both give plain
  * rsaEncryption keys and sha*WithRSAEncryption (PKCS#1 v1.5) certificate signatures, like DMTF's
  * samples: mbedtls cannot parse an id-RSASSA-PSS SubjectPublicKeyInfo, and libspdm only checks the
  * RSA modulus size. Certificate signatures use SHA-256/384/512 (the only hashes mbedtls' default
@@ -89,7 +90,7 @@ const WEB_CURVE: Record<string, string> = { prime256v1: "P-256", secp384r1: "P-3
 export function certSignatureHash(asym: AsymAlgo, hash?: HashAlgo): ShaHash {
   if (hash) return `SHA-${hash.replace(/^SHA3?_/, "")}` as ShaHash;
   const size = ASYM[asym].size;
-  if (size === "prime256v1" || size === 2048) return "SHA-256";
+  if (size === "prime256v1" || size === 2048 || size === "ed25519") return "SHA-256";
   if (size === "secp384r1" || size === 3072) return "SHA-384";
   return "SHA-512";
 }
@@ -98,10 +99,15 @@ export function keyParams(
   asym: AsymAlgo,
   h: ShaHash,
 ): {
-  keyAlg: webcrypto.RsaHashedKeyGenParams | webcrypto.EcKeyGenParams;
-  signAlg: { name: string; hash: ShaHash };
+  keyAlg: webcrypto.RsaHashedKeyGenParams | webcrypto.EcKeyGenParams | webcrypto.Algorithm;
+  signAlg: { name: string; hash?: ShaHash };
 } {
-  const size = ASYM[asym].size;
+  const { kind, size } = ASYM[asym];
+  // EdDSA certificates are signed with the key's own algorithm (RFC 8410): no separate hash.
+  if (kind === "eddsa") {
+    const name = size === "ed25519" ? "Ed25519" : "Ed448";
+    return { keyAlg: { name }, signAlg: { name } };
+  }
   if (typeof size === "string") {
     return { keyAlg: { name: "ECDSA", namedCurve: WEB_CURVE[size]! }, signAlg: { name: "ECDSA", hash: h } };
   }
@@ -113,6 +119,38 @@ export function keyParams(
   };
   return { keyAlg: rsa, signAlg: { name: "RSASSA-PKCS1-v1_5", hash: h } };
 }
+
+/**
+ * @peculiar/x509 2.2 names Ed448 certificate signatures only as WebCrypto's draft
+ * `{ name: "EdDSA", namedCurve: "Ed448" }`, which node's WebCrypto does not sign with (it wants
+ * `Ed448`), and it takes the signing key's own algorithm over the one given. So an Ed448 issuer key
+ * goes in wrapped, with the draft name, and the generator gets a WebCrypto whose sign unwraps it.
+ */
+interface WrappedEd448Key {
+  algorithm: { name: "EdDSA"; namedCurve: "Ed448" };
+  key: webcrypto.CryptoKey;
+}
+const isWrapped = (k: unknown): k is WrappedEd448Key =>
+  typeof k === "object" && k !== null && "key" in k && (k as WrappedEd448Key).algorithm?.name === "EdDSA";
+const ed448Crypto = {
+  getRandomValues: <T extends ArrayBufferView>(a: T) => webcrypto.getRandomValues(a as never) as T,
+  subtle: new Proxy(webcrypto.subtle, {
+    get(target, prop) {
+      if (prop === "sign") {
+        return (alg: webcrypto.Algorithm, key: unknown, data: Uint8Array) =>
+          isWrapped(key)
+            ? target.sign({ name: "Ed448" }, key.key, data)
+            : target.sign(alg, key as never, data);
+      }
+      const v = Reflect.get(target, prop) as unknown;
+      return typeof v === "function" ? v.bind(target) : v;
+    },
+  }),
+};
+const signingKeyFor = (asym: AsymAlgo, key: webcrypto.CryptoKey) =>
+  asym === "EDDSA_448"
+    ? ({ algorithm: { name: "EdDSA", namedCurve: "Ed448" }, key } as unknown as webcrypto.CryptoKey)
+    : key;
 
 /** A random positive serial number (16 bytes, leading byte 0x01–0x7F), as hex. */
 function serialNumber(): string {
@@ -177,7 +215,10 @@ export async function generateCertChain(opts: CertChainOptions): Promise<Generat
 
   const count = intermediates + 2;
   const keys = await Promise.all(
-    Array.from({ length: count }, () => subtle.generateKey(keyAlg, true, ["sign", "verify"])),
+    Array.from(
+      { length: count },
+      () => subtle.generateKey(keyAlg, true, ["sign", "verify"]) as Promise<webcrypto.CryptoKeyPair>,
+    ),
   );
   const names = [
     `${cn} root CA`,
@@ -196,7 +237,7 @@ export async function generateCertChain(opts: CertChainOptions): Promise<Generat
     const extensions: InstanceType<X509["Extension"]>[] = [
       new x509.BasicConstraintsExtension(!isLeaf, undefined, true),
       new x509.KeyUsagesExtension(
-        isLeaf ? (ASYM[asym].kind === "ecdsa" ? KU.leafEc : KU.leafRsa) : KU.ca,
+        isLeaf ? (ASYM[asym].kind.startsWith("rsa") ? KU.leafRsa : KU.leafEc) : KU.ca,
         true,
       ),
       await x509.SubjectKeyIdentifierExtension.create(own.publicKey),
@@ -212,17 +253,20 @@ export async function generateCertChain(opts: CertChainOptions): Promise<Generat
       }
     }
     const subject = new x509.Name([{ CN: [{ utf8String: names[i]! }] }]);
-    const cert = await x509.X509CertificateGenerator.create({
-      serialNumber: serialNumber(),
-      subject,
-      issuer: i === 0 ? subject : certs[i - 1]!.subjectName,
-      notBefore,
-      notAfter,
-      publicKey: own.publicKey,
-      signingKey: issuerKeys.privateKey,
-      signingAlgorithm: signAlg,
-      extensions,
-    });
+    const cert = await x509.X509CertificateGenerator.create(
+      {
+        serialNumber: serialNumber(),
+        subject,
+        issuer: i === 0 ? subject : certs[i - 1]!.subjectName,
+        notBefore,
+        notAfter,
+        publicKey: own.publicKey,
+        signingKey: signingKeyFor(asym, issuerKeys.privateKey),
+        signingAlgorithm: signAlg,
+        extensions,
+      },
+      ed448Crypto as unknown as Parameters<X509["X509CertificateGenerator"]["create"]>[1],
+    );
     certs.push(cert);
   }
 

@@ -9,6 +9,7 @@ import {
   constants,
   createCipheriv,
   createDecipheriv,
+  createDiffieHellman,
   createECDH,
   createHash,
   createHmac,
@@ -29,6 +30,7 @@ import {
   HASH_SIZE,
   SIGNATURE_SIZE,
 } from "../../protocol/spdm/codes.js";
+import { FFDHE_GENERATOR, FFDHE_PRIME } from "./ffdhe.js";
 
 // ---- hash, HMAC, HKDF (RFC 5869) -------------------------------------------------------------
 
@@ -91,9 +93,9 @@ export function hkdfExpand(alg: HashAlgo, prk: Uint8Array, info: Uint8Array, len
 
 interface AsymInfo {
   bit: number;
-  kind: "rsassa" | "rsapss" | "ecdsa";
+  kind: "rsassa" | "rsapss" | "ecdsa" | "eddsa";
   sigSize: number;
-  /** RSA modulus bits, or the node curve name for ECDSA. */
+  /** RSA modulus bits, or the node curve name for ECDSA, or the node key type for EdDSA. */
   size: number | string;
 }
 
@@ -116,6 +118,8 @@ export const ASYM = {
   RSAPSS_4096: asymSuite("RSAPSS_4096", "rsapss", 4096),
   ECDSA_P384: asymSuite("ECDSA_P384", "ecdsa", "secp384r1"),
   ECDSA_P521: asymSuite("ECDSA_P521", "ecdsa", "secp521r1"),
+  EDDSA_25519: asymSuite("EDDSA_25519", "eddsa", "ed25519"),
+  EDDSA_448: asymSuite("EDDSA_448", "eddsa", "ed448"),
 };
 export type AsymAlgo = keyof typeof ASYM;
 
@@ -124,6 +128,7 @@ export function keyFits(alg: AsymAlgo, key: KeyObject): boolean {
   const a: AsymInfo = ASYM[alg];
   const d = key.asymmetricKeyDetails;
   if (a.kind === "ecdsa") return key.asymmetricKeyType === "ec" && d?.namedCurve === a.size;
+  if (a.kind === "eddsa") return key.asymmetricKeyType === a.size;
   const types = a.kind === "rsapss" ? ["rsa", "rsa-pss"] : ["rsa"];
   return types.includes(key.asymmetricKeyType ?? "") && d?.modulusLength === a.size;
 }
@@ -132,14 +137,23 @@ export function keyFits(alg: AsymAlgo, key: KeyObject): boolean {
 function signOptions(alg: AsymAlgo, h: HashAlgo, key: KeyObject) {
   const kind = ASYM[alg].kind;
   if (kind === "ecdsa") return { key, dsaEncoding: "ieee-p1363" as const };
+  if (kind === "eddsa") return { key };
   if (kind === "rsapss") return { key, padding: constants.RSA_PKCS1_PSS_PADDING, saltLength: HASH[h].size };
   return { key, padding: constants.RSA_PKCS1_PADDING };
 }
 
-/** Signs `data`, which the algorithm hashes with `h` first (SPDM never signs a bare digest here). */
+/** Node's digest argument: none for EdDSA, which signs the message itself. */
+const digestFor = (alg: AsymAlgo, h: HashAlgo) => (ASYM[alg].kind === "eddsa" ? null : HASH[h].node);
+
+/**
+ * Signs `data`, which RSA and ECDSA hash with `h` first (SPDM never signs a bare digest here) and
+ * EdDSA (pure Ed25519/Ed448) signs as it is. libspdm 1e16c60f gives Ed448 the SPDM signing context
+ * string as its EdDSA context from 1.2 on; node 20's sign has no Ed448 context, so our Ed448
+ * signatures at 1.2+ carry none (they verify between our roles only).
+ */
 export function asymSign(alg: AsymAlgo, h: HashAlgo, key: KeyObject, data: Uint8Array): Buffer {
   if (key.type !== "private" || !keyFits(alg, key)) throw new TypeError(`key does not fit ${alg}`);
-  return sign(HASH[h].node, data, signOptions(alg, h, key));
+  return sign(digestFor(alg, h), data, signOptions(alg, h, key));
 }
 
 /** False for a wrong signature, a wrong-sized one, or a key that is not of `alg`'s type. */
@@ -151,7 +165,7 @@ export function asymVerify(
   signature: Uint8Array,
 ): boolean {
   if (signature.length !== ASYM[alg].sigSize || !keyFits(alg, key)) return false;
-  return verify(HASH[h].node, data, signOptions(alg, h, key), signature);
+  return verify(digestFor(alg, h), data, signOptions(alg, h, key), signature);
 }
 
 // ---- key import ------------------------------------------------------------------------------
@@ -194,14 +208,18 @@ export function importPublicKey(data: string | Uint8Array): KeyObject {
   );
 }
 
-// ---- ECDHE -----------------------------------------------------------------------------------
+// ---- DHE: ECDHE and FFDHE ----------------------------------------------------------------------
 
-const dheSuite = (name: keyof typeof DheNamedGroup, curve: string) => {
+/** `group`: the node curve name (ECDHE), or the RFC 7919 prime's bits (FFDHE). */
+const dheSuite = (name: keyof typeof DheNamedGroup, group: string | keyof typeof FFDHE_PRIME) => {
   const { bit, size: exchangeSize } = coded(DheNamedGroup, name, DHE_EXCHANGE_SIZE);
-  return { bit, curve, exchangeSize };
+  return { bit, group, exchangeSize };
 };
 
 export const DHE = {
+  FFDHE_2048: dheSuite("FFDHE_2048", 2048),
+  FFDHE_3072: dheSuite("FFDHE_3072", 3072),
+  FFDHE_4096: dheSuite("FFDHE_4096", 4096),
   SECP_256_R1: dheSuite("SECP_256_R1", "prime256v1"),
   SECP_384_R1: dheSuite("SECP_384_R1", "secp384r1"),
   SECP_521_R1: dheSuite("SECP_521_R1", "secp521r1"),
@@ -209,24 +227,57 @@ export const DHE = {
 export type DheAlgo = keyof typeof DHE;
 
 export interface DheKeyPair {
-  /** Our ExchangeData: X||Y, each big-endian at the curve size, without the 0x04 point prefix. */
+  /**
+   * Our ExchangeData. ECDHE: X||Y, each big-endian at the curve size, without the 0x04 point
+   * prefix. FFDHE: Y = g^x mod p, big-endian, left-padded to the prime's size.
+   */
   readonly exchangeData: Buffer;
-  /** The X coordinate of the shared point (32/48/66 bytes). DecodeError if the peer's point is bad. */
+  /**
+   * ECDHE: the X coordinate of the shared point (32/48/66 bytes). FFDHE: the shared value,
+   * left-padded to the prime's size (as libspdm). DecodeError if the peer's value is bad.
+   */
   sharedSecret(peerExchangeData: Uint8Array): Buffer;
 }
 
-/** A fresh ephemeral key pair, or the one for a given private scalar (for tests). */
+/** Big-endian `b` left-padded with zeros to `size` bytes. */
+const leftPad = (b: Buffer, size: number) => Buffer.concat([Buffer.alloc(size - b.length), b]);
+
+function checkSize(alg: DheAlgo, peer: Uint8Array): void {
+  const { exchangeSize } = DHE[alg];
+  if (peer.length !== exchangeSize)
+    throw new DecodeError("ExchangeData", 0, `${peer.length} bytes, ${alg} needs ${exchangeSize}`);
+}
+
+/** An FFDHE key pair; the peer's Y must lie in 2..p-2 (RFC 7919 §5.1). */
+function ffdheKeyPair(alg: DheAlgo, bits: keyof typeof FFDHE_PRIME, privateKey?: Uint8Array): DheKeyPair {
+  const p = FFDHE_PRIME[bits];
+  const dh = createDiffieHellman(p, FFDHE_GENERATOR);
+  // With a private value set, generateKeys only computes g^x.
+  if (privateKey) dh.setPrivateKey(Buffer.from(privateKey));
+  dh.generateKeys();
+  return {
+    exchangeData: leftPad(dh.getPublicKey(), p.length),
+    sharedSecret(peer) {
+      checkSize(alg, peer);
+      const y = BigInt(`0x${Buffer.from(peer).toString("hex")}`);
+      const prime = BigInt(`0x${p.toString("hex")}`);
+      if (y < 2n || y > prime - 2n) throw new DecodeError("ExchangeData", 0, `not a valid ${alg} value`);
+      return leftPad(dh.computeSecret(Buffer.from(peer)), p.length);
+    },
+  };
+}
+
+/** A fresh ephemeral key pair, or the one for a given private value (for tests). */
 export function dheKeyPair(alg: DheAlgo, privateKey?: Uint8Array): DheKeyPair {
-  const { curve, exchangeSize } = DHE[alg];
-  const ecdh = createECDH(curve);
+  const { group } = DHE[alg];
+  if (typeof group === "number") return ffdheKeyPair(alg, group, privateKey);
+  const ecdh = createECDH(group);
   if (privateKey) ecdh.setPrivateKey(privateKey);
   else ecdh.generateKeys();
   return {
     exchangeData: ecdh.getPublicKey().subarray(1),
     sharedSecret(peer) {
-      if (peer.length !== exchangeSize) {
-        throw new DecodeError("ExchangeData", 0, `${peer.length} bytes, ${alg} needs ${exchangeSize}`);
-      }
+      checkSize(alg, peer);
       try {
         return ecdh.computeSecret(Buffer.concat([Uint8Array.of(4), peer]));
       } catch {

@@ -132,7 +132,9 @@ const KU_DIGITAL_SIGNATURE = 0x01;
 const KU_KEY_CERT_SIGN = 0x20;
 const EKU_RESPONDER_AUTH = "1.3.6.1.4.1.412.274.3";
 const EKU_REQUESTER_AUTH = "1.3.6.1.4.1.412.274.4";
-const ALLOWED_SIGNATURE_HASHES = new Set(["SHA-256", "SHA-384", "SHA-512"]);
+/** "EdDSA": Ed25519/Ed448 signatures hash nothing separately (libspdm's OpenSSL build takes them). */
+const ALLOWED_SIGNATURE_HASHES = new Set(["SHA-256", "SHA-384", "SHA-512", "EdDSA"]);
+const EDDSA_SIGNATURES = new Set(["Ed25519", "Ed448", "EdDSA"]);
 
 function certInfo(x509: X509, der: Uint8Array, what: string, index?: number): CertInfo {
   let cert: InstanceType<X509["X509Certificate"]>;
@@ -146,8 +148,12 @@ function certInfo(x509: X509, der: Uint8Array, what: string, index?: number): Ce
   const eku = cert.getExtension(x509.ExtendedKeyUsageExtension);
   let signatureHash: string | undefined;
   try {
-    const alg = cert.signatureAlgorithm as { hash?: { name?: string } | string };
-    signatureHash = typeof alg.hash === "string" ? alg.hash : alg.hash?.name;
+    const alg = cert.signatureAlgorithm as { name?: string; hash?: { name?: string } | string };
+    signatureHash = EDDSA_SIGNATURES.has(alg.name ?? "")
+      ? "EdDSA"
+      : typeof alg.hash === "string"
+        ? alg.hash
+        : alg.hash?.name;
   } catch {
     signatureHash = undefined;
   }

@@ -25,6 +25,7 @@ export const VERSION_NAMES = {
   "1.1": SpdmVersion.V1_1,
   "1.2": SpdmVersion.V1_2,
   "1.3": SpdmVersion.V1_3,
+  "1.4": SpdmVersion.V1_4,
 } as const;
 
 /** Requester capability flags (`--cap` of spdm_requester_emu), without _CAP. */

@@ -9,7 +9,7 @@
 
 import { DecodeError } from "../../protocol/errors.js";
 import { decodeSecuredMessageOpaque } from "../../protocol/secured.js";
-import { encodeSpdm } from "../../protocol/spdm/codec.js";
+import { encodeSpdm, finishOpaque } from "../../protocol/spdm/codec.js";
 import {
   AeadCipherSuite,
   AlgType,
@@ -211,10 +211,16 @@ export async function finish(
           version: c.version,
           attributes: mutual ? FINISH_SIGNATURE_INCLUDED : 0,
           reqSlotId: mutual?.slot ?? 0,
+          opaqueData: finishOpaque(c.version),
           signature: Buffer.alloc(mutual ? ASYM[mutual.suite.asym].sigSize : 0),
           requesterVerifyData: Buffer.alloc(H),
         }
-      : { code, version: c.version, requesterVerifyData: Buffer.alloc(H) };
+      : {
+          code,
+          version: c.version,
+          opaqueData: finishOpaque(c.version),
+          requesterVerifyData: Buffer.alloc(H),
+        };
   const signature = "signature" in message ? message.signature : Buffer.alloc(0);
   s.addTranscript(encodeSpdm(message).subarray(0, -H - signature.length));
   // Mutual authentication: the requester signs TH up to here (the FINISH header), and the signature joins TH.

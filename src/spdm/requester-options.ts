@@ -36,7 +36,7 @@ const STEP_NEEDS: Record<ConnectionStep, ConnectionStep | undefined> = {
 export type MeasurementMode = "ONE_BY_ONE" | "ALL";
 
 export interface SpdmRequesterOptions {
-  /** SPDMVersion bytes offered; the highest one VERSION also lists is used. Default 1.0–1.3. */
+  /** SPDMVersion bytes offered; the highest one VERSION also lists is used. Default 1.0–1.4. */
   versions?: readonly number[];
   /** GET_CAPABILITIES Flags (RequesterCapability); bits the negotiated version lacks are dropped. */
   capabilities?: number;
@@ -110,11 +110,10 @@ export interface SpdmRequesterOptions {
 /**
  * spdm-emu's requester defaults (spdm_emu_common/key.c), except: capabilities (what we implement:
  * no multi-key or large responses; MUT_AUTH_CAP and ENCAP_CAP only with a requester chain and
- * key, see SpdmRequesterOptions), versions (no 1.4: the
- * codecs stop at 1.3) and the 1024-byte certificate portions.
+ * key, see SpdmRequesterOptions) and the 1024-byte certificate portions.
  */
 export const REQUESTER_DEFAULTS = {
-  versions: [0x10, 0x11, 0x12, 0x13],
+  versions: [0x10, 0x11, 0x12, 0x13, 0x14],
   capabilities:
     RequesterCapability.CERT_CAP |
     RequesterCapability.CHAL_CAP |

@@ -39,6 +39,7 @@ import type { ResolvedOptions } from "./requester-options.js";
 
 /** Requester capability bits each version defines; libspdm 1e16c60f drops the others before sending. */
 const REQUESTER_CAPS_SINCE: readonly [version: number, mask: number][] = [
+  [0x14, 0x8ec3_f7c6],
   [0x13, 0x0ec3_f7c6],
   [0x12, 0x0003_f7c6],
   [0x11, 0x0001_f7c6],
@@ -136,7 +137,8 @@ export async function negotiate(r: SpdmRequester): Promise<void> {
   r.version = Math.max(...common);
 
   const v = r.version;
-  r.sentCapabilities = o.capabilities & (REQUESTER_CAPS_SINCE.find(([since]) => v >= since)?.[1] ?? 0);
+  r.sentCapabilities =
+    (o.capabilities & (REQUESTER_CAPS_SINCE.find(([since]) => v >= since)?.[1] ?? 0)) >>> 0;
   const getCaps: GetCapabilities = { code: "GET_CAPABILITIES", version: v, attributes: 0 };
   if (v >= 0x11) Object.assign(getCaps, { ctExponent: o.ctExponent, extFlags: 0, flags: r.sentCapabilities });
   if (v >= 0x12)

@@ -19,7 +19,7 @@
  *   requester-ide-km.ts        PCI IDE-KM QUERY, KEY_PROG, K_SET_GO, K_SET_STOP
  *   requester-tdisp.ts         TDISP version, capabilities, state, lock, report, start, stop
  *
- * Everything the responder sends is verified against DSP0274 (1.0–1.3). Requests and defaults mirror
+ * Everything the responder sends is verified against DSP0274 (1.0–1.4). Requests and defaults mirror
  * DMTF's spdm_requester_emu (spdm-emu 85436d53), so our transcripts are byte for byte what DMTF's
  * responder signs, and a recorded spdm-emu run replays through this class; the order the steps run
  * in is src/requester's. Transcripts (A/B/C/M and their resets) follow libspdm 1e16c60f's rules
@@ -341,7 +341,8 @@ export class SpdmRequester {
     let size = 0;
     let got = 0;
     for (let seq = 0; ; seq++) {
-      if (seq > 0xffff) fail("malformed", `CHUNK_RESPONSE sequence for ${name} does not end`);
+      if (seq >= (this.version >= 0x14 ? 2 ** 32 : 0x10000))
+        fail("malformed", `CHUNK_RESPONSE sequence for ${name} does not end`);
       const r = await this.roundTrip(
         encodeSpdm({ code: "CHUNK_GET", version: this.version, handle, chunkSeqNo: seq }),
         {},

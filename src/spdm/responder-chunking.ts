@@ -11,6 +11,7 @@ import {
   SpdmCode,
   SpdmErrorCode,
   SpdmRequestCode,
+  SpdmVersion,
 } from "../../protocol/spdm/codes.js";
 import type { ChunkGet, ChunkSend } from "../../protocol/spdm/messages.js";
 import {
@@ -24,7 +25,10 @@ import type { ResponderConfig } from "./responder-settings.js";
 
 const CHUNK_HEADER = 12;
 const LARGE_MESSAGE_SIZE_FIELD = 4;
-const CHUNK_SEND_ACK_HEADER = 6;
+/** CHUNK_SEND_ACK before its response: ChunkSeqNo is u16 before 1.4, u32 from 1.4. */
+const chunkSendAckHeader = (version: number) => (version >= SpdmVersion.V1_4 ? 8 : 6);
+/** How many chunks a ChunkSeqNo can number. */
+const chunkSeqLimit = (version: number) => (version >= SpdmVersion.V1_4 ? 2 ** 32 : 0x10000);
 
 /** A response waiting to be fetched by CHUNK_GET. */
 interface LargeResponse {
@@ -78,8 +82,9 @@ export class ChunkTransfers {
     const code = response[1];
     if (peer?.maxSpdmMsgSize === undefined || code === SpdmCode.CHUNK_RESPONSE || code === SpdmCode.ERROR)
       return response;
-    const large = code === SpdmCode.CHUNK_SEND_ACK ? response.subarray(CHUNK_SEND_ACK_HEADER) : response;
-    const chunkable = (sendLimit - CHUNK_HEADER) * 0x10000 - LARGE_MESSAGE_SIZE_FIELD; // u16 ChunkSeqNo
+    const large =
+      code === SpdmCode.CHUNK_SEND_ACK ? response.subarray(chunkSendAckHeader(peer.version)) : response;
+    const chunkable = (sendLimit - CHUNK_HEADER) * chunkSeqLimit(peer.version) - LARGE_MESSAGE_SIZE_FIELD;
     if (large.length > peer.maxSpdmMsgSize || (chunking && large.length > chunkable)) {
       const actualSize = Buffer.alloc(4);
       actualSize.writeUInt32LE(large.length);

@@ -16,7 +16,7 @@ import {
   encodeVersionSelection,
   SecuredMessageVersion,
 } from "../../protocol/secured.js";
-import { encodeSpdm } from "../../protocol/spdm/codec.js";
+import { encodeSpdm, finishOpaque } from "../../protocol/spdm/codec.js";
 import {
   FINISH_SIGNATURE_INCLUDED,
   MutAuthRequested,
@@ -212,7 +212,12 @@ export function finish(
   check(signed === session.mutualAuth && (!signed || m.reqSlotId === 0));
   if (signed) verifyFinishSignature(c, session, request, m, x);
   acceptRequesterVerifyData(c, session, request, m.requesterVerifyData, x);
-  const header = encodeSpdm({ code: "FINISH_RSP", version: m.version, responderVerifyData: EMPTY });
+  const header = encodeSpdm({
+    code: "FINISH_RSP",
+    version: m.version,
+    opaqueData: finishOpaque(m.version),
+    responderVerifyData: EMPTY,
+  });
   session.addTranscript(header);
   // In the clear the handshake keys protected nothing, so FINISH_RSP proves the key itself.
   const verify = session.handshakeInTheClear ? session.verifyData("response") : EMPTY;
@@ -304,7 +309,11 @@ export function pskFinish(
 ): Buffer {
   const session = inSession(x);
   acceptRequesterVerifyData(c, session, request, m.requesterVerifyData, x);
-  const response = encodeSpdm({ code: "PSK_FINISH_RSP", version: m.version });
+  const response = encodeSpdm({
+    code: "PSK_FINISH_RSP",
+    version: m.version,
+    opaqueData: finishOpaque(m.version),
+  });
   session.addTranscript(response);
   x.after.push(() => establish(c, session));
   return response;

@@ -43,17 +43,27 @@ export function measurementHashFor(config: ResponderConfig, base: HashAlgo | und
   return prefs.find((b) => MEASUREMENT_HASH[b] === base) ?? prefs[0] ?? 0;
 }
 
-/** The measurement blocks: digests of the values with the measurement hash, unless raw. */
+/**
+ * The measurement blocks: digests of the values with the measurement hash, unless raw. A
+ * hash-extended measurement (1.3) is always a digest, Hash(0…0 ‖ Hash(value)): its value extended
+ * once into a zero digest; without a measurement hash (raw bit streams only) it is left out, as
+ * libspdm's sample device does.
+ */
 function measurementBlocks(
   c: Pick<MeasurementContext, "config" | "connection">,
   rawRequested: boolean,
 ): MeasurementBlock[] {
   const alg = MEASUREMENT_HASH[c.connection.negotiated.measurementHash]; // none when raw bit streams only
-  return c.config.measurements.map(({ index, type, value, raw }) =>
-    raw || rawRequested || !alg
-      ? dmtfMeasurementBlock(index, type | DMTF_VALUE_TYPE_RAW_BIT_STREAM, value)
-      : dmtfMeasurementBlock(index, type, hash(alg, value)),
-  );
+  const extend = DmtfMeasurementType.HashExtend;
+  return c.config.measurements
+    .filter(({ type }) => type !== extend || alg)
+    .map(({ index, type, value, raw }) =>
+      alg && type === extend
+        ? dmtfMeasurementBlock(index, type, hash(alg, Buffer.alloc(hash(alg).length), hash(alg, value)))
+        : raw || rawRequested || !alg
+          ? dmtfMeasurementBlock(index, type | DMTF_VALUE_TYPE_RAW_BIT_STREAM, value)
+          : dmtfMeasurementBlock(index, type, hash(alg, value)),
+    );
 }
 
 /**

@@ -40,6 +40,7 @@ const FLAGS_IN_VERSION: Readonly<Record<number, number>> = {
   [SpdmVersion.V1_1]: 0x1_ffff,
   [SpdmVersion.V1_2]: 0x3f_ffff,
   [SpdmVersion.V1_3]: 0x3fff_ffff,
+  [SpdmVersion.V1_4]: 0xffff_ffff,
 };
 /** Capabilities that put a key to use: the connection then needs a base hash and asym algorithm. */
 const KEY_CAPS =
@@ -177,7 +178,8 @@ export async function negotiateAlgorithms(
     tables.every(
       (t, i) =>
         t.algType >= AlgType.DHE &&
-        t.algType <= AlgType.KEY_SCHEDULE &&
+        // 1.4 adds the PQC tables (ReqPqcAsymAlg, KEM), which we answer with 0 (nothing selected).
+        t.algType <= (version >= SpdmVersion.V1_4 ? AlgType.KEM_ALG : AlgType.KEY_SCHEDULE) &&
         t.algSupported !== 0 &&
         (i === 0 || t.algType > tables[i - 1]!.algType),
     ),

@@ -2,7 +2,7 @@
  * The `spdm` section of a device description (docs/ARCHITECTURE.md) and its translation
  * into the numbers the responder works with. Names follow spdm-emu's command-line flags
  * (`--hash SHA_384`, `--asym ECDSA_P384`, `--dhe SECP_384_R1`, ...), so one vocabulary serves both.
- * Every field has a default: `{}` is a working SPDM 1.0–1.3 responder with a generated certificate
+ * Every field has a default: `{}` is a working SPDM 1.0–1.4 responder with a generated certificate
  * chain in slot 0, five measurements, and secure sessions (KEY_EXCHANGE with the handshake in the
  * clear when the requester agrees, PSK_EXCHANGE with DMTF's test PSK and a responder context,
  * heartbeat, key update) as spdm_responder_emu offers them, mutual authentication aside (it is on
@@ -89,14 +89,22 @@ const slotSchema = z.union([
   }),
 ]);
 
-const measurementSchema = z.strictObject({
-  index: int(1, 0xfe),
-  type: names(DmtfMeasurementType),
-  /** The measured bytes: UTF-8 text, or hex with a "0x" prefix. */
-  value: z.string(),
-  /** Always reported as a raw bit stream (e.g. a version string); otherwise as a digest unless raw is requested. */
-  raw: z.boolean().default(false),
-});
+const measurementSchema = z
+  .strictObject({
+    index: int(1, 0xfe),
+    type: names(DmtfMeasurementType),
+    /**
+     * The measured bytes: UTF-8 text, or hex with a "0x" prefix (SecureVersionNumber: a u64 LE;
+     * DeviceMode: four u32 LE; HashExtend: what is extended into a zero digest, see measurements).
+     */
+    value: z.string(),
+    /** Always reported as a raw bit stream (e.g. a version string); otherwise as a digest unless raw is requested. */
+    raw: z.boolean().default(false),
+  })
+  .refine((m) => !(m.raw && m.type === "HashExtend"), {
+    message: "a HashExtend measurement is always a digest",
+    path: ["raw"],
+  });
 
 export const DEFAULT_MEASUREMENTS: z.output<typeof measurementSchema>[] = [
   { index: 1, type: "ImmutableRom", value: "doe-emu boot ROM 1.0", raw: false },
@@ -130,7 +138,7 @@ const DTS_MAX = 1 << 20; // a DOE object holds at most 2^18 DW
 
 export const spdmSettingsSchema = z
   .strictObject({
-    versions: list(VERSION_NAMES, ["1.0", "1.1", "1.2", "1.3"]),
+    versions: list(VERSION_NAMES, ["1.0", "1.1", "1.2", "1.3", "1.4"]),
     capabilities: z
       .array(names(RESPONDER_CAPABILITY_NAMES))
       .default([
@@ -164,10 +172,12 @@ export const spdmSettingsSchema = z
       "RSASSA_3072",
       "RSASSA_2048",
       "RSASSA_4096",
+      "EDDSA_25519",
+      "EDDSA_448",
     ]),
     /** The negotiated base hash when listed here, else the first entry. */
     measurementHash: list(MEASUREMENT_HASHES, ["SHA_384", "SHA_256", "SHA_512"]),
-    dhe: list(DHE, ["SECP_384_R1", "SECP_256_R1", "SECP_521_R1"]),
+    dhe: list(DHE, ["SECP_384_R1", "SECP_256_R1", "SECP_521_R1", "FFDHE_3072", "FFDHE_2048", "FFDHE_4096"]),
     aead: list(AEAD, ["AES_256_GCM", "CHACHA20_POLY1305", "AES_128_GCM"]),
     reqAsym: list(ASYM, [
       "ECDSA_P384",

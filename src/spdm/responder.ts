@@ -1,5 +1,5 @@
 /**
- * The SPDM 1.0–1.3 responder (DSP0274) of one DOE mailbox. A DOE mailbox is one SPDM endpoint,
+ * The SPDM 1.0–1.4 responder (DSP0274) of one DOE mailbox. A DOE mailbox is one SPDM endpoint,
  * so its socket endpoint and its config-space registers reach the same responder. Plain requests
  * (DOE type 1) come through handle(), DSP0277 records (DOE type 2) through handleSecured();
  * SecureSession (session.ts) does a session's keys, transcript and records, responder-sessions.ts

@@ -3,7 +3,8 @@
  * KEY_EXCHANGE/FINISH transcripts). Versions are the wire byte (major << 4 | minor).
  * 1.0/1.1 sign the transcript itself (the asymmetric algorithm hashes it with the negotiated hash).
  * 1.2+ sign SigningContext (100 bytes) || Hash(transcript), hashed once more by the algorithm, as
- * libspdm 1e16c60f does for ECDSA and RSA.
+ * libspdm 1e16c60f does for ECDSA and RSA. EdDSA signs those bytes unhashed (see asymSign for
+ * Ed448's EdDSA context, which libspdm adds and node 20 cannot).
  */
 import type { KeyObject } from "node:crypto";
 import { type AsymAlgo, asymSign, asymVerify, type HashAlgo, hash } from "../crypto/suites.js";

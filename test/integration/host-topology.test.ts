@@ -149,7 +149,7 @@ describe("example topology", () => {
     const rsp = await apiRequest<{ auth: AuthResult }>(t.api, "POST", "/v1/tdevs/01:00.0/authenticate");
     expect(rsp.status).toBe(200);
     const { auth } = rsp.body;
-    expect(auth.version).toMatch(/^1\.[0-3]$/);
+    expect(auth.version).toMatch(/^1\.[0-4]$/);
     expect(auth.algorithms).toMatchObject({ BaseHash: expect.any(String), BaseAsym: expect.any(String) });
     expect(auth.leafCertDigest).toMatch(/^([0-9a-f]{64}|[0-9a-f]{96}|[0-9a-f]{128})$/);
     expect(auth.measurements.length).toBeGreaterThan(0);

@@ -32,9 +32,11 @@ const ASYMS = [
   "RSAPSS_2048",
   "RSAPSS_3072",
   "RSAPSS_4096",
+  "EDDSA_25519",
+  "EDDSA_448",
 ] as const;
-const VERSIONS = [0x10, 0x11, 0x12, 0x13];
-const DHES = ["SECP_256_R1", "SECP_384_R1", "SECP_521_R1"] as const;
+const VERSIONS = [0x10, 0x11, 0x12, 0x13, 0x14];
+const DHES = ["SECP_256_R1", "SECP_384_R1", "SECP_521_R1", "FFDHE_2048", "FFDHE_3072", "FFDHE_4096"] as const;
 const AEADS = ["AES_128_GCM", "AES_256_GCM", "CHACHA20_POLY1305"] as const;
 
 let device: SpawnedDevice;
@@ -51,7 +53,7 @@ const common = { exeMode: "CONTINUE" as const, measurementMode: "ALL" as const, 
 
 describe("authentication, our requester -> our device", () => {
   // The device generates one chain per asym on first use; RSA-4096 key generation takes seconds.
-  it.each(ASYMS)("%s: every hash at SPDM 1.0-1.3", { timeout: 120_000 }, async (asym) => {
+  it.each(ASYMS)("%s: every hash at SPDM 1.0-1.4", { timeout: 120_000 }, async (asym) => {
     for (const hash of HASHES) {
       for (const version of VERSIONS) {
         const s = await runRequester(endpoint, {

@@ -110,7 +110,8 @@ describe.skipIf(!BIN)("DMTF spdm-emu tools against the doe-emu SPDM responder", 
   });
 
   it.each([
-    ["SPDM 1.3, sessions, DMTF's ECDSA P-384 chain", slot0("ecp384"), SESSIONS],
+    ["SPDM 1.4 (both defaults), sessions, DMTF's ECDSA P-384 chain", slot0("ecp384"), SESSIONS],
+    ["SPDM 1.3, sessions, DMTF's ECDSA P-384 chain", slot0("ecp384"), ["--ver", "1.3", ...SESSIONS]],
     ["SPDM 1.2, sessions, DMTF's ECDSA P-384 chain", slot0("ecp384"), ["--ver", "1.2", ...SESSIONS]],
     [
       "SPDM 1.2, sessions, ECDSA P-256, SHA-256, DMTF's P-256 chain",
@@ -118,23 +119,24 @@ describe.skipIf(!BIN)("DMTF spdm-emu tools against the doe-emu SPDM responder", 
       ["--ver", "1.2", "--asym", "ECDSA_P256", "--hash", "SHA_256", ...SESSIONS],
     ],
     [
-      "SPDM 1.3, sessions with secp256r1 and ChaCha20-Poly1305",
+      "SPDM 1.4, sessions with secp256r1 and ChaCha20-Poly1305",
       slot0("ecp384"),
       ["--dhe", "SECP_256_R1", "--aead", "CHACHA20_POLY1305", ...SESSIONS],
     ],
+    ["SPDM 1.4, sessions with FFDHE 3072", slot0("ecp384"), ["--dhe", "FFDHE_3072", ...SESSIONS]],
     [
-      "SPDM 1.3, sessions with secp521r1, AES-128-GCM and SHA-512",
+      "SPDM 1.4, sessions with secp521r1, AES-128-GCM and SHA-512",
       slot0("ecp384"),
       ["--dhe", "SECP_521_R1", "--aead", "AES_128_GCM", "--hash", "SHA_512", ...SESSIONS],
     ],
     [
-      "SPDM 1.3, sessions, FINISH under the handshake keys, PSK without PSK_FINISH",
+      "SPDM 1.4, sessions, FINISH under the handshake keys, PSK without PSK_FINISH",
       [...slot0("ecp384"), ...encrypted],
       SESSIONS,
     ],
     // The requester's trust anchors are DMTF's roots: ours only gets LIBSPDM_STATUS_VERIF_NO_AUTHORITY,
     // a warning; the chain itself (signatures, leaf profile, RootHash) must pass.
-    ["SPDM 1.3, sessions, our generated chain", [], SESSIONS],
+    ["SPDM 1.4, sessions, our generated chain", [], SESSIONS],
     ["every message chunked (our DataTransferSize 42), sessions", smallTransfers, SESSIONS],
     ["every message chunked, FINISH in chunks under the handshake keys", smallEncrypted, SESSIONS],
     ["SPDM 1.0 (requester defaults: no sessions before 1.1)", slot0("ecp384"), ["--ver", "1.0"]],
@@ -144,7 +146,7 @@ describe.skipIf(!BIN)("DMTF spdm-emu tools against the doe-emu SPDM responder", 
       ["--exe_session", "KEY_EX"],
     ],
     [
-      "SPDM 1.3, sessions with mutual authentication, DMTF's RSA-3072 requester chain",
+      "SPDM 1.4, sessions with mutual authentication, DMTF's RSA-3072 requester chain",
       [...slot0("ecp384"), ...mutAuth("rsa3072")],
       SESSIONS,
     ],

@@ -121,6 +121,12 @@ describe.skipIf(!SPDM_EMU_BIN)("our requester's sessions against DMTF spdm_respo
     },
   );
 
+  // DMTF's Mbed TLS build has the RFC 7919 groups (its requester offers FFDHE_3072 and FFDHE_2048 by default).
+  it.each(["FFDHE_2048", "FFDHE_3072", "FFDHE_4096"] as const)("KEY_EX with FFDHE %s", async (dhe) => {
+    const s = await session("KEY_EX", ["--dhe", dhe], { dheNamedGroup: DheNamedGroup[dhe] });
+    expect(s).toMatchObject({ dhe, steps: ALL_STEPS });
+  });
+
   it.each(["SECP_256_R1", "SECP_384_R1", "SECP_521_R1"] as const)("KEY_EX with ECDHE %s", async (dhe) => {
     const s = await session("KEY_EX", ["--dhe", dhe], { dheNamedGroup: DheNamedGroup[dhe] });
     expect(s).toMatchObject({ dhe, steps: ALL_STEPS });

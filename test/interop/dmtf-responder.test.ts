@@ -25,10 +25,10 @@ const startResponder = async () => (await startAt()).port;
 afterEach(stopResponders);
 
 describe.skipIf(!BIN)("our requester against DMTF spdm_responder_emu", () => {
-  it("authenticates with the defaults (SPDM 1.3, ECDSA P-384, SHA-384) against the ecp384 root", async () => {
+  it("authenticates with the defaults (SPDM 1.4, ECDSA P-384, SHA-384) against the ecp384 root", async () => {
     const { port, child } = await startAt();
     const s = await runRequester({ host: "127.0.0.1", port }, { trustRoot: root("ecp384") });
-    expect(s.version).toBe("1.3");
+    expect(s.version).toBe("1.4");
     expect(s.algorithms).toMatchObject({ BaseAsym: "ECDSA_P384", BaseHash: "SHA_384" });
     expect(s.certificateChain.trustAnchor).toContain("ECP384 CA");
     expect(s.challenge.summaryHashChecked).toBe(true);

@@ -236,7 +236,34 @@ describe("HKDF", () => {
   });
 });
 
-describe.each(Object.keys(DHE) as DheAlgo[])("ECDHE %s", (alg) => {
+const ECDHE = (Object.keys(DHE) as DheAlgo[]).filter((a) => typeof DHE[a].group === "string");
+const FFDHE = (Object.keys(DHE) as DheAlgo[]).filter((a) => typeof DHE[a].group === "number");
+
+describe.each(FFDHE)("FFDHE %s", (alg) => {
+  it("both sides reach the same prime-sized secret; a fixed private value gives a fixed Y", () => {
+    const req = dheKeyPair(alg);
+    const rsp = dheKeyPair(alg);
+    const size = DHE[alg].exchangeSize;
+    expect(req.exchangeData.length).toBe(size);
+    const secret = req.sharedSecret(rsp.exchangeData);
+    expect(secret.length).toBe(size);
+    expect(rsp.sharedSecret(req.exchangeData)).toEqual(secret);
+    const x = Buffer.alloc(32, 0x5a);
+    expect(dheKeyPair(alg, x).exchangeData).toEqual(dheKeyPair(alg, x).exchangeData);
+  });
+
+  it("rejects Y of the wrong size, 0, 1 and above p-2 with DecodeError", () => {
+    const me = dheKeyPair(alg);
+    const size = DHE[alg].exchangeSize;
+    const one = Buffer.alloc(size);
+    one[size - 1] = 1;
+    const big = Buffer.alloc(size, 0xff); // above p, whose high bits are not all one
+    for (const bad of [Buffer.alloc(size - 1, 1), Buffer.alloc(size), one, big])
+      expect(() => me.sharedSecret(bad)).toThrow(DecodeError);
+  });
+});
+
+describe.each(ECDHE)("ECDHE %s", (alg) => {
   it("both sides reach the same secret and so the same handshake keys", () => {
     const req = dheKeyPair(alg);
     const rsp = dheKeyPair(alg);

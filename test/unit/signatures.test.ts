@@ -3,7 +3,7 @@
  * signatures over transcripts rebuilt with libspdm's rules, and rejects tampered ones; sign/verify
  * round trips for every asymmetric algorithm; key import from PEM/DER.
  */
-import { generateKeyPair, generateKeyPairSync, type KeyObject } from "node:crypto";
+import { generateKeyPair, generateKeyPairSync, type KeyObject, verify } from "node:crypto";
 import { promisify } from "node:util";
 import { beforeAll, describe, expect, it } from "vitest";
 import { DecodeError } from "../../protocol/errors.js";
@@ -202,11 +202,13 @@ describe("sign and verify round trips", () => {
   beforeAll(async () => {
     await Promise.all(
       (Object.keys(ASYM) as AsymAlgo[]).map(async (alg) => {
-        const size = ASYM[alg].size;
+        const { kind, size } = ASYM[alg];
         const pair =
-          typeof size === "string"
-            ? await generate("ec", { namedCurve: size })
-            : await generate("rsa", { modulusLength: size });
+          kind === "eddsa"
+            ? await generate(size as "ed25519", undefined)
+            : typeof size === "string"
+              ? await generate("ec", { namedCurve: size })
+              : await generate("rsa", { modulusLength: size });
         pairs.set(alg, pair);
       }),
     );
@@ -222,6 +224,19 @@ describe("sign and verify round trips", () => {
         expect(sig.length).toBe(ASYM[alg].sigSize);
         expect(verifyTranscript(suite, publicKey, "FINISH", transcript, sig)).toBe(true);
         expect(verifyTranscript(suite, publicKey, "FINISH", Buffer.from("A || B || D"), sig)).toBe(false);
+      }
+    }
+  });
+
+  it("EdDSA signs the message itself, unhashed (pure Ed25519/Ed448)", () => {
+    const t = Buffer.from("A || B || C");
+    for (const alg of ["EDDSA_25519", "EDDSA_448"] as const) {
+      const { privateKey, publicKey } = pairs.get(alg)!;
+      for (const version of [0x11, 0x12, 0x14]) {
+        const sig = signTranscript({ version, hash: "SHA_384", asym: alg }, privateKey, "CHALLENGE_AUTH", t);
+        expect(verify(null, messageToSign(version, "SHA_384", "CHALLENGE_AUTH", t), publicKey, sig)).toBe(
+          true,
+        );
       }
     }
   });

@@ -31,7 +31,7 @@ import type {
   MessageOf,
   NegotiateAlgorithms,
 } from "../../protocol/spdm/messages.js";
-import { CAPTURES, type MessageFrame, readDecoded } from "../vectors.js";
+import { CAPTURES, type MessageFrame, RAW_CAPTURES, readDecoded, readRawFrames } from "../vectors.js";
 
 /** Hex with spaces allowed; `x(n, b)` is n copies of byte b, for long fields. */
 const hex = (s: string) => Buffer.from(s.replace(/\s+/g, ""), "hex");
@@ -574,6 +574,122 @@ const CASES: Case[] = [
       payload: hex("ff"),
     },
   },
+  // 1.4 layouts (libspdm 1e16c60f, spdm.h and the SPDM_MESSAGE_VERSION_14 paths).
+  {
+    title: "FINISH 1.4: OpaqueLength before the signature and verify data",
+    bytes: cat("14e50000 0000", x(32, 0xaa)),
+    ctx: SHA256,
+    msg: {
+      code: "FINISH",
+      version: 0x14,
+      attributes: 0,
+      reqSlotId: 0,
+      opaqueData: Buffer.alloc(0),
+      signature: Buffer.alloc(0),
+      requesterVerifyData: x(32, 0xaa),
+    },
+  },
+  {
+    title: "FINISH_RSP 1.4 with opaque data",
+    bytes: hex("14650000 0200 abcd"),
+    ctx: { ...SHA256, handshakeInTheClear: false },
+    msg: { code: "FINISH_RSP", version: 0x14, opaqueData: hex("abcd"), responderVerifyData: Buffer.alloc(0) },
+  },
+  {
+    title: "PSK_FINISH 1.4",
+    bytes: cat("14e70000 0000", x(32, 0xbb)),
+    ctx: SHA256,
+    msg: { code: "PSK_FINISH", version: 0x14, opaqueData: Buffer.alloc(0), requesterVerifyData: x(32, 0xbb) },
+  },
+  {
+    title: "PSK_FINISH_RSP 1.4",
+    bytes: hex("14670000 0000"),
+    msg: { code: "PSK_FINISH_RSP", version: 0x14, opaqueData: Buffer.alloc(0) },
+  },
+  {
+    title: "CHUNK_SEND 1.4: 32-bit ChunkSeqNo, no reserved bytes",
+    bytes: hex("14850005 00000000 03000000 10000000 aabbcc"),
+    msg: {
+      code: "CHUNK_SEND",
+      version: 0x14,
+      attributes: 0,
+      handle: 5,
+      chunkSeqNo: 0,
+      largeMessageSize: 16,
+      chunk: hex("aabbcc"),
+    },
+  },
+  {
+    title: "CHUNK_SEND_ACK 1.4",
+    bytes: hex("14050005 02000000"),
+    msg: { code: "CHUNK_SEND_ACK", version: 0x14, attributes: 0, handle: 5, chunkSeqNo: 2 },
+  },
+  {
+    title: "CHUNK_GET 1.4",
+    bytes: hex("14860005 01000100"),
+    msg: { code: "CHUNK_GET", version: 0x14, handle: 5, chunkSeqNo: 0x10001 },
+  },
+  {
+    title: "CHUNK_RESPONSE 1.4, last chunk",
+    bytes: hex("14060105 07000000 02000000 eeff"),
+    msg: {
+      code: "CHUNK_RESPONSE",
+      version: 0x14,
+      attributes: 1,
+      handle: 5,
+      chunkSeqNo: 7,
+      chunk: hex("eeff"),
+    },
+  },
+  {
+    title: "VENDOR_DEFINED_REQUEST 1.4 LargeReq: reserved u16, u32 length",
+    bytes: hex("14fe8000 0300 02 0100 0000 05000000 0001020304"),
+    msg: {
+      code: "VENDOR_DEFINED_REQUEST",
+      version: 0x14,
+      large: true,
+      standardId: 3,
+      vendorId: hex("0100"),
+      payload: hex("0001020304"),
+    },
+  },
+  {
+    title: "VENDOR_DEFINED_RESPONSE 1.4 in the 16-bit form",
+    bytes: hex("147e0000 0300 02 0100 0100 ff"),
+    msg: {
+      code: "VENDOR_DEFINED_RESPONSE",
+      version: 0x14,
+      standardId: 3,
+      vendorId: hex("0100"),
+      payload: hex("ff"),
+    },
+  },
+  {
+    title: "GET_CERTIFICATE 1.4 LargeCertChain: 32-bit offset and length after the 16-bit ones",
+    bytes: hex("14828200 0000 0000 00040000 00100000"),
+    msg: {
+      code: "GET_CERTIFICATE",
+      version: 0x14,
+      slotId: 0x82,
+      attributes: 0,
+      offset: 0,
+      length: 0,
+      largeOffset: 0x400,
+      largeLength: 0x1000,
+    },
+  },
+  {
+    title: "CERTIFICATE 1.4 LargeCertChain: 32-bit portion and remainder",
+    bytes: hex("14028101 0000 0000 03000000 05000000 aabbcc"),
+    msg: {
+      code: "CERTIFICATE",
+      version: 0x14,
+      slotId: 0x81,
+      attributes: 1,
+      remainderLength: 5,
+      certChain: hex("aabbcc"),
+    },
+  },
   {
     title: "a code without a codec (GET_SUPPORTED_EVENT_TYPES) is kept raw",
     bytes: hex("13e20102 0304"),
@@ -920,5 +1036,50 @@ describe("SPDM codec properties", () => {
       }),
       { numRuns: 5000 },
     );
+  });
+});
+
+describe("SPDM codec: DMTF's pair at SPDM 1.4 (raw recordings in test/fixtures/vectors)", () => {
+  it.each(RAW_CAPTURES)("%s: every SPDM message decodes and re-encodes to the same bytes", (capture) => {
+    const vca: Partial<Parameters<typeof negotiatedContext>[0]> = {};
+    let ctx: DecodeContext = {};
+    let lastRequest: SpdmMessage | undefined;
+    const counts = new Map<string, number>();
+    for (const frame of readRawFrames(capture)) {
+      if (frame.doeType !== 1 || !frame.body) continue;
+      const isRequest = (frame.body[1]! & 0x80) !== 0;
+      const full = { ...ctx, ...(isRequest ? {} : requestContext(lastRequest)) };
+      const { message, byteLength } = decodeSpdmWithLength(frame.body, full);
+      const where = `frame ${frame.index} ${message.code}`;
+      // What follows the message is DOE padding: fewer than 4 zero bytes.
+      expect(frame.body.length - byteLength, where).toBeLessThan(4);
+      expect(encodeSpdm(message), where).toEqual(frame.body.subarray(0, byteLength));
+      if (message.code !== "GET_VERSION" && message.code !== "VERSION")
+        expect(message.version, where).toBe(0x14);
+      counts.set(message.code, (counts.get(message.code) ?? 0) + 1);
+      if (isRequest) lastRequest = message;
+      if (message.code === "GET_CAPABILITIES") vca.getCapabilities = message;
+      if (message.code === "CAPABILITIES") vca.capabilities = message;
+      if (message.code === "NEGOTIATE_ALGORITHMS") vca.negotiateAlgorithms = message;
+      if (message.code === "ALGORITHMS") ctx = negotiatedContext({ ...vca, algorithms: message });
+    }
+    // MEAS asks for every index 1..254 in turn: the ERRORs are InvalidRequest for those the device lacks.
+    expect(Object.fromEntries([...counts].sort(([a], [b]) => a.localeCompare(b)))).toEqual({
+      ALGORITHMS: 1,
+      CAPABILITIES: 1,
+      CERTIFICATE: 3,
+      CHALLENGE: 1,
+      CHALLENGE_AUTH: 1,
+      DIGESTS: 3,
+      ERROR: 246,
+      GET_CAPABILITIES: 1,
+      GET_CERTIFICATE: 3,
+      GET_DIGESTS: 3,
+      GET_MEASUREMENTS: 263,
+      GET_VERSION: 1,
+      MEASUREMENTS: 17,
+      NEGOTIATE_ALGORITHMS: 1,
+      VERSION: 1,
+    });
   });
 });

@@ -100,6 +100,8 @@ const recordedRoot = decodeCertChain("SHA_256", certChains(capture.messages).get
 /** spdm-emu's requester settings for this capture (its default --cap, masked to 1.3 by libspdm 1e16c60f). */
 function options(pairs: readonly Pair[], extra: SpdmRequesterOptions = {}): SpdmRequesterOptions {
   return {
+    // The capture ran with --ver 1.3 against a responder that also offers 1.4.
+    versions: [0x10, 0x11, 0x12, 0x13],
     capabilities:
       Cap.CERT_CAP |
       Cap.CHAL_CAP |

@@ -6,6 +6,7 @@
 import { mkdtempSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { fileURLToPath } from "node:url";
 import fc from "fast-check";
 import { afterEach, beforeAll, describe, expect, it, vi } from "vitest";
 import {
@@ -195,7 +196,10 @@ class Peer {
       return rsp;
     };
     const ver = decodeSpdm(await pair({ code: "GET_VERSION", version: V10 }));
-    expect(ver).toMatchObject({ code: "VERSION", versionNumberEntries: [0x1000, 0x1100, 0x1200, 0x1300] });
+    expect(ver).toMatchObject({
+      code: "VERSION",
+      versionNumberEntries: [0x1000, 0x1100, 0x1200, 0x1300, 0x1400],
+    });
     const getCaps = getCapabilities(v, {
       flags: this.opts.flags,
       dts: this.dts,
@@ -480,7 +484,7 @@ describe("SPDM responder: errors, after which the connection still works", () =>
     const wrongLength = Buffer.from(neg);
     wrongLength.writeUInt16LE(neg.length + 4, 4);
     const unordered = encodeSpdm({ ...p.negotiate(), algStructs: [...p.negotiate().algStructs].reverse() });
-    const noCommonAsym = encodeSpdm({ ...p.negotiate(), baseAsymAlgo: BaseAsymAlgo.EDDSA_25519 });
+    const noCommonAsym = encodeSpdm({ ...p.negotiate(), baseAsymAlgo: BaseAsymAlgo.SM2_P256 });
     for (const m of [wrongLength, unordered, noCommonAsym]) expectError(await p.send(m), "InvalidRequest");
     expect(decodeSpdm(await p.send(neg)).code).toBe("ALGORITHMS");
   });
@@ -516,7 +520,7 @@ describe("SPDM responder: errors, after which the connection still works", () =>
     expectError(await p.send({ code: "GET_VERSION", version: V11 }), "VersionMismatch", 0, V10);
     await p.send({ code: "GET_VERSION", version: V10 });
     const caps = (v: number) => encodeSpdm(getCapabilities(v));
-    expectError(await p.send(caps(0x14)), "VersionMismatch", 0, V10);
+    expectError(await p.send(caps(0x15)), "VersionMismatch", 0, V10);
     const only12 = responder({ versions: ["1.2"] });
     await only12.handle(encodeSpdm({ code: "GET_VERSION", version: V10 }));
     expectError(await only12.handle(caps(V13)), "VersionMismatch");
@@ -747,6 +751,40 @@ describe("SPDM responder: measurements", () => {
     });
   });
 
+  it("serves every DMTF measurement kind of examples/dmtf-sample.json; a hash-extended one is always a digest", async () => {
+    const file = fileURLToPath(new URL("../../examples/dmtf-sample.json", import.meta.url));
+    const { measurements } = loadDescription(file).spdm;
+    const p = await negotiated({ version: V13 }, responder({ measurements }));
+    const ctx = { measurementSignatureRequested: false };
+    for (const attributes of [0, 2]) {
+      const all = p.decode("MEASUREMENTS", await p.send(meas(V13, attributes, 0xff)), ctx);
+      const blocks = decodeMeasurementRecord(all.measurementRecord, {
+        numberOfBlocks: all.numberOfBlocks,
+        measurementHashSize: 48,
+      });
+      const raw = attributes === 2;
+      expect(blocks.map((b) => [b.index, b.dmtf!.type, b.dmtf!.rawBitStream])).toEqual([
+        [1, 0, raw],
+        [2, 1, raw],
+        [3, 2, raw],
+        [4, 3, raw],
+        [5, 6, true],
+        [6, 9, true],
+        [0x10, 7, true],
+        [0x11, 8, false],
+        [0xfd, 4, true],
+        [0xfe, 5, true],
+      ]);
+      const extended = hash(
+        "SHA_384",
+        Buffer.alloc(48),
+        hash("SHA_384", Buffer.from("doe-emu boot log: ROM, Boot FW, 1.0.3.10")),
+      );
+      expect(blocks[7]!.dmtf!.value).toEqual(extended);
+      expect(blocks[9]!.dmtf!.value.toString("hex")).toBe("3f000000040000001f00000011000000");
+    }
+  });
+
   it.each(VERSIONS)(
     "signs L1 (SPDM %s) over the unsigned exchanges since the last signature",
     async (_name, v) => {
@@ -913,12 +951,12 @@ describe("SPDM responder: one per DOE mailbox", () => {
 });
 
 describe("device description: the spdm section", () => {
-  it("defaults to SPDM 1.0–1.3 with a generated slot 0 and five measurements", () => {
+  it("defaults to SPDM 1.0–1.4 with a generated slot 0 and five measurements", () => {
     const { spdm } = defaultDescription();
     expect(spdm.slots).toEqual([{ slot: 0, generate: true }]);
     const c = responderConfig(spdm);
     expect(c).toMatchObject({
-      versions: [V10, V11, V12, V13],
+      versions: [V10, V11, V12, V13, 0x14],
       dataTransferSize: 4096,
       maxSpdmMsgSize: 65536,
     });
