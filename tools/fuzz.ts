@@ -396,8 +396,12 @@ async function warmUp(endpoints: Endpoint[], asym: readonly number[]): Promise<v
     timeoutMs: 60_000,
     connectionSteps: ["DIGEST", "CERT"] as const,
   };
-  for (const e of endpoints)
-    for (const baseAsymAlgo of asym) await withRequester(e, { ...ropts, baseAsymAlgo }, false, authenticate);
+  await Promise.all(
+    endpoints.map(async (e) => {
+      for (const baseAsymAlgo of asym)
+        await withRequester(e, { ...ropts, baseAsymAlgo }, false, authenticate);
+    }),
+  );
 }
 
 // ---- process health -----------------------------------------------------------------------------
@@ -474,8 +478,8 @@ async function main(): Promise<number> {
     `doe-emu fuzz: seed ${opts.seed}, ${opts.seconds} s, targets ${opts.targets.join(",")}, ${opts.workers} connections each, timeout ${opts.timeoutMs} ms`,
   );
   const dmtf = JSON.parse(readFileSync(join(packageRoot(), "examples", "dmtf-requester.json"), "utf8"));
-  // ECDSA only: an RSA-4096 chain is generated on first use and takes seconds (responder-slots.ts),
-  // which would stall the function's mailbox for every other input of that moment.
+  // ECDSA only, warmed up before the clock (warmUp): an RSA-4096 chain is generated on first use in
+  // seconds (responder-slots.ts), which would stall the function's mailbox for every input of that moment.
   const spdm = { asym: ["ECDSA_P384", "ECDSA_P256", "ECDSA_P521"] };
   // The same device on bus 2, its TDISP FunctionID 0xBEEF naming its own function.
   const onBus2 = { ...dmtf, spdm, tdisp: { functionIdAliases: { "0xBEEF": "02:00.0" } } };
@@ -576,9 +580,14 @@ async function main(): Promise<number> {
       }),
     );
     const watch = (async () => {
-      while (!failure && performance.now() < end) {
+      for (let tick = 1; !failure && performance.now() < end; tick++) {
         await sleep(1000);
         if (failure) break;
+        // A long run says how far it is every minute or so.
+        if (tick % 60 === 0) {
+          const s = ((performance.now() - start) / 1000).toFixed(0);
+          console.log(`${s} s: ${[...counts].map(([k, n]) => `${k} ${n}`).join(", ")}`);
+        }
         await canary(t, processes).catch((e: FuzzFailure) => {
           failure ??= e;
         });

@@ -270,7 +270,8 @@ function readJson(req: http.IncomingMessage): Promise<unknown> {
       if (size <= MAX_BODY) chunks.push(chunk);
       else reject(new HttpError(413, `body exceeds ${MAX_BODY} bytes`));
     });
-    req.once("error", reject);
+    // A client that goes away mid-body ("aborted") is its own doing, not an internal error.
+    req.once("error", (e) => reject(new HttpError(400, `request body: ${e.message}`)));
     req.once("end", () => {
       if (size > MAX_BODY) return;
       const text = Buffer.concat(chunks).toString("utf8");

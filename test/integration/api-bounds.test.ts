@@ -9,6 +9,7 @@ import net from "node:net";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { apiRequest } from "../../src/host/api-client.js";
 import { type Host, startHost } from "../../src/host/host.js";
+import { logLines } from "../support/log-lines.js";
 
 let host: Host;
 beforeAll(async () => {
@@ -66,6 +67,23 @@ describe("management API bounds", () => {
     expect(await ask("//v1/topology")).toMatch(/^HTTP\/1\.1 404/);
     expect(await ask("*")).toMatch(/^HTTP\/1\.1 400/);
     expect((await apiRequest(host.api, "GET", "/v1/topology")).status).toBe(200);
+  });
+
+  it("takes a client that goes away mid-body for the client's doing, not an internal error", async () => {
+    const lines = logLines("warn");
+    const logged = await startHost({ log: lines.log });
+    try {
+      const socket = net.connect(logged.api.port, logged.api.host);
+      socket.write("POST /v1/tdis/01:00.0/bind HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n{");
+      await new Promise((resolve) => setTimeout(resolve, 50));
+      socket.destroy();
+      // Found by `npm run fuzz`: each such client was an "API request failed" error with a stack.
+      await new Promise((resolve) => setTimeout(resolve, 100));
+      expect((await apiRequest(logged.api, "GET", "/v1/topology")).status).toBe(200);
+      expect(lines.written.filter((l) => l.includes("API request failed"))).toEqual([]);
+    } finally {
+      await logged.stop();
+    }
   });
 
   it("refuses a body on authenticate, connect, disconnect and unbind", async () => {
