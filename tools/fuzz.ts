@@ -182,13 +182,13 @@ const hexOf = (input: StreamInput | Buffer | SecuredInput): string =>
       ? `${input.bytes.toString("hex")}${input.splits.length ? ` (TCP writes split at ${input.splits.join(",")})` : ""}`
       : `${input.kind} ${input.bytes.toString("hex")}`;
 
-/** Values of `arb` drawn in batches, each batch from a seed derived from the run's, the target's and the worker's. */
+/** Values of `arb` drawn in small batches (a batch blocks every worker while drawn), each batch from a seed derived from the run's, the target's and the worker's. */
 function drawer<T>(arb: fc.Arbitrary<T>, target: Target, worker: number): () => T {
   let batch: T[] = [];
   let n = 0;
   const base = opts.seed * 7919 + TARGETS.indexOf(target) * 104_729 + worker * 1_299_709;
   return () => {
-    if (batch.length === 0) batch = fc.sample(arb, { seed: (base + n++) | 0, numRuns: 200 }).reverse();
+    if (batch.length === 0) batch = fc.sample(arb, { seed: (base + n++) | 0, numRuns: 25 }).reverse();
     return batch.pop()!;
   };
 }
@@ -494,7 +494,12 @@ async function main(): Promise<number> {
         { name: "fuzz-secured", bus: 1, description: { ...dmtf, spdm }, args },
       ],
     },
-    { logLevel: opts.logLevel, stderr: "inherit" },
+    {
+      logLevel: opts.logLevel,
+      stderr: "inherit",
+      // The bouncer answers (empty) when the mailbox has not within its timeout: within ours, then.
+      bounceTimeoutMs: Math.floor(opts.timeoutMs / 2),
+    },
   );
   const processes = [
     ...t.devices.map((d) => ({ name: d.name, pid: d.pid! })),
