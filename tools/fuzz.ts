@@ -18,7 +18,7 @@ import { DoeClient } from "../src/doe/client.js";
 import { packageRoot } from "../src/fixture/spawn-device.js";
 import { type RunningTopology, startTopology } from "../src/fixture/topology.js";
 import type { LogLevel } from "../src/log.js";
-import { type Endpoint, TimeoutError } from "../src/net/framed.js";
+import { type Endpoint, parseEndpoint, TimeoutError } from "../src/net/framed.js";
 import { runApp } from "../src/requester/app.js";
 import { authenticate } from "../src/requester/connection.js";
 import { cmaTransport, connectRequester, SECURED_CMA, withRequester } from "../src/requester/run.js";
@@ -429,6 +429,9 @@ function alive(pid: number): boolean {
   }
 }
 
+/** The first device's TDEV's bouncer, once the topology is up. */
+let bouncer: Endpoint;
+
 /** A fresh connection is served: DOE discovery and GET_VERSION on the mailbox and through the bouncer; the API answers. */
 async function canary(t: RunningTopology, processes: { name: string; pid: number }[]): Promise<void> {
   for (const p of processes)
@@ -461,13 +464,10 @@ async function canary(t: RunningTopology, processes: { name: string; pid: number
   };
   await Promise.all([
     round("mailbox", t.devices[0]!.mailboxes[0]!.endpoint),
-    round("bouncer", bounce(t)),
+    round("bouncer", bouncer),
     api(),
   ]);
 }
-
-/** The bouncer of the first device's TDEV (the secured target's device is left alone). */
-const bounce = (t: RunningTopology): Endpoint => t.tdevs.find((x) => x.bdf.startsWith("02:"))!.bounce;
 
 // ---- main -------------------------------------------------------------------------------------------
 
@@ -519,22 +519,19 @@ async function main(): Promise<number> {
     // the secured target's function would reset that target's handshakes.
     const fuzzed = view.devices.filter((d) => d.name === "fuzz");
     const functionBdfs = fuzzed.flatMap((d) => d.functions.map((f) => f.bdf));
-    const rids = functionBdfs.map((b) => parseRoutingId(b)!);
-    const bdfs = [...new Set([...view.tdis.map((x) => x.bdf), ...functionBdfs])].filter((b) =>
-      b.startsWith("02:"),
-    );
+    // The host numbers buses its own way; the control wire takes the device's routing IDs.
+    const rids = [parseRoutingId("02:00.0")!];
+    const tdis = view.tdis.filter((x) => functionBdfs.includes(x.tdev)).map((x) => x.bdf);
+    const bdfs = [...new Set([...tdis, ...functionBdfs])];
     const devices = fuzzed.map((d) => d.id);
+    // The bouncer of the first device's TDEV (the secured target's device is left alone).
+    bouncer = parseEndpoint(view.tdevs.find((x) => functionBdfs.includes(x.bdf))!.bounce);
     const make = (target: Target, w: number): Worker => {
       switch (target) {
         case "mailbox":
           return streamWorker(target, mailbox, "mailbox", drawer(mailboxStream(corpus), target, w));
         case "bouncer":
-          return streamWorker(
-            target,
-            t.tdevs[0]!.bounce,
-            "mailbox",
-            drawer(mailboxStream(corpus), target, w),
-          );
+          return streamWorker(target, bouncer, "mailbox", drawer(mailboxStream(corpus), target, w));
         case "spdm":
           return streamWorker(
             target,
