@@ -1,7 +1,7 @@
 /**
- * Integration tests spawn the bundled CLI (dist/doe-emu.mjs). Rebuild it before a run, and before
- * each watch-mode re-run, whenever a source is newer than the bundle, so a test never exercises
- * stale code (`npm test` builds first, so there this is a quick mtime walk).
+ * Integration tests spawn the bundled CLI (dist/doe-emu.mjs) and the fuzzer (dist/tools). Rebuild
+ * them before a run, and before each watch-mode re-run, whenever a source is newer than the bundle,
+ * so a test never exercises stale code (`npm test` builds first, so there this is a quick mtime walk).
  */
 import { execFileSync } from "node:child_process";
 import { readdirSync, statSync } from "node:fs";
@@ -14,7 +14,8 @@ const BUNDLE = join(ROOT, "dist", "doe-emu.mjs");
 const SOURCES = [
   "protocol",
   "src",
-  "tools/bundle.mjs",
+  // The bundle's and the tools' (bench, fuzz) sources: `npm run build` compiles both.
+  "tools",
   "package.json",
   "tsconfig.json",
   "tsconfig.build.json",

@@ -270,7 +270,8 @@ function readJson(req: http.IncomingMessage): Promise<unknown> {
       if (size <= MAX_BODY) chunks.push(chunk);
       else reject(new HttpError(413, `body exceeds ${MAX_BODY} bytes`));
     });
-    req.once("error", reject);
+    // A client that goes away mid-body ("aborted") is its own doing, not an internal error.
+    req.once("error", (e) => reject(new HttpError(400, `request body: ${e.message}`)));
     req.once("end", () => {
       if (size > MAX_BODY) return;
       const text = Buffer.concat(chunks).toString("utf8");
@@ -297,9 +298,22 @@ function bdfParam(text: string, what: "TDEV" | "TDI" | "function", exists: (rid:
   return rid;
 }
 
-async function route(target: ApiTarget, req: http.IncomingMessage): Promise<[number, unknown]> {
+/**
+ * The request target as a URL, always on our origin: "//x/y" is the path //x/y, not host x. A target
+ * that is not a path (e.g. "*", an absolute URL) is undefined, the client's error.
+ */
+function requestUrl(req: http.IncomingMessage): URL | undefined {
+  if (!req.url?.startsWith("/")) return undefined;
+  try {
+    return new URL(`http://localhost${req.url ?? "/"}`);
+  } catch {
+    return undefined;
+  }
+}
+
+async function route(target: ApiTarget, req: http.IncomingMessage, url: URL): Promise<[number, unknown]> {
   const { registry } = target;
-  const path = new URL(req.url ?? "/", "http://localhost").pathname;
+  const path = url.pathname;
   const method = req.method ?? "GET";
   const expect = (m: string) => {
     if (method !== m) throw new HttpError(405, `${method} ${path}: use ${m}`);
@@ -396,7 +410,7 @@ async function route(target: ApiTarget, req: http.IncomingMessage): Promise<[num
   if (m) {
     if (method !== "GET" && method !== "POST") throw new HttpError(405, `${method} ${path}: use GET or POST`);
     const rid = bdfParam(m[1]!, "function", (r) => hasFunction(registry, r));
-    const query = new URL(req.url ?? "/", "http://localhost").searchParams;
+    const query = url.searchParams;
     try {
       const { configRead: read, configWrite: write } = target;
       const view =
@@ -451,7 +465,8 @@ export function startApi(
       connectionsCheckingInterval: Math.min(1000, requestTimeout),
     },
     (req, res) => {
-      const url = new URL(req.url ?? "/", "http://localhost");
+      const url = requestUrl(req);
+      if (!url) return answer(res, 400, { error: `malformed request target ${req.url}` });
       if (req.method === "GET" && url.pathname === "/") {
         res.writeHead(200, { "content-type": "text/html; charset=utf-8", "cache-control": "no-cache" });
         return void res.end(STATUS_PAGE);
@@ -466,7 +481,7 @@ export function startApi(
           return answer(res, e.status, { error: e.message });
         }
       }
-      void route(opts.tsm, req)
+      void route(opts.tsm, req, url)
         .catch((e: unknown): [number, unknown] => {
           if (e instanceof HttpError) return [e.status, { error: e.message, ...e.detail }];
           log.error({ err: e instanceof Error ? e.stack : String(e) }, "API request failed");

@@ -1,13 +1,15 @@
 /**
  * The host's management API against clients that misbehave: a body over the cap is answered 413
  * (not a reset), a request that trickles in is cut off by the request timeout, and a body where
- * none belongs is a 400.
+ * none belongs is a 400, a request target no URL parser takes is a 400 (it once threw in the
+ * request handler and ended the host).
  */
 import http from "node:http";
 import net from "node:net";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { apiRequest } from "../../src/host/api-client.js";
 import { type Host, startHost } from "../../src/host/host.js";
+import { logLines } from "../support/log-lines.js";
 
 let host: Host;
 beforeAll(async () => {
@@ -47,6 +49,41 @@ describe("management API bounds", () => {
     socket.write("POST /v1/tdis/01:00.0/bind HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n{");
     await new Promise((resolve) => socket.once("close", resolve));
     expect(answer).toMatch(/^HTTP\/1\.1 408/);
+  });
+
+  it("answers request targets that are no URL path, and keeps serving", async () => {
+    const ask = (target: string) =>
+      new Promise<string>((resolve) => {
+        const socket = net.connect(host.api.port, host.api.host);
+        let answer = "";
+        socket.on("data", (d: Buffer) => {
+          answer += d.toString();
+        });
+        socket.once("close", () => resolve(answer));
+        socket.end(`GET ${target} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n`);
+      });
+    // Found by `npm run fuzz`: "//…" made new URL(target, base) read a host name, and throw.
+    expect(await ask("//%3B%3DP%3El%2CZg/%3F!'ZOc%2F%24")).toMatch(/^HTTP\/1\.1 404/);
+    expect(await ask("//v1/topology")).toMatch(/^HTTP\/1\.1 404/);
+    expect(await ask("*")).toMatch(/^HTTP\/1\.1 400/);
+    expect((await apiRequest(host.api, "GET", "/v1/topology")).status).toBe(200);
+  });
+
+  it("takes a client that goes away mid-body for the client's doing, not an internal error", async () => {
+    const lines = logLines("warn");
+    const logged = await startHost({ log: lines.log });
+    try {
+      const socket = net.connect(logged.api.port, logged.api.host);
+      socket.write("POST /v1/tdis/01:00.0/bind HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n{");
+      await new Promise((resolve) => setTimeout(resolve, 50));
+      socket.destroy();
+      // Found by `npm run fuzz`: each such client was an "API request failed" error with a stack.
+      await new Promise((resolve) => setTimeout(resolve, 100));
+      expect((await apiRequest(logged.api, "GET", "/v1/topology")).status).toBe(200);
+      expect(lines.written.filter((l) => l.includes("API request failed"))).toEqual([]);
+    } finally {
+      await logged.stop();
+    }
   });
 
   it("refuses a body on authenticate, connect, disconnect and unbind", async () => {
