@@ -169,7 +169,13 @@ async function eraseKeyPair(r: SpdmRequester): Promise<number> {
       version: r.version,
       operation,
       keyPairId: KEY_PAIR_ID,
-      ...(change && { desiredKeyUsage: 0, desiredAsymAlgo: 0, desiredAssocCertSlotMask: 0 }),
+      // 1.4 adds the desired PQC algorithm (a 4-byte mask, as libspdm sends it); none here.
+      ...(change && {
+        desiredKeyUsage: 0,
+        desiredAsymAlgo: 0,
+        desiredAssocCertSlotMask: 0,
+        desiredPqcAsymAlgo: Buffer.alloc(4),
+      }),
     });
     expectResponse(reply, "SET_KEY_PAIR_INFO_ACK");
   }
