@@ -237,6 +237,24 @@ export const controlStream = (rids: readonly number[]) => {
 };
 
 /** What a well-behaved endpoint does with a byte stream, frame by frame. */
+/** The endpoint a byte stream goes to: a device's mailbox, a host's bouncer, a control endpoint. */
+export type Wire = "mailbox" | "bouncer" | "control";
+
+/**
+ * Socket commands answered with the connection left open; any other closes it. Both acknowledge
+ * OOB_ENCAP_ENDPOINT_INFO as spdm_responder_emu does; only a device's mailbox serves
+ * OOB_ENCAP_KEY_UPDATE (the bouncer does not forward it).
+ */
+const STAYS_OPEN: Record<Exclude<Wire, "control">, number[]> = {
+  mailbox: [
+    SocketCommand.NORMAL,
+    SocketCommand.TEST,
+    SocketCommand.OOB_ENCAP_ENDPOINT_INFO,
+    SocketCommand.OOB_ENCAP_KEY_UPDATE,
+  ],
+  bouncer: [SocketCommand.NORMAL, SocketCommand.TEST, SocketCommand.OOB_ENCAP_ENDPOINT_INFO],
+};
+
 export interface Expected {
   /** Frames it answers before anything else happens. */
   answers: number;
@@ -250,7 +268,7 @@ export interface Expected {
  * The rules of serveSpdmEmu (mailbox and bouncer) or of the control endpoint (one answer per frame)
  * applied to `bytes`, written here again from the wire format rather than imported.
  */
-export function expectedAnswers(bytes: Buffer, wire: "mailbox" | "control"): Expected {
+export function expectedAnswers(bytes: Buffer, wire: Wire): Expected {
   const max = wire === "control" ? CONTROL_MAX_PAYLOAD : DEFAULT_MAX_FRAME_PAYLOAD;
   let off = 0;
   let answers = 0;
@@ -267,8 +285,7 @@ export function expectedAnswers(bytes: Buffer, wire: "mailbox" | "control"): Exp
     }
     if (transport !== TransportType.PCI_DOE) return { answers, closes: true, partial: false };
     answers++;
-    if (command !== SocketCommand.NORMAL && command !== SocketCommand.TEST)
-      return { answers, closes: true, partial: false };
+    if (!STAYS_OPEN[wire].includes(command)) return { answers, closes: true, partial: false };
   }
   return { answers, closes: false, partial: off < bytes.length };
 }

@@ -38,6 +38,7 @@ import {
   mutated,
   type StreamInput,
   spdmStream,
+  type Wire,
 } from "./fuzz-inputs.js";
 
 const TARGETS = ["mailbox", "control", "bouncer", "api", "secured", "spdm"] as const;
@@ -201,7 +202,7 @@ function drawer<T>(arb: fc.Arbitrary<T>, target: Target, worker: number): () => 
 function streamWorker(
   target: Target,
   endpoint: Endpoint,
-  wire: "mailbox" | "control",
+  wire: Wire,
   draw: () => StreamInput,
   /** Sent (answers awaited, not judged) on each new connection, e.g. VCA so later requests go deeper. */
   prelude: Buffer[] = [],
@@ -531,7 +532,7 @@ async function main(): Promise<number> {
         case "mailbox":
           return streamWorker(target, mailbox, "mailbox", drawer(mailboxStream(corpus), target, w));
         case "bouncer":
-          return streamWorker(target, bouncer, "mailbox", drawer(mailboxStream(corpus), target, w));
+          return streamWorker(target, bouncer, "bouncer", drawer(mailboxStream(corpus), target, w));
         case "spdm":
           return streamWorker(
             target,

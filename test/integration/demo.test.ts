@@ -8,7 +8,7 @@ const run = promisify(execFile);
 it("`doe-emu demo` runs the example topology end to end and leaves nothing running", async () => {
   const { stdout } = await run(process.execPath, [cliPath(), "demo"], { timeout: 60_000 });
   expect(stdout).toContain("3 devices, 3 TDEVs, 6 TDIs");
-  expect(stdout).toMatch(/01:00\.0: SPDM 1\.3; BaseHash SHA_384, BaseAsym ECDSA_P384/);
+  expect(stdout).toMatch(/01:00\.0: SPDM 1\.4; BaseHash SHA_384, BaseAsym ECDSA_P384/);
   expect(stdout).toContain("bind it to guest-2 (refused: bound to another VM): HTTP 409");
   expect(stdout).toMatch(/01:00\.0: connected, session 0x[0-9a-f]+, IDE stream secure/);
   expect(stdout).toMatch(/01:00\.0: TDISP RUN, bound to guest-3/);
