@@ -6,8 +6,8 @@
  * `DIGESTS`, and `basic BASIC` (CHALLENGE_AUTH BasicMutAuthReq: our encapsulated CHALLENGE). Then
  * `--key_upd RSP`: spdm_requester_emu sends OOB_ENCAP_KEY_UPDATE and fetches our KEY_UPDATE.
  * Its default --exe_conn and --exe_session (minus what our CAPABILITIES do not advertise: MEL, CSR,
- * … and APP, which needs examples/dmtf-requester.json) must exit 0 with no failure printed. Our
- * device offers 1.3 at most (the spdm14 branch adds 1.4).
+ * … and APP, which needs examples/dmtf-requester.json) must exit 0 with no failure printed. Both
+ * ends offer 1.4 by default, so these run at 1.4.
  */
 import { spawn } from "node:child_process";
 import { mkdtempSync, writeFileSync } from "node:fs";

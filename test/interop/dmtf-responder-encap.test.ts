@@ -7,17 +7,17 @@
  * GET_DIGESTS, GET_CERTIFICATE and CHALLENGE, which we answer with a signed CHALLENGE_AUTH), and a
  * KEY_UPDATE the responder sends in the session (after the OOB_ENCAP_KEY_UPDATE socket command).
  * We answer from DMTF's sample requester chain and key; DMTF's responder verifies the chain against
- * its sample root and our signatures. Our requester offers 1.3 at most, so these run at 1.3.
+ * its sample root and our signatures. Both ends offer 1.4 by default, so these run at 1.4.
  */
 
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
 import { RequesterCapability as Cap, DheNamedGroup } from "../../protocol/spdm/codes.js";
-import { loadChainAndKey } from "../../src/crypto/cert-files.js";
 import {
   exited,
   SPDM_EMU_BIN,
+  sampleRequesterIdentity,
   startResponder,
   stopResponders,
 } from "../../src/fixture/spdm-emu-responder.js";
@@ -27,12 +27,7 @@ import { REQUESTER_DEFAULTS } from "../../src/spdm/requester-options.js";
 afterEach(stopResponders);
 
 const root = () => readFileSync(join(SPDM_EMU_BIN ?? "", "ecp384", "ca.cert.der"));
-/** DMTF's sample requester chain and key of `dir` (rsa3072 is its default ReqBaseAsym). */
-function identity(dir: string): RunRequesterOptions {
-  const bin = join(SPDM_EMU_BIN ?? "", dir);
-  const id = loadChainAndKey(join(bin, "bundle_requester.certchain.der"), join(bin, "end_requester.key"));
-  return { requesterCertChain: id.certsDer, requesterKey: id.privateKey };
-}
+const identity = sampleRequesterIdentity;
 const noClear = REQUESTER_DEFAULTS.capabilities & ~Cap.HANDSHAKE_IN_THE_CLEAR_CAP;
 const FETCH_CHAIN = ["GET_DIGESTS", "GET_CERTIFICATE"];
 

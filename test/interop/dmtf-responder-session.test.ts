@@ -11,12 +11,12 @@ import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
 import { AeadCipherSuite, RequesterCapability as Cap, DheNamedGroup } from "../../protocol/spdm/codes.js";
-import { loadChainAndKey } from "../../src/crypto/cert-files.js";
 import { generateCertChain } from "../../src/crypto/certgen.js";
 import { DoeClient } from "../../src/doe/client.js";
 import {
   exited,
   SPDM_EMU_BIN,
+  sampleRequesterIdentity,
   startResponder,
   stopResponders,
 } from "../../src/fixture/spdm-emu-responder.js";
@@ -197,12 +197,8 @@ describe.skipIf(!SPDM_EMU_BIN)(
   "mutual authentication against DMTF spdm_responder_emu --mut_auth WO_ENCAP",
   () => {
     const MUT_AUTH = ["--mut_auth", "WO_ENCAP", "--basic_mut_auth", "NO"];
-    /** DMTF's sample requester chain and key of `dir` (the responder provisions the one of its ReqBaseAsym). */
-    const identity = (dir: string): RunRequesterOptions => {
-      const bin = join(SPDM_EMU_BIN ?? "", dir);
-      const id = loadChainAndKey(join(bin, "bundle_requester.certchain.der"), join(bin, "end_requester.key"));
-      return { requesterCertChain: id.certsDer, requesterKey: id.privateKey };
-    };
+    // The responder provisions the sample requester chain of its ReqBaseAsym.
+    const identity = sampleRequesterIdentity;
 
     it("KEY_EX with the handshake in the clear, DMTF's RSA-3072 requester chain (its default ReqBaseAsym)", async () => {
       const s = await session("KEY_EX", MUT_AUTH, identity("rsa3072"));
