@@ -79,6 +79,9 @@ export const RESPONDER_CAPABILITY_NAMES = {
   SET_KEY_PAIR_INFO: Rsp.SET_KEY_PAIR_INFO_CAP,
   /** Encapsulated requests (1.1+): the responder-initiated KEY_UPDATE; mutual-auth modes add it themselves. */
   ENCAP: Rsp.ENCAP_CAP,
+  /** Multi-key connections (1.3): always, or when the requester asks with MULTI_KEY_CONN. */
+  MULTI_KEY_ONLY: Rsp.MULTI_KEY_CAP_ONLY,
+  MULTI_KEY_NEG: Rsp.MULTI_KEY_CAP_NEG,
 } as const;
 
 // Algorithms: the codes' own names are spdm-emu's, except for the three renamed here.

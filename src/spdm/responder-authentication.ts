@@ -7,6 +7,7 @@
 import { randomBytes } from "node:crypto";
 import { encodeSpdm } from "../../protocol/spdm/codec.js";
 import {
+  CertificateModel,
   NONCE_SIZE,
   RequesterCapability,
   ResponderCapability,
@@ -14,12 +15,13 @@ import {
 } from "../../protocol/spdm/codes.js";
 import type { Challenge, GetCertificate, GetDigests } from "../../protocol/spdm/messages.js";
 import { maskOf } from "../bits.js";
+import { KEY_PAIR_USAGES } from "./provisioning.js";
 import { check, EMPTY, type Exchange, type ResponderContext } from "./responder-context.js";
 import { measurementSummary } from "./responder-measurements.js";
 
 export type AuthenticationContext = Pick<
   ResponderContext,
-  "config" | "slots" | "connection" | "transcript" | "encap" | "log"
+  "config" | "slots" | "connection" | "transcript" | "encap" | "log" | "provisioning"
 >;
 
 const CERTIFICATE_HEADER = 8;
@@ -28,23 +30,36 @@ const BASIC_MUT_AUTH_REQ = 0x80;
 /** GET_CERTIFICATE Param2 bit 0 (1.3): only the slot's size is asked for. */
 const SLOT_SIZE_REQUESTED = 0x1;
 
+/** Every slot's certificate model on a multi-key connection: a device certificate, as spdm-emu's. */
+const CERT_INFO = CertificateModel.DeviceCert;
+
 export function getDigests(
-  c: Pick<AuthenticationContext, "slots" | "connection" | "transcript">,
+  c: Pick<AuthenticationContext, "slots" | "connection" | "transcript" | "provisioning">,
   m: GetDigests,
   request: Buffer,
   x: Exchange,
 ): Buffer {
-  const { slots } = c.connection.negotiated;
+  const { slots, multiKeyConn } = c.connection.negotiated;
   check(slots.size > 0, "Unspecified");
+  // Multi-key: each slot's key pair (the one described with it) and that key pair's usage.
+  const keyPairs = [...slots.keys()].map((s) => c.provisioning.keyPairs.find((k) => k.slot === s));
   const response = encodeSpdm({
     code: "DIGESTS",
     version: m.version,
     supportedSlotMask: m.version >= SpdmVersion.V1_3 ? c.slots.supportedMask : 0,
     provisionedSlotMask: maskOf([...slots.keys()].map((s) => 1 << s)),
     digests: [...slots.values()].map((s) => s.digest),
+    ...(multiKeyConn && {
+      keyPairIds: keyPairs.map((k) => k?.id ?? 0),
+      certificateInfos: keyPairs.map(() => CERT_INFO),
+      keyUsageMasks: keyPairs.map((k) => k?.usage ?? KEY_PAIR_USAGES),
+    }),
   });
-  // libspdm keeps in-session certificate traffic out of B: no CHALLENGE signs over it.
-  if (!x.session) c.transcript.addCertificateExchange(request, response);
+  // libspdm keeps in-session certificate traffic out of B (no CHALLENGE signs over it) and D.
+  if (!x.session) {
+    c.transcript.addCertificateExchange(request, response);
+    c.transcript.noteDigests(response);
+  }
   return response;
 }
 
@@ -69,7 +84,7 @@ export function getCertificate(
     code: "CERTIFICATE",
     version: m.version,
     slotId,
-    attributes: 0,
+    attributes: connection.negotiated.multiKeyConn ? CERT_INFO : 0,
     remainderLength: sizeOnly ? chain.length : chain.length - offset - length,
     certChain: chain.subarray(offset, offset + length),
   });

@@ -162,6 +162,11 @@ export interface Selection {
   reqAsym?: AsymAlgo;
   /** OtherParamsSelection (1.2+): the opaque data format. */
   otherParams: number;
+  /**
+   * A 1.3 multi-key connection for our keys: DIGESTS carries each slot's KeyPairID, certificate
+   * model and key usage, CERTIFICATE its certificate model, and the first DIGESTS enters TH.
+   */
+  multiKeyConn: boolean;
   /** What request decoding needs: H for verify data, D for ExchangeData. */
   decode: DecodeContext;
 }

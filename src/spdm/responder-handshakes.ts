@@ -112,6 +112,7 @@ export function keyExchange(c: HandshakeContext, m: KeyExchange, request: Buffer
     rspSessionId: start.rspSessionId,
     transcriptPrefix: sessionTranscriptPrefix(start.suite, {
       vca: c.transcript.vca,
+      digests: connection.negotiated.multiKeyConn ? c.transcript.digests : undefined,
       certChain: slot.chain,
     }),
     handshakeInTheClear: connection.handshakeInTheClear,

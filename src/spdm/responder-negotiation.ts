@@ -184,8 +184,13 @@ export async function negotiateAlgorithms(
         (i === 0 || t.algType > tables[i - 1]!.algType),
     ),
   );
-  // MULTI_KEY_CONN would ask for our multi-key connection; we advertise no MULTI_KEY_CAP.
-  check(version < SpdmVersion.V1_3 || (m.otherParamsSupport & OtherParams.MULTI_KEY_CONN) === 0);
+  // MULTI_KEY_CONN asks for our multi-key connection: refused without MULTI_KEY_CAP, required by
+  // MULTI_KEY_CAP "only" (libspdm's checks).
+  const ourMultiKey = peer.ours & CapabilityField.MULTI_KEY_CAP;
+  const multiKeyConn =
+    version >= SpdmVersion.V1_3 && (m.otherParamsSupport & OtherParams.MULTI_KEY_CONN) !== 0;
+  if (version >= SpdmVersion.V1_3)
+    check(multiKeyConn ? ourMultiKey !== 0 : ourMultiKey !== ResponderCapability.MULTI_KEY_CAP_ONLY);
   const measurementSpec =
     (peer.ours & CapabilityField.MEAS_CAP) !== 0 && m.measurementSpecification & MeasurementSpecification.DMTF
       ? MeasurementSpecification.DMTF
@@ -255,6 +260,7 @@ export async function negotiateAlgorithms(
     aead,
     reqAsym,
     otherParams,
+    multiKeyConn,
     decode: {
       hashSize: hashAlg && HASH[hashAlg].size,
       dheExchangeSize: dhe && DHE[dhe].exchangeSize,

@@ -9,8 +9,9 @@
  * with `mutualAuth`, which also advertises MUT_AUTH_CAP, and ENCAP_CAP for the modes that fetch the
  * requester's chain through encapsulated requests).
  *
- * Only capabilities the responder implements can be named (MUT_AUTH, MULTI_KEY ... cannot; ENCAP
- * alone allows the responder-initiated KEY_UPDATE; the provisioning ones, MEL, CSR, SET_CERT,
+ * Only capabilities the responder implements can be named (MUT_AUTH cannot; ENCAP alone allows the
+ * responder-initiated KEY_UPDATE; MULTI_KEY_NEG / MULTI_KEY_ONLY, off by default, offer a 1.3
+ * multi-key connection; the provisioning ones, MEL, CSR, SET_CERT,
  * EP_INFO_*, *_KEY_PAIR_INFO, are off by default); the
  * algorithm lists are preference orders (first = most preferred) over what src/crypto/suites.ts
  * implements, which has no FFDHE: DHE is ECDHE only.
@@ -274,6 +275,8 @@ export const spdmSettingsSchema = z
     if ((has("CHAL") || has("MEAS_SIG")) && !has("CERT"))
       issue(["capabilities"], "CHAL and MEAS_SIG need CERT");
     if (has("KEY_EX") && !has("CERT")) issue(["capabilities"], "KEY_EX needs CERT");
+    if (has("MULTI_KEY_ONLY") && has("MULTI_KEY_NEG"))
+      issue(["capabilities"], "MULTI_KEY_ONLY and MULTI_KEY_NEG exclude each other");
     const m = s.mutualAuth;
     if (m && m.mode !== "NO" && !has("KEY_EX"))
       issue(["mutualAuth"], "needs KEY_EX (it is for KEY_EXCHANGE sessions)");
