@@ -1,13 +1,15 @@
 /**
  * The provisioning requests between our requester and our responder in one process: every step
  * verified by the requester (MEL length, signed ENDPOINT_INFO, CSR signature), and the responder's
- * refusals (a chain for another key, erasing an associated key pair, a deferred CSR).
+ * refusals (a chain for another key, erasing an associated key pair, a deferred CSR); a 1.3
+ * multi-key connection (MULTI_KEY_NEG / MULTI_KEY_ONLY), where GET_CSR and SET_CERTIFICATE name key pair 1.
  */
 import { describe, expect, it } from "vitest";
-import { SpdmErrorCode } from "../../protocol/spdm/codes.js";
+import { CertificateModel, OtherParams, SpdmErrorCode } from "../../protocol/spdm/codes.js";
 import { KeyPairOperation } from "../../protocol/spdm/provision.js";
 import { generateCertChain } from "../../src/crypto/certgen.js";
 import { authenticate } from "../../src/requester/connection.js";
+import { KEY_PAIR_USAGES } from "../../src/spdm/provisioning.js";
 import { SpdmRequester, SpdmRequesterError } from "../../src/spdm/requester.js";
 import { PROVISION_STEPS } from "../../src/spdm/requester-provision.js";
 import { SpdmResponder } from "../../src/spdm/responder.js";
@@ -33,10 +35,10 @@ const SETTINGS = spdmSettingsSchema.parse({
   ],
 });
 
-function pair() {
+function pair(settings = SETTINGS) {
   const responder = new SpdmResponder(
-    responderConfig(SETTINGS),
-    CertificateSlots.fromSettings(SETTINGS.slots),
+    responderConfig(settings),
+    CertificateSlots.fromSettings(settings.slots),
   );
   const requester = (opts: ConstructorParameters<typeof SpdmRequester>[1] = {}) =>
     new SpdmRequester({ send: (b) => responder.handle(b) }, { baseAsymAlgo: 0x10, ...opts });
@@ -105,5 +107,41 @@ describe("provisioning requests, our requester against our responder", () => {
       opaqueData: Buffer.alloc(0),
     });
     expect(csr.message).toMatchObject({ code: "ERROR", errorCode: SpdmErrorCode.InvalidRequest });
+  });
+
+  describe("a multi-key connection", () => {
+    const multiKey = (cap: string) =>
+      pair(spdmSettingsSchema.parse({ ...SETTINGS, capabilities: [...SETTINGS.capabilities, cap] }));
+
+    it("MULTI_KEY_NEG: DIGESTS names each slot's key pair, model and usage; CSR and SET_CERT by KeyPairID", async () => {
+      const r = multiKey("MULTI_KEY_NEG").requester({
+        provisionSteps: PROVISION_STEPS.filter((s) => s !== "SET_KEY_PAIR_INFO"),
+      });
+      const s = await authenticate(r);
+      expect(r.ctx.multiKeyConn).toBe(true);
+      expect(s.provisioning).toMatchObject({ skipped: [], setCertificate: { slot: 0, certificates: 3 } });
+      expect(s.provisioning.csr!.length).toBeGreaterThan(100);
+      const d = await r.exchange({ code: "GET_DIGESTS", version: r.version });
+      expect(d.message).toMatchObject({
+        provisionedSlotMask: 0b101,
+        keyPairIds: [1, 2],
+        certificateInfos: [CertificateModel.DeviceCert, CertificateModel.DeviceCert],
+        keyUsageMasks: [KEY_PAIR_USAGES, KEY_PAIR_USAGES],
+      });
+    });
+
+    it("MULTI_KEY_NEG without the requester's MULTI_KEY_CONN: a single-key connection", async () => {
+      const r = multiKey("MULTI_KEY_NEG").requester({ otherParamsSupport: OtherParams.OPAQUE_DATA_FMT_1 });
+      await authenticate(r);
+      expect(r.ctx.multiKeyConn).toBe(false);
+      const d = await r.exchange({ code: "GET_DIGESTS", version: r.version });
+      expect(d.message).not.toHaveProperty("keyPairIds");
+    });
+
+    it("MULTI_KEY_ONLY: a multi-key connection even when the requester's options leave MULTI_KEY_CONN out", async () => {
+      const r = multiKey("MULTI_KEY_ONLY").requester({ otherParamsSupport: OtherParams.OPAQUE_DATA_FMT_1 });
+      await authenticate(r);
+      expect(r.ctx.multiKeyConn).toBe(true);
+    });
   });
 });
