@@ -277,6 +277,9 @@ export const spdmSettingsSchema = z
     if (has("KEY_EX") && !has("CERT")) issue(["capabilities"], "KEY_EX needs CERT");
     if (has("MULTI_KEY_ONLY") && has("MULTI_KEY_NEG"))
       issue(["capabilities"], "MULTI_KEY_ONLY and MULTI_KEY_NEG exclude each other");
+    // DSP0274 1.3 (and libspdm's requester checks it).
+    if ((has("MULTI_KEY_ONLY") || has("MULTI_KEY_NEG")) && !(has("GET_KEY_PAIR_INFO") && has("CERT")))
+      issue(["capabilities"], "MULTI_KEY_ONLY and MULTI_KEY_NEG need GET_KEY_PAIR_INFO and CERT");
     const m = s.mutualAuth;
     if (m && m.mode !== "NO" && !has("KEY_EX"))
       issue(["mutualAuth"], "needs KEY_EX (it is for KEY_EXCHANGE sessions)");

@@ -138,6 +138,14 @@ describe("provisioning requests, our requester against our responder", () => {
       expect(d.message).not.toHaveProperty("keyPairIds");
     });
 
+    it("needs GET_KEY_PAIR_INFO and CERT, and one of MULTI_KEY_ONLY / MULTI_KEY_NEG", () => {
+      for (const capabilities of [
+        ["CERT", "CHAL", "MULTI_KEY_NEG"],
+        ["CERT", "CHAL", "GET_KEY_PAIR_INFO", "MULTI_KEY_NEG", "MULTI_KEY_ONLY"],
+      ])
+        expect(spdmSettingsSchema.safeParse({ capabilities }).success, String(capabilities)).toBe(false);
+    });
+
     it("MULTI_KEY_ONLY: a multi-key connection even when the requester's options leave MULTI_KEY_CONN out", async () => {
       const r = multiKey("MULTI_KEY_ONLY").requester({ otherParamsSupport: OtherParams.OPAQUE_DATA_FMT_1 });
       await authenticate(r);
