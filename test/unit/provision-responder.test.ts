@@ -2,7 +2,8 @@
  * The provisioning requests between our requester and our responder in one process: every step
  * verified by the requester (MEL length, signed ENDPOINT_INFO, CSR signature), and the responder's
  * refusals (a chain for another key, erasing an associated key pair, a deferred CSR); a 1.3
- * multi-key connection (MULTI_KEY_NEG / MULTI_KEY_ONLY), where GET_CSR and SET_CERTIFICATE name key pair 1.
+ * multi-key connection (MULTI_KEY_NEG / MULTI_KEY_ONLY), where GET_CSR and SET_CERTIFICATE name
+ * key pair 1 and the first DIGESTS enters both sides' TH.
  */
 import { describe, expect, it } from "vitest";
 import { CertificateModel, OtherParams, SpdmErrorCode } from "../../protocol/spdm/codes.js";
@@ -12,6 +13,7 @@ import { authenticate } from "../../src/requester/connection.js";
 import { KEY_PAIR_USAGES } from "../../src/spdm/provisioning.js";
 import { SpdmRequester, SpdmRequesterError } from "../../src/spdm/requester.js";
 import { PROVISION_STEPS } from "../../src/spdm/requester-provision.js";
+import { endSession, openSession } from "../../src/spdm/requester-session.js";
 import { SpdmResponder } from "../../src/spdm/responder.js";
 import { responderConfig, spdmSettingsSchema } from "../../src/spdm/responder-settings.js";
 import { CertificateSlots } from "../../src/spdm/responder-slots.js";
@@ -41,7 +43,13 @@ function pair(settings = SETTINGS) {
     CertificateSlots.fromSettings(settings.slots),
   );
   const requester = (opts: ConstructorParameters<typeof SpdmRequester>[1] = {}) =>
-    new SpdmRequester({ send: (b) => responder.handle(b) }, { baseAsymAlgo: 0x10, ...opts });
+    new SpdmRequester(
+      {
+        send: (b) => responder.handle(b),
+        sendSecured: async (b) => (await responder.handleSecured(b)) ?? Buffer.alloc(0),
+      },
+      { baseAsymAlgo: 0x10, ...opts },
+    );
   return { responder, requester };
 }
 
@@ -110,8 +118,8 @@ describe("provisioning requests, our requester against our responder", () => {
   });
 
   describe("a multi-key connection", () => {
-    const multiKey = (cap: string) =>
-      pair(spdmSettingsSchema.parse({ ...SETTINGS, capabilities: [...SETTINGS.capabilities, cap] }));
+    const multiKey = (...caps: string[]) =>
+      pair(spdmSettingsSchema.parse({ ...SETTINGS, capabilities: [...SETTINGS.capabilities, ...caps] }));
 
     it("MULTI_KEY_NEG: DIGESTS names each slot's key pair, model and usage; CSR and SET_CERT by KeyPairID", async () => {
       const r = multiKey("MULTI_KEY_NEG").requester({
@@ -128,6 +136,15 @@ describe("provisioning requests, our requester against our responder", () => {
         certificateInfos: [CertificateModel.DeviceCert, CertificateModel.DeviceCert],
         keyUsageMasks: [KEY_PAIR_USAGES, KEY_PAIR_USAGES],
       });
+    });
+
+    it("KEY_EXCHANGE with the first DIGESTS in TH on both sides: FINISH verifies", async () => {
+      const r = multiKey("MULTI_KEY_NEG", "ENCRYPT", "MAC", "KEY_EX").requester();
+      await authenticate(r);
+      expect(r.ctx.multiKeyConn).toBe(true);
+      const { session } = await openSession(r, { kind: "KEY_EX" });
+      await endSession(r, session, 0);
+      expect(session.state).toBe("ended");
     });
 
     it("MULTI_KEY_NEG without the requester's MULTI_KEY_CONN: a single-key connection", async () => {
