@@ -70,7 +70,9 @@ describe.skipIf(!BIN)("provisioning messages with DMTF's pair", () => {
   it("spdm_requester_emu --exe_conn/--exe_session with every provisioning step against our device", async () => {
     const dir = mkdtempSync(join(tmpdir(), "doe-emu-provision-"));
     const config = join(dir, "device.json");
-    writeFileSync(config, JSON.stringify({ spdm: { capabilities: [...BASE_CAPS, ...PROVISION_CAPS] } }));
+    // One slot (the old default's shape): with DMTF's sample slots 0, 1 and 4 its requester exits non-zero here.
+    const spdm = { capabilities: [...BASE_CAPS, ...PROVISION_CAPS], slots: [{ slot: 0, generate: true }] };
+    writeFileSync(config, JSON.stringify({ spdm }));
     const device = await spawnDevice({
       args: [
         "--config",
