@@ -2,11 +2,12 @@
  * The `spdm` section of a device description (docs/ARCHITECTURE.md) and its translation
  * into the numbers the responder works with. Names follow spdm-emu's command-line flags
  * (`--hash SHA_384`, `--asym ECDSA_P384`, `--dhe SECP_384_R1`, ...), so one vocabulary serves both.
- * Every field has a default: `{}` is a working SPDM 1.0–1.4 responder with a generated certificate
- * chain in slot 0, five measurements, and secure sessions (KEY_EXCHANGE with the handshake in the
- * clear when the requester agrees, PSK_EXCHANGE with DMTF's test PSK and a responder context,
- * heartbeat, key update) as spdm_responder_emu offers them, mutual authentication aside (it is on
- * with `mutualAuth`, which also advertises MUT_AUTH_CAP, and ENCAP_CAP for the modes that fetch the
+ * Every field has a default: `{}` is a working SPDM 1.0–1.4 responder that looks like DMTF's sample
+ * one (spdm_responder_emu): generated certificate chains in slots 0, 1 and 4, its eight
+ * measurement blocks, and secure sessions (KEY_EXCHANGE with the handshake in the clear when the
+ * requester agrees, PSK_EXCHANGE with DMTF's test PSK and a responder context, heartbeat, key
+ * update) as spdm_responder_emu offers them, mutual authentication aside (it is on with
+ * `mutualAuth`, which also advertises MUT_AUTH_CAP, and ENCAP_CAP for the modes that fetch the
  * requester's chain through encapsulated requests).
  *
  * Only capabilities the responder implements can be named (MUT_AUTH cannot; ENCAP alone allows the
@@ -107,12 +108,35 @@ const measurementSchema = z
     path: ["raw"],
   });
 
+/**
+ * The blocks spdm_responder_emu reports (libspdm's sample device, meas.c): ROM, firmware and
+ * configuration digests, a secure version number, a hash-extended block, a manifest and the
+ * device mode; our own values.
+ */
 export const DEFAULT_MEASUREMENTS: z.output<typeof measurementSchema>[] = [
   { index: 1, type: "ImmutableRom", value: "doe-emu boot ROM 1.0", raw: false },
   { index: 2, type: "MutableFirmware", value: "doe-emu device firmware 1.0.0", raw: false },
   { index: 3, type: "HardwareConfig", value: "doe-emu hardware configuration: 1 PF, TEE-IO", raw: false },
   { index: 4, type: "FirmwareConfig", value: "doe-emu firmware configuration: defaults", raw: false },
-  { index: 5, type: "Version", value: "1.0.0", raw: true },
+  { index: 16, type: "SecureVersionNumber", value: "0x0700000000000000", raw: true },
+  { index: 17, type: "HashExtend", value: "doe-emu boot log: ROM, Boot FW, 1.0.3.10", raw: false },
+  {
+    index: 253,
+    type: "Manifest",
+    value: "doe-emu manifest: ROM 1, firmware 2, configuration 3-4",
+    raw: true,
+  },
+  { index: 254, type: "DeviceMode", value: "0x3f000000040000001f00000011000000", raw: true },
+];
+
+/**
+ * spdm_responder_emu's populated slots (0, 1 and 4), generated: each chain is made the first time
+ * a connection negotiates its asym algorithm, so start-up makes none.
+ */
+export const DEFAULT_SLOTS: z.output<typeof slotSchema>[] = [
+  { slot: 0, generate: true },
+  { slot: 1, generate: true, commonName: "doe-emu slot 1" },
+  { slot: 4, generate: true, commonName: "doe-emu slot 4" },
 ];
 
 /** One MEL entry (DMTF MEL format): an extension of measurement `index` by this value. */
@@ -189,10 +213,7 @@ export const spdmSettingsSchema = z
       "RSASSA_2048",
     ]),
     keySchedule: list(KEY_SCHEDULE_NAMES, ["HMAC_HASH"]),
-    slots: z
-      .array(slotSchema)
-      .max(8)
-      .default([{ slot: 0, generate: true }]),
+    slots: z.array(slotSchema).max(8).default(DEFAULT_SLOTS),
     measurements: z.array(measurementSchema).max(0xfe).default(DEFAULT_MEASUREMENTS),
     /** The measurement extension log GET_MEASUREMENT_EXTENSION_LOG returns (with the MEL capability). */
     mel: z.array(melEntrySchema).default(DEFAULT_MEL),

@@ -85,7 +85,8 @@ describe.skipIf(!BIN)("provisioning messages with DMTF's pair", () => {
       const dir = mkdtempSync(join(tmpdir(), "doe-emu-provision-"));
       const config = join(dir, "device.json");
       const capabilities = [...BASE_CAPS, ...PROVISION_CAPS, ...multiKey];
-      writeFileSync(config, JSON.stringify({ spdm: { capabilities } }));
+      // One slot (the old default's shape): with DMTF's sample slots 0, 1 and 4 its requester exits non-zero here.
+      writeFileSync(config, JSON.stringify({ spdm: { capabilities, slots: [{ slot: 0, generate: true }] } }));
       const device = await spawnDevice({
         args: [
           "--config",

@@ -54,6 +54,7 @@ import { verifyTranscript } from "../../src/spdm/signing.js";
 import { sessionTranscriptPrefix } from "../../src/spdm/transcript.js";
 import { logLines } from "../support/log-lines.js";
 import { RawPeer } from "../support/raw-peer.js";
+import { FIVE_MEASUREMENTS } from "../support/spdm-shapes.js";
 
 const [V11, V12, V13] = [0x11, 0x12, 0x13];
 const EMPTY = Buffer.alloc(0);
@@ -62,7 +63,11 @@ const PSK_HINT = Buffer.from("TestPskHint\0", "latin1");
 const ASYM = "ECDSA_P384";
 const BASE_FLAGS =
   Req.CERT_CAP | Req.CHAL_CAP | Req.ENCRYPT_CAP | Req.MAC_CAP | Req.KEY_EX_CAP | Req.PSK_CAP | Req.HBEAT_CAP;
-const SETTINGS = spdmSettingsSchema.parse({ hash: ["SHA_384", "SHA_256", "SHA_512"] });
+const SETTINGS = spdmSettingsSchema.parse({
+  hash: ["SHA_384", "SHA_256", "SHA_512"],
+  slots: [{ slot: 0, generate: true }],
+  measurements: FIVE_MEASUREMENTS,
+});
 const SLOTS = CertificateSlots.fromSettings(SETTINGS.slots);
 let keys: Map<number, SlotKey>;
 beforeAll(async () => {

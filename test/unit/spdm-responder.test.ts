@@ -53,6 +53,7 @@ import { responderConfig, type SpdmSettings, spdmSettingsSchema } from "../../sr
 import { CertificateSlots, type SlotKey } from "../../src/spdm/responder-slots.js";
 import { type SigningContextName, verifyTranscript } from "../../src/spdm/signing.js";
 import { RawPeer } from "../support/raw-peer.js";
+import { FIVE_MEASUREMENTS } from "../support/spdm-shapes.js";
 
 const V10 = 0x10;
 const V11 = 0x11;
@@ -89,6 +90,7 @@ const SETTINGS = spdmSettingsSchema.parse({
     { slot: 0, generate: true },
     { slot: 2, generate: true },
   ],
+  measurements: FIVE_MEASUREMENTS,
 });
 const SLOTS = CertificateSlots.fromSettings(SETTINGS.slots);
 let keys: Map<number, SlotKey>;
@@ -951,9 +953,13 @@ describe("SPDM responder: one per DOE mailbox", () => {
 });
 
 describe("device description: the spdm section", () => {
-  it("defaults to SPDM 1.0–1.4 with a generated slot 0 and five measurements", () => {
+  it("defaults to SPDM 1.0–1.4 with DMTF's sample slots (0, 1, 4, generated) and measurements", () => {
     const { spdm } = defaultDescription();
-    expect(spdm.slots).toEqual([{ slot: 0, generate: true }]);
+    expect(spdm.slots.map((s) => [s.slot, "generate" in s])).toEqual([
+      [0, true],
+      [1, true],
+      [4, true],
+    ]);
     const c = responderConfig(spdm);
     expect(c).toMatchObject({
       versions: [V10, V11, V12, V13, 0x14],
@@ -961,7 +967,7 @@ describe("device description: the spdm section", () => {
       maxSpdmMsgSize: 65536,
     });
     expect(c.asym[0]).toBe("ECDSA_P384");
-    expect(c.measurements.map((m) => m.index)).toEqual([1, 2, 3, 4, 5]);
+    expect(c.measurements.map((m) => m.index)).toEqual([1, 2, 3, 4, 0x10, 0x11, 0xfd, 0xfe]);
   });
 
   it.each([
