@@ -85,7 +85,9 @@ describe.skipIf(!BIN)("provisioning messages with DMTF's pair", () => {
       const dir = mkdtempSync(join(tmpdir(), "doe-emu-provision-"));
       const config = join(dir, "device.json");
       const capabilities = [...BASE_CAPS, ...PROVISION_CAPS, ...multiKey];
-      // One slot (the old default's shape): with DMTF's sample slots 0, 1 and 4 its requester exits non-zero here.
+      // One slot: in the session DMTF's requester installs its sample responder chain into the second
+      // provisioned slot, whose generated key is not that chain's, so we refuse it (DMTF's sample device
+      // gives slots 0 and 1 one key and takes it).
       writeFileSync(config, JSON.stringify({ spdm: { capabilities, slots: [{ slot: 0, generate: true }] } }));
       const device = await spawnDevice({
         args: [
