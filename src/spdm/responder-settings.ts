@@ -161,25 +161,26 @@ const DEFAULT_ENDPOINT_INFO = "0x01000000 07 00 00 01 03 123456".replaceAll(" ",
 
 const DTS_MAX = 1 << 20; // a DOE object holds at most 2^18 DW
 
+/** The capabilities a device offers when its description names none (spdm_responder_emu's, as far as implemented). */
+export const DEFAULT_CAPABILITIES = [
+  "CERT",
+  "CHAL",
+  "MEAS_SIG",
+  "MEAS_FRESH",
+  "CHUNK",
+  "ENCRYPT",
+  "MAC",
+  "KEY_EX",
+  "PSK_WITH_CONTEXT",
+  "HBEAT",
+  "KEY_UPD",
+  "HANDSHAKE_IN_CLEAR",
+] as const;
+
 export const spdmSettingsSchema = z
   .strictObject({
     versions: list(VERSION_NAMES, ["1.0", "1.1", "1.2", "1.3", "1.4"]),
-    capabilities: z
-      .array(names(RESPONDER_CAPABILITY_NAMES))
-      .default([
-        "CERT",
-        "CHAL",
-        "MEAS_SIG",
-        "MEAS_FRESH",
-        "CHUNK",
-        "ENCRYPT",
-        "MAC",
-        "KEY_EX",
-        "PSK_WITH_CONTEXT",
-        "HBEAT",
-        "KEY_UPD",
-        "HANDSHAKE_IN_CLEAR",
-      ]),
+    capabilities: z.array(names(RESPONDER_CAPABILITY_NAMES)).default([...DEFAULT_CAPABILITIES]),
     /** Crypto timeout 2^ctExponent µs. */
     ctExponent: int(0, 31).default(16),
     /** Largest single message we receive (and send). */

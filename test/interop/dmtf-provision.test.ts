@@ -12,49 +12,20 @@
  *
  * Skipped unless SPDM_EMU_BIN names spdm-emu's build/bin.
  */
-import { spawn } from "node:child_process";
 import { mkdtempSync, readFileSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
-import { join, resolve } from "node:path";
+import { join } from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
 import { spawnDevice } from "../../src/fixture/spawn-device.js";
 import { SPDM_EMU_BIN as BIN, startResponder, stopResponders } from "../../src/fixture/spdm-emu-responder.js";
 import { runRequester } from "../../src/requester/run.js";
 import { PROVISION_STEPS } from "../../src/spdm/requester-provision.js";
+import { DEFAULT_CAPABILITIES } from "../../src/spdm/responder-settings.js";
+import { bin, runTool } from "../support/dmtf-tool.js";
 import { expectEveryProvisionStep } from "../support/provisioned.js";
 
-const bin = (path: string) => resolve(BIN ?? "", path);
 const PROVISION_CAPS = ["MEL", "CSR", "SET_CERT", "EP_INFO_SIG", "GET_KEY_PAIR_INFO", "SET_KEY_PAIR_INFO"];
-const BASE_CAPS = [
-  "CERT",
-  "CHAL",
-  "MEAS_SIG",
-  "MEAS_FRESH",
-  "CHUNK",
-  "ENCRYPT",
-  "MAC",
-  "KEY_EX",
-  "PSK_WITH_CONTEXT",
-  "HBEAT",
-  "KEY_UPD",
-  "HANDSHAKE_IN_CLEAR",
-];
 const STEPS = "DIGEST,CERT,CHAL,MEAS,MEL,GET_CSR,SET_CERT,GET_KEY_PAIR_INFO,SET_KEY_PAIR_INFO,EP_INFO";
-
-function runTool(args: string[]): Promise<{ code: number | null; output: string }> {
-  return new Promise((done, reject) => {
-    const child = spawn(bin("spdm_requester_emu"), args, { cwd: bin(".") });
-    let output = "";
-    child.stdout.on("data", (d) => (output += d));
-    child.stderr.on("data", (d) => (output += d));
-    const timer = setTimeout(() => child.kill("SIGKILL"), 60_000);
-    child.once("error", reject);
-    child.once("exit", (code) => {
-      clearTimeout(timer);
-      done({ code, output });
-    });
-  });
-}
 
 /** ERROR lines other than the encapsulated GET_ENDPOINT_INFO (no ENCAP_CAP here). */
 const errors = (output: string) =>
@@ -84,7 +55,7 @@ describe.skipIf(!BIN)("provisioning messages with DMTF's pair", () => {
           .join(",");
       const dir = mkdtempSync(join(tmpdir(), "doe-emu-provision-"));
       const config = join(dir, "device.json");
-      const capabilities = [...BASE_CAPS, ...PROVISION_CAPS, ...multiKey];
+      const capabilities = [...DEFAULT_CAPABILITIES, ...PROVISION_CAPS, ...multiKey];
       // One slot: in the session DMTF's requester installs its sample responder chain into the second
       // provisioned slot, whose generated key is not that chain's, so we refuse it (DMTF's sample device
       // gives slots 0 and 1 one key and takes it).
@@ -113,7 +84,7 @@ describe.skipIf(!BIN)("provisioning messages with DMTF's pair", () => {
           [...base, "--ver", "1.2", "--exe_session", "KEY_EX,GET_CSR,SET_CERT"],
           [...base, "--ver", "1.3", "--exe_session", "KEY_EX,DIGEST,CERT,GET_CSR,SET_CERT"],
         ]) {
-          const { code, output } = await runTool(args);
+          const { code, output } = await runTool("spdm_requester_emu", args);
           expect(code, output).toBe(0);
           expect(errors(output), output).toEqual([]);
         }

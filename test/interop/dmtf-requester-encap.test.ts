@@ -9,32 +9,16 @@
  * … and APP, which needs examples/dmtf-requester.json) must exit 0 with no failure printed. Both
  * ends offer 1.4 by default, so these run at 1.4.
  */
-import { spawn } from "node:child_process";
 import { mkdtempSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
-import { join, resolve } from "node:path";
+import { join } from "node:path";
 import { describe, expect, it } from "vitest";
 import { spawnDevice } from "../../src/fixture/spawn-device.js";
 import { spdmSettingsSchema } from "../../src/spdm/responder-settings.js";
+import { bin, runTool } from "../support/dmtf-tool.js";
 
 const BIN = process.env["SPDM_EMU_BIN"];
-const bin = (path: string) => resolve(BIN ?? "", path);
 const SESSIONS = ["--exe_session", "KEY_EX,PSK,KEY_UPDATE,HEARTBEAT,MEAS,DIGEST,CERT"];
-
-function runTool(args: string[]): Promise<{ code: number | null; output: string }> {
-  return new Promise((done, fail) => {
-    const child = spawn(bin("spdm_requester_emu"), args, { cwd: bin(".") });
-    let output = "";
-    child.stdout.on("data", (d) => (output += d));
-    child.stderr.on("data", (d) => (output += d));
-    const timer = setTimeout(() => child.kill("SIGKILL"), 60_000);
-    child.once("error", fail);
-    child.once("exit", (code) => {
-      clearTimeout(timer);
-      done({ code, output });
-    });
-  });
-}
 
 describe.skipIf(!BIN)("DMTF spdm_requester_emu against our device's encapsulated requests", () => {
   const tmp = mkdtempSync(join(tmpdir(), "doe-emu-encap-interop-"));
@@ -57,7 +41,7 @@ describe.skipIf(!BIN)("DMTF spdm_requester_emu against our device's encapsulated
     const d = await spawnDevice({ args: deviceArgs });
     try {
       const port = d.mailboxes[0]!.endpoint.port;
-      const { code, output } = await runTool([
+      const { code, output } = await runTool("spdm_requester_emu", [
         "--trans",
         "PCI_DOE",
         "--port",

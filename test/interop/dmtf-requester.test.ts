@@ -16,7 +16,6 @@
  *   SPDM_EMU_BIN=path/to/spdm-emu/build/bin npx vitest run test/interop/dmtf-requester.test.ts
  * SPDM_DUMP=path/to/spdm_dump (built from DMTF/spdm-dump) also checks the capture test with it.
  */
-import { spawn } from "node:child_process";
 import {
   closeSync,
   mkdtempSync,
@@ -27,7 +26,7 @@ import {
   writeFileSync,
 } from "node:fs";
 import { tmpdir } from "node:os";
-import { join, resolve } from "node:path";
+import { join } from "node:path";
 import { describe, expect, it } from "vitest";
 import { decodePcap } from "../../protocol/pcap.js";
 import { decodeRecords } from "../../src/cli/decode.js";
@@ -36,10 +35,10 @@ import { generateCertChain } from "../../src/crypto/certgen.js";
 import { packageRoot, spawnDevice } from "../../src/fixture/spawn-device.js";
 import { parseKeyLog } from "../../src/spdm/keylog.js";
 import { spdmSettingsSchema } from "../../src/spdm/responder-settings.js";
+import { bin, runTool } from "../support/dmtf-tool.js";
 
 const BIN = process.env["SPDM_EMU_BIN"];
 /** A path under SPDM_EMU_BIN; an absolute path stays itself. */
-const bin = (path: string) => resolve(BIN ?? "", path);
 /** DMTF's spdm_dump binary (built from DMTF/spdm-dump), to check our captures with; optional. */
 const SPDM_DUMP = process.env["SPDM_DUMP"];
 const slot0 = (dir: string) => [
@@ -52,24 +51,6 @@ const slot0 = (dir: string) => [
 const mutAuth = (dir: string) => ["--mut-auth-cert-chain", bin(`${dir}/bundle_requester.certchain.der`)];
 
 /** Runs a DMTF tool to completion; `cwd` must hold its sample keys (it reads them relative to it). */
-function runTool(
-  tool: string,
-  args: string[],
-  cwd: string,
-): Promise<{ code: number | null; output: string }> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(bin(tool), args, { cwd });
-    let output = "";
-    child.stdout.on("data", (d) => (output += d));
-    child.stderr.on("data", (d) => (output += d));
-    const timer = setTimeout(() => child.kill("SIGKILL"), 60_000);
-    child.once("error", reject);
-    child.once("exit", (code) => {
-      clearTimeout(timer);
-      resolve({ code, output });
-    });
-  });
-}
 
 /** Our device with `args`, the tool against its first mailbox; the device is stopped whatever happens. */
 async function against(deviceArgs: string[], run: (port: number) => Promise<void>): Promise<void> {
