@@ -7,6 +7,10 @@
  * Bodies, fields in order:
  *   CFG_READ       rid u16 | offset u16 | width u8                         → CFG_READ_RSP value u32
  *   CFG_WRITE      rid u16 | offset u16 | width u8 | value u32             → CFG_WRITE_RSP (empty)
+ *   CFG_BATCH      count u16 | count × (op u8 | rid u16 | offset u16 | width u8 | n u16 | value u32)
+ *                  op 0 reads n registers of `width` from offset up (value 0), op 1 writes value
+ *                  once (n 1); run in order, all checked first   → CFG_BATCH_RSP every read's bytes
+ *                  in order, little-endian (a scan reads a whole config space in one round trip)
  *   IDENTITY       (empty)                                                 → IDENTITY_RSP identity
  *   ANNOUNCE       control host str8 | control port u16 | identity         (device → host, no reply)
  *   FAULT_ADD      rule json16                                             → FAULT_ADD_RSP id u32
@@ -35,12 +39,14 @@ export const ControlCommand = {
   FAULT_ADD: 0x4305,
   FAULT_LIST: 0x4306,
   FAULT_CLEAR: 0x4307,
+  CFG_BATCH: 0x4308,
   CFG_READ_RSP: 0x4381,
   CFG_WRITE_RSP: 0x4382,
   IDENTITY_RSP: 0x4383,
   FAULT_ADD_RSP: 0x4385,
   FAULT_LIST_RSP: 0x4386,
   FAULT_CLEAR_RSP: 0x4387,
+  CFG_BATCH_RSP: 0x4388,
   ERROR: 0x43ff,
 } as const;
 
@@ -109,8 +115,15 @@ export interface DeviceIdentity {
   mailboxes: MailboxIdentity[];
 }
 
+/** One access of a CFG_BATCH: `count` consecutive registers read, or one written. */
+export type ConfigAccess =
+  | { op: "read"; rid: number; offset: number; width: number; count: number }
+  | { op: "write"; rid: number; offset: number; width: number; value: number };
+
 export type ControlMessage =
   | { kind: "cfgRead"; rid: number; offset: number; width: number }
+  | { kind: "cfgBatch"; accesses: ConfigAccess[] }
+  | { kind: "cfgBatchRsp"; data: Buffer }
   | { kind: "cfgReadRsp"; value: number }
   | { kind: "cfgWrite"; rid: number; offset: number; width: number; value: number }
   | { kind: "cfgWriteRsp" }
@@ -141,6 +154,8 @@ const COMMAND_OF: Record<ControlKind, number> = {
   faultListRsp: ControlCommand.FAULT_LIST_RSP,
   faultClear: ControlCommand.FAULT_CLEAR,
   faultClearRsp: ControlCommand.FAULT_CLEAR_RSP,
+  cfgBatch: ControlCommand.CFG_BATCH,
+  cfgBatchRsp: ControlCommand.CFG_BATCH_RSP,
   error: ControlCommand.ERROR,
 };
 
@@ -153,6 +168,7 @@ const cfgWriteParser = new Parser()
   .uint32("value");
 const CFG_READ_BYTES = 5;
 const CFG_WRITE_BYTES = 9;
+const CFG_BATCH_ENTRY_BYTES = 12;
 
 // ---- encoding ------------------------------------------------------------------------------
 
@@ -206,6 +222,16 @@ function encodeBody(msg: ControlMessage): Buffer {
       return w.u32(msg.value).done();
     case "cfgWrite":
       return w.u16(msg.rid).u16(msg.offset).u8(msg.width).u32(msg.value).done();
+    case "cfgBatch": {
+      w.u16(msg.accesses.length);
+      for (const a of msg.accesses) {
+        const [op, n, value] = a.op === "read" ? [0, a.count, 0] : [1, 1, a.value];
+        w.u8(op).u16(a.rid).u16(a.offset).u8(a.width).u16(n).u32(value);
+      }
+      return w.done();
+    }
+    case "cfgBatchRsp":
+      return msg.data;
     case "cfgWriteRsp":
     case "identity":
     case "faultList":
@@ -322,6 +348,32 @@ function readIdentity(r: Reader): DeviceIdentity {
   return { name, bus, mailboxes };
 }
 
+function readBatch(p: Buffer): ConfigAccess[] {
+  requireBytes(p, 0, 2, "cfgBatch.count");
+  const count = p.readUInt16LE(0);
+  exactly(p, 2 + count * CFG_BATCH_ENTRY_BYTES, "cfgBatch");
+  const accesses: ConfigAccess[] = [];
+  for (let i = 0, at = 2; i < count; i++, at += CFG_BATCH_ENTRY_BYTES) {
+    const [op, rid, offset, width, n] = [
+      p.readUInt8(at),
+      p.readUInt16LE(at + 1),
+      p.readUInt16LE(at + 3),
+      p.readUInt8(at + 5),
+      p.readUInt16LE(at + 6),
+    ];
+    if (op === 0 && n > 0) accesses.push({ op: "read", rid, offset, width, count: n });
+    else if (op === 1 && n === 1)
+      accesses.push({ op: "write", rid, offset, width, value: p.readUInt32LE(at + 8) });
+    else
+      throw new DecodeError(
+        `cfgBatch.accesses[${i}]`,
+        at,
+        `op ${op} with n ${n} is not a read (0, n >= 1) or a write (1, n 1)`,
+      );
+  }
+  return accesses;
+}
+
 function exactly(payload: Buffer, n: number, field: string): void {
   if (payload.length !== n) throw new DecodeError(field, 0, `body is ${payload.length} bytes, not ${n}`);
 }
@@ -356,6 +408,10 @@ export function decodeControlFrame(frame: SocketFrame): ControlMessage {
       const b = cfgWriteParser.parse(p) as { rid: number; offset: number; width: number; value: number };
       return { kind: "cfgWrite", rid: b.rid, offset: b.offset, width: b.width, value: b.value };
     }
+    case ControlCommand.CFG_BATCH:
+      return { kind: "cfgBatch", accesses: readBatch(p) };
+    case ControlCommand.CFG_BATCH_RSP:
+      return { kind: "cfgBatchRsp", data: p };
     case ControlCommand.CFG_READ_RSP:
       exactly(p, 4, "cfgReadRsp");
       return { kind: "cfgReadRsp", value: p.readUInt32LE(0) };

@@ -59,7 +59,7 @@ export async function withAccess<T>(argv: AccessArgs, body: (access: PciAccess) 
 function controlAccess(client: ControlClient): PciAccess {
   const read = (rid: number, offset: number, width: ConfigWidth) => client.cfgRead(rid, offset, width);
   return {
-    functions: async () => scanBus(read, (await client.identity()).bus),
+    functions: async () => scanBus(read, (await client.identity()).bus, (a) => client.cfgBatch(a)),
     read,
     write: (rid, offset, width, value) => client.cfgWrite(rid, offset, width, value),
     snapshot: (rid, bytes) => readConfigBytes(read, rid, 0, bytes),

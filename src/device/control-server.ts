@@ -6,9 +6,11 @@
  */
 import {
   CONTROL_MAX_PAYLOAD,
+  type ConfigAccess,
   ControlError,
   ControlErrorCode,
   type ControlMessage,
+  checkConfigAccess,
   decodeControlFrame,
   encodeControlFrame,
 } from "../../protocol/control.js";
@@ -63,6 +65,8 @@ function answer(
       case "cfgWrite":
         model.configWrite(msg.rid, msg.offset, msg.width, msg.value, writer);
         return { kind: "cfgWriteRsp" };
+      case "cfgBatch":
+        return { kind: "cfgBatchRsp", data: runBatch(model, msg.accesses, writer) };
       case "identity":
         return { kind: "identityRsp", identity: model.identity() };
       case "faultAdd": {
@@ -94,4 +98,34 @@ function answer(
     log.error({ err: (e as Error).stack }, "control request failed");
     return { kind: "error", code: ControlErrorCode.INTERNAL, message: "internal error" };
   }
+}
+
+/**
+ * A CFG_BATCH: every access checked before any runs, so a refused batch changes nothing; then each
+ * in order, exactly as the same CFG_READs and CFG_WRITEs would.
+ */
+function runBatch(model: DeviceModel, accesses: readonly ConfigAccess[], writer: string): Buffer {
+  let bytes = 0;
+  for (const a of accesses) {
+    const count = a.op === "read" ? a.count : 1;
+    checkConfigAccess(a.offset, a.width);
+    checkConfigAccess(a.offset + (count - 1) * a.width, a.width);
+    if (a.op === "read") bytes += count * a.width;
+  }
+  if (bytes > CONTROL_MAX_PAYLOAD)
+    throw new ControlError(
+      ControlErrorCode.OUT_OF_RANGE,
+      `the batch reads ${bytes} bytes, over ${CONTROL_MAX_PAYLOAD}`,
+    );
+  const data = Buffer.alloc(bytes);
+  let at = 0;
+  for (const a of accesses) {
+    if (a.op === "write") {
+      model.configWrite(a.rid, a.offset, a.width, a.value, writer);
+      continue;
+    }
+    for (let i = 0; i < a.count; i++, at += a.width)
+      data.writeUIntLE(model.configRead(a.rid, a.offset + i * a.width, a.width) >>> 0, at, a.width);
+  }
+  return data;
 }

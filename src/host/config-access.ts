@@ -57,7 +57,7 @@ export function functionsView(registry: Registry): FunctionsView {
 export const hasFunction = (registry: Registry, rid: number): boolean =>
   [...registry.devices.values()].some((d) => d.functions.some((f) => f.rid === rid));
 
-/** `length` bytes of config space from `offset`, read a DW at a time (the control wire has no bulk read). */
+/** `length` bytes of config space from `offset`, read a DW at a time through `read`. */
 export async function readConfigBytes(
   read: ConfigReader,
   rid: number,

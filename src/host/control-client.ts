@@ -6,6 +6,7 @@
 import { setTimeout as sleep } from "node:timers/promises";
 import {
   CONTROL_MAX_PAYLOAD,
+  type ConfigAccess,
   ControlError,
   type ControlKind,
   type ControlMessage,
@@ -54,6 +55,25 @@ export class ControlClient {
 
   async cfgWrite(rid: number, offset: number, width: ConfigWidth, value: number): Promise<void> {
     await this.request({ kind: "cfgWrite", rid, offset, width, value: value >>> 0 }, "cfgWriteRsp");
+  }
+
+  /**
+   * Runs `accesses` in order in one round trip (CFG_BATCH); resolves with each read's bytes, in
+   * order. Rejects with ControlError, and nothing ran, when the device refuses any of them.
+   */
+  async cfgBatch(accesses: ConfigAccess[]): Promise<Buffer[]> {
+    const { data } = await this.request({ kind: "cfgBatch", accesses }, "cfgBatchRsp");
+    const reads: Buffer[] = [];
+    let at = 0;
+    for (const a of accesses) {
+      if (a.op !== "read") continue;
+      const n = a.count * a.width;
+      if (at + n > data.length)
+        throw new Error(`CFG_BATCH answered ${data.length} bytes, short of the reads`);
+      reads.push(data.subarray(at, at + n));
+      at += n;
+    }
+    return reads;
   }
 
   async identity(): Promise<DeviceIdentity> {

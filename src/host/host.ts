@@ -11,6 +11,7 @@
  */
 import {
   CONTROL_MAX_PAYLOAD,
+  type ConfigAccess,
   type ControlMessage,
   type DeviceIdentity,
   decodeControlFrame,
@@ -152,15 +153,9 @@ class DeviceLink {
       const identity = known ?? (await this.control.identity());
       const control = this.control;
       const read = (rid: number, off: number, w: ConfigWidth) => control.cfgRead(rid, off, w);
-      const functions = await scanBus(read, identity.bus);
-      await assignBars(
-        read,
-        (rid, off, w, v) => control.cfgWrite(rid, off, w, v),
-        functions,
-        this.ctx.mmio,
-        this,
-        log,
-      );
+      const batch = (accesses: ConfigAccess[]) => control.cfgBatch(accesses);
+      const functions = await scanBus(read, identity.bus, batch);
+      await assignBars(batch, functions, this.ctx.mmio, this, log);
       const mailboxes = await discoverMailboxes(functions, identity, control, {
         timeoutMs: this.ctx.requestTimeoutMs,
         log,
@@ -241,7 +236,7 @@ class DeviceLink {
       const read = (rid: number, off: number, w: ConfigWidth) => control.cfgRead(rid, off, w);
       try {
         for (const pf of device.functions.filter((f) => f.sriov)) {
-          const vfs = await rescanVfs(read, pf);
+          const vfs = await rescanVfs(read, pf, (accesses) => control.cfgBatch(accesses));
           const why = `VF Enable/NumVFs of ${formatRoutingId(pf.rid)} changed`;
           if (vfs) this.ctx.registry.replaceVfs(device.id, pf.rid, vfs, why);
         }

@@ -6,13 +6,14 @@
  * for SR-IOV and DOE. VFs are not found by probing: like Linux, the scan derives them from the PF's
  * SR-IOV registers, their vendor from the PF and their device ID from VF Device ID.
  */
-import type { DeviceIdentity } from "../../protocol/control.js";
+import { CONTROL_MAX_PAYLOAD, type ConfigAccess, type DeviceIdentity } from "../../protocol/control.js";
 import { type DoeProtocol, protocolId } from "../../protocol/doe.js";
 import {
   BAR_COUNT,
   Bar,
   CAP_LIST_NEXT,
   CapId,
+  CONFIG_SPACE_BYTES,
   Command,
   type ConfigWidth,
   DevCap,
@@ -99,25 +100,102 @@ const MAX_EXT_CAPS = (0x1000 - FIRST_EXT_CAP) / 4;
 const SLOTS = 32;
 const FUNCTIONS = 8;
 
-/** Scans every slot of `bus`; returns PFs in routing-ID order, each followed by its enabled VFs. */
-export async function scanBus(read: ConfigReader, bus: number): Promise<ScannedFunction[]> {
-  const found: ScannedFunction[] = [];
-  for (let slot = 0; slot < SLOTS; slot++) {
-    const fn0 = await probe(read, routingId(bus, slot, 0));
-    if (!fn0) continue;
-    const fns = [fn0];
-    if (fn0.multiFunction) {
-      for (let fn = 1; fn < FUNCTIONS; fn++) {
-        const f = await probe(read, routingId(bus, slot, fn));
-        if (f) fns.push(f);
+/**
+ * Runs config accesses in order and resolves with each read's bytes: in one control request
+ * (ControlClient.cfgBatch), or one access at a time (`oneByOne`).
+ */
+export type ConfigBatch = (accesses: ConfigAccess[]) => Promise<Buffer[]>;
+
+/** A ConfigBatch over single accesses, for a path without batches (the host's API, a test's reader). */
+export function oneByOne(read: ConfigReader, write?: ConfigWriter): ConfigBatch {
+  return async (accesses) => {
+    const reads: Buffer[] = [];
+    for (const a of accesses) {
+      if (a.op === "write") {
+        if (!write) throw new Error("config writes need a writer");
+        await write(a.rid, a.offset, a.width as ConfigWidth, a.value);
+        continue;
       }
+      const bytes = Buffer.alloc(a.count * a.width);
+      for (let i = 0; i < a.count; i++) {
+        const value = await read(a.rid, a.offset + i * a.width, a.width as ConfigWidth);
+        bytes.writeUIntLE(value >>> 0, i * a.width, a.width);
+      }
+      reads.push(bytes);
     }
-    for (const f of fns) {
-      found.push(f);
-      found.push(...(await scanVfs(read, f)));
-    }
-  }
-  return found;
+    return reads;
+  };
+}
+
+const readOf = (rid: number, offset: number, width: number, count = 1): ConfigAccess => ({
+  op: "read",
+  rid,
+  offset,
+  width,
+  count,
+});
+const writeOf = (rid: number, offset: number, width: number, value: number): ConfigAccess => ({
+  op: "write",
+  rid,
+  offset,
+  width,
+  value,
+});
+
+/** A reader over a config space read before: the capability walks run on it, not over the wire. */
+const fromSpace =
+  (space: Buffer): ConfigReader =>
+  async (_rid, offset, width) =>
+    space.readUIntLE(offset, width);
+
+/** Whole config spaces per request, the most a control-wire reply holds. */
+const SPACES_PER_REQUEST = Math.floor(CONTROL_MAX_PAYLOAD / CONFIG_SPACE_BYTES);
+
+/** The whole config space of each function, a request per SPACES_PER_REQUEST of them. */
+async function readSpaces(batch: ConfigBatch, rids: readonly number[]): Promise<Buffer[]> {
+  const requests: Promise<Buffer[]>[] = [];
+  for (let i = 0; i < rids.length; i += SPACES_PER_REQUEST)
+    requests.push(
+      batch(rids.slice(i, i + SPACES_PER_REQUEST).map((rid) => readOf(rid, 0, 4, CONFIG_SPACE_BYTES / 4))),
+    );
+  return (await Promise.all(requests)).flat();
+}
+
+/**
+ * The functions among `rids` that exist, as a PCI core finds them (vendor ID not all ones): the
+ * ID registers of all in one request, then the config spaces of those present.
+ */
+async function probeAll(batch: ConfigBatch, rids: readonly number[]): Promise<ScannedFunction[]> {
+  if (rids.length === 0) return [];
+  const ids = await batch(rids.map((rid) => readOf(rid, Header.VENDOR_ID, 4)));
+  const present = rids.filter((_, i) => (ids[i]!.readUInt32LE(0) & 0xffff) !== NO_FUNCTION_VENDOR_ID);
+  const spaces = await readSpaces(batch, present);
+  const found = await Promise.all(present.map((rid, i) => probe(fromSpace(spaces[i]!), rid)));
+  return found.filter((f) => f !== undefined);
+}
+
+/**
+ * Scans every slot of `bus`; returns PFs in routing-ID order, each followed by its enabled VFs.
+ * `batch` reads many registers per round trip (by default `read` one at a time).
+ */
+export async function scanBus(
+  read: ConfigReader,
+  bus: number,
+  batch: ConfigBatch = oneByOne(read),
+): Promise<ScannedFunction[]> {
+  const fn0s = await probeAll(
+    batch,
+    Array.from({ length: SLOTS }, (_, slot) => routingId(bus, slot, 0)),
+  );
+  const others = await probeAll(
+    batch,
+    fn0s
+      .filter((f) => f.multiFunction)
+      .flatMap((f) => Array.from({ length: FUNCTIONS - 1 }, (_, i) => f.rid + 1 + i)),
+  );
+  const pfs = [...fn0s, ...others].sort((a, b) => a.rid - b.rid);
+  const vfs = await Promise.all(pfs.map((pf) => scanVfs(batch, pf)));
+  return pfs.flatMap((pf, i) => [pf, ...vfs[i]!]);
 }
 
 async function probe(read: ConfigReader, rid: number): Promise<ScannedFunction | undefined> {
@@ -208,6 +286,7 @@ const vfBarsAt = (s: SriovInfo, i: number): AssignedBar[] =>
 export async function rescanVfs(
   read: ConfigReader,
   pf: ScannedFunction,
+  batch: ConfigBatch = oneByOne(read),
 ): Promise<ScannedFunction[] | undefined> {
   const s = pf.sriov;
   if (!s) return undefined;
@@ -216,35 +295,41 @@ export async function rescanVfs(
   if (enabled === s.enabled && numVfs === s.numVfs) return undefined;
   const now: SriovInfo = { ...(await readSriov(read, pf.rid, s.offset)), vfBars: s.vfBars };
   pf.sriov = now;
-  const vfs = await scanVfs(read, pf);
+  const vfs = await scanVfs(batch, pf);
   vfs.forEach((vf, i) => {
     vf.bars = vfBarsAt(now, i);
   });
   return vfs;
 }
 
-async function scanVfs(read: ConfigReader, pf: ScannedFunction): Promise<ScannedFunction[]> {
+/** A PF's enabled VFs, their config spaces read together. */
+async function scanVfs(batch: ConfigBatch, pf: ScannedFunction): Promise<ScannedFunction[]> {
   const s = pf.sriov;
   if (!s?.enabled) return [];
-  const vfs: ScannedFunction[] = [];
+  const rids: number[] = [];
   for (let i = 0; i < s.numVfs; i++) {
     const rid = vfRoutingId(pf.rid, s.firstVfOffset, s.vfStride, i);
     if (rid > 0xffff) break;
-    const vf: ScannedFunction = {
-      rid,
-      vendorId: pf.vendorId,
-      deviceId: s.vfDeviceId,
-      portType: undefined,
-      tee: false,
-      multiFunction: false,
-      pf: pf.rid,
-      doeOffsets: [],
-      bars: [],
-    };
-    await readCapabilities(read, vf);
-    vfs.push(vf);
+    rids.push(rid);
   }
-  return vfs;
+  const spaces = await readSpaces(batch, rids);
+  return Promise.all(
+    rids.map(async (rid, i) => {
+      const vf: ScannedFunction = {
+        rid,
+        vendorId: pf.vendorId,
+        deviceId: s.vfDeviceId,
+        portType: undefined,
+        tee: false,
+        multiFunction: false,
+        pf: pf.rid,
+        doeOffsets: [],
+        bars: [],
+      };
+      await readCapabilities(fromSpace(spaces[i]!), vf);
+      return vf;
+    }),
+  );
 }
 
 // ---- BAR sizing ------------------------------------------------------------------------------
@@ -262,38 +347,49 @@ export interface SizedBar {
  * read the mask back, restore it (both DWs of a 64-bit BAR); a mask of 0 is an unimplemented BAR.
  * These are config writes: a locked TDI sees them.
  */
-export async function sizeBars(
+export function sizeBars(
   read: ConfigReader,
   write: ConfigWriter,
   rid: number,
   at: number = Header.BAR0,
 ): Promise<SizedBar[]> {
-  const command = await read(rid, Header.COMMAND, 2);
-  await write(rid, Header.COMMAND, 2, command & ~Command.MEMORY);
-  const probe = async (reg: number) => {
-    const saved = await read(rid, reg, 4);
-    await write(rid, reg, 4, 0xffff_ffff);
-    const mask = await read(rid, reg, 4);
-    await write(rid, reg, 4, saved);
-    return mask;
-  };
+  return sizeBarsBy(oneByOne(read, write), rid, at);
+}
+
+/**
+ * sizeBars in two batches: Command and the six BARs read (the values to restore), then every write
+ * and mask read in Linux's order. Every BAR register is probed, as Linux's loop does (the high DW
+ * of a 64-bit BAR as part of its low one).
+ */
+async function sizeBarsBy(batch: ConfigBatch, rid: number, at: number): Promise<SizedBar[]> {
+  const [command, saved] = await batch([readOf(rid, Header.COMMAND, 2), readOf(rid, at, 4, BAR_COUNT)]);
+  const cmd = command!.readUInt16LE(0);
+  const masks = await batch([
+    writeOf(rid, Header.COMMAND, 2, cmd & ~Command.MEMORY),
+    ...Array.from({ length: BAR_COUNT }, (_, i) => [
+      writeOf(rid, at + 4 * i, 4, 0xffff_ffff),
+      readOf(rid, at + 4 * i, 4),
+      writeOf(rid, at + 4 * i, 4, saved!.readUInt32LE(4 * i)),
+    ]).flat(),
+    writeOf(rid, Header.COMMAND, 2, cmd),
+  ]);
+  const mask = (i: number) => masks[i]!.readUInt32LE(0);
   const bars: SizedBar[] = [];
   for (let i = 0; i < BAR_COUNT; i++) {
-    const low = await probe(at + 4 * i);
+    const low = mask(i);
     // I/O BARs are never emulated.
     if (low === 0 || low & 1) continue;
     const is64 = (low & Bar.MEM_TYPE_64) !== 0 && i + 1 < BAR_COUNT;
-    const high = is64 ? await probe(at + 4 * (i + 1)) : 0xffff_ffff;
-    const mask = (BigInt(high) << 32n) | BigInt((low & ~Bar.FLAG_BITS) >>> 0);
+    const high = is64 ? mask(i + 1) : 0xffff_ffff;
+    const both = (BigInt(high) << 32n) | BigInt((low & ~Bar.FLAG_BITS) >>> 0);
     bars.push({
       index: i,
       is64,
       prefetchable: (low & Bar.PREFETCH) !== 0,
-      size: (~mask & (2n ** 64n - 1n)) + 1n,
+      size: (~both & (2n ** 64n - 1n)) + 1n,
     });
     if (is64) i++;
   }
-  await write(rid, Header.COMMAND, 2, command);
   return bars;
 }
 
@@ -318,16 +414,25 @@ export interface AssignedBar {
  * function; the regions belong to `owner` in the allocator.
  */
 export async function assignBars(
-  read: ConfigReader,
-  write: ConfigWriter,
+  batch: ConfigBatch,
   functions: readonly ScannedFunction[],
   mmio: MmioAllocator,
   owner: unknown,
   log: Logger,
 ): Promise<void> {
-  const assign = async (rid: number, at: number, count: bigint): Promise<AssignedBar[]> => {
+  /**
+   * Sizes and allocates the BARs at `at`, then writes their addresses and reads `enable`'s register
+   * in one request; sets `bit` in it when every BAR got room.
+   */
+  const assign = async (
+    rid: number,
+    at: number,
+    count: bigint,
+    enable: { offset: number; bit: number } | undefined,
+  ): Promise<AssignedBar[]> => {
     const bars: AssignedBar[] = [];
-    for (const b of await sizeBars(read, write, rid, at)) {
+    const writes: ConfigAccess[] = [];
+    for (const b of await sizeBarsBy(batch, rid, at)) {
       const type: MmioKind = b.is64 ? "mem64" : "mem32";
       const address = mmio.allocate(owner, type, b.size * count, b.size);
       bars.push({ index: b.index, type, prefetchable: b.prefetchable, size: b.size, address });
@@ -339,32 +444,28 @@ export async function assignBars(
         continue;
       }
       const reg = at + 4 * b.index;
-      await write(rid, reg, 4, Number(address & 0xffff_ffffn));
-      if (b.is64) await write(rid, reg + 4, 4, Number(address >> 32n));
+      writes.push(writeOf(rid, reg, 4, Number(address & 0xffff_ffffn)));
+      if (b.is64) writes.push(writeOf(rid, reg + 4, 4, Number(address >> 32n)));
     }
+    // Linux pci_enable_resources refuses a function with an unassigned BAR.
+    const on = enable && bars.every((b) => b.address !== undefined) ? enable : undefined;
+    const [before] = await batch([...writes, ...(on ? [readOf(rid, on.offset, 2)] : [])]);
+    if (on) await batch([writeOf(rid, on.offset, 2, before!.readUInt16LE(0) | on.bit)]);
     return bars;
   };
-  const allAssigned = (bars: AssignedBar[]) => bars.every((b) => b.address !== undefined);
   for (const pf of functions) {
     if (pf.pf !== undefined) continue;
-    pf.bars = await assign(pf.rid, Header.BAR0, 1n);
-    if (allAssigned(pf.bars)) {
-      const command = await read(pf.rid, Header.COMMAND, 2);
-      await write(pf.rid, Header.COMMAND, 2, command | Command.MEMORY);
-    }
+    pf.bars = await assign(pf.rid, Header.BAR0, 1n, { offset: Header.COMMAND, bit: Command.MEMORY });
     const s = pf.sriov;
     if (!s || s.totalVfs === 0) continue;
-    s.vfBars = await assign(pf.rid, s.offset + Sriov.BAR0, BigInt(s.totalVfs));
+    const vfMse = s.enabled ? { offset: s.offset + Sriov.CTRL, bit: SriovCtrl.MSE } : undefined;
+    s.vfBars = await assign(pf.rid, s.offset + Sriov.BAR0, BigInt(s.totalVfs), vfMse);
     // scanVfs lists a PF's VFs in VF order.
     functions
       .filter((f) => f.pf === pf.rid)
       .forEach((vf, i) => {
         vf.bars = vfBarsAt(s, i);
       });
-    if (s.enabled && allAssigned(s.vfBars)) {
-      const ctrl = await read(pf.rid, s.offset + Sriov.CTRL, 2);
-      await write(pf.rid, s.offset + Sriov.CTRL, 2, ctrl | SriovCtrl.MSE);
-    }
   }
 }
 

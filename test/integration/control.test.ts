@@ -81,6 +81,24 @@ describe("control endpoint (control wire) over TCP", () => {
     expect(await client.cfgRead(RID, 0, 4)).toBe(0xde001b36);
   });
 
+  it("runs a CFG_BATCH in order as single accesses would, and a refused one not at all", async () => {
+    const cacheLine = 0x0c;
+    const [ids, before, after] = await client.cfgBatch([
+      { op: "read", rid: RID, offset: 0, width: 2, count: 2 },
+      { op: "read", rid: RID, offset: cacheLine, width: 1, count: 1 },
+      { op: "write", rid: RID, offset: cacheLine, width: 1, value: 0x10 },
+      { op: "read", rid: RID, offset: cacheLine, width: 1, count: 1 },
+    ]);
+    expect([ids!.readUInt32LE(0), before![0], after![0]]).toEqual([0xde001b36, 0, 0x10]);
+    const refused = client.cfgBatch([
+      { op: "write", rid: RID, offset: cacheLine, width: 1, value: 0x20 },
+      { op: "read", rid: RID, offset: 0xffe, width: 4, count: 1 },
+    ]);
+    await expect(refused).rejects.toMatchObject({ code: ControlErrorCode.OUT_OF_RANGE });
+    expect(await client.cfgRead(RID, cacheLine, 1)).toBe(0x10);
+    await client.cfgWrite(RID, cacheLine, 1, 0);
+  });
+
   it("answers a malformed or misdirected frame with ERROR, echoing its tag", async () => {
     const raw = await FramedClient.connect(server.address);
     const replies: ControlMessage[] = [];

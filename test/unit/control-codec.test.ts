@@ -39,6 +39,24 @@ describe("control wire codec: byte vectors", () => {
       { kind: "cfgWrite", rid: 0x0100, offset: 0x04, width: 2, value: 0x0006 },
       "00004302 12345678 00000009 0001 0400 02 06000000",
     ],
+    [
+      "CFG_BATCH",
+      2,
+      {
+        kind: "cfgBatch",
+        accesses: [
+          { op: "read", rid: 0x0100, offset: 0, width: 4, count: 2 },
+          { op: "write", rid: 0x0100, offset: 0x04, width: 2, value: 0x0006 },
+        ],
+      },
+      "00004308 00000002 0000001a 0200 00 0001 0000 04 0200 00000000 01 0001 0400 02 0100 06000000",
+    ],
+    [
+      "CFG_BATCH_RSP",
+      2,
+      { kind: "cfgBatchRsp", data: hex("361b00de") },
+      "00004388 00000002 00000004 361b00de",
+    ],
     ["CFG_READ_RSP", 7, { kind: "cfgReadRsp", value: 0xffffffff }, "00004381 00000007 00000004 ffffffff"],
     ["CFG_WRITE_RSP", 9, { kind: "cfgWriteRsp" }, "00004382 00000009 00000000"],
     ["IDENTITY", 1, { kind: "identity" }, "00004303 00000001 00000000"],
@@ -94,6 +112,7 @@ describe("control wire codec: byte vectors", () => {
     expect(ControlCommand.FAULT_ADD_RSP).toBe(ControlCommand.FAULT_ADD | 0x80);
     expect(ControlCommand.FAULT_LIST_RSP).toBe(ControlCommand.FAULT_LIST | 0x80);
     expect(ControlCommand.FAULT_CLEAR_RSP).toBe(ControlCommand.FAULT_CLEAR | 0x80);
+    expect(ControlCommand.CFG_BATCH_RSP).toBe(ControlCommand.CFG_BATCH | 0x80);
   });
 });
 
