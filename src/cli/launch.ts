@@ -1,5 +1,5 @@
 /**
- * `doe-emu launch TOPOLOGY.json`: one device process per entry, then the host; stops all on a signal.
+ * `doe-emu launch TOPOLOGY.json`: the host and one device process per entry; stops all on a signal.
  * `doe-emu launch --cleanup-netns`: removes the namespaces of launchers that died (netns.ts).
  */
 import type { Argv } from "yargs";
@@ -57,7 +57,7 @@ async function runLaunch(argv: LaunchArgs): Promise<void> {
 
 export const launchCommand = {
   command: "launch [topology]",
-  describe: "Start a device process per topology entry, then the host; Ctrl-C stops everything",
+  describe: "Start the host and a device process per topology entry; Ctrl-C stops everything",
   builder: (y: Argv) =>
     captureOptions(logOptions(y))
       .positional("topology", { type: "string", describe: "Topology file (JSON)" })

@@ -22,6 +22,10 @@ import type { AuthResult, TdevState, TdiStateKind } from "./registry.js";
 export const bindBody = z.strictObject({
   vm: z.union([z.string().min(1).max(256), z.number().int().min(0)]),
 });
+/** The body of POST /v1/devices. */
+export const deviceBody = z.strictObject({
+  control: z.string().regex(/^(\[[^\]]+\]|[^:]+):\d{1,5}$/, "must be HOST:PORT"),
+});
 export const emptyBody = z.union([z.undefined(), z.strictObject({})]);
 
 const bdf = z.string().regex(/^[0-9a-f]{2}:[0-9a-f]{2}\.[0-7]$/);
@@ -258,6 +262,14 @@ export const ROUTES: Record<string, { get?: Route; post?: Route; delete?: Route 
   },
   [`${tdiPath}/unbind`]: {
     post: deviceRoute("Stop the interface (no-op when unbound)", tdiBindAnswer, emptyBody),
+  },
+  "/v1/devices": {
+    post: {
+      summary: "Attach a device by its control endpoint, as --device does; scanned in the background",
+      body: deviceBody,
+      ok: z.object({ control: z.string(), source: z.string() }),
+      status: 202,
+    },
   },
   "/v1/functions": { get: { summary: "Every function of every device, sorted by BDF", ok: functionsView } },
   [configPath]: {

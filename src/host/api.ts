@@ -1,6 +1,8 @@
 /**
  * The management API: HTTP JSON on loopback (docs/ARCHITECTURE.md). Routes:
  *   GET  /v1/topology                 devices with their functions, TDEVs, TDIs
+ *   POST /v1/devices                  {"control": "HOST:PORT"}: attach a device as `--device` does (202;
+ *                                     scanned and registered in the background: watch the events)
  *   POST /v1/tdevs/{bdf}/authenticate SPDM authentication through the TDEV's CMA mailbox
  *   POST /v1/tdevs/{bdf}/connect      authenticate, hold a session, program and enable IDE (no-op when connected)
  *   POST /v1/tdevs/{bdf}/disconnect   stop the IDE keys, clear Enable, end the session (idempotent)
@@ -25,8 +27,8 @@ import { protocolId } from "../../protocol/doe.js";
 import { formatRoutingId, PORT_TYPES, parseRoutingId } from "../../protocol/pci.js";
 import { hex } from "../bits.js";
 import type { Logger } from "../log.js";
-import { type Endpoint, formatEndpoint } from "../net/framed.js";
-import { bindBody, emptyBody, openApiDocument } from "./api-schemas.js";
+import { type Endpoint, formatEndpoint, parseEndpoint } from "../net/framed.js";
+import { bindBody, deviceBody, emptyBody, openApiDocument } from "./api-schemas.js";
 import { BindError, type TdispStateName } from "./bind.js";
 import {
   BadConfigRequest,
@@ -218,6 +220,8 @@ export interface ApiTarget {
   /** Config accesses over the control wire of the device that owns the function. */
   configRead: ConfigReader;
   configWrite: ConfigWriter;
+  /** Attaches a device by its control endpoint as `--device` does; one already given: no change. */
+  addDevice(control: Endpoint): void;
   /** The fault rules of a device, by its ID (RegistryError notFound when there is none). */
   faults(device: string): DeviceFaults;
 }
@@ -226,6 +230,18 @@ export interface ApiTarget {
  * A RegistryError as its HTTP status; a full session queue 503; anything else is the device's
  * failure, 502, with a BindError's detail.
  */
+/** HOST:PORT as an endpoint, or undefined when it is not one. */
+function endpointOf(text: string): Endpoint | undefined {
+  try {
+    return parseEndpoint(text);
+  } catch {
+    return undefined;
+  }
+}
+
+/** The source of a device given to the host (`--device`, POST /v1/devices): attached, retried while absent. */
+export const GIVEN_SOURCE = "flag";
+
 function tdevFailure(e: unknown, what: string): HttpError {
   if (e instanceof RegistryError) return new HttpError(e.code === "notFound" ? 404 : 409, e.message);
   const why = e instanceof Error ? e.message : String(e);
@@ -401,6 +417,14 @@ async function route(target: ApiTarget, req: http.IncomingMessage, url: URL): Pr
       reportDigest: tdi?.evidence?.reportDigest ?? null,
     };
     return [200, { bdf, boundTo, changed: result !== "unchanged", ...evidence }];
+  }
+  if (path === "/v1/devices") {
+    expect("POST");
+    const b = deviceBody.safeParse(body);
+    const control = b.success ? endpointOf(b.data.control) : undefined;
+    if (!control) throw new HttpError(400, `body must be {"control": "HOST:PORT"}`);
+    target.addDevice(control);
+    return [202, { control: formatEndpoint(control), source: GIVEN_SOURCE }];
   }
   if (path === "/v1/functions") {
     expect("GET");

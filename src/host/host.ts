@@ -28,7 +28,7 @@ import {
 } from "../net/framed.js";
 import { once } from "../once.js";
 import type { KeyLog } from "../spdm/session.js";
-import { type ApiServer, startApi } from "./api.js";
+import { type ApiServer, GIVEN_SOURCE, startApi } from "./api.js";
 import { authenticateTdev } from "./authenticate.js";
 import {
   type BindFunction,
@@ -99,9 +99,14 @@ export interface Host {
   unbind(rid: number): Promise<"unbound" | "unchanged">;
   /** The TDI's live TDISP state while its TDEV is connected, else null. */
   probeTdi(rid: number): Promise<TdispStateName | null>;
+  /** Attaches a device by its control endpoint as a given one (POST /v1/devices); given already: no change. */
+  addDevice(control: Endpoint): void;
   /** Closes every endpoint, connection and timer; removes every device. Idempotent. */
   stop(): Promise<void>;
 }
+
+/** Devices announced at once on the hotplug endpoint. */
+export const HOTPLUG_MAX_DEVICES = 1024;
 
 type LinkState = "connecting" | "scanning" | "registered" | "closed";
 
@@ -351,12 +356,17 @@ export async function startHost(opts: HostOptions = {}): Promise<Host> {
     return l;
   };
 
-  // Devices given up front: one link at a time each, re-linked on a tick while absent.
+  // Devices given (up front, or later through the API): one link at a time each, re-linked on a tick while absent.
   const given = (opts.devices ?? []).map((d) => ({ ...d, link: undefined as DeviceLink | undefined }));
   const relink = () => {
     for (const g of given) if (!g.link || g.link.state === "closed") g.link = link(g.control, g.source);
   };
   relink();
+  const addDevice = (control: Endpoint) => {
+    if (stopping || given.some((g) => sameEndpoint(g.control, control))) return;
+    given.push({ control, source: GIVEN_SOURCE, link: undefined });
+    relink();
+  };
   const tick = setInterval(() => {
     relink();
     for (const l of links) void l.check();
@@ -438,6 +448,7 @@ export async function startHost(opts: HostOptions = {}): Promise<Host> {
     probeTdi: (rid: number) => registry.probeTdi(rid, (link, fn) => interfaceState(link, fn.rid)),
     configRead,
     configWrite,
+    addDevice,
     faults,
   };
   try {
@@ -445,6 +456,9 @@ export async function startHost(opts: HostOptions = {}): Promise<Host> {
       hotplug = await FramedServer.listen({
         ...opts.hotplug,
         maxPayload: CONTROL_MAX_PAYLOAD,
+        // One connection per announced device, held while it is present: the bound is on devices,
+        // and a topology of hundreds of devices in namespaces announces them all here.
+        maxConnections: HOTPLUG_MAX_DEVICES,
         log,
         onConnection: (conn) => {
           if (stopping) conn.destroy();

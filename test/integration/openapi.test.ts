@@ -86,6 +86,9 @@ it("documents every route, and each route's answers conform to it", { timeout: 6
     expect((await call("GET", config, "/v1/functions/01:00.0/config?length=x")).status).toBe(400);
     const write = { offset: 0x0c, width: 1, value: 0x10 }; // Cache Line Size: harmless
     expect((await call("POST", config, "/v1/functions/01:00.0/config", write)).status).toBe(200);
+    // Port 1: nothing answers there, so the device given stays absent and the one above is untouched.
+    expect((await call("POST", "/v1/devices", "/v1/devices", { control: "127.0.0.1:1" })).status).toBe(202);
+    expect((await call("POST", "/v1/devices", "/v1/devices", { control: "nowhere" })).status).toBe(400);
     const faults = "/v1/devices/{id}/faults";
     const device = `/v1/devices/${(topology.devices as { id: string }[])[0]!.id}/faults`;
     const rule = { kind: "delay", ms: 1, count: 1 };
