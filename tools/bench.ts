@@ -404,8 +404,8 @@ interface TimedRun {
   cpuMs: number;
 }
 
-/** Where /usr/bin/time writes a program's CPU seconds ("%U %S"). */
-const TIME = "/usr/bin/time";
+/** GNU time (found on PATH), which writes a program's CPU seconds ("%U %S") to a file. */
+const TIME = "time";
 const readCpuMs = (file: string) =>
   readFileSync(file, "utf8")
     .trim()
@@ -414,7 +414,7 @@ const readCpuMs = (file: string) =>
     .split(" ")
     .reduce((ms, s) => ms + Number(s) * 1000, 0);
 
-/** Runs `tool` of SPDM_EMU_BIN (its sample keys are relative to it) under /usr/bin/time. */
+/** Runs `tool` of SPDM_EMU_BIN (its sample keys are relative to it) under GNU time. */
 function runTimed(tool: string, args: string[], env: NodeJS.ProcessEnv, cpuFile: string): Promise<TimedRun> {
   return new Promise((done, fail) => {
     const start = performance.now();
@@ -480,6 +480,7 @@ function checkRun(side: string, r: TimedRun): void {
  */
 async function dmtfRequesterFlows(): Promise<string[]> {
   if (!SPDM_EMU_BIN) return ["skipped: SPDM_EMU_BIN not set"];
+  if (spawnSync(TIME, ["-f", "%U", "true"]).status !== 0) return ["skipped: no GNU time on PATH"];
   const tmp = mkdtempSync(join(tmpdir(), "doe-emu-bench-dmtf-"));
   const shim = nodelayShim(tmp);
   if (!shim) {
