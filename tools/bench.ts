@@ -3,19 +3,25 @@
  * processes on loopback and prints its rate; comparisons run in the same invocation so that the
  * machine's state is the same for both sides.
  */
-import { spawn } from "node:child_process";
-import { mkdtempSync, rmSync } from "node:fs";
+import { spawn, spawnSync } from "node:child_process";
+import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import net from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { createInterface } from "node:readline";
 import { setTimeout as sleep } from "node:timers/promises";
 import { DoeType, encodeDiscoveryRequest, encodeDoeObject, PCI_SIG_VENDOR_ID } from "../protocol/doe.js";
+import { decodePcap } from "../protocol/pcap.js";
 import { encodeFrame, SocketCommand, TEST_CLIENT_HELLO, TransportType } from "../protocol/socket.js";
 import { DoeClient } from "../src/doe/client.js";
 import { processUsage } from "../src/fixture/soak.js";
 import { packageRoot, spawnDevice } from "../src/fixture/spawn-device.js";
-import { SPDM_EMU_BIN, startResponder, stopResponders } from "../src/fixture/spdm-emu-responder.js";
+import {
+  RESPONDER_BASE_ARGS,
+  SPDM_EMU_BIN,
+  startResponder,
+  stopResponders,
+} from "../src/fixture/spdm-emu-responder.js";
 import { startTopology } from "../src/fixture/topology.js";
 import { apiRequest, watchEvents } from "../src/host/api-client.js";
 import type { Endpoint } from "../src/net/framed.js";
@@ -428,6 +434,186 @@ const tdiBinds = () =>
     ),
   );
 
+/** A program's run: exit code, stdout+stderr, wall time and its own CPU (user+system) in ms. */
+interface TimedRun {
+  code: number | null;
+  output: string;
+  wallMs: number;
+  cpuMs: number;
+}
+
+/** GNU time (found on PATH), which writes a program's CPU seconds ("%U %S") to a file. */
+const TIME = "time";
+const readCpuMs = (file: string) =>
+  readFileSync(file, "utf8")
+    .trim()
+    .split("\n")
+    .at(-1)!
+    .split(" ")
+    .reduce((ms, s) => ms + Number(s) * 1000, 0);
+
+/** Runs `tool` of SPDM_EMU_BIN (its sample keys are relative to it) under GNU time. */
+function runTimed(tool: string, args: string[], env: NodeJS.ProcessEnv, cpuFile: string): Promise<TimedRun> {
+  return new Promise((done, fail) => {
+    const start = performance.now();
+    const child = spawn(TIME, ["-o", cpuFile, "-f", "%U %S", `./${tool}`, ...args], {
+      cwd: SPDM_EMU_BIN,
+      env,
+    });
+    let output = "";
+    child.stdout.on("data", (d) => (output += d));
+    child.stderr.on("data", (d) => (output += d));
+    child.once("error", fail);
+    child.once("exit", (code) =>
+      done({ code, output, wallMs: performance.now() - start, cpuMs: readCpuMs(cpuFile) }),
+    );
+  });
+}
+
+/** A process's CPU time so far (user + system), ms, from /proc/PID/stat (Linux). */
+function cpuMsOf(pid: number): number {
+  const fields = readFileSync(`/proc/${pid}/stat`, "utf8").split(") ")[1]!.split(" ");
+  // utime and stime are fields 14 and 15 of stat, 12 and 13 after "pid (comm) ".
+  return ((Number(fields[11]) + Number(fields[12])) * 1000) / CLOCK_TICKS;
+}
+const CLOCK_TICKS = 100;
+
+/**
+ * tools/nodelay-shim.c compiled into `dir` with `cc`: LD_PRELOADed, it gives DMTF's programs
+ * TCP_NODELAY without touching their code. Undefined when there is no C compiler.
+ */
+function nodelayShim(dir: string): string | undefined {
+  const out = join(dir, "nodelay.so");
+  const src = join(packageRoot(), "tools", "nodelay-shim.c");
+  const cc = spawnSync("cc", ["-shared", "-fPIC", "-O2", "-o", out, src, "-ldl"], { encoding: "utf8" });
+  if (cc.error) return undefined;
+  if (cc.status !== 0) throw new Error(`cc ${src}: ${cc.stderr}`);
+  return out;
+}
+
+const median = (xs: readonly number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
+
+/** Runs of each flow against each responder, interleaved. */
+const FLOW_RUNS = Number(process.env.BENCH_RUNS ?? 5);
+
+/** A responder side of one flow run: how the requester runs against it, and its CPU during the run. */
+interface FlowSide {
+  name: string;
+  run(requesterArgs: string[]): Promise<TimedRun & { responderCpuMs: number }>;
+}
+
+/** A requester run that did not pass as the interop tests require it: an Error saying why. */
+function checkRun(side: string, r: TimedRun): void {
+  if (r.code !== 0 || /fail|error/i.test(r.output))
+    throw new Error(`spdm_requester_emu against ${side}: exit ${r.code}\n${r.output.slice(-2000)}`);
+}
+
+/**
+ * DMTF's spdm_requester_emu against our device (examples/dmtf-requester.json, DMTF's ecp384 chain
+ * in slot 0, as the interop tests run it) and against spdm_responder_emu (RESPONDER_BASE_ARGS): a
+ * session flow with TCP_NODELAY forced on DMTF's side, and its default authentication flow (no
+ * session) unmodified against us and TCP_NODELAY on both DMTF programs. Both responders negotiate
+ * the requester's defaults: SPDM 1.4, ECDSA P-384, SHA-384, secp384r1, AES-256-GCM. Median wall per
+ * run, each side's CPU, and the rest (wire and idle); exchanges counted from one --pcap run each.
+ */
+async function dmtfRequesterFlows(): Promise<string[]> {
+  if (!SPDM_EMU_BIN) return ["skipped: SPDM_EMU_BIN not set"];
+  if (spawnSync(TIME, ["-f", "%U", "true"]).status !== 0) return ["skipped: no GNU time on PATH"];
+  const tmp = mkdtempSync(join(tmpdir(), "doe-emu-bench-dmtf-"));
+  const shim = nodelayShim(tmp);
+  if (!shim) {
+    rmSync(tmp, { recursive: true, force: true });
+    return ["skipped: no C compiler"];
+  }
+  const plain = process.env;
+  const nodelay = { ...process.env, LD_PRELOAD: shim };
+  const dev = await spawnDevice({ args: [...teeDeviceArgs(), "--on-shutdown", "close"] });
+  const port = String(dev.mailboxes[0]!.endpoint.port);
+  const ours = (env: NodeJS.ProcessEnv, name: string): FlowSide => ({
+    name,
+    async run(args) {
+      const before = cpuMsOf(dev.pid);
+      const r = await runTimed(
+        "spdm_requester_emu",
+        ["--trans", "PCI_DOE", "--port", port, ...args],
+        env,
+        join(tmp, "req"),
+      );
+      return { ...r, responderCpuMs: cpuMsOf(dev.pid) - before };
+    },
+  });
+  const theirs: FlowSide = {
+    name: "spdm_responder_emu",
+    async run(args) {
+      const rspCpu = join(tmp, "rsp");
+      const rsp = await startResponder([], RESPONDER_BASE_ARGS, SPDM_EMU_BIN, {
+        env: nodelay,
+        wrapper: [TIME, "-o", rspCpu, "-f", "%U %S"],
+      });
+      const r = await runTimed(
+        "spdm_requester_emu",
+        ["--trans", "PCI_DOE", "--port", String(rsp.port), ...args],
+        nodelay,
+        join(tmp, "req"),
+      );
+      await stopResponders();
+      // Its own start-up (before the requester connects) is in this too: a few ms.
+      return { ...r, responderCpuMs: readCpuMs(rspCpu) };
+    },
+  };
+  const flows: { what: string; args: string[]; sides: FlowSide[]; goal: string }[] = [
+    {
+      what: "session flow (--exe_session KEY_EX,PSK,KEY_UPDATE,HEARTBEAT,MEAS,DIGEST,CERT), TCP_NODELAY on DMTF's side",
+      args: ["--exe_session", "KEY_EX,PSK,KEY_UPDATE,HEARTBEAT,MEAS,DIGEST,CERT"],
+      sides: [ours(nodelay, "doe-emu device"), theirs],
+      goal: "<= 0.2",
+    },
+    {
+      what: "authentication flow (default --exe_conn, no session): requester unmodified against us, TCP_NODELAY on both DMTF programs",
+      args: ["--exe_session", ""],
+      // The third side says what DMTF's Nagle still costs us with quick ACKs (src/net/quickack.ts).
+      sides: [ours(plain, "doe-emu device"), theirs, ours(nodelay, "doe-emu device, TCP_NODELAY requester")],
+      goal: "<= 0.3",
+    },
+  ];
+  const lines: string[] = [];
+  try {
+    for (const { what, args, sides, goal } of flows) {
+      const exchanges: number[] = [];
+      for (const side of sides) {
+        const pcap = join(tmp, "flow.pcap");
+        const r = await side.run([...args, "--pcap", pcap]);
+        checkRun(side.name, r);
+        exchanges.push(decodePcap(readFileSync(pcap)).records.length / 2);
+      }
+      const runs = sides.map(() => [] as (TimedRun & { responderCpuMs: number })[]);
+      for (let i = 0; i < FLOW_RUNS; i++)
+        for (const [s, side] of sides.entries()) {
+          const r = await side.run(args);
+          checkRun(side.name, r);
+          runs[s]!.push(r);
+        }
+      const walls = runs.map((rs) => median(rs.map((r) => r.wallMs)));
+      lines.push(`${what}: median of ${FLOW_RUNS} runs`);
+      for (const [s, side] of sides.entries()) {
+        const req = median(runs[s]!.map((r) => r.cpuMs));
+        const rsp = median(runs[s]!.map((r) => r.responderCpuMs));
+        lines.push(
+          `  -> ${side.name}: ${walls[s]!.toFixed(0)} ms wall; ${exchanges[s]} exchanges; requester CPU ${req.toFixed(0)} ms, ` +
+            `responder CPU ${rsp.toFixed(0)} ms (${((rsp / exchanges[s]!) * 1000).toFixed(0)} us/exchange), ` +
+            `wire and idle ${Math.max(0, walls[s]! - req - rsp).toFixed(0)} ms`,
+        );
+      }
+      lines.push(`  ratio doe-emu/DMTF: ${(walls[0]! / walls[1]!).toFixed(2)} (goal ${goal})`);
+    }
+    return lines;
+  } finally {
+    await stopResponders();
+    await dev.stop();
+    rmSync(tmp, { recursive: true, force: true });
+  }
+}
+
 /** `mib` MiB of `frame` over and over, as one buffer per MiB. */
 function floodChunks(frame: Buffer, mib: number): Buffer[] {
   const chunk = Buffer.concat(Array.from({ length: Math.ceil((1 << 20) / frame.length) }, () => frame));
@@ -583,6 +769,7 @@ const benches: [string, () => Promise<string[]>][] = [
   ["Secured vs plain round trips", securedVsPlain],
   ["TEE-IO: TDEV connects", tdevConnects],
   ["TEE-IO: TDI bind+unbind", tdiBinds],
+  ["DMTF requester flows", dmtfRequesterFlows],
   ["Flood: bouncer", floodBouncer],
   ["Flood: device mailbox", floodDevice],
 ];

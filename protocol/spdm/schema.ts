@@ -387,20 +387,23 @@ const impl = {
    * Fields present when `cond` holds on what was decoded so far (version, params). Encoding checks
    * the message agrees: required when `cond` holds, absent otherwise.
    */
-  when: (cond: (m: unknown) => boolean, ...fields: Field<unknown>[]) => ({
-    keys: fields.flatMap((f) => f.keys),
-    dec(r: Reader, m: Obj, n: Need, s: Scratch) {
-      if (cond(m)) for (const f of fields) f.dec(r, m, n, s);
-    },
-    enc(w: Writer, m: unknown, e: EncState) {
-      if (cond(m)) {
-        for (const f of fields) f.enc(w, m, e);
-        return;
-      }
-      const extra = fields.flatMap((f) => f.keys).filter((k) => val(m, k) !== undefined);
-      if (extra.length > 0) throw new RangeError(`${e.where}: ${extra.join(", ")} not allowed here`);
-    },
-  }),
+  when: (cond: (m: unknown) => boolean, ...fields: Field<unknown>[]) => {
+    const keys = fields.flatMap((f) => f.keys);
+    return {
+      keys,
+      dec(r: Reader, m: Obj, n: Need, s: Scratch) {
+        if (cond(m)) for (const f of fields) f.dec(r, m, n, s);
+      },
+      enc(w: Writer, m: unknown, e: EncState) {
+        if (cond(m)) {
+          for (const f of fields) f.enc(w, m, e);
+          return;
+        }
+        const extra = keys.filter((k) => val(m, k) !== undefined);
+        if (extra.length > 0) throw new RangeError(`${e.where}: ${extra.join(", ")} not allowed here`);
+      },
+    };
+  },
 
   /** Fields whose presence the negotiated context decides; an encoder writes them iff they are set. */
   ctxWhen: (cond: (m: unknown, n: Need) => boolean, ...fields: Field<unknown>[]) => {

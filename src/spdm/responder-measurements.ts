@@ -24,7 +24,7 @@ import {
 import type { GetMeasurements } from "../../protocol/spdm/messages.js";
 import { type HashAlgo, hash } from "../crypto/suites.js";
 import { check, EMPTY, type Exchange, type ResponderContext } from "./responder-context.js";
-import type { ResponderConfig } from "./responder-settings.js";
+import type { MeasurementSource, ResponderConfig } from "./responder-settings.js";
 
 export type MeasurementContext = Pick<ResponderContext, "config" | "connection" | "transcript">;
 
@@ -44,6 +44,13 @@ export function measurementHashFor(config: ResponderConfig, base: HashAlgo | und
 }
 
 /**
+ * measurementBlocks() by the device's measurement sources (fixed at start-up), then by measurement
+ * hash and raw request: DMTF's requester asks for each index 1-254 in turn, and hashing every value
+ * again for each of those requests was most of the device's CPU in its flows.
+ */
+const blockCache = new WeakMap<readonly MeasurementSource[], Map<string, readonly MeasurementBlock[]>>();
+
+/**
  * The measurement blocks: digests of the values with the measurement hash, unless raw. A
  * hash-extended measurement (1.3) is always a digest, Hash(0…0 ‖ Hash(value)): its value extended
  * once into a zero digest; without a measurement hash (raw bit streams only) it is left out, as
@@ -52,10 +59,19 @@ export function measurementHashFor(config: ResponderConfig, base: HashAlgo | und
 function measurementBlocks(
   c: Pick<MeasurementContext, "config" | "connection">,
   rawRequested: boolean,
-): MeasurementBlock[] {
+): readonly MeasurementBlock[] {
   const alg = MEASUREMENT_HASH[c.connection.negotiated.measurementHash]; // none when raw bit streams only
+  const sources = c.config.measurements;
+  let byKind = blockCache.get(sources);
+  if (!byKind) {
+    byKind = new Map();
+    blockCache.set(sources, byKind);
+  }
+  const kind = `${alg}/${rawRequested}`;
+  let blocks = byKind.get(kind);
+  if (blocks) return blocks;
   const extend = DmtfMeasurementType.HashExtend;
-  return c.config.measurements
+  blocks = sources
     .filter(({ type }) => type !== extend || alg)
     .map(({ index, type, value, raw }) =>
       alg && type === extend
@@ -64,6 +80,8 @@ function measurementBlocks(
           ? dmtfMeasurementBlock(index, type | DMTF_VALUE_TYPE_RAW_BIT_STREAM, value)
           : dmtfMeasurementBlock(index, type, hash(alg, value)),
     );
+  byKind.set(kind, blocks);
+  return blocks;
 }
 
 /**
