@@ -3,6 +3,8 @@
  * followed by the payload, every DW little-endian. Pure codecs: bytes in, typed values out,
  * DecodeError on bad input.
  */
+// Imported: Node 20's global Buffer is an accessor, paid on every use on the per-object path.
+import { Buffer } from "node:buffer";
 import { DecodeError, requireBytes } from "./errors.js";
 import { hexDigits } from "./hex.js";
 

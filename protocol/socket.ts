@@ -4,6 +4,8 @@
  * spdm_requester_emu, spdm_responder_emu and QEMU's spdm-socket; our mailbox wire and, with its own
  * opcodes, the control wire (control.ts).
  */
+// Imported: Node 20's global Buffer is an accessor, paid on every use on the per-frame path.
+import { Buffer } from "node:buffer";
 import { DOE_MAX_BYTES } from "./doe.js";
 import { DecodeError } from "./errors.js";
 
