@@ -1,6 +1,6 @@
 /**
  * Framed TCP transport shared by every endpoint and client: the spdm-emu frame codec over a
- * socket, with TCP_NODELAY, one write per frame, quick ACKs re-armed after every read, a payload
+ * socket, with TCP_NODELAY, one write per frame, quick ACKs while a frame is incomplete, a payload
  * bound checked before allocation, connection tracking and request timeouts.
  */
 import { EventEmitter } from "node:events";
