@@ -3,7 +3,8 @@
  * followed by the payload, every DW little-endian. Pure codecs: bytes in, typed values out,
  * DecodeError on bad input.
  */
-import { Parser } from "binary-parser";
+// Imported: Node 20's global Buffer is an accessor, paid on every use on the per-object path.
+import { Buffer } from "node:buffer";
 import { DecodeError, requireBytes } from "./errors.js";
 import { hexDigits } from "./hex.js";
 
@@ -64,30 +65,24 @@ export function parseProtocolId(text: string): DoeProtocol | undefined {
 }
 
 /**
- * Decodes the 8-byte header at the start of `buf`; the rest of `buf` is not looked at. Read
- * directly rather than with binary-parser: it runs for every object, and binary-parser's result
- * objects (built with `delete`) are slow to use.
+ * Decodes the 8-byte header at the start of `buf`; the rest of `buf` is not looked at. Read byte by
+ * byte rather than with binary-parser or a DataView: it runs for every object, and this allocates
+ * nothing but the result.
  */
 export function decodeDoeHeader(buf: Uint8Array): DoeHeader {
   requireBytes(buf, 0, DOE_HEADER_BYTES, "doe.header");
-  const dv = new DataView(buf.buffer, buf.byteOffset, DOE_HEADER_BYTES);
-  const h = {
-    vendorId: dv.getUint16(0, true),
-    type: buf[2]!,
-    reserved0: buf[3]!,
-    lengthField: dv.getUint32(4, true),
-  };
-  if (h.reserved0 !== 0)
-    throw new DecodeError("doe.reserved", 3, `must be 0, is 0x${hexDigits(h.reserved0, 2)}`);
-  if (h.lengthField >>> 18 !== 0) {
-    throw new DecodeError("doe.length", 4, `reserved bits [31:18] set (0x${hexDigits(h.lengthField, 8)})`);
+  const reserved0 = buf[3]!;
+  if (reserved0 !== 0) throw new DecodeError("doe.reserved", 3, `must be 0, is 0x${hexDigits(reserved0, 2)}`);
+  const lengthField = (buf[4]! | (buf[5]! << 8) | (buf[6]! << 16) | (buf[7]! << 24)) >>> 0;
+  if (lengthField >>> 18 !== 0) {
+    throw new DecodeError("doe.length", 4, `reserved bits [31:18] set (0x${hexDigits(lengthField, 8)})`);
   }
-  const lengthDw = h.lengthField === 0 ? DOE_MAX_DW : h.lengthField;
+  const lengthDw = lengthField === 0 ? DOE_MAX_DW : lengthField;
   if (lengthDw < 2) throw new DecodeError("doe.length", 4, `${lengthDw} DW is shorter than the 2-DW header`);
-  return { vendorId: h.vendorId, type: h.type, lengthDw };
+  return { vendorId: buf[0]! | (buf[1]! << 8), type: buf[2]!, lengthDw };
 }
 
-/** Decodes one whole data object. Its Length must account for exactly the bytes given. */
+/** Decodes one whole data object. Its Length must account for exactly the bytes given; the payload is a view. */
 export function decodeDoeObject(buf: Uint8Array): DoeObject {
   const h = decodeDoeHeader(buf);
   if (h.lengthDw * 4 !== buf.length) {
@@ -97,20 +92,25 @@ export function decodeDoeObject(buf: Uint8Array): DoeObject {
       `header says ${h.lengthDw} DW (${h.lengthDw * 4} bytes), got ${buf.length} bytes`,
     );
   }
-  const bytes = Buffer.from(buf.buffer, buf.byteOffset, buf.byteLength);
+  const bytes = Buffer.isBuffer(buf) ? buf : Buffer.from(buf.buffer, buf.byteOffset, buf.byteLength);
   return { vendorId: h.vendorId, type: h.type, payload: bytes.subarray(DOE_HEADER_BYTES) };
 }
 
-/** Encodes a data object, zero-padding the payload to a DW multiple. Throws RangeError above 1 MiB. */
+/**
+ * Encodes a data object, zero-padding the payload to a DW multiple. Throws RangeError above 1 MiB.
+ * Every byte is written, so the buffer comes from Node's pool (no allocation of its own when small).
+ */
 export function encodeDoeObject(obj: DoeObject): Buffer {
   const payloadDw = Math.ceil(obj.payload.length / 4);
   const lengthDw = 2 + payloadDw;
   if (lengthDw > DOE_MAX_DW) throw new RangeError(`DOE object of ${lengthDw} DW exceeds 2^18 DW`);
-  const out = Buffer.alloc(lengthDw * 4);
+  const out = Buffer.allocUnsafe(lengthDw * 4);
   out.writeUInt16LE(obj.vendorId, 0);
   out.writeUInt8(obj.type, 2);
+  out[3] = 0;
   out.writeUInt32LE(lengthDw === DOE_MAX_DW ? 0 : lengthDw, 4);
-  obj.payload.copy(out, DOE_HEADER_BYTES);
+  const end = DOE_HEADER_BYTES + obj.payload.copy(out, DOE_HEADER_BYTES);
+  out.fill(0, end);
   return out;
 }
 
@@ -125,9 +125,6 @@ export interface DiscoveryResponse extends DoeProtocol {
   nextIndex: number;
 }
 
-const discoveryRequestParser = new Parser().uint8("index").uint8("version").uint16le("reserved");
-const discoveryResponseParser = new Parser().uint16le("vendorId").uint8("type").uint8("nextIndex");
-
 export function encodeDiscoveryRequest(req: DiscoveryRequest): Buffer {
   return Buffer.from([req.index, req.version, 0, 0]);
 }
@@ -136,12 +133,11 @@ export function encodeDiscoveryRequest(req: DiscoveryRequest): Buffer {
 export function decodeDiscoveryRequest(payload: Uint8Array): DiscoveryRequest {
   if (payload.length !== 4)
     throw new DecodeError("discovery.request", 0, `payload is ${payload.length} bytes, not 4`);
-  const r = discoveryRequestParser.parse(payload) as { index: number; version: number };
-  return { index: r.index, version: r.version };
+  return { index: payload[0]!, version: payload[1]! };
 }
 
 export function encodeDiscoveryResponse(rsp: DiscoveryResponse): Buffer {
-  const out = Buffer.alloc(4);
+  const out = Buffer.allocUnsafe(4);
   out.writeUInt16LE(rsp.vendorId, 0);
   out.writeUInt8(rsp.type, 2);
   out.writeUInt8(rsp.nextIndex, 3);
@@ -152,6 +148,5 @@ export function encodeDiscoveryResponse(rsp: DiscoveryResponse): Buffer {
 export function decodeDiscoveryResponse(payload: Uint8Array): DiscoveryResponse {
   if (payload.length !== 4)
     throw new DecodeError("discovery.response", 0, `payload is ${payload.length} bytes, not 4`);
-  const r = discoveryResponseParser.parse(payload) as DiscoveryResponse;
-  return { vendorId: r.vendorId, type: r.type, nextIndex: r.nextIndex };
+  return { vendorId: payload[0]! | (payload[1]! << 8), type: payload[2]!, nextIndex: payload[3]! };
 }

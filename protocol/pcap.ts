@@ -6,6 +6,8 @@
  * DOE data object each, with no direction marker. The reader also takes big-endian and
  * nanosecond files, and stops at a record cut short (a writer killed mid-record).
  */
+// Imported: Node 20's global Buffer is an accessor, paid on every use (a record per frame).
+import { Buffer } from "node:buffer";
 import { DecodeError, requireBytes } from "./errors.js";
 import { hexDigits } from "./hex.js";
 

@@ -4,6 +4,8 @@
  * spdm_requester_emu, spdm_responder_emu and QEMU's spdm-socket; our mailbox wire and, with its own
  * opcodes, the control wire (control.ts).
  */
+// Imported: Node 20's global Buffer is an accessor, paid on every use on the per-frame path.
+import { Buffer } from "node:buffer";
 import { DOE_MAX_BYTES } from "./doe.js";
 import { DecodeError } from "./errors.js";
 
@@ -56,6 +58,10 @@ export interface SocketFrame {
   payload: Buffer;
 }
 
+/** Big-endian u32 at `at`, read byte by byte: no DataView or view object per frame. */
+const u32be = (b: Uint8Array, at: number) =>
+  ((b[at]! << 24) | (b[at + 1]! << 16) | (b[at + 2]! << 8) | b[at + 3]!) >>> 0;
+
 /** Read directly, not with binary-parser: this runs for every frame (see decodeDoeHeader). */
 export function decodeFrameHeader(buf: Uint8Array, offset = 0): FrameHeader {
   if (buf.length - offset < FRAME_HEADER_BYTES) {
@@ -65,8 +71,11 @@ export function decodeFrameHeader(buf: Uint8Array, offset = 0): FrameHeader {
       `needs ${FRAME_HEADER_BYTES} bytes, ${buf.length - offset} left`,
     );
   }
-  const dv = new DataView(buf.buffer, buf.byteOffset + offset, FRAME_HEADER_BYTES);
-  return { command: dv.getUint32(0), transport: dv.getUint32(4), payloadSize: dv.getUint32(8) };
+  return {
+    command: u32be(buf, offset),
+    transport: u32be(buf, offset + 4),
+    payloadSize: u32be(buf, offset + 8),
+  };
 }
 
 /** The header and payload in one buffer, so a frame goes out in a single write. */
@@ -102,7 +111,9 @@ export function decodeFrame(buf: Uint8Array): SocketFrame {
  * for it; past a DecodeError the stream is unusable and the connection should be closed.
  */
 export class FrameDecoder {
+  /** Bytes received and not yet returned: chunks[0] from `offset` on, then the other chunks whole. */
   private chunks: Buffer[] = [];
+  private offset = 0;
   private buffered = 0;
   private header: FrameHeader | undefined;
 
@@ -113,17 +124,27 @@ export class FrameDecoder {
     return this.buffered;
   }
 
-  /** Feeds received bytes; the decoder keeps (does not copy) `chunk`, so it must not be reused. */
+  /**
+   * Feeds received bytes; the decoder keeps (does not copy) `chunk`, so it must not be reused. A
+   * frame within one chunk (the usual case) is read in place and its payload is a view of the chunk.
+   */
   push(chunk: Uint8Array): SocketFrame[] {
     if (chunk.length > 0) {
-      this.chunks.push(Buffer.from(chunk.buffer, chunk.byteOffset, chunk.byteLength));
+      this.chunks.push(
+        Buffer.isBuffer(chunk) ? chunk : Buffer.from(chunk.buffer, chunk.byteOffset, chunk.byteLength),
+      );
       this.buffered += chunk.length;
     }
     const frames: SocketFrame[] = [];
     for (;;) {
       if (!this.header) {
         if (this.buffered < FRAME_HEADER_BYTES) break;
-        const header = decodeFrameHeader(this.take(FRAME_HEADER_BYTES));
+        const first = this.chunks[0]!;
+        let header: FrameHeader;
+        if (first.length - this.offset >= FRAME_HEADER_BYTES) {
+          header = decodeFrameHeader(first, this.offset);
+          this.consume(FRAME_HEADER_BYTES);
+        } else header = decodeFrameHeader(this.take(FRAME_HEADER_BYTES));
         if (header.payloadSize > this.maxPayload) {
           throw new DecodeError(
             "frame.payloadSize",
@@ -141,29 +162,34 @@ export class FrameDecoder {
     return frames;
   }
 
+  /** Drops n bytes (n <= what chunks[0] has left). */
+  private consume(n: number): void {
+    this.offset += n;
+    this.buffered -= n;
+    if (this.offset === this.chunks[0]!.length) {
+      this.chunks.shift();
+      this.offset = 0;
+    }
+  }
+
   /** Removes and returns the next n buffered bytes (n <= buffered), copying only across chunks. */
   private take(n: number): Buffer {
-    const first = this.chunks[0];
     if (n === 0) return Buffer.alloc(0);
+    const first = this.chunks[0]!;
     // Within one chunk: a view, no copy (push() takes ownership of the chunks it is given).
-    if (first && first.length >= n) {
-      const out = first.subarray(0, n);
-      if (first.length === n) this.chunks.shift();
-      else this.chunks[0] = first.subarray(n);
-      this.buffered -= n;
+    if (first.length - this.offset >= n) {
+      const out = first.subarray(this.offset, this.offset + n);
+      this.consume(n);
       return out;
     }
     const out = Buffer.allocUnsafe(n);
-    let filled = 0;
-    while (filled < n) {
+    for (let filled = 0; filled < n; ) {
       const c = this.chunks[0]!;
-      const used = Math.min(c.length, n - filled);
-      c.copy(out, filled, 0, used);
+      const used = Math.min(c.length - this.offset, n - filled);
+      c.copy(out, filled, this.offset, this.offset + used);
       filled += used;
-      if (used === c.length) this.chunks.shift();
-      else this.chunks[0] = c.subarray(used);
+      this.consume(used);
     }
-    this.buffered -= n;
     return out;
   }
 }

@@ -44,6 +44,8 @@ const isPromise = <T>(v: T | Promise<T>): v is Promise<T> => v instanceof Promis
 
 export class Mailbox {
   private readonly handlers = new Map<number, DoeHandler>();
+  /** The listed protocols by key: looked up for every object. */
+  private readonly listed: ReadonlySet<number>;
   private readonly queue: Job[] = [];
   private busy = false;
   /** Discarded objects are a peer's doing: their warnings are rate-limited. */
@@ -55,6 +57,7 @@ export class Mailbox {
     private readonly log: Logger,
     private readonly onSubmit?: (origin: string) => void,
   ) {
+    this.listed = new Set(protocols.map(key));
     this.register(DISCOVERY, (req) => this.discovery(req));
   }
 
@@ -64,7 +67,7 @@ export class Mailbox {
   }
 
   lists(protocol: DoeProtocol): boolean {
-    return this.protocols.some((p) => p.vendorId === protocol.vendorId && p.type === protocol.type);
+    return this.listed.has(key(protocol));
   }
 
   /** Objects queued or being processed. */
@@ -120,7 +123,8 @@ export class Mailbox {
   private process(object: Buffer, origin: string): Buffer | undefined | Promise<Buffer | undefined> {
     let req: DoeRequest;
     try {
-      req = { ...decodeDoeObject(object), origin };
+      const { vendorId, type, payload } = decodeDoeObject(object);
+      req = { vendorId, type, payload, origin };
     } catch (e) {
       this.discards.warn(
         this.log,
@@ -176,6 +180,6 @@ export class Mailbox {
     // Out of range: QEMU's answer (hw/pci/pcie_doe.c), vendor 0xFFFF / type 0xFF.
     if (!entry) return encodeDiscoveryResponse({ vendorId: 0xffff, type: 0xff, nextIndex: 0 });
     const nextIndex = index + 1 < this.protocols.length ? index + 1 : 0;
-    return encodeDiscoveryResponse({ ...entry, nextIndex });
+    return encodeDiscoveryResponse({ vendorId: entry.vendorId, type: entry.type, nextIndex });
   }
 }

@@ -14,6 +14,7 @@ import { DecodeError } from "../../protocol/errors.js";
 import {
   commandName,
   SocketCommand,
+  type SocketFrame,
   TEST_CLIENT_HELLO,
   TEST_SERVER_HELLO,
   TransportType,
@@ -78,34 +79,26 @@ export class DoeClient {
     return this.protocols.some((q) => q.vendorId === p.vendorId && q.type === p.type);
   }
 
-  /** Sends one object and returns the response object, which must carry the request's vendor and type. */
-  async exchange(request: DoeObject): Promise<DoeObject> {
+  /**
+   * Sends one object and returns the response object, which must carry the request's vendor and
+   * type. Not async: the answer is checked as it is read (FramedClient.request's `accept`), with
+   * no promise of its own.
+   */
+  exchange(request: DoeObject): Promise<DoeObject> {
     const isDiscovery = request.vendorId === DISCOVERY.vendorId && request.type === DISCOVERY.type;
-    if (!isDiscovery && !this.supports(request)) {
-      throw new DoeError(
-        `protocol ${protocolId(request)} was not listed by discovery on ${formatEndpoint(this.endpoint)}`,
-      );
-    }
-    const rsp = await this.client.request({
-      command: SocketCommand.NORMAL,
-      transport: TransportType.PCI_DOE,
-      payload: encodeDoeObject(request),
-    });
-    if (rsp.command !== SocketCommand.NORMAL)
-      throw new DoeError(`expected NORMAL, got ${commandName(rsp.command)}`);
-    if (rsp.payload.length === 0)
-      throw new DoeError(`the mailbox discarded the ${protocolId(request)} object (no response)`);
-    let obj: DoeObject;
+    let payload: Buffer;
     try {
-      obj = decodeDoeObject(rsp.payload);
+      if (!isDiscovery && !this.supports(request)) {
+        throw new DoeError(
+          `protocol ${protocolId(request)} was not listed by discovery on ${formatEndpoint(this.endpoint)}`,
+        );
+      }
+      payload = encodeDoeObject(request);
     } catch (e) {
-      if (e instanceof DecodeError) throw new DoeError(`malformed response object: ${e.message}`);
-      throw e;
+      return Promise.reject(e);
     }
-    if (obj.vendorId !== request.vendorId || obj.type !== request.type) {
-      throw new DoeError(`response is ${protocolId(obj)}, request was ${protocolId(request)}`);
-    }
-    return obj;
+    const frame = { command: SocketCommand.NORMAL, transport: TransportType.PCI_DOE, payload };
+    return this.client.request(frame, this.client.timeoutMs, (rsp) => responseObject(request, rsp));
   }
 
   /**
@@ -152,4 +145,23 @@ export class DoeClient {
     if (this.client.closed) queueMicrotask(listener);
     else this.client.conn.once("close", listener);
   }
+}
+
+/** The response object of a NORMAL answer to `request`; DoeError when it is not one. */
+function responseObject(request: DoeObject, rsp: SocketFrame): DoeObject {
+  if (rsp.command !== SocketCommand.NORMAL)
+    throw new DoeError(`expected NORMAL, got ${commandName(rsp.command)}`);
+  if (rsp.payload.length === 0)
+    throw new DoeError(`the mailbox discarded the ${protocolId(request)} object (no response)`);
+  let obj: DoeObject;
+  try {
+    obj = decodeDoeObject(rsp.payload);
+  } catch (e) {
+    if (e instanceof DecodeError) throw new DoeError(`malformed response object: ${e.message}`);
+    throw e;
+  }
+  if (obj.vendorId !== request.vendorId || obj.type !== request.type) {
+    throw new DoeError(`response is ${protocolId(obj)}, request was ${protocolId(request)}`);
+  }
+  return obj;
 }

@@ -18,7 +18,7 @@
  */
 import { DoeType, decodeDoeHeader, PCI_SIG_VENDOR_ID, protocolId } from "../../protocol/doe.js";
 import { DecodeError } from "../../protocol/errors.js";
-import { commandName, SocketCommand, TransportType } from "../../protocol/socket.js";
+import { commandName, SocketCommand, type SocketFrame, TransportType } from "../../protocol/socket.js";
 import { type Logger, WarnLimiter } from "../log.js";
 import type { PcapCapture } from "../net/capture.js";
 import {
@@ -122,13 +122,9 @@ export class Bouncer {
 
   private serve(conn: FramedConnection): void {
     const log = this.opts.log.child({ requester: conn.peer });
-    const upstreams = new Map<string, Promise<FramedClient>>();
+    const upstreams: Upstreams = new Map();
     const dropUpstreams = () => {
-      for (const u of upstreams.values())
-        void u.then(
-          (c) => c.close(),
-          () => undefined,
-        );
+      for (const u of upstreams.values()) closeUpstream(u);
       upstreams.clear();
     };
     log.debug("requester connected");
@@ -139,7 +135,7 @@ export class Bouncer {
     });
     serveSpdmEmu(conn, log, {
       normal: (payload, reply) =>
-        void this.forward(payload, upstreams, log).then(reply, (e) => {
+        this.forward(payload, upstreams, log).then(reply, (e) => {
           log.error({ err: (e as Error).stack }, "bounce failed; closing connection");
           conn.destroy();
         }),
@@ -148,48 +144,61 @@ export class Bouncer {
     });
   }
 
-  /** The response object to send back, or an empty payload for any error. */
-  private async forward(
-    object: Buffer,
-    upstreams: Map<string, Promise<FramedClient>>,
-    log: Logger,
-  ): Promise<Buffer> {
+  /**
+   * The response object to send back, or an empty payload for any error. With the mailbox's
+   * connection up (every object but a connection's first), the object goes out as it came in and
+   * the answer is checked as it is read: one promise per object, nothing decoded but the header.
+   */
+  private forward(object: Buffer, upstreams: Upstreams, log: Logger): Promise<Buffer> {
     const target = route(object, this.opts.targets);
-    if (typeof target === "string") return this.fail(target, log, { object: describe(object) });
-    const key = formatEndpoint(target);
-    try {
-      let client = await upstreams.get(key)?.catch(() => undefined);
-      // A connection the device has closed since (restart, stop) is replaced, not failed on.
-      if (!client || client.closed) {
-        const connecting = FramedClient.connect(target, {
-          timeoutMs: this.opts.timeoutMs,
-          connectTimeoutMs: this.opts.timeoutMs,
-        });
-        upstreams.set(key, connecting);
-        client = await connecting;
-      }
-      const answer = client.request({
-        command: SocketCommand.NORMAL,
-        transport: TransportType.PCI_DOE,
-        payload: object,
-      });
+    if (typeof target === "string")
+      return Promise.resolve(this.fail(target, log, { object: describe(object) }));
+    const key = endpointKey(target);
+    const upstream = upstreams.get(key);
+    const failed = (e: unknown) => this.upstreamFailed(key, e as Error, upstreams, log);
+    const send = (client: FramedClient) => {
       log.debug({ mailbox: key }, "object forwarded");
-      const rsp = await answer;
-      if (rsp.command !== SocketCommand.NORMAL)
-        throw new Error(`mailbox answered ${commandName(rsp.command)}`);
-      this.stats.forwarded++;
-      return rsp.payload;
-    } catch (e) {
-      // The next object to this mailbox reconnects.
-      const failed = upstreams.get(key);
-      upstreams.delete(key);
-      void failed?.then(
-        (c) => c.close(),
+      return client.request(
+        { command: SocketCommand.NORMAL, transport: TransportType.PCI_DOE, payload: object },
+        this.opts.timeoutMs,
+        (rsp) => this.answered(rsp),
+      );
+    };
+    if (upstream instanceof FramedClient && !upstream.closed) return send(upstream).catch(failed);
+    // A connection the device has closed since (restart, stop) is replaced, not failed on.
+    const connecting =
+      upstream instanceof Promise
+        ? upstream
+        : FramedClient.connect(target, {
+            timeoutMs: this.opts.timeoutMs,
+            connectTimeoutMs: this.opts.timeoutMs,
+          });
+    if (upstream !== connecting) {
+      upstreams.set(key, connecting);
+      void connecting.then(
+        (c) => {
+          if (upstreams.get(key) === connecting) upstreams.set(key, c);
+        },
         () => undefined,
       );
-      this.opts.onUpstreamError?.(`mailbox ${key}: ${(e as Error).message}`);
-      return this.fail("upstreamError", log, { mailbox: key, err: (e as Error).message });
     }
+    return connecting.then(send).catch(failed);
+  }
+
+  /** A mailbox's answer to a forwarded object: its payload, or an error for anything but NORMAL. */
+  private answered(rsp: SocketFrame): Buffer {
+    if (rsp.command !== SocketCommand.NORMAL) throw new Error(`mailbox answered ${commandName(rsp.command)}`);
+    this.stats.forwarded++;
+    return rsp.payload;
+  }
+
+  /** The next object to this mailbox reconnects. */
+  private upstreamFailed(key: string, e: Error, upstreams: Upstreams, log: Logger): Buffer {
+    const failed = upstreams.get(key);
+    upstreams.delete(key);
+    if (failed) closeUpstream(failed);
+    this.opts.onUpstreamError?.(`mailbox ${key}: ${e.message}`);
+    return this.fail("upstreamError", log, { mailbox: key, err: e.message });
   }
 
   private fail(kind: BounceError, log: Logger, detail: object): Buffer {
@@ -197,6 +206,29 @@ export class Bouncer {
     this.failures.warn(log, { error: kind, ...detail }, "bounce error; answered with an empty NORMAL frame");
     return EMPTY;
   }
+}
+
+/**
+ * A requester connection's upstream connections, by mailbox endpoint: the connection once it is
+ * up, its promise while connecting.
+ */
+type Upstreams = Map<string, FramedClient | Promise<FramedClient>>;
+
+const closeUpstream = (u: FramedClient | Promise<FramedClient>) =>
+  void Promise.resolve(u).then(
+    (c) => c.close(),
+    () => undefined,
+  );
+
+/** formatEndpoint, remembered per target: a bouncer routes to the same one or two endpoints every time. */
+const endpointKeys = new WeakMap<Endpoint, string>();
+function endpointKey(e: Endpoint): string {
+  let key = endpointKeys.get(e);
+  if (key === undefined) {
+    key = formatEndpoint(e);
+    endpointKeys.set(e, key);
+  }
+  return key;
 }
 
 function describe(object: Buffer): string {

@@ -1,6 +1,6 @@
 /**
  * Framed TCP transport shared by every endpoint and client: the spdm-emu frame codec over a
- * socket, with TCP_NODELAY, one write per frame, quick ACKs re-armed after every read, a payload
+ * socket, with TCP_NODELAY, one write per frame, quick ACKs while a frame is incomplete, a payload
  * bound checked before allocation, connection tracking and request timeouts.
  */
 import { EventEmitter } from "node:events";
@@ -239,8 +239,25 @@ export interface ClientOptions extends ConnectionOptions {
 interface PendingRequest {
   frame: SocketFrame;
   timeoutMs: number;
-  resolve: (f: SocketFrame) => void;
+  /** Makes the request's result of its answer, in the data handler; what it throws rejects the request. */
+  accept: ((f: SocketFrame) => unknown) | undefined;
+  resolve: (value: unknown) => void;
   reject: (e: Error) => void;
+}
+
+function settle(p: PendingRequest, f: SocketFrame): void {
+  if (!p.accept) {
+    p.resolve(f);
+    return;
+  }
+  let value: unknown;
+  try {
+    value = p.accept(f);
+  } catch (e) {
+    p.reject(e as Error);
+    return;
+  }
+  p.resolve(value);
 }
 
 export class FramedClient {
@@ -265,7 +282,7 @@ export class FramedClient {
         conn.destroy(); // a frame nobody asked for: the stream is out of step
         return;
       }
-      head.resolve(f);
+      settle(head, f);
       this.next();
     });
     conn.once("close", () => {
@@ -297,13 +314,23 @@ export class FramedClient {
     return this.conn.closed;
   }
 
-  /** Sends a frame and resolves with the next frame received. Requests queue, one on the wire at a time. */
-  request(frame: SocketFrame, timeoutMs = this.timeoutMs): Promise<SocketFrame> {
+  /**
+   * Sends a frame and resolves with the next frame received, or with what `accept` makes of it: it
+   * runs as the answer is read, so checking an answer costs no second promise. Requests queue, one
+   * on the wire at a time.
+   */
+  request(frame: SocketFrame, timeoutMs?: number): Promise<SocketFrame>;
+  request<T>(frame: SocketFrame, timeoutMs: number, accept: (f: SocketFrame) => T): Promise<T>;
+  request(
+    frame: SocketFrame,
+    timeoutMs = this.timeoutMs,
+    accept?: (f: SocketFrame) => unknown,
+  ): Promise<unknown> {
     if (this.conn.closed) {
       return Promise.reject(new ConnectionClosedError(`connection to ${this.conn.peer} is closed`));
     }
     return new Promise((resolve, reject) => {
-      this.queue.push({ frame, timeoutMs, resolve, reject });
+      this.queue.push({ frame, timeoutMs, accept, resolve, reject });
       if (!this.sent) this.next();
     });
   }
@@ -317,32 +344,32 @@ export class FramedClient {
     const head = this.queue[0];
     if (!head) return;
     this.sent = true;
-    this.deadline = performance.now() + head.timeoutMs;
-    this.arm(head.timeoutMs);
+    const now = performance.now();
+    this.deadline = now + head.timeoutMs;
+    this.arm(now);
     this.conn.send(head.frame);
   }
 
   /**
-   * Keeps one timer for the request on the wire: it is created only when none is pending and, when
-   * it fires early (its request was answered and another sent since), re-arms for what is left.
-   * A timer per request would cost more than the rest of an exchange.
+   * Keeps one timer for the request on the wire's deadline: it is created only when none is pending
+   * and, when it fires early (its request was answered and another sent since), re-arms for what is
+   * left. A timer per request would cost more than the rest of an exchange.
    */
-  private arm(ms: number): void {
-    const due = performance.now() + ms;
+  private arm(now: number): void {
     if (this.timer) {
-      if (due >= this.timerDue) return;
+      if (this.deadline >= this.timerDue) return;
       clearTimeout(this.timer); // this request's timeout is shorter than the pending timer's
     }
-    this.timerDue = due;
+    this.timerDue = this.deadline;
     this.timer = setTimeout(() => {
       this.timer = undefined;
       if (!this.sent) return;
-      const left = this.deadline - performance.now();
-      if (left > 0) return this.arm(left);
+      const at = performance.now();
+      if (this.deadline > at) return this.arm(at);
       const head = this.queue[0]!;
       this.conn.destroy();
       head.reject(new TimeoutError(`no response from ${this.conn.peer} within ${head.timeoutMs} ms`));
-    }, ms);
+    }, this.deadline - now);
     this.timer.unref();
   }
 
