@@ -201,7 +201,7 @@ export function readRawFrames(capture: (typeof RAW_CAPTURES)[number]): RawFrame[
 }
 
 /** Every `name = hex` line of `<capture>_secrets.txt`. */
-export function readSecrets(capture: Capture): Map<string, Buffer> {
+export function readSecrets(capture: Capture | "spdm13_csr"): Map<string, Buffer> {
   const text = readFileSync(join(VECTORS_DIR, `${capture}_secrets.txt`), "utf8");
   const out = new Map<string, Buffer>();
   for (const m of text.matchAll(/^([\w.]+) = ([0-9a-f]+)$/gm)) out.set(m[1]!, Buffer.from(m[2]!, "hex"));

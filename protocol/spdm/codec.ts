@@ -338,6 +338,7 @@ const SCHEMAS: Schemas = {
       f.struct("responseNotReady", responseNotReady),
     ),
     f.when((m) => m.errorCode === SpdmErrorCode.LargeResponse, f.u8("largeResponseHandle")),
+    f.when((m) => m.errorCode === SpdmErrorCode.DataTooLarge, f.u32("dataSize")),
     f.when((m) => hasRawErrorData(m.errorCode), f.rest("extendedErrorData")),
   ]),
   RESPOND_IF_READY: schema<MessageOf<"RESPOND_IF_READY">>((f) => [f.u8("requestCode"), f.u8("token")]),

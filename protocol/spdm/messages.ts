@@ -210,6 +210,8 @@ export interface ErrorMessage extends Msg<"ERROR"> {
   responseNotReady?: ResponseNotReadyData;
   /** errorCode LargeResponse (0x0F). */
   largeResponseHandle?: number;
+  /** errorCode DataTooLarge (0x12, 1.4): the size of what was asked for (libspdm: CertChainTooLarge's chain length). */
+  dataSize?: number;
   /**
    * Extended data of VendorDefined (0xFF) and of codes this registry doesn't know. It is not
    * self-delimiting, so it runs to the end of the buffer (padding included).

@@ -1,7 +1,8 @@
 /**
- * The SPDM certificate chain (DSP0274 "Certificate chain format"): u16 Length, u16 reserved,
- * RootHash (H bytes), then DER X.509 certificates, root first, leaf last. 1.0–1.3 form (16-bit
- * length) only.
+ * The SPDM certificate chain (DSP0274 "Certificate chain format"): Length, RootHash (H bytes), then
+ * DER X.509 certificates, root first, leaf last. Length is a u16 and a reserved u16 in 1.0–1.3;
+ * 1.4 makes it a u32 (libspdm's spdm_cert_chain_t), the same bytes for a chain under 64 KiB, so
+ * only a larger chain (1.4 LargeCertChain) reads it as 32 bits.
  */
 import { X509Certificate } from "node:crypto";
 import { DecodeError, requireBytes } from "../../protocol/errors.js";
@@ -19,10 +20,8 @@ export function encodeCertChain(h: HashAlgo, certsDer: readonly Uint8Array[]): B
   const root = certsDer[0];
   if (!root) throw new RangeError("a certificate chain needs at least one certificate");
   const body = Buffer.concat([hash(h, root), ...certsDer]);
-  if (body.length + 4 > 0xffff)
-    throw new RangeError(`certificate chain of ${body.length + 4} bytes exceeds 0xFFFF`);
   const head = Buffer.alloc(4);
-  head.writeUInt16LE(body.length + 4, 0);
+  head.writeUInt32LE(body.length + 4, 0);
   return Buffer.concat([head, body]);
 }
 
@@ -44,7 +43,7 @@ export function decodeCertChain(h: HashAlgo, chain: Uint8Array): CertChain {
   const buf = Buffer.from(chain.buffer, chain.byteOffset, chain.byteLength);
   const hs = HASH[h].size;
   requireBytes(buf, 0, 4 + hs, "certChain");
-  const length = buf.readUInt16LE(0);
+  const length = buf.length > 0xffff ? buf.readUInt32LE(0) : buf.readUInt16LE(0);
   if (length !== buf.length)
     throw new DecodeError("certChain.length", 0, `says ${length}, chain is ${buf.length} bytes`);
   const rootHash = buf.subarray(4, 4 + hs);

@@ -41,6 +41,8 @@ export const OID = {
   dmtfEkuResponderAuth: "1.3.6.1.4.1.412.274.3",
   dmtfEkuRequesterAuth: "1.3.6.1.4.1.412.274.4",
   dmtfSpdmExtension: "1.3.6.1.4.1.412.274.6",
+  /** A private extension (the 2.999 example arc) that only pads the leaf; requesters ignore it. */
+  padding: "2.999.1",
 } as const;
 
 function derTlv(tag: number, ...body: Uint8Array[]): Buffer {
@@ -175,6 +177,8 @@ export interface CertChainOptions {
   deviceInfo?: string | false;
   /** id-DMTF-SPDM-extension with id-DMTF-hardware-identity (device certificate model); default true. */
   hardwareIdentity?: boolean;
+  /** Bytes of a non-critical padding extension in the leaf: a large chain (SPDM 1.4 LargeCertChain). */
+  padding?: number;
   notBefore?: Date;
   notAfter?: Date;
 }
@@ -251,6 +255,8 @@ export async function generateCertChain(opts: CertChainOptions): Promise<Generat
       if (opts.hardwareIdentity ?? true) {
         extensions.push(new x509.Extension(OID.dmtfSpdmExtension, false, hardwareIdentityExtension()));
       }
+      if (opts.padding)
+        extensions.push(new x509.Extension(OID.padding, false, derTlv(0x04, Buffer.alloc(opts.padding))));
     }
     const subject = new x509.Name([{ CN: [{ utf8String: names[i]! }] }]);
     const cert = await x509.X509CertificateGenerator.create(

@@ -82,6 +82,8 @@ export const RESPONDER_CAPABILITY_NAMES = {
   /** Multi-key connections (1.3): always, or when the requester asks with MULTI_KEY_CONN. */
   MULTI_KEY_ONLY: Rsp.MULTI_KEY_CAP_ONLY,
   MULTI_KEY_NEG: Rsp.MULTI_KEY_CAP_NEG,
+  /** 1.4 large forms: GET_CERTIFICATE/CERTIFICATE LargeCertChain, VENDOR_DEFINED LargeReq/LargeResp. */
+  LARGE_RESP: Rsp.LARGE_RESP_CAP,
 } as const;
 
 // Algorithms: the codes' own names are spdm-emu's, except for the three renamed here.

@@ -51,6 +51,7 @@ import type {
 import { decodeTdisp } from "../../protocol/tdisp.js";
 import { byBit } from "../bits.js";
 import { AEAD, type AeadAlgo, HASH, type HashAlgo } from "../crypto/suites.js";
+import { certificateAsk } from "./certificate-portion.js";
 import type { KeyScheduleSuite, SessionSecretInput } from "./key-schedule.js";
 import type { KeyEntry } from "./keylog.js";
 import { decryptRecord } from "./secured-record.js";
@@ -254,8 +255,9 @@ export class DoeObserver {
     }
     if (m.code === "DIGESTS") this.transcript.noteDigests(spdm.bytes);
     if (m.code === "CERTIFICATE" && req?.message.code === "GET_CERTIFICATE") {
-      const slot = req.message.slotId;
-      if (req.message.offset === 0) this.partial.set(slot, []);
+      // The 16-bit or the 1.4 LargeCertChain form: the slot is Param1's low bits, the offset the form's.
+      const { slot, offset } = certificateAsk(req.message);
+      if (offset === 0) this.partial.set(slot, []);
       const parts = this.partial.get(slot) ?? [];
       parts.push(m.certChain);
       this.partial.set(slot, parts);

@@ -4,6 +4,12 @@
  * signatures, validity, trust root) before anything is signed over it.
  */
 import { DecodeError } from "../../protocol/errors.js";
+import {
+  CERTIFICATE_LARGE_CHAIN,
+  ResponderCapability,
+  SpdmErrorCode,
+  SpdmVersion,
+} from "../../protocol/spdm/codes.js";
 import { bitIndices, hex } from "../bits.js";
 import { type CertChain, decodeCertChain } from "../crypto/cert-chain.js";
 import { hash } from "../crypto/suites.js";
@@ -31,9 +37,39 @@ export async function getDigests(r: SpdmRequester): Promise<void> {
   }
 }
 
-/** Fetches a slot's chain portion by portion, RemainderLength-driven, then verifies it. */
+/**
+ * Fetches a slot's chain portion by portion, RemainderLength-driven, then verifies it. A 1.4
+ * responder answers ERROR DataTooLarge (the chain's size) when the chain exceeds the 16-bit fields:
+ * with its LARGE_RESP_CAP the chain is then fetched again in the LargeCertChain form.
+ */
 export async function getCertificateChain(r: SpdmRequester, slot: number): Promise<SlotChain> {
+  let bytes: Buffer | undefined;
+  try {
+    bytes = await fetchChain(r, slot, false);
+  } catch (e) {
+    if (!(e instanceof ChainTooLarge)) throw e;
+    if (r.version < SpdmVersion.V1_4 || (r.rsp!.flags & ResponderCapability.LARGE_RESP_CAP) === 0)
+      fail(
+        "certificate",
+        `slot ${slot} holds a ${e.size}-byte chain and the responder has no LARGE_RESP_CAP`,
+      );
+    bytes = await fetchChain(r, slot, true);
+  }
+  const entry = await verifyChain(r, slot, bytes);
+  r.chains.set(slot, entry);
+  return entry;
+}
+
+/** ERROR DataTooLarge to the 16-bit GET_CERTIFICATE: the chain's size. */
+class ChainTooLarge extends Error {
+  constructor(readonly size: number) {
+    super(`certificate chain of ${size} bytes`);
+  }
+}
+
+async function fetchChain(r: SpdmRequester, slot: number, large: boolean): Promise<Buffer> {
   const portionLength = r.options.certPortionLength;
+  const limit = large ? 0xffff_ffff : 0xffff;
   const portions: Buffer[] = [];
   let offset = 0;
   let total = 0;
@@ -43,14 +79,27 @@ export async function getCertificateChain(r: SpdmRequester, slot: number): Promi
     const reply = await r.exchange({
       code: "GET_CERTIFICATE",
       version: r.version,
-      slotId: slot,
+      slotId: slot | (large ? CERTIFICATE_LARGE_CHAIN : 0),
       attributes: 0,
-      offset,
-      length,
+      ...(large ? { offset: 0, length: 0, largeOffset: offset, largeLength: length } : { offset, length }),
     });
+    const e = reply.message;
+    if (
+      e.code === "ERROR" &&
+      e.errorCode === SpdmErrorCode.DataTooLarge &&
+      !large &&
+      r.version >= SpdmVersion.V1_4
+    )
+      throw new ChainTooLarge(e.dataSize!);
     const c = expectResponse(reply, "CERTIFICATE");
     const at = `CERTIFICATE (slot ${slot}, offset ${offset})`;
     if ((c.slotId & 0xf) !== slot) fail("certificate", `${at} is for slot ${c.slotId & 0xf}`);
+    // The form must be the one asked for (libspdm 1e16c60f checks Param1 bit 7 from 1.4 on).
+    if (
+      r.version >= SpdmVersion.V1_4 &&
+      (c.slotId & CERTIFICATE_LARGE_CHAIN) !== (large ? CERTIFICATE_LARGE_CHAIN : 0)
+    )
+      fail("certificate", `${at} ${large ? "lacks" : "sets"} LargeCertChain`);
     if (c.certChain.length === 0 || c.certChain.length > length)
       fail("certificate", `${at} carries ${c.certChain.length} bytes, we asked for 1–${length}`);
     if (offset === 0) total = c.certChain.length + c.remainderLength;
@@ -60,16 +109,14 @@ export async function getCertificateChain(r: SpdmRequester, slot: number): Promi
         `${at}: PortionLength ${c.certChain.length} + RemainderLength ${c.remainderLength} does not add up to the ${total} bytes announced`,
       );
     }
-    if (total > 0xffff) fail("certificate", `${at} announces a ${total}-byte chain, more than 65535`);
+    if (total > limit) fail("certificate", `${at} announces a ${total}-byte chain, more than ${limit}`);
     checkCertificateModel(r, slot, c.attributes);
     if (!r.channel) r.transcript.addCertificateExchange(reply.requestBytes, reply.bytes);
     portions.push(c.certChain);
     offset += c.certChain.length;
     remainder = c.remainderLength;
   } while (remainder !== 0);
-  const entry = await verifyChain(r, slot, Buffer.concat(portions));
-  r.chains.set(slot, entry);
-  return entry;
+  return Buffer.concat(portions);
 }
 
 /**

@@ -18,6 +18,7 @@ import {
   AlgType,
   KeyUpdateOperation,
   NONCE_SIZE,
+  RequesterCapability,
   SpdmErrorCode,
   type SpdmErrorName,
   SpdmVersion,
@@ -32,6 +33,7 @@ import type { SpdmMessage } from "../../protocol/spdm/messages.js";
 import { byBit, hex } from "../bits.js";
 import { encodeCertChain } from "../crypto/cert-chain.js";
 import { ASYM, type AsymAlgo, hash, keyFits } from "../crypto/suites.js";
+import { certificateAsk, certificatePortion } from "./certificate-portion.js";
 import { expectResponse, fail, type RequesterConnection, type SpdmRequester } from "./requester.js";
 import { selection } from "./requester-handshake.js";
 import { type SecureSession, SessionError } from "./session.js";
@@ -48,8 +50,6 @@ export interface RequesterSigner {
 const OUR_SLOT = 0;
 /** libspdm answers encapsulated GET_CERTIFICATE in portions of at most LIBSPDM_MAX_CERT_CHAIN_BLOCK_LEN. */
 const MAX_PORTION = 1024;
-/** GET_CERTIFICATE Param2 bit 0 (1.3): only the slot's size is asked for. */
-const SLOT_SIZE_REQUESTED = 0x1;
 
 /** Our signer for mutual authentication, or a failure saying what is missing (`what` asked for it). */
 export function requesterSigner(c: RequesterConnection, what: string): RequesterSigner {
@@ -218,19 +218,12 @@ class EncapAnswers {
   private certificate(m: Extract<SpdmMessage, { code: "GET_CERTIFICATE" }>, request: Buffer): Buffer {
     if (!this.signer) return this.error("UnsupportedRequest", request[1]);
     const { chain } = this.signer;
-    if ((m.slotId & 0xf) !== OUR_SLOT) return this.error("InvalidRequest");
-    const sizeOnly = m.version >= SpdmVersion.V1_3 && (m.attributes & SLOT_SIZE_REQUESTED) !== 0;
-    const offset = sizeOnly ? 0 : m.offset;
-    if (offset >= chain.length) return this.error("InvalidRequest");
-    const length = sizeOnly ? 0 : Math.min(m.length, MAX_PORTION, chain.length - offset);
-    const response = encodeSpdm({
-      code: "CERTIFICATE",
-      version: m.version,
-      slotId: OUR_SLOT,
-      attributes: 0,
-      remainderLength: sizeOnly ? chain.length : chain.length - offset - length,
-      certChain: chain.subarray(offset, offset + length),
-    });
+    const ask = certificateAsk(m);
+    // LargeCertChain only when we advertised LARGE_RESP_CAP (as libspdm's requester).
+    if (ask.large && (this.c.requesterFlags & RequesterCapability.LARGE_RESP_CAP) === 0)
+      return this.error("UnsupportedRequest", request[1]);
+    if (ask.slot !== OUR_SLOT || ask.offset >= chain.length) return this.error("InvalidRequest");
+    const response = certificatePortion(m.version, ask, chain, MAX_PORTION, 0);
     this.mutB.push(request, response);
     return response;
   }

@@ -109,22 +109,25 @@ export interface SpdmRequesterOptions {
 
 /**
  * spdm-emu's requester defaults (spdm_emu_common/key.c), except: capabilities (what we implement:
- * no multi-key or large responses; MUT_AUTH_CAP and ENCAP_CAP only with a requester chain and
+ * no multi-key; MUT_AUTH_CAP and ENCAP_CAP only with a requester chain and
  * key, see SpdmRequesterOptions) and the 1024-byte certificate portions.
  */
 export const REQUESTER_DEFAULTS = {
   versions: [0x10, 0x11, 0x12, 0x13, 0x14],
+  // Unsigned: bit 31 is LARGE_RESP_CAP.
   capabilities:
-    RequesterCapability.CERT_CAP |
-    RequesterCapability.CHAL_CAP |
-    RequesterCapability.CHUNK_CAP |
-    RequesterCapability.ENCRYPT_CAP |
-    RequesterCapability.MAC_CAP |
-    RequesterCapability.KEY_EX_CAP |
-    RequesterCapability.PSK_CAP |
-    RequesterCapability.HBEAT_CAP |
-    RequesterCapability.KEY_UPD_CAP |
-    RequesterCapability.HANDSHAKE_IN_THE_CLEAR_CAP,
+    (RequesterCapability.CERT_CAP |
+      RequesterCapability.CHAL_CAP |
+      RequesterCapability.CHUNK_CAP |
+      RequesterCapability.ENCRYPT_CAP |
+      RequesterCapability.MAC_CAP |
+      RequesterCapability.KEY_EX_CAP |
+      RequesterCapability.PSK_CAP |
+      RequesterCapability.HBEAT_CAP |
+      RequesterCapability.KEY_UPD_CAP |
+      RequesterCapability.HANDSHAKE_IN_THE_CLEAR_CAP |
+      RequesterCapability.LARGE_RESP_CAP) >>>
+    0,
   ctExponent: 0,
   dataTransferSize: 0x1200,
   maxSpdmMsgSize: 0x28000,
@@ -244,9 +247,10 @@ function mutualAuthOffer(o: SpdmRequesterOptions): Partial<SpdmRequesterOptions>
   return {
     // ENCAP_CAP too: a responder may fetch our chain through encapsulated requests first.
     capabilities:
-      (o.capabilities ?? REQUESTER_DEFAULTS.capabilities) |
-      RequesterCapability.MUT_AUTH_CAP |
-      RequesterCapability.ENCAP_CAP,
+      ((o.capabilities ?? REQUESTER_DEFAULTS.capabilities) |
+        RequesterCapability.MUT_AUTH_CAP |
+        RequesterCapability.ENCAP_CAP) >>>
+      0,
     reqBaseAsymAlg,
   };
 }

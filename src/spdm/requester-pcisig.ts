@@ -25,6 +25,8 @@ export async function pciSigExchange(
     }),
   );
   const response = expectResponse(reply, "VENDOR_DEFINED_RESPONSE", `${protocol} ${step}`);
+  // Our requests use the 16-bit form (they are small); the answer must too (libspdm checks Param1 bit 7).
+  if (response.large) fail("malformed", `${protocol} ${step}: answered in the 1.4 large form`);
   let vdm: ReturnType<typeof decodePciSigVdm>;
   try {
     vdm = decodePciSigVdm(response);

@@ -11,12 +11,14 @@ import {
   NONCE_SIZE,
   RequesterCapability,
   ResponderCapability,
+  SpdmCode,
   SpdmVersion,
 } from "../../protocol/spdm/codes.js";
 import type { Challenge, GetCertificate, GetDigests } from "../../protocol/spdm/messages.js";
 import { maskOf } from "../bits.js";
+import { certificateAsk, certificatePortion, MAX_SMALL_CHAIN } from "./certificate-portion.js";
 import { KEY_PAIR_USAGES } from "./provisioning.js";
-import { check, EMPTY, type Exchange, type ResponderContext } from "./responder-context.js";
+import { check, EMPTY, type Exchange, fail, type ResponderContext } from "./responder-context.js";
 import { measurementSummary } from "./responder-measurements.js";
 
 export type AuthenticationContext = Pick<
@@ -24,11 +26,8 @@ export type AuthenticationContext = Pick<
   "config" | "slots" | "connection" | "transcript" | "encap" | "log" | "provisioning"
 >;
 
-const CERTIFICATE_HEADER = 8;
 /** CHALLENGE_AUTH Param1 bit 7: BasicMutAuthReq. */
 const BASIC_MUT_AUTH_REQ = 0x80;
-/** GET_CERTIFICATE Param2 bit 0 (1.3): only the slot's size is asked for. */
-const SLOT_SIZE_REQUESTED = 0x1;
 
 /** Every slot's certificate model on a multi-key connection: a device certificate, as spdm-emu's. */
 const CERT_INFO = CertificateModel.DeviceCert;
@@ -70,24 +69,23 @@ export function getCertificate(
   x: Exchange,
 ): Buffer {
   const { connection } = c;
-  const slotId = m.slotId & 0xf;
-  const slot = connection.negotiated.slots.get(slotId);
+  const ask = certificateAsk(m);
+  // LargeCertChain only from a responder advertising LARGE_RESP_CAP (as libspdm).
+  if (ask.large && (connection.advertised & ResponderCapability.LARGE_RESP_CAP) === 0)
+    fail("UnsupportedRequest", SpdmCode.GET_CERTIFICATE);
+  const slot = connection.negotiated.slots.get(ask.slot);
   check(slot !== undefined);
   const { chain } = slot;
-  const sizeOnly = m.version >= SpdmVersion.V1_3 && (m.attributes & SLOT_SIZE_REQUESTED) !== 0;
-  const offset = sizeOnly ? 0 : m.offset;
-  check(offset < chain.length);
+  if (!ask.large && chain.length > MAX_SMALL_CHAIN) {
+    // The 16-bit fields cannot carry it: 1.4 says how large it is (as libspdm); before 1.4 it cannot be read.
+    if (m.version >= SpdmVersion.V1_4) fail("DataTooLarge", 0, { dataSize: chain.length });
+    fail("Unspecified");
+  }
+  check(ask.offset < chain.length);
   // Without chunking a portion must fit one transfer; with it, CHUNK_GET carries any length.
-  const room = connection.chunking ? Number.POSITIVE_INFINITY : connection.sendLimit - CERTIFICATE_HEADER;
-  const length = sizeOnly ? 0 : Math.min(m.length, room, chain.length - offset);
-  const response = encodeSpdm({
-    code: "CERTIFICATE",
-    version: m.version,
-    slotId,
-    attributes: connection.negotiated.multiKeyConn ? CERT_INFO : 0,
-    remainderLength: sizeOnly ? chain.length : chain.length - offset - length,
-    certChain: chain.subarray(offset, offset + length),
-  });
+  const room = connection.chunking ? Number.POSITIVE_INFINITY : connection.sendLimit - ask.header;
+  const attributes = connection.negotiated.multiKeyConn ? CERT_INFO : 0;
+  const response = certificatePortion(m.version, ask, chain, room, attributes);
   if (!x.session) c.transcript.addCertificateExchange(request, response);
   return response;
 }

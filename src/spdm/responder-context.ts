@@ -17,6 +17,7 @@ import {
   spdmErrorLabel,
 } from "../../protocol/spdm/codes.js";
 import type { DecodeContext } from "../../protocol/spdm/context.js";
+import type { ErrorMessage } from "../../protocol/spdm/messages.js";
 import type { AeadAlgo, AsymAlgo, DheAlgo, HashAlgo } from "../crypto/suites.js";
 import type { Logger } from "../log.js";
 import type { Provisioning } from "./provisioning.js";
@@ -37,6 +38,8 @@ export class SpdmError extends Error {
   constructor(
     readonly errorCode: number,
     readonly errorData = 0,
+    /** Extended error data (DataTooLarge's size). */
+    readonly extended: Pick<ErrorMessage, "dataSize"> = {},
   ) {
     // An answer, not a fault: no stack trace. Capturing one was half the cost of an ERROR, and
     // DMTF's requester draws hundreds per flow (it asks for every measurement index in turn).
@@ -47,8 +50,8 @@ export class SpdmError extends Error {
   }
 }
 
-export function fail(name: SpdmErrorName, data = 0): never {
-  throw new SpdmError(SpdmErrorCode[name], data);
+export function fail(name: SpdmErrorName, data = 0, extended: Pick<ErrorMessage, "dataSize"> = {}): never {
+  throw new SpdmError(SpdmErrorCode[name], data, extended);
 }
 
 export function check(ok: boolean, name: SpdmErrorName = "InvalidRequest"): asserts ok {
@@ -56,7 +59,13 @@ export function check(ok: boolean, name: SpdmErrorName = "InvalidRequest"): asse
 }
 
 export function errorMessage(e: SpdmError, version: number): Buffer {
-  return encodeSpdm({ code: "ERROR", version, errorCode: e.errorCode, errorData: e.errorData });
+  return encodeSpdm({
+    code: "ERROR",
+    version,
+    errorCode: e.errorCode,
+    errorData: e.errorData,
+    ...e.extended,
+  });
 }
 
 /**

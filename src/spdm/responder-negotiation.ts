@@ -114,7 +114,7 @@ export function getCapabilities(c: NegotiationContext, m: GetCapabilities, reque
   const wantsAlgorithms =
     version >= SpdmVersion.V1_3 && (m.attributes & CAPABILITIES_PARAM1_SUPPORTED_ALGORITHMS) !== 0;
   check(!wantsAlgorithms || chunkCap);
-  const ours = config.flags & (FLAGS_IN_VERSION[version] ?? 0);
+  const ours = (config.flags & (FLAGS_IN_VERSION[version] ?? 0)) >>> 0;
   const withAlgorithms = wantsAlgorithms && (ours & ResponderCapability.CHUNK_CAP) !== 0;
   const v12 = version >= SpdmVersion.V1_2;
   const response = encodeSpdm({

@@ -175,6 +175,7 @@ export const DEFAULT_CAPABILITIES = [
   "HBEAT",
   "KEY_UPD",
   "HANDSHAKE_IN_CLEAR",
+  "LARGE_RESP",
 ] as const;
 
 export const spdmSettingsSchema = z
@@ -458,10 +459,12 @@ export function responderConfig(s: SpdmSettings): ResponderConfig {
   const encapAuth = s.mutualAuth && encapAuthOf(s.mutualAuth);
   return {
     versions: [...new Set(s.versions.map((v) => VERSION_NAMES[v]))].sort((a, b) => a - b),
+    // Unsigned: bit 31 is LARGE_RESP_CAP.
     flags:
-      s.capabilities.reduce((f, c) => f | RESPONDER_CAPABILITY_NAMES[c], 0) |
-      (mutual || encapAuth ? ResponderCapability.MUT_AUTH_CAP : 0) |
-      (encapAuth ? ResponderCapability.ENCAP_CAP : 0),
+      (s.capabilities.reduce((f, c) => f | RESPONDER_CAPABILITY_NAMES[c], 0) |
+        (mutual || encapAuth ? ResponderCapability.MUT_AUTH_CAP : 0) |
+        (encapAuth ? ResponderCapability.ENCAP_CAP : 0)) >>>
+      0,
     ctExponent: s.ctExponent,
     dataTransferSize: s.dataTransferSize,
     maxSpdmMsgSize: s.maxSpdmMsgSize ?? (chunk ? Math.max(65536, s.dataTransferSize) : s.dataTransferSize),

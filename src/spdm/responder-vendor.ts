@@ -1,12 +1,14 @@
 /**
  * VENDOR_DEFINED_REQUEST (DSP0274 VENDOR_DEFINED_REQUEST/RESPONSE): the SPDM engine only carries
  * these; what they mean (PCI-SIG IDE-KM and TDISP, ...) belongs to the device, which plugs in a
- * handler. A request no handler serves gets ERROR UnsupportedRequest.
+ * handler. A request no handler serves gets ERROR UnsupportedRequest. The 1.4 large form (32-bit
+ * payload length) needs LARGE_RESP_CAP on both sides (else InvalidRequest, as libspdm) and is
+ * answered in the same form: libspdm's requester sends it whenever both advertise the capability.
  */
 import { encodeSpdm } from "../../protocol/spdm/codec.js";
-import { SpdmCode } from "../../protocol/spdm/codes.js";
+import { RequesterCapability, ResponderCapability, SpdmCode } from "../../protocol/spdm/codes.js";
 import type { VendorDefinedRequest, VendorFields } from "../../protocol/spdm/messages.js";
-import { type Connection, type Exchange, fail } from "./responder-context.js";
+import { type Connection, check, type Exchange, fail } from "./responder-context.js";
 
 /** Where a vendor-defined request came from: its session (undefined in the clear). */
 export interface VendorRequestContext {
@@ -32,6 +34,8 @@ export function vendorDefined(
   m: VendorDefinedRequest,
   x: Exchange,
 ): Buffer {
+  const large = m.large === true;
+  check(!large || connection.both(RequesterCapability.LARGE_RESP_CAP, ResponderCapability.LARGE_RESP_CAP));
   const answer = handler(m, {
     sessionId: x.session?.sessionId,
     pskHint: x.session?.pskHint,
@@ -42,5 +46,12 @@ export function vendorDefined(
   });
   if (!answer) fail("UnsupportedRequest", SpdmCode.VENDOR_DEFINED_REQUEST);
   const { standardId, vendorId, payload } = answer;
-  return encodeSpdm({ code: "VENDOR_DEFINED_RESPONSE", version: m.version, standardId, vendorId, payload });
+  return encodeSpdm({
+    code: "VENDOR_DEFINED_RESPONSE",
+    version: m.version,
+    large,
+    standardId,
+    vendorId,
+    payload,
+  });
 }
