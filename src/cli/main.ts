@@ -20,12 +20,19 @@ import { setpciCommand } from "./setpci.js";
 watchParent();
 
 const cli = yargs(hideBin(process.argv));
-// yargs has getOptions() (the declared options so far, by kind); @types/yargs lacks it.
-const declared = cli as unknown as { getOptions(): { array: string[] } };
+// yargs has getOptions() (the declared options so far, by kind) and getInternalMethods(); @types/yargs lacks them.
+const internals = cli as unknown as {
+  getOptions(): { array: string[] };
+  getInternalMethods(): { getUsageInstance(): { cacheHelpMessage(): void } };
+};
+// After starting a command's handler yargs renders that command's whole help text (measuring each
+// line's display width: ~60 ms of a device's start-up), kept to show if the handler fails later.
+// Our handlers report their own failures (common.ts run) and --help renders it anyway when asked.
+internals.getInternalMethods().getUsageInstance().cacheHelpMessage = () => {};
 
 /** A repeated flag that is not a list comes as an array; like most tools, let the last one win. */
 const lastWins = (argv: Record<string, unknown>) => {
-  const lists = new Set(declared.getOptions().array);
+  const lists = new Set(internals.getOptions().array);
   for (const [key, value] of Object.entries(argv))
     if (key !== "_" && Array.isArray(value) && !lists.has(key)) argv[key] = value.at(-1);
 };
