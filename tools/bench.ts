@@ -4,7 +4,7 @@
  * machine's state is the same for both sides.
  */
 import { spawn } from "node:child_process";
-import { mkdtempSync, rmSync } from "node:fs";
+import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import net from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -181,11 +181,62 @@ async function launchMany(): Promise<string[]> {
     const mean = rss.reduce((a, b) => a + b, 0) / rss.length;
     return [
       `${TOPOLOGY_DEVICES} device processes + host to ${view.tdevs.length} TDEVs / ${view.tdis.length} TDIs bound: ${(ms / 1000).toFixed(2)} s (goal <= 3 s)`,
-      `RSS per device process: mean ${mean.toFixed(1)} MiB, max ${Math.max(...rss).toFixed(1)} MiB (goal <= 60 MB); host ${rssMiB(t.host.pid).toFixed(1)} MiB`,
+      `RSS per device process: mean ${mean.toFixed(1)} MiB, max ${Math.max(...rss).toFixed(1)} MiB (goal <= 50 MiB); host ${rssMiB(t.host.pid).toFixed(1)} MiB`,
     ];
   } finally {
     await t.stop();
   }
+}
+
+const STARTUP_SPAWNS = Number(process.env.BENCH_SPAWNS ?? 10);
+
+/** CPU time (user + system) a process has used so far, from /proc (clock ticks of 10 ms). */
+const cpuMs = (pid: number) => {
+  const fields = readFileSync(`/proc/${pid}/stat`, "utf8").split(") ")[1]!.split(" ");
+  return (Number(fields[11]) + Number(fields[12])) * 10;
+};
+
+const median = (xs: readonly number[]) => [...xs].sort((a, b) => a - b)[xs.length >> 1]!;
+
+/**
+ * Device processes started as spawnCli starts them (from the startup snapshot): CPU and wall time
+ * to "ready", RSS idle, and RSS while serving a held KEY_EX session doing heartbeats.
+ */
+async function deviceStartup(): Promise<string[]> {
+  const cpu: number[] = [];
+  const wall: number[] = [];
+  const idle: number[] = [];
+  for (let i = 0; i < STARTUP_SPAWNS; i++) {
+    const start = performance.now();
+    const dev = await spawnDevice();
+    wall.push(performance.now() - start);
+    cpu.push(cpuMs(dev.pid));
+    await sleep(500);
+    idle.push(rssMiB(dev.pid));
+    await dev.stop();
+  }
+  const dev = await spawnDevice();
+  let serving = 0;
+  try {
+    await onConnection(
+      { name: "device", endpoint: dev.mailboxes[0]!.endpoint, stop: dev.stop },
+      async (r) => {
+        const { session } = await openSession(r, { kind: "KEY_EX" });
+        const until = performance.now() + 1000;
+        while (performance.now() < until) await heartbeat(r, session);
+        serving = rssMiB(dev.pid);
+        await endSession(r, session, 0);
+      },
+    );
+  } finally {
+    await dev.stop();
+  }
+  const n = `median of ${STARTUP_SPAWNS} spawns (BENCH_SPAWNS)`;
+  return [
+    `CPU to "ready": ${median(cpu)} ms, min ${Math.min(...cpu)} ms, ${n} (goal <= 70 ms, node's own ~40 ms included)`,
+    `wall time to "ready": ${median(wall).toFixed(0)} ms, min ${Math.min(...wall).toFixed(0)} ms`,
+    `RSS idle: median ${median(idle).toFixed(1)} MiB, max ${Math.max(...idle).toFixed(1)} MiB; serving a KEY_EX session with heartbeats: ${serving.toFixed(1)} MiB (goal <= 50 MiB)`,
+  ];
 }
 
 /** DOE round trips through a TDEV's bouncer against the same mailbox directly. */
@@ -536,6 +587,7 @@ async function floodDevice(): Promise<string[]> {
 const benches: [string, () => Promise<string[]>][] = [
   ["DOE transport", discoveryVsRaw],
   ["Capture overhead", captureOnVsOff],
+  ["Device process start-up", deviceStartup],
   ["Topology launch", launchMany],
   ["Bouncer overhead", bounceVsDirect],
   ["SPDM authentication", authFlows],
