@@ -3,10 +3,29 @@
 // Native and heavy modules that are loaded on first use stay outside the bundle.
 // Then the device's V8 startup snapshot (src/cli/device-snapshot.ts): what spawnCli starts devices from.
 import { execFileSync } from "node:child_process";
-import { rmSync, writeFileSync } from "node:fs";
+import { readFileSync, rmSync, writeFileSync } from "node:fs";
 import { build } from "esbuild";
 
+// yargs' string-width makes an Intl.Segmenter as it loads, a native handle a startup snapshot cannot
+// hold: make it on first use instead (only rendering --help measures display widths). Loud if a
+// string-width upgrade moves the line.
+const lazySegmenter = {
+  name: "lazy-segmenter",
+  setup(b) {
+    b.onLoad({ filter: /[\\/]string-width[\\/]index\.js$/ }, (args) => {
+      const eager = "const segmenter = new Intl.Segmenter();";
+      const source = readFileSync(args.path, "utf8");
+      if (!source.includes("Intl.Segmenter")) return undefined;
+      if (!source.includes(eager)) throw new Error(`${args.path}: no "${eager}" to make lazy`);
+      const lazy =
+        "let made; const segmenter = { segment: (s) => (made ??= new Intl.Segmenter()).segment(s) };";
+      return { contents: source.replace(eager, lazy), loader: "js" };
+    });
+  },
+};
+
 const common = {
+  plugins: [lazySegmenter],
   bundle: true,
   platform: "node",
   target: "node20",

@@ -3,7 +3,7 @@
  * device's startup snapshot (device-snapshot.ts) with only `device`. Each command's builder stays
  * the one definition of its flags.
  */
-import type { Argv } from "yargs";
+import yargs, { type Argv } from "yargs";
 import { watchParent } from "./parent.js";
 
 /** A command as each command's module exports it; each handler takes its own argument type. */
@@ -18,9 +18,6 @@ export interface Command {
 /** Parses `args` (the arguments after the program) and runs the command they name. */
 export async function runCli(args: string[], commands: Command[]): Promise<void> {
   watchParent();
-  // Loaded when run, not when this module is evaluated: yargs' string-width makes an Intl.Segmenter
-  // as it loads, a native handle a startup snapshot cannot hold.
-  const { default: yargs } = await import("yargs");
   const cli = yargs(args);
   // yargs has getOptions() (the declared options so far, by kind) and getInternalMethods(); @types/yargs lacks them.
   const internals = cli as unknown as {
