@@ -5,8 +5,11 @@
  * evaluating them. Only the `device` command: the others are started by hand, not by the dozen.
  */
 import v8 from "node:v8";
+import { defaultDescription } from "../device/description.js";
 import { runCli } from "./cli.js";
 import { deviceCommand } from "./device.js";
 
+// Validated now, at build time: the snapshot holds the default device and zod's compiled checks.
+defaultDescription();
 // Started from a snapshot, the first argument after node's own is process.argv[1].
 v8.startupSnapshot.setDeserializeMainFunction(() => void runCli(process.argv.slice(1), [deviceCommand]));
