@@ -3,8 +3,17 @@
  * device's startup snapshot (device-snapshot.ts) with only `device`. Each command's builder stays
  * the one definition of its flags.
  */
+import { readFileSync } from "node:fs";
+import { join } from "node:path";
 import yargs, { type Argv } from "yargs";
+import { packageRoot } from "../fixture/spawn-device.js";
 import { watchParent } from "./parent.js";
+
+// Read as this module is evaluated (for the device, at snapshot build time): left to itself yargs
+// lists directory after directory looking for package.json in every run.
+const { version } = JSON.parse(readFileSync(join(packageRoot(), "package.json"), "utf8")) as {
+  version: string;
+};
 
 /** A command as each command's module exports it; each handler takes its own argument type. */
 export interface Command {
@@ -48,6 +57,6 @@ export async function runCli(args: string[], commands: Command[]): Promise<void>
     .strict()
     .help()
     .alias("h", "help")
-    .version()
+    .version(version)
     .parseAsync();
 }
