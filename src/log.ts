@@ -1,5 +1,6 @@
 /** Structured logging: one JSON line per event on stderr, or human-readable lines with --pretty. */
 import { createRequire } from "node:module";
+import { hostname } from "node:os";
 import { type Logger, pino } from "pino";
 
 export type { Logger };
@@ -14,7 +15,12 @@ export interface LogOptions {
 }
 
 export function createLogger(opts: LogOptions = {}): Logger {
-  const base = { level: opts.level ?? "info", name: opts.name ?? "doe-emu" };
+  // pino reads pid and hostname when it loads, which a device's startup snapshot does at build time.
+  const base = {
+    level: opts.level ?? "info",
+    name: opts.name ?? "doe-emu",
+    base: { pid: process.pid, hostname: hostname() },
+  };
   // Synchronous destinations, so that the last lines before process.exit are not lost.
   if (opts.pretty) {
     // Loaded only when asked for: it is a fifth of a device process's start-up otherwise.

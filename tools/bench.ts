@@ -244,6 +244,49 @@ s.listen(0,"127.0.0.1",()=>console.log(s.address().port));`;
   return { port: Number(line), stop: () => child.kill() };
 }
 
+const STARTUP_SPAWNS = Number(process.env.BENCH_SPAWNS ?? 10);
+
+/**
+ * Device processes started as spawnCli starts them (from the startup snapshot): CPU and wall time
+ * to "ready", RSS idle, and RSS while serving a held KEY_EX session doing heartbeats.
+ */
+async function deviceStartup(): Promise<string[]> {
+  const cpu: number[] = [];
+  const wall: number[] = [];
+  const idle: number[] = [];
+  for (let i = 0; i < STARTUP_SPAWNS; i++) {
+    const start = performance.now();
+    const dev = await spawnDevice();
+    wall.push(performance.now() - start);
+    cpu.push(cpuMsOf(dev.pid));
+    await sleep(500);
+    idle.push(rssMiB(dev.pid));
+    await dev.stop();
+  }
+  const dev = await spawnDevice();
+  let serving = 0;
+  try {
+    await onConnection(
+      { name: "device", endpoint: dev.mailboxes[0]!.endpoint, stop: dev.stop },
+      async (r) => {
+        const { session } = await openSession(r, { kind: "KEY_EX" });
+        const until = performance.now() + 1000;
+        while (performance.now() < until) await heartbeat(r, session);
+        serving = rssMiB(dev.pid);
+        await endSession(r, session, 0);
+      },
+    );
+  } finally {
+    await dev.stop();
+  }
+  const n = `median of ${STARTUP_SPAWNS} spawns (BENCH_SPAWNS)`;
+  return [
+    `CPU to "ready": ${median(cpu)} ms, min ${Math.min(...cpu)} ms, ${n} (goal <= 70 ms, node's own ~40 ms included)`,
+    `wall time to "ready": ${median(wall).toFixed(0)} ms, min ${Math.min(...wall).toFixed(0)} ms`,
+    `RSS idle: median ${median(idle).toFixed(1)} MiB, max ${Math.max(...idle).toFixed(1)} MiB; serving a KEY_EX session with heartbeats: ${serving.toFixed(1)} MiB (goal <= 50 MiB)`,
+  ];
+}
+
 /**
  * DOE round trips through a TDEV's bouncer against the same mailbox directly, and beside them, in
  * the same interleaved run, a raw client's discovery frame through a bare byte proxy process against
@@ -791,6 +834,7 @@ async function floodDevice(): Promise<string[]> {
 const benches: [string, () => Promise<string[]>][] = [
   ["DOE transport", discoveryVsRaw],
   ["Capture overhead", captureOnVsOff],
+  ["Device process start-up", deviceStartup],
   ["Topology launch", launchMany],
   [`Topology launch: ${MANY_DEVICES} devices`, launchManyMore],
   ["Topology: startTopology(examples/topology.json)", exampleTopology],

@@ -2,9 +2,9 @@
  * `doe-emu`: the command-line entry point. Each command lives in its own module and is a thin
  * shell over the library: it parses flags, reports errors in one readable line, sets the exit code.
  */
-import yargs from "yargs";
 import { hideBin } from "yargs/helpers";
 import { certsCommand } from "./certs.js";
+import { runCli } from "./cli.js";
 import { decodeCommand } from "./decode.js";
 import { demoCommand } from "./demo.js";
 import { deviceCommand } from "./device.js";
@@ -13,43 +13,19 @@ import { faultCommand } from "./fault.js";
 import { hostCommand } from "./host.js";
 import { launchCommand } from "./launch.js";
 import { lspciCommand } from "./lspci.js";
-import { watchParent } from "./parent.js";
 import { requesterCommand } from "./requester.js";
 import { setpciCommand } from "./setpci.js";
 
-watchParent();
-
-const cli = yargs(hideBin(process.argv));
-// yargs has getOptions() (the declared options so far, by kind); @types/yargs lacks it.
-const declared = cli as unknown as { getOptions(): { array: string[] } };
-
-/** A repeated flag that is not a list comes as an array; like most tools, let the last one win. */
-const lastWins = (argv: Record<string, unknown>) => {
-  const lists = new Set(declared.getOptions().array);
-  for (const [key, value] of Object.entries(argv))
-    if (key !== "_" && Array.isArray(value) && !lists.has(key)) argv[key] = value.at(-1);
-};
-
-await cli
-  .scriptName("doe-emu")
-  .usage(
-    "$0 <command> [options]\n\nEmulated PCIe devices whose DOE mailboxes are TCP endpoints (DMTF spdm-emu socket protocol).",
-  )
-  .command(deviceCommand)
-  .command(doeCommand)
-  .command(decodeCommand)
-  .command(requesterCommand)
-  .command(demoCommand)
-  .command(certsCommand)
-  .command(hostCommand)
-  .command(launchCommand)
-  .command(lspciCommand)
-  .command(setpciCommand)
-  .command(faultCommand)
-  .middleware(lastWins, true)
-  .demandCommand(1, "name a command")
-  .strict()
-  .help()
-  .alias("h", "help")
-  .version()
-  .parseAsync();
+await runCli(hideBin(process.argv), [
+  deviceCommand,
+  doeCommand,
+  decodeCommand,
+  requesterCommand,
+  demoCommand,
+  certsCommand,
+  hostCommand,
+  launchCommand,
+  lspciCommand,
+  setpciCommand,
+  faultCommand,
+]);

@@ -427,4 +427,12 @@ export function loadDescription(file: string): DeviceDescription {
   return { ...d, spdm: resolveSlotPaths(d.spdm, dirname(file)) };
 }
 
-export const defaultDescription = (): DeviceDescription => parseDescription({});
+let parsedDefault: DeviceDescription | undefined;
+/**
+ * The default device, `{}` validated once (a first zod parse compiles the schema's checks, a sixth of
+ * a device's start-up; the device's startup snapshot does it at build time); each caller gets its own copy.
+ */
+export function defaultDescription(): DeviceDescription {
+  parsedDefault ??= parseDescription({});
+  return structuredClone(parsedDefault);
+}
