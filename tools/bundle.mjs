@@ -1,7 +1,7 @@
 // Bundles the compiled CLI into one file: a device process then loads one module instead of a few
 // hundred, which is most of its start-up time (launching 64 devices is start-up bound).
 // Native and heavy modules that are loaded on first use stay outside the bundle.
-// Then the device's V8 startup snapshot (src/cli/device-snapshot.ts): what spawnCli starts devices from.
+// Then the device's and the host's V8 startup snapshots (src/cli/snapshot.ts): what spawnCli starts them from.
 import { execFileSync } from "node:child_process";
 import { readFileSync, rmSync, writeFileSync } from "node:fs";
 import { build } from "esbuild";
@@ -48,34 +48,32 @@ await build({
 });
 
 // node --build-snapshot runs a CommonJS script; import.meta.url (createRequire for modules loaded on
-// first use) becomes the script's own URL.
-const snapshotEntry = "dist/device-snapshot.cjs";
-await build({
-  ...common,
-  entryPoints: ["dist/src/cli/device-snapshot.js"],
-  outfile: snapshotEntry,
-  format: "cjs",
-  // A script started from a snapshot has no ESM loader: import() of an external module becomes require().
-  supported: { "dynamic-import": false },
-  define: { "import.meta.url": "__doeEmuUrl" },
-  // The snapshot's own require() knows only built-in modules: the external ones (loaded on first use,
-  // after start-up) come through an ordinary require, made when first needed.
-  banner: {
-    js: [
-      "var __doeEmuUrl = require('node:url').pathToFileURL(__filename).href;",
-      "var require = ((builtin) => { let full; return (id) => builtin('node:module').isBuiltin(id) ? builtin(id) : (full ??= builtin('node:module').createRequire(__filename))(id); })(require);",
-    ].join("\n"),
-  },
-});
-// A snapshot loads only into the node binary that built it: the blob names it (src/fixture/spawn-device.ts).
-// Node warns that node:module and worker_threads (pino) are unverified in snapshots; the tests run devices from it.
-rmSync("dist/device.blob.json", { force: true });
-execFileSync(
-  process.execPath,
-  ["--no-warnings", "--snapshot-blob", "dist/device.blob", "--build-snapshot", snapshotEntry],
-  { stdio: ["ignore", "inherit", "inherit"] },
-);
-writeFileSync(
-  "dist/device.blob.json",
-  `${JSON.stringify({ node: process.version, execPath: process.execPath })}\n`,
-);
+// first use) becomes the script's own URL. A snapshot loads only into the node binary that built it:
+// NAME.blob.json names it (src/fixture/spawn-device.ts). Node warns that node:module and
+// worker_threads (pino) are unverified in snapshots; the tests run devices and hosts from them.
+for (const name of ["device", "host"]) {
+  const entry = `dist/${name}-snapshot.cjs`;
+  await build({
+    ...common,
+    entryPoints: [`dist/src/cli/${name}-snapshot.js`],
+    outfile: entry,
+    format: "cjs",
+    // A script started from a snapshot has no ESM loader: import() of an external module becomes require().
+    supported: { "dynamic-import": false },
+    define: { "import.meta.url": "__doeEmuUrl" },
+    // The snapshot's own require() knows only built-in modules: the external ones (loaded on first use,
+    // after start-up) come through an ordinary require, made when first needed.
+    banner: {
+      js: [
+        "var __doeEmuUrl = require('node:url').pathToFileURL(__filename).href;",
+        "var require = ((builtin) => { let full; return (id) => builtin('node:module').isBuiltin(id) ? builtin(id) : (full ??= builtin('node:module').createRequire(__filename))(id); })(require);",
+      ].join("\n"),
+    },
+  });
+  const blob = `dist/${name}.blob`;
+  rmSync(`${blob}.json`, { force: true });
+  execFileSync(process.execPath, ["--no-warnings", "--snapshot-blob", blob, "--build-snapshot", entry], {
+    stdio: ["ignore", "inherit", "inherit"],
+  });
+  writeFileSync(`${blob}.json`, `${JSON.stringify({ node: process.version, execPath: process.execPath })}\n`);
+}

@@ -1,6 +1,6 @@
 /**
  * The one yargs set-up every doe-emu entry shares: the full CLI (main.ts) with all commands, the
- * device's startup snapshot (device-snapshot.ts) with only `device`. Each command's builder stays
+ * startup snapshots (snapshot.ts) with one command each. Each command's builder stays
  * the one definition of its flags.
  */
 import { readFileSync } from "node:fs";

@@ -1,11 +1,13 @@
 /**
  * A device started the way spawnCli starts every device (the fixture, launcher, demo, benchmarks):
- * from the startup snapshot dist/device.blob, without NODE_EXTRA_CA_CERTS in its environment.
+ * from the startup snapshot dist/device.blob, without NODE_EXTRA_CA_CERTS in its environment; and
+ * a topology's host from dist/host.blob.
  */
 import { readFileSync } from "node:fs";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { DoeClient } from "../../src/doe/client.js";
 import { type SpawnedDevice, spawnDevice } from "../../src/fixture/spawn-device.js";
+import { startTopology } from "../../src/fixture/topology.js";
 import { authenticate } from "../../src/requester/connection.js";
 import { withRequester } from "../../src/requester/run.js";
 import { endSession, heartbeat, openSession } from "../../src/spdm/requester-session.js";
@@ -51,5 +53,23 @@ describe("a device spawned by spawnCli", () => {
       await heartbeat(r, session);
       await endSession(r, session, 0);
     });
+  });
+});
+
+describe("a topology's host", () => {
+  it("runs from its startup snapshot and registers the devices", async () => {
+    const t = await startTopology({ devices: [{ name: "one", bus: 1, description: {} }] });
+    try {
+      const argv = readFileSync(`/proc/${t.host.pid}/cmdline`, "utf8").split("\0");
+      expect(argv.slice(1, 4)).toEqual([
+        "--snapshot-blob",
+        expect.stringMatching(/dist\/host\.blob$/),
+        "host",
+      ]);
+      const view = await t.topology();
+      expect(view.tdevs.map((d) => d.bdf)).toEqual(["01:00.0"]);
+    } finally {
+      await t.stop();
+    }
   });
 });
