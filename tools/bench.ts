@@ -14,7 +14,7 @@ import { DoeType, encodeDiscoveryRequest, encodeDoeObject, PCI_SIG_VENDOR_ID } f
 import { decodePcap } from "../protocol/pcap.js";
 import { encodeFrame, SocketCommand, TEST_CLIENT_HELLO, TransportType } from "../protocol/socket.js";
 import { DoeClient } from "../src/doe/client.js";
-import { processUsage } from "../src/fixture/soak.js";
+import { processCpuMs, processUsage } from "../src/fixture/process-usage.js";
 import { packageRoot, spawnDevice } from "../src/fixture/spawn-device.js";
 import {
   RESPONDER_BASE_ARGS,
@@ -65,16 +65,22 @@ async function interleaved(ops: readonly (() => Promise<unknown>)[]): Promise<nu
   return counts.map((n, i) => n / (times[i]! / 1000));
 }
 
-/** A plain echo server in its own process, so both sides of the comparison cross a process boundary. */
-async function startEchoProcess(): Promise<{ port: number; stop: () => void }> {
-  const code = `const s=require("net").createServer(c=>{c.setNoDelay(true);c.on("data",d=>c.write(d));c.on("error",()=>{})});
-s.listen(0,"127.0.0.1",()=>console.log(s.address().port));`;
+/**
+ * A Node script serving on a free loopback port in its own process (it prints the port), so that
+ * both sides of a comparison cross a process boundary.
+ */
+async function startScript(code: string): Promise<{ port: number; stop: () => void }> {
   const child = spawn(process.execPath, ["-e", code], { stdio: ["ignore", "pipe", "inherit"] });
   const line = await new Promise<string>((resolve) =>
     createInterface({ input: child.stdout! }).once("line", resolve),
   );
   return { port: Number(line), stop: () => child.kill() };
 }
+
+/** A plain echo server in its own process. */
+const startEchoProcess = () =>
+  startScript(`const s=require("net").createServer(c=>{c.setNoDelay(true);c.on("data",d=>c.write(d));c.on("error",()=>{})});
+s.listen(0,"127.0.0.1",()=>console.log(s.address().port));`);
 
 /** A ping-pong of `size` bytes each way over a raw socket: the floor any framed protocol sits on. */
 async function rawPingPong(
@@ -233,16 +239,10 @@ async function exampleTopology(): Promise<string[]> {
 }
 
 /** A bare Node byte proxy in its own process: each connection piped to `target`, nothing decoded. */
-async function startPipeProxy(target: Endpoint): Promise<{ port: number; stop: () => void }> {
-  const code = `const net=require("net");const s=net.createServer(c=>{const u=net.connect(${target.port},${JSON.stringify(target.host)});
+const startPipeProxy = (target: Endpoint) =>
+  startScript(`const net=require("net");const s=net.createServer(c=>{const u=net.connect(${target.port},${JSON.stringify(target.host)});
 c.setNoDelay(true);u.setNoDelay(true);c.pipe(u);u.pipe(c);c.on("error",()=>u.destroy());u.on("error",()=>c.destroy())});
-s.listen(0,"127.0.0.1",()=>console.log(s.address().port));`;
-  const child = spawn(process.execPath, ["-e", code], { stdio: ["ignore", "pipe", "inherit"] });
-  const line = await new Promise<string>((resolve) =>
-    createInterface({ input: child.stdout! }).once("line", resolve),
-  );
-  return { port: Number(line), stop: () => child.kill() };
-}
+s.listen(0,"127.0.0.1",()=>console.log(s.address().port));`);
 
 const STARTUP_SPAWNS = Number(process.env.BENCH_SPAWNS ?? 10);
 
@@ -258,7 +258,7 @@ async function deviceStartup(): Promise<string[]> {
     const start = performance.now();
     const dev = await spawnDevice();
     wall.push(performance.now() - start);
-    cpu.push(cpuMsOf(dev.pid));
+    cpu.push(processCpuMs(dev.pid));
     await sleep(500);
     idle.push(rssMiB(dev.pid));
     await dev.stop();
@@ -544,14 +544,6 @@ function runTimed(tool: string, args: string[], env: NodeJS.ProcessEnv, cpuFile:
   });
 }
 
-/** A process's CPU time so far (user + system), ms, from /proc/PID/stat (Linux). */
-function cpuMsOf(pid: number): number {
-  const fields = readFileSync(`/proc/${pid}/stat`, "utf8").split(") ")[1]!.split(" ");
-  // utime and stime are fields 14 and 15 of stat, 12 and 13 after "pid (comm) ".
-  return ((Number(fields[11]) + Number(fields[12])) * 1000) / CLOCK_TICKS;
-}
-const CLOCK_TICKS = 100;
-
 /**
  * tools/nodelay-shim.c compiled into `dir` with `cc`: LD_PRELOADed, it gives DMTF's programs
  * TCP_NODELAY without touching their code. Undefined when there is no C compiler.
@@ -606,14 +598,14 @@ async function dmtfRequesterFlows(): Promise<string[]> {
   const ours = (env: NodeJS.ProcessEnv, name: string): FlowSide => ({
     name,
     async run(args) {
-      const before = cpuMsOf(dev.pid);
+      const before = processCpuMs(dev.pid);
       const r = await runTimed(
         "spdm_requester_emu",
         ["--trans", "PCI_DOE", "--port", port, ...args],
         env,
         join(tmp, "req"),
       );
-      return { ...r, responderCpuMs: cpuMsOf(dev.pid) - before };
+      return { ...r, responderCpuMs: processCpuMs(dev.pid) - before };
     },
   });
   const theirs: FlowSide = {

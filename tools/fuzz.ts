@@ -7,7 +7,7 @@
  * and through the bouncer, GET /v1/topology); at the end, that RSS and open fds stayed bounded. A
  * failure prints the seed, the target and the input in hex, and exits 1.
  */
-import { readdirSync, readFileSync } from "node:fs";
+import { readFileSync } from "node:fs";
 import net from "node:net";
 import { join } from "node:path";
 import fc from "fast-check";
@@ -15,6 +15,7 @@ import { DoeType, PCI_SIG_VENDOR_ID } from "../protocol/doe.js";
 import { parseRoutingId } from "../protocol/pci.js";
 import { BaseAsymAlgo, SpdmRequestCode } from "../protocol/spdm/codes.js";
 import { DoeClient } from "../src/doe/client.js";
+import { processUsage } from "../src/fixture/process-usage.js";
 import { packageRoot } from "../src/fixture/spawn-device.js";
 import { type RunningTopology, startTopology } from "../src/fixture/topology.js";
 import type { LogLevel } from "../src/log.js";
@@ -407,16 +408,6 @@ async function warmUp(endpoints: Endpoint[], asym: readonly number[]): Promise<v
 
 // ---- process health -----------------------------------------------------------------------------
 
-interface Usage {
-  rssMiB: number;
-  fds: number;
-}
-
-function usage(pid: number): Usage {
-  const kb = /VmRSS:\s+(\d+)/.exec(readFileSync(`/proc/${pid}/status`, "utf8"))?.[1];
-  return { rssMiB: Number(kb) / 1024, fds: readdirSync(`/proc/${pid}/fd`).length };
-}
-
 /** Growth allowed over the run: a leak per input would pass these within the first thousands. */
 const MAX_RSS_GROWTH_MIB = 100;
 const MAX_FD_GROWTH = 16;
@@ -556,7 +547,7 @@ async function main(): Promise<number> {
     };
     const counts = new Map<Target, number>(opts.targets.map((x) => [x, 0]));
     await sleep(200);
-    const before = processes.map((p) => usage(p.pid));
+    const before = processes.map((p) => processUsage(p.pid));
     for (const [i, p] of processes.entries())
       console.log(
         `start: ${p.name} pid ${p.pid}: RSS ${before[i]!.rssMiB.toFixed(1)} MiB, ${before[i]!.fds} fds`,
@@ -623,7 +614,7 @@ async function main(): Promise<number> {
         failure ??= new FuzzFailure("end", `${p.name} (pid ${p.pid}) is gone`);
         continue;
       }
-      const a = usage(p.pid);
+      const a = processUsage(p.pid);
       const b = before[i]!;
       console.log(`end:   ${p.name} pid ${p.pid}: RSS ${a.rssMiB.toFixed(1)} MiB, ${a.fds} fds`);
       if (a.rssMiB - b.rssMiB > MAX_RSS_GROWTH_MIB)

@@ -226,10 +226,6 @@ export interface ApiTarget {
   faults(device: string): DeviceFaults;
 }
 
-/**
- * A RegistryError as its HTTP status; a full session queue 503; anything else is the device's
- * failure, 502, with a BindError's detail.
- */
 /** HOST:PORT as an endpoint, or undefined when it is not one. */
 function endpointOf(text: string): Endpoint | undefined {
   try {
@@ -242,6 +238,10 @@ function endpointOf(text: string): Endpoint | undefined {
 /** The source of a device given to the host (`--device`, POST /v1/devices): attached, retried while absent. */
 export const GIVEN_SOURCE = "flag";
 
+/**
+ * A RegistryError as its HTTP status; a full session queue 503; anything else is the device's
+ * failure, 502, with a BindError's detail.
+ */
 function tdevFailure(e: unknown, what: string): HttpError {
   if (e instanceof RegistryError) return new HttpError(e.code === "notFound" ? 404 : 409, e.message);
   const why = e instanceof Error ? e.message : String(e);

@@ -14,6 +14,7 @@ import { bitIndices, hex } from "../bits.js";
 import { type CertChain, decodeCertChain } from "../crypto/cert-chain.js";
 import { hash } from "../crypto/suites.js";
 import { CertChainError, verifyCertChain } from "../crypto/verify-chain.js";
+import { MAX_SMALL_CHAIN } from "./certificate-portion.js";
 import { expectResponse, fail, type SlotChain, type SpdmRequester } from "./requester.js";
 
 /** GET_DIGESTS; the slot and the extra slots must be provisioned. */
@@ -69,7 +70,7 @@ class ChainTooLarge extends Error {
 
 async function fetchChain(r: SpdmRequester, slot: number, large: boolean): Promise<Buffer> {
   const portionLength = r.options.certPortionLength;
-  const limit = large ? 0xffff_ffff : 0xffff;
+  const limit = large ? 0xffff_ffff : MAX_SMALL_CHAIN;
   const portions: Buffer[] = [];
   let offset = 0;
   let total = 0;
