@@ -162,6 +162,11 @@ export const KeyPairAsymAlgo = {
 } as const;
 export const ENDPOINT_INFO_SUBCODE_DEVICE_CLASS_IDENTIFIER = 0x01;
 export const ENDPOINT_INFO_SIGNATURE_REQUESTED = 0x1;
+/**
+ * libspdm's sample EPInfo (libspdm_generate_device_endpoint_info, both roles): one device class
+ * identifier, DMTF registry, one sub-ID 12 34 56.
+ */
+export const SAMPLE_ENDPOINT_INFO = Buffer.from("010000000700000103123456", "hex");
 /** DMTF MEL (DSP0274 1.3 "Measurement extension log"): the header, then one entry per extension. */
 export const MEL_HEADER_SIZE = 16;
 

@@ -352,6 +352,11 @@ function formatProvisioning(p: ProvisionSummary): string[] {
     lines.push(
       `  ENDPOINT_INFO: ${p.endpointInfo.bytes} bytes, ${p.endpointInfo.signed ? "signature verified" : "unsigned"}`,
     );
+  const encap = p.endpointInfo?.encapsulated;
+  if (encap)
+    lines.push(
+      `  ours, encapsulated (${encap.requests.join(", ")}): ${encap.signed ? "signed" : "unsigned"}`,
+    );
   if (p.keyPair)
     lines.push(
       `  KEY_PAIR_INFO: key pair ${p.keyPair.id} of ${p.keyPair.total}, asym ${hex(p.keyPair.currentAsymAlgo)}, slots ${hex(p.keyPair.assocCertSlotMask)}`,

@@ -146,6 +146,7 @@ export async function startDevice(opts: DeviceOptions): Promise<RunningDevice> {
           capture: opts.capture,
           captureLabel: `${bdf}-mb${mi}`,
           encapKeyUpdate: (sessionId) => responder.requestKeyUpdate(sessionId),
+          encapEndpointInfo: () => responder.requestEndpointInfo(),
           faults: { set: faults, rid, mailbox: mi, exit: onFaultExit },
         });
         servers.push(server);

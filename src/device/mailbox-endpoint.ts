@@ -24,6 +24,8 @@ export interface MailboxEndpointOptions {
   captureLabel?: string;
   /** spdm-emu's OOB_ENCAP_KEY_UPDATE for a session of the mailbox's SPDM responder. */
   encapKeyUpdate?: (sessionId: number) => void;
+  /** spdm-emu's OOB_ENCAP_ENDPOINT_INFO for the mailbox's SPDM responder. */
+  encapEndpointInfo?: () => void;
   /** The device's fault rules, where this mailbox sits, and what an `exit` fault does. */
   faults?: { set: FaultSet; rid: number; mailbox: number; exit: () => void };
 }
@@ -63,5 +65,6 @@ function serveConnection(conn: FramedConnection, opts: MailboxEndpointOptions, l
       if (command === "SHUTDOWN") onShutdown();
     },
     encapKeyUpdate: opts.encapKeyUpdate,
+    encapEndpointInfo: opts.encapEndpointInfo,
   });
 }

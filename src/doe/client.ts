@@ -108,10 +108,21 @@ export class DoeClient {
   async requestEncapKeyUpdate(sessionId: number): Promise<void> {
     const payload = Buffer.alloc(4);
     payload.writeUInt32LE(sessionId);
-    const command = SocketCommand.OOB_ENCAP_KEY_UPDATE;
+    await this.outOfBand(SocketCommand.OOB_ENCAP_KEY_UPDATE, payload);
+  }
+
+  /**
+   * spdm-emu's OOB_ENCAP_ENDPOINT_INFO: asks the device for an encapsulated GET_ENDPOINT_INFO, which
+   * the requester then fetches (in or out of a session: the command names none). Resolves once echoed.
+   */
+  async requestEncapEndpointInfo(): Promise<void> {
+    await this.outOfBand(SocketCommand.OOB_ENCAP_ENDPOINT_INFO, Buffer.alloc(0));
+  }
+
+  private async outOfBand(command: number, payload: Buffer): Promise<void> {
     const rsp = await this.client.request({ command, transport: TransportType.PCI_DOE, payload });
     if (rsp.command !== command)
-      throw new DoeError(`OOB_ENCAP_KEY_UPDATE answered with ${commandName(rsp.command)}`);
+      throw new DoeError(`${commandName(command)} answered with ${commandName(rsp.command)}`);
   }
 
   /**

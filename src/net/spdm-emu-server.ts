@@ -21,6 +21,8 @@ export interface SpdmEmuHandlers {
   end?(command: "SHUTDOWN" | "CONTINUE"): void;
   /** OOB_ENCAP_KEY_UPDATE (the session ID, or 0 when none is given); without it the command is unknown. */
   encapKeyUpdate?(sessionId: number): void;
+  /** OOB_ENCAP_ENDPOINT_INFO; without it the command is only acknowledged. */
+  encapEndpointInfo?(): void;
 }
 
 const EMPTY: Buffer = Buffer.alloc(0);
@@ -69,8 +71,9 @@ export function serveSpdmEmu(conn: FramedConnection, log: Logger, handlers: Spdm
           pump();
         });
         return;
-      // Acknowledged as spdm_responder_emu does; without ENCAP_CAP no encapsulated request follows.
+      // Acknowledged as spdm_responder_emu does, with no payload (a request may follow through encapsulation).
       case SocketCommand.OOB_ENCAP_ENDPOINT_INFO:
+        handlers.encapEndpointInfo?.();
         reply(frame.command);
         return;
       case SocketCommand.CONTINUE:

@@ -37,6 +37,7 @@ export function cmaTransport(doe: DoeClient): SpdmTransport {
       return (await doe.exchange({ ...SECURED_CMA, payload: record })).payload;
     },
     requestEncapKeyUpdate: (sessionId) => doe.requestEncapKeyUpdate(sessionId),
+    requestEncapEndpointInfo: () => doe.requestEncapEndpointInfo(),
   };
 }
 
@@ -66,6 +67,7 @@ export async function connectRequester(
       send: (request) => transport!.send(request),
       sendSecured: (record) => transport!.sendSecured!(record),
       requestEncapKeyUpdate: (sessionId) => transport!.requestEncapKeyUpdate!(sessionId),
+      requestEncapEndpointInfo: () => transport!.requestEncapEndpointInfo!(),
     },
     opts,
   );

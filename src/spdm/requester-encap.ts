@@ -1,10 +1,13 @@
 /**
  * The requester's side of DSP0274's encapsulated request flow: the responder sends its own requests
- * (GET_DIGESTS, GET_CERTIFICATE, CHALLENGE, KEY_UPDATE) in ENCAPSULATED_REQUEST and
- * ENCAPSULATED_RESPONSE_ACK, and we answer each, from our chain and key, in
+ * (GET_DIGESTS, GET_CERTIFICATE, CHALLENGE, KEY_UPDATE, GET_ENDPOINT_INFO) in ENCAPSULATED_REQUEST
+ * and ENCAPSULATED_RESPONSE_ACK, and we answer each, from our chain and key, in
  * DELIVER_ENCAPSULATED_RESPONSE. It runs after KEY_EXCHANGE_RSP asked for mutual authentication
  * with encapsulation (inside the handshake), after CHALLENGE_AUTH asked for basic mutual
- * authentication (outside any session), and for a responder-initiated KEY_UPDATE (in a session).
+ * authentication (outside any session), for a responder-initiated KEY_UPDATE (in a session), and
+ * for the responder's GET_ENDPOINT_INFO (libspdm's sample EPInfo, signed on request with our key
+ * over A ‖ GET_ENDPOINT_INFO ‖ ENDPOINT_INFO without the signature, as
+ * libspdm_req_encap_endpoint_info.c).
  * What we send and check follows libspdm's libspdm_encapsulated_request and its req_encap_* files.
  *
  * The flow (EXPECTS: what each state awaits; AFTER_ACK: where an ACK leads): Start →
@@ -16,6 +19,7 @@ import type { KeyObject } from "node:crypto";
 import { decodeSpdmWithLength, encodeSpdm } from "../../protocol/spdm/codec.js";
 import {
   AlgType,
+  CapabilityField,
   KeyUpdateOperation,
   NONCE_SIZE,
   RequesterCapability,
@@ -30,6 +34,11 @@ import {
   type EncapsulatedResponseAck,
 } from "../../protocol/spdm/encap.js";
 import type { SpdmMessage } from "../../protocol/spdm/messages.js";
+import {
+  ENDPOINT_INFO_SIGNATURE_REQUESTED,
+  ENDPOINT_INFO_SUBCODE_DEVICE_CLASS_IDENTIFIER,
+  SAMPLE_ENDPOINT_INFO,
+} from "../../protocol/spdm/provision.js";
 import { byBit, hex } from "../bits.js";
 import { encodeCertChain } from "../crypto/cert-chain.js";
 import { ASYM, type AsymAlgo, hash, keyFits } from "../crypto/suites.js";
@@ -94,6 +103,8 @@ export interface EncapOutcome {
   requests: string[];
   /** REQ_SLOT_NUMBER's slot, when the last ACK carried one. */
   reqSlot?: number;
+  /** Whether we answered a GET_ENDPOINT_INFO, and signed. */
+  endpointInfo?: { signed: boolean };
 }
 
 /**
@@ -188,6 +199,8 @@ class EncapAnswers {
         return this.challengeAuth(m, exact);
       case "KEY_UPDATE":
         return this.keyUpdate(m);
+      case "GET_ENDPOINT_INFO":
+        return this.endpointInfo(m, exact, outcome);
       default:
         return this.error("UnsupportedRequest", code);
     }
@@ -249,6 +262,37 @@ class EncapAnswers {
     const m1 = Buffer.concat([this.r.transcript.vca, ...this.mutB, request, unsigned]);
     this.mutB.length = 0;
     return Buffer.concat([unsigned, signTranscript(signer.suite, signer.key, "MUT_CHALLENGE_AUTH", m1)]);
+  }
+
+  /** ENDPOINT_INFO with libspdm's checks, in their order (libspdm_get_encap_response_endpoint_info). */
+  private endpointInfo(
+    m: Extract<SpdmMessage, { code: "GET_ENDPOINT_INFO" }>,
+    request: Buffer,
+    outcome: EncapOutcome,
+  ): Buffer {
+    const ours = this.c.requesterFlags;
+    if (m.version < SpdmVersion.V1_3) return this.error("UnsupportedRequest", request[1]);
+    if (this.session && this.session.state !== "established") return this.error("InvalidRequest");
+    if ((ours & CapabilityField.EP_INFO_CAP) === 0) return this.error("UnsupportedRequest", request[1]);
+    if (m.subCode !== ENDPOINT_INFO_SUBCODE_DEVICE_CLASS_IDENTIFIER) return this.error("InvalidRequest");
+    const signed = (m.attributes & ENDPOINT_INFO_SIGNATURE_REQUESTED) !== 0;
+    if (signed && (ours & RequesterCapability.EP_INFO_CAP_SIG) === 0)
+      return this.error("UnsupportedRequest", request[1]);
+    const signer = this.signer;
+    // Our one chain is in slot 0; we have no provisioned public key (slot 0xF).
+    if (signed && ((m.slotId & 0xf) !== OUR_SLOT || !signer)) return this.error("InvalidRequest");
+    const unsigned = encodeSpdm({
+      code: "ENDPOINT_INFO",
+      version: m.version,
+      slotId: signed ? OUR_SLOT : 0,
+      nonce: signed ? this.c.random(NONCE_SIZE) : undefined,
+      epInfo: SAMPLE_ENDPOINT_INFO,
+      signature: Buffer.alloc(0),
+    });
+    outcome.endpointInfo = { signed };
+    if (!signed) return unsigned;
+    const il = Buffer.concat([this.r.transcript.vca, request, unsigned]);
+    return Buffer.concat([unsigned, signTranscript(signer!.suite, signer!.key, "MUT_ENDPOINT_INFO", il)]);
   }
 
   /** The responder updates its own (response) key: UpdateKey now, VerifyNewKey drops the old one. */

@@ -92,7 +92,8 @@ export interface SpdmRequesterOptions {
    * Our identity for mutual authentication (KEY_EXCHANGE_RSP MutAuthRequested, CHALLENGE_AUTH
    * BasicMutAuthReq; the responder's encapsulated GET_DIGESTS, GET_CERTIFICATE and CHALLENGE are
    * answered from it): DER certificates, root first, and the leaf's private key. Given both,
-   * MUT_AUTH_CAP and ENCAP_CAP are offered, and ReqBaseAsymAlg defaults to the algorithms the key fits.
+   * MUT_AUTH_CAP, ENCAP_CAP and EP_INFO_CAP_SIG (the responder's encapsulated GET_ENDPOINT_INFO,
+   * answered signed) are offered, and ReqBaseAsymAlg defaults to the algorithms the key fits.
    */
   requesterCertChain?: readonly Uint8Array[];
   requesterKey?: KeyObject;
@@ -245,11 +246,13 @@ function mutualAuthOffer(o: SpdmRequesterOptions): Partial<SpdmRequesterOptions>
       `ReqBaseAsymAlg ${bitNames(ReqBaseAsymAlg, reqBaseAsymAlg).join(",") || "(none)"} has no algorithm the requester key signs with (${bitNames(ReqBaseAsymAlg, fitting).join(",") || "none"})`,
     );
   return {
-    // ENCAP_CAP too: a responder may fetch our chain through encapsulated requests first.
+    // ENCAP_CAP too: a responder may fetch our chain through encapsulated requests first, or ask
+    // for our endpoint information (signed: EP_INFO_CAP_SIG), which needs encapsulation as well.
     capabilities:
       ((o.capabilities ?? REQUESTER_DEFAULTS.capabilities) |
         RequesterCapability.MUT_AUTH_CAP |
-        RequesterCapability.ENCAP_CAP) >>>
+        RequesterCapability.ENCAP_CAP |
+        RequesterCapability.EP_INFO_CAP_SIG) >>>
       0,
     reqBaseAsymAlg,
   };

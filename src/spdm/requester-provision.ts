@@ -5,7 +5,10 @@
  * advertises its capability (as spdm-emu's requester skips it otherwise) and the version has it.
  * - MEL: the whole log in portions; its DMTF header must account for its length.
  * - EP_INFO: signed when the responder offers that (EP_INFO_CAP_SIG) and we hold the slot's chain;
- *   the signature is checked over A ‖ GET_ENDPOINT_INFO ‖ ENDPOINT_INFO without it.
+ *   the signature is checked over A ‖ GET_ENDPOINT_INFO ‖ ENDPOINT_INFO without it. Then, as
+ *   spdm-emu's requester, OOB_ENCAP_ENDPOINT_INFO and the responder's encapsulated GET_ENDPOINT_INFO
+ *   (which it may precede with GET_DIGESTS / GET_CERTIFICATE for our chain), answered signed
+ *   (requester-encap.ts); only with ENCAP_CAP on both sides, which needs our chain and key.
  * - GET_KEY_PAIR_INFO / SET_KEY_PAIR_INFO: key pair 1; set as spdm-emu does it (drop the key pair's
  *   slot association, then erase it).
  * - GET_CSR: a PKCS#10 request whose own signature must verify (KeyPairID 1 and the device
@@ -15,10 +18,12 @@
  */
 import { X509Certificate } from "node:crypto";
 import {
+  AlgType,
   CapabilityField,
   CertificateModel,
   MEL_HEADER_SIZE,
   NONCE_SIZE,
+  RequesterCapability,
   ResponderCapability,
 } from "../../protocol/spdm/index.js";
 import {
@@ -30,6 +35,8 @@ import {
 import { encodeCertChain } from "../crypto/cert-chain.js";
 import { loadX509 } from "../crypto/x509.js";
 import { expectResponse, fail, type SpdmRequester, withoutSignature } from "./requester.js";
+import { encapsulatedFlow, requesterSigner } from "./requester-encap.js";
+import { both, selection } from "./requester-handshake.js";
 
 export const PROVISION_STEPS = [
   "MEL",
@@ -55,7 +62,12 @@ export interface ProvisionSummary {
   /** Steps asked for that the responder does not offer. */
   skipped: ProvisionStep[];
   mel?: { bytes: number; entries: number; portions: number };
-  endpointInfo?: { bytes: number; signed: boolean };
+  endpointInfo?: {
+    bytes: number;
+    signed: boolean;
+    /** The responder's encapsulated requests after OOB_ENCAP_ENDPOINT_INFO, and whether we signed ours. */
+    encapsulated?: { requests: string[]; signed: boolean };
+  };
   keyPair?: { id: number; total: number; currentAsymAlgo: number; assocCertSlotMask: number };
   keyPairErased?: number;
   /** DER of the CSR. */
@@ -141,7 +153,32 @@ export async function getEndpointInfo(
     ]);
     r.verifySignature("ENDPOINT_INFO", "IL", chain.leafKey, il, m.signature);
   }
-  return { bytes: m.epInfo.length, signed };
+  return { bytes: m.epInfo.length, signed, encapsulated: await encapsulatedEndpointInfo(r) };
+}
+
+/** The responder's GET_ENDPOINT_INFO through encapsulation, when both sides can (see the file comment). */
+async function encapsulatedEndpointInfo(
+  r: SpdmRequester,
+): Promise<NonNullable<ProvisionSummary["endpointInfo"]>["encapsulated"]> {
+  const c = r.connection;
+  if (
+    !both(c, RequesterCapability.ENCAP_CAP, ResponderCapability.ENCAP_CAP) ||
+    (c.requesterFlags & CapabilityField.EP_INFO_CAP) === 0 ||
+    !r.canRequestEncapEndpointInfo
+  )
+    return undefined;
+  await r.requestEncapEndpointInfo();
+  // No ReqBaseAsymAlg selected: nothing to sign with, so a signed request gets ERROR.
+  const signer = selection(c, AlgType.REQ_BASE_ASYM_ALG)
+    ? requesterSigner(c, "GET_ENDPOINT_INFO")
+    : undefined;
+  const flow = await encapsulatedFlow(r, "GET_ENCAPSULATED_REQUEST", { signer });
+  if (flow.requests.at(-1) !== "GET_ENDPOINT_INFO" || !flow.endpointInfo)
+    fail(
+      "unexpected-response",
+      `after OOB_ENCAP_ENDPOINT_INFO the responder sent ${flow.requests.join(", ") || "nothing"}, expected GET_ENDPOINT_INFO last`,
+    );
+  return { requests: flow.requests, signed: flow.endpointInfo.signed };
 }
 
 export async function getKeyPairInfo(r: SpdmRequester): Promise<NonNullable<ProvisionSummary["keyPair"]>> {

@@ -70,6 +70,8 @@ export interface SpdmTransport {
   sendSecured?(record: Buffer): Promise<Buffer>;
   /** Asks the device, out of band, for a KEY_UPDATE through encapsulation (spdm-emu's OOB_ENCAP_KEY_UPDATE). */
   requestEncapKeyUpdate?(sessionId: number): Promise<void>;
+  /** Asks the device, out of band, for a GET_ENDPOINT_INFO through encapsulation (OOB_ENCAP_ENDPOINT_INFO). */
+  requestEncapEndpointInfo?(): Promise<void>;
 }
 
 export type SpdmFailure =
@@ -225,6 +227,20 @@ export class SpdmRequester {
       await this.transport.requestEncapKeyUpdate(session.sessionId);
     } catch (e) {
       fail("transport", `OOB_ENCAP_KEY_UPDATE: ${(e as Error).message}`, e);
+    }
+  }
+
+  /** Whether the transport can ask for the responder's encapsulated GET_ENDPOINT_INFO. */
+  get canRequestEncapEndpointInfo(): boolean {
+    return this.transport.requestEncapEndpointInfo !== undefined;
+  }
+
+  /** The transport's out-of-band request for the responder's encapsulated GET_ENDPOINT_INFO. */
+  async requestEncapEndpointInfo(): Promise<void> {
+    try {
+      await this.transport.requestEncapEndpointInfo!();
+    } catch (e) {
+      fail("transport", `OOB_ENCAP_ENDPOINT_INFO: ${(e as Error).message}`, e);
     }
   }
 

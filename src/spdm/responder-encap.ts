@@ -12,6 +12,14 @@
  *                 then CHALLENGE, whose CHALLENGE_AUTH must verify over A ‖ mut B ‖ mut C.
  *   key-update    spdm-emu's OOB_ENCAP_KEY_UPDATE for an established session: KEY_UPDATE UpdateKey
  *                 (our response key), then VerifyNewKey, whose ACK is the first under the new key.
+ *   endpoint-info spdm-emu's OOB_ENCAP_ENDPOINT_INFO (libspdm_rsp_encap_get_endpoint_info.c): in
+ *                 whichever channel GET_ENCAPSULATED_REQUEST comes (plain, or an established
+ *                 session, as libspdm takes the last request's), GET_ENDPOINT_INFO for the
+ *                 requester's slot 0, a signature requested when it advertises EP_INFO_CAP_SIG and we
+ *                 have its key: the chain verified earlier in this connection, else the provisioned
+ *                 WO_ENCAP chain, else one fetched first (GET_DIGESTS, GET_CERTIFICATE, checked
+ *                 against the trust roots). The signature must verify over
+ *                 A ‖ GET_ENDPOINT_INFO ‖ ENDPOINT_INFO without it (libspdm's IL with message_encap_e).
  *
  * States and the one transition table (STEPS): Idle → Armed (a flow waits for
  * GET_ENCAPSULATED_REQUEST) → the request sent (Digests, Certificate, Challenge, UpdateKey,
@@ -26,6 +34,7 @@ import {
   KeyUpdateOperation,
   NONCE_SIZE,
   REQUESTER_CONTEXT_SIZE,
+  RequesterCapability,
   SpdmVersion,
   spdmCodeLabel,
   spdmErrorLabel,
@@ -33,6 +42,10 @@ import {
 import type { DeliverEncapsulatedResponse, GetEncapsulatedRequest } from "../../protocol/spdm/encap.js";
 import { EncapPayloadType } from "../../protocol/spdm/encap.js";
 import type { SpdmMessage } from "../../protocol/spdm/messages.js";
+import {
+  ENDPOINT_INFO_SIGNATURE_REQUESTED,
+  ENDPOINT_INFO_SUBCODE_DEVICE_CLASS_IDENTIFIER,
+} from "../../protocol/spdm/provision.js";
 import { hex32 } from "../bits.js";
 import { decodeCertChain } from "../crypto/cert-chain.js";
 import { ASYM, hash, keyFits } from "../crypto/suites.js";
@@ -42,8 +55,8 @@ import { check, EMPTY, type Exchange, fail, type ResponderContext } from "./resp
 import type { SecureSession } from "./session.js";
 import { verifyTranscript } from "./signing.js";
 
-export type EncapFlowKind = "session-auth" | "basic-auth" | "key-update";
-type Sent = "Digests" | "Certificate" | "Challenge" | "UpdateKey" | "VerifyNewKey";
+export type EncapFlowKind = "session-auth" | "basic-auth" | "key-update" | "endpoint-info";
+type Sent = "Digests" | "Certificate" | "Challenge" | "UpdateKey" | "VerifyNewKey" | "EndpointInfo";
 export type EncapState = "Idle" | "Armed" | Sent;
 
 /** The requester slot whose chain we fetch (libspdm's req_slot_id 0). */
@@ -65,6 +78,10 @@ interface Flow {
   portions: Buffer[];
   /** The requester's verified SPDM chain and leaf key. */
   peer?: { chain: Buffer; key: KeyObject };
+  /** endpoint-info: the key ENDPOINT_INFO's signature must verify with; none: no signature asked. */
+  signer?: KeyObject;
+  /** The first request, when not its kind's FIRST (endpoint-info fetching the chain first). */
+  start?: Sent;
 }
 
 type Ctx = Pick<ResponderContext, "config" | "log" | "connection" | "transcript">;
@@ -107,6 +124,10 @@ const STEPS: Record<Sent, Step> = {
       if (m.remainderLength > 0) return "Certificate";
       f.peer = await verifyPeerChain(c, f, Buffer.concat(f.portions));
       if (f.kind === "basic-auth") return "Challenge";
+      if (f.kind === "endpoint-info") {
+        f.signer = f.peer.key;
+        return "EndpointInfo";
+      }
       // TH for FINISH: … KEY_EXCHANGE_RSP ‖ Hash(the requester's chain) ‖ FINISH.
       f.session!.addTranscript(hash(c.connection.negotiated.hash!, f.peer.chain));
       return "Idle";
@@ -155,6 +176,35 @@ const STEPS: Record<Sent, Step> = {
       return "Idle";
     },
   },
+  EndpointInfo: {
+    request: (c, f) => ({
+      code: "GET_ENDPOINT_INFO",
+      version: version(c),
+      subCode: ENDPOINT_INFO_SUBCODE_DEVICE_CLASS_IDENTIFIER,
+      slotId: REQ_SLOT,
+      attributes: f.signer ? ENDPOINT_INFO_SIGNATURE_REQUESTED : 0,
+      nonce: f.signer ? randomBytes(NONCE_SIZE) : undefined,
+    }),
+    accept(c, f, r, bytes) {
+      const m = expect(r, "ENDPOINT_INFO");
+      // Unsigned, the requester names slot 0 (libspdm checks both ways).
+      if ((m.slotId & 0xf) !== (f.signer ? REQ_SLOT : 0))
+        reject(`the requester's ENDPOINT_INFO names slot ${m.slotId & 0xf}`);
+      if (f.signer) {
+        const { hash: h, reqAsym } = c.connection.negotiated;
+        const il = Buffer.concat([
+          c.transcript.vca,
+          f.request,
+          bytes.subarray(0, bytes.length - m.signature.length),
+        ]);
+        const suite = { version: version(c), hash: h!, asym: reqAsym! };
+        if (!verifyTranscript(suite, f.signer, "MUT_ENDPOINT_INFO", il, m.signature))
+          reject("the requester's ENDPOINT_INFO signature does not verify");
+      }
+      c.log.info({ bytes: m.epInfo.length, signed: f.signer !== undefined }, "requester's ENDPOINT_INFO");
+      return "Idle";
+    },
+  },
 };
 
 /** The first request of each kind of flow. */
@@ -162,6 +212,7 @@ const FIRST: Record<EncapFlowKind, Sent> = {
   "session-auth": "Digests",
   "basic-auth": "Digests",
   "key-update": "UpdateKey",
+  "endpoint-info": "EndpointInfo",
 };
 
 /** A response that fails a check: the flow ends, and the request answering it gets this. */
@@ -235,6 +286,8 @@ export class EncapFlows {
   private flow: Flow | undefined;
   private state: EncapState = "Idle";
   private nextRequestId = 1;
+  /** The requester's chain and key as a flow of this connection verified them (endpoint-info reuses them). */
+  private verified: Flow["peer"];
   /** The requester key each encapsulated-auth session's FINISH must be signed with. */
   private readonly peerKeys = new WeakMap<SecureSession, KeyObject>();
 
@@ -244,8 +297,13 @@ export class EncapFlows {
     return this.state;
   }
 
-  /** A new SPDM connection: nothing under way. */
+  /** A new SPDM connection: nothing under way, nothing known of the requester. */
   reset(): void {
+    this.idle();
+    this.verified = undefined;
+  }
+
+  private idle(): void {
     this.flow = undefined;
     this.state = "Idle";
   }
@@ -264,6 +322,21 @@ export class EncapFlows {
     this.log.info({ kind, sessionId: session && hex32(session.sessionId) }, "encapsulated flow armed");
   }
 
+  /**
+   * spdm-emu's OOB_ENCAP_ENDPOINT_INFO: arms GET_ENDPOINT_INFO, signed when the requester offers
+   * EP_INFO_CAP_SIG and we know its key or can fetch its chain and verify it (see the file comment).
+   */
+  armEndpointInfo(c: Ctx): void {
+    const { connection, config } = c;
+    const sig =
+      (connection.peer!.flags & RequesterCapability.EP_INFO_CAP_SIG) !== 0 &&
+      connection.negotiated.reqAsym !== undefined;
+    const known = this.verified?.key ?? config.mutualAuth?.publicKey;
+    this.arm(c, "endpoint-info");
+    if (sig && known) this.flow!.signer = known;
+    else if (sig && config.encapAuth?.trustRoots.length) this.flow!.start = "Digests";
+  }
+
   /** The key FINISH of `session` must be signed with, once its flow verified the requester's chain. */
   peerKey(session: SecureSession): KeyObject | undefined {
     return this.peerKeys.get(session);
@@ -274,7 +347,8 @@ export class EncapFlows {
     const f = this.flow;
     if (!f || this.state !== "Armed" || !this.belongs(f, x))
       fail(m.version >= SpdmVersion.V1_3 ? "NoPendingRequests" : "UnexpectedRequest");
-    return this.send(c, f, FIRST[f.kind], m.version);
+    if (f.kind === "endpoint-info") f.session = x.session;
+    return this.send(c, f, f.start ?? FIRST[f.kind], m.version);
   }
 
   /** DELIVER_ENCAPSULATED_RESPONSE: the response to our last request; the next one or the end. */
@@ -295,6 +369,7 @@ export class EncapFlows {
         asymSignatureSize: reqAsym && ASYM[reqAsym].sigSize,
         measurementSummaryHashType: 0,
         multiKeyConn: false,
+        endpointInfoSignatureRequested: f.signer !== undefined,
       };
       const { message, byteLength } = decodeSpdmWithLength(m.encapsulatedResponse, ctx);
       next = await STEPS[state].accept(c, f, message, m.encapsulatedResponse.subarray(0, byteLength));
@@ -304,21 +379,28 @@ export class EncapFlows {
         { kind: f.kind, state, req: spdmCodeLabel(f.request[1] ?? 0), err: e.message },
         "encapsulated flow failed",
       );
-      this.reset();
-      if (f.session) x.after.push(() => end(f.session!));
+      this.idle();
+      // The session fails with what it authenticates; the endpoint information authenticates nothing.
+      if (f.session && f.kind !== "endpoint-info") x.after.push(() => end(f.session!));
       fail("InvalidRequest");
     }
     if (next === "Idle") {
       if (f.kind === "session-auth" && f.peer) this.peerKeys.set(f.session!, f.peer.key);
+      if (f.peer) this.verified = f.peer;
       this.log.info({ kind: f.kind }, "encapsulated flow done");
-      this.reset();
+      this.idle();
       return this.ack(m, 0, EncapPayloadType.ABSENT, EMPTY);
     }
     return this.send(c, f, next as Sent, m.version, m);
   }
 
-  /** The flow is for the channel the request came in: its session (or plain, for a handshake in the clear). */
+  /**
+   * The flow is for the channel the request came in: its session (or plain, for a handshake in the
+   * clear). endpoint-info's is the one its first request is fetched in: plain or an established session.
+   */
   private belongs(f: Flow, x: Exchange): boolean {
+    if (f.kind === "endpoint-info")
+      return this.state === "Armed" ? x.session?.state !== "handshaking" : x.session === f.session;
     if (!f.session) return x.session === undefined;
     return x.session === f.session || (x.session === undefined && f.session.handshakeInTheClear);
   }

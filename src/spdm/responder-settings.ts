@@ -26,7 +26,7 @@ import {
   ResponderCapability,
   SpdmRequestCode,
 } from "../../protocol/spdm/codes.js";
-import { encodeDmtfMel } from "../../protocol/spdm/provision.js";
+import { encodeDmtfMel, SAMPLE_ENDPOINT_INFO } from "../../protocol/spdm/provision.js";
 import { CertFileError, loadCertChainFile } from "../crypto/cert-files.js";
 import { AEAD, ASYM, type AsymAlgo, DHE, HASH, type HashAlgo, keyFits } from "../crypto/suites.js";
 import {
@@ -156,8 +156,7 @@ export const DEFAULT_MEL: z.output<typeof melEntrySchema>[] = [
   { index: 0xef, type: "Version", value: "0x0a030001", raw: true },
 ];
 
-/** libspdm's sample ENDPOINT_INFO: one device class identifier, DMTF registry, one sub-ID 12 34 56. */
-const DEFAULT_ENDPOINT_INFO = "0x01000000 07 00 00 01 03 123456".replaceAll(" ", "");
+const DEFAULT_ENDPOINT_INFO = `0x${SAMPLE_ENDPOINT_INFO.toString("hex")}`;
 
 const DTS_MAX = 1 << 20; // a DOE object holds at most 2^18 DW
 

@@ -391,6 +391,28 @@ export class SpdmResponder {
     return true;
   }
 
+  /**
+   * spdm-emu's OOB_ENCAP_ENDPOINT_INFO: our next encapsulated request, in or out of a session, is
+   * GET_ENDPOINT_INFO. False (logged) before a 1.3+ connection with ENCAP_CAP on both sides whose
+   * requester advertises EP_INFO_CAP.
+   */
+  requestEndpointInfo(): boolean {
+    const { connection } = this.ctx;
+    const peer = connection.peer;
+    if (
+      this.current !== Negotiated ||
+      peer === undefined ||
+      peer.version < SpdmVersion.V1_3 ||
+      !connection.both(RequesterCapability.ENCAP_CAP, ResponderCapability.ENCAP_CAP) ||
+      (peer.flags & CapabilityField.EP_INFO_CAP) === 0
+    ) {
+      this.log.warn("OOB_ENCAP_ENDPOINT_INFO: no 1.3 connection, or no ENCAP_CAP/EP_INFO_CAP");
+      return false;
+    }
+    this.ctx.encap.armEndpointInfo(this.ctx);
+    return true;
+  }
+
   /** Ends every session, e.g. when nobody is connected to the mailbox any more. */
   endSessions(reason: string): void {
     this.ctx.sessions.endAll(reason);

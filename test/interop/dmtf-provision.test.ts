@@ -1,12 +1,15 @@
 /**
  * The provisioning and inventory messages (MEL, GET_CSR, SET_CERTIFICATE, GET/SET_KEY_PAIR_INFO,
  * GET_ENDPOINT_INFO) against DMTF's pair, both ways, over the spdm-emu socket with PCI_DOE.
- * - DMTF's spdm_requester_emu against our device with those capabilities on and DMTF's sample slot
+ * - DMTF's spdm_requester_emu against our device with those capabilities on, DMTF's sample slot
  *   0 chain and key (its SET_CERT installs its own sample chain into slot 0, whose leaf key must be
- *   the slot's). spdm_requester_emu's exit status says little (failures inside a session are only
- *   printed), so its output must be free of "ERROR", except for the encapsulated GET_ENDPOINT_INFO
- *   it tries after EP_INFO: that needs ENCAP_CAP, which this device does not offer (the encap
- *   work adds it).
+ *   the slot's), and mutual authentication through encapsulation (`mutualAuth.mode` W_ENCAP,
+ *   DMTF's sample requester roots): after each EP_INFO it sends OOB_ENCAP_ENDPOINT_INFO and fetches
+ *   our encapsulated GET_ENDPOINT_INFO, out of session and in it; out of session, before any
+ *   session fetched its chain, we fetch it first (GET_DIGESTS, GET_CERTIFICATE), and its signed
+ *   ENDPOINT_INFO must verify. Its default --exe_conn, and the explicit lists, with every
+ *   provisioning step in --exe_session too. spdm_requester_emu's exit status says little (failures
+ *   inside a session are only printed), so its output must be free of "ERROR" and "fail".
  * - Our requester against spdm_responder_emu with its defaults (mutual authentication off), doing
  *   the same steps (its defaults offer every one of them; SET_CERT puts its slot 0 chain back).
  *
@@ -26,15 +29,16 @@ import { expectEveryProvisionStep } from "../support/provisioned.js";
 
 const PROVISION_CAPS = ["MEL", "CSR", "SET_CERT", "EP_INFO_SIG", "GET_KEY_PAIR_INFO", "SET_KEY_PAIR_INFO"];
 const STEPS = "DIGEST,CERT,CHAL,MEAS,MEL,GET_CSR,SET_CERT,GET_KEY_PAIR_INFO,SET_KEY_PAIR_INFO,EP_INFO";
+const SESSION_STEPS =
+  "KEY_EX,MEAS,MEL,DIGEST,CERT,GET_CSR,SET_CERT,GET_KEY_PAIR_INFO,SET_KEY_PAIR_INFO,EP_INFO";
+/** DMTF's requester signs with the sample chain of the ReqBaseAsym we select; either root is trusted. */
+const MUTUAL_AUTH = {
+  mode: "W_ENCAP",
+  trustRoot: bin("rsa3072/ca.cert.der"),
+  trustRoots: [bin("ecp384/ca.cert.der")],
+};
 
-/** ERROR lines other than the encapsulated GET_ENDPOINT_INFO (no ENCAP_CAP here). */
-const errors = (output: string) =>
-  output
-    .split("\n")
-    .filter(
-      (l) =>
-        /error|fail/i.test(l) && !/libspdm_send_receive_encap_request - libspdm_get_endpoint_info/.test(l),
-    );
+const errors = (output: string) => output.split("\n").filter((l) => /error|fail/i.test(l));
 
 describe.skipIf(!BIN)("provisioning messages with DMTF's pair", () => {
   afterEach(stopResponders);
@@ -59,7 +63,12 @@ describe.skipIf(!BIN)("provisioning messages with DMTF's pair", () => {
       // One slot: in the session DMTF's requester installs its sample responder chain into the second
       // provisioned slot, whose generated key is not that chain's, so we refuse it (DMTF's sample device
       // gives slots 0 and 1 one key and takes it).
-      writeFileSync(config, JSON.stringify({ spdm: { capabilities, slots: [{ slot: 0, generate: true }] } }));
+      writeFileSync(
+        config,
+        JSON.stringify({
+          spdm: { capabilities, slots: [{ slot: 0, generate: true }], mutualAuth: MUTUAL_AUTH },
+        }),
+      );
       const device = await spawnDevice({
         args: [
           "--config",
@@ -74,13 +83,12 @@ describe.skipIf(!BIN)("provisioning messages with DMTF's pair", () => {
       });
       try {
         const port = String(device.mailboxes[0]!.endpoint.port);
-        const base = ["--trans", "PCI_DOE", "--port", port, "--exe_conn", steps(STEPS)];
+        const socket = ["--trans", "PCI_DOE", "--port", port];
+        const base = [...socket, "--exe_conn", steps(STEPS)];
         for (const args of [
-          [
-            ...base,
-            "--exe_session",
-            steps("KEY_EX,MEAS,MEL,DIGEST,CERT,GET_CSR,SET_CERT,GET_KEY_PAIR_INFO,SET_KEY_PAIR_INFO,EP_INFO"),
-          ],
+          // Its --exe_conn defaults are STEPS: run as they are unless a step is omitted.
+          ...(omit.length ? [] : [[...socket, "--exe_session", SESSION_STEPS]]),
+          [...base, "--exe_session", steps(SESSION_STEPS)],
           [...base, "--ver", "1.2", "--exe_session", "KEY_EX,GET_CSR,SET_CERT"],
           [...base, "--ver", "1.3", "--exe_session", "KEY_EX,DIGEST,CERT,GET_CSR,SET_CERT"],
         ]) {

@@ -4,8 +4,10 @@
  * (the session's requester chain fetched through encapsulation, FINISH signed),
  * `--basic_mut_auth BASIC` (the responder challenges us after our CHALLENGE) and an RSA-3072
  * ReqBaseAsym, answered from DMTF's sample rsa3072 requester chain and key. Every connection and
- * provisioning step, then a KEY_EXCHANGE session with every APP protocol; separately a PSK session
- * and the responder's own KEY_UPDATE. Also with `--ver 1.4` given explicitly.
+ * provisioning step (EP_INFO with its encapsulated part: OOB_ENCAP_ENDPOINT_INFO, then the
+ * responder's GET_ENDPOINT_INFO, which our signed ENDPOINT_INFO must satisfy: it verifies it against
+ * its sample requester chain), then a KEY_EXCHANGE session with every APP protocol; separately a
+ * PSK session and the responder's own KEY_UPDATE. Also with `--ver 1.4` given explicitly.
  */
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
@@ -60,6 +62,10 @@ async function run(extra: string[], session: SessionRequestOptions, app = false)
   expect(c.challenge?.summaryHashChecked).toBe(true);
   expect(c.measurements).toMatchObject({ mode: "ALL", signed: true });
   expectEveryProvisionStep(c.provisioning);
+  expect(c.provisioning.endpointInfo?.encapsulated).toEqual({
+    requests: ["GET_ENDPOINT_INFO"],
+    signed: true,
+  });
   expect(out.session.skipped).toEqual([]);
   return out.session;
 }

@@ -2,8 +2,10 @@
  * Encapsulated requests, our requester against our responder in process: mutual authentication of
  * KEY_EXCHANGE sessions through encapsulation (W_ENCAP, DIGESTS; handshake in the clear and under
  * the handshake keys), basic mutual authentication after CHALLENGE (BASIC), the responder-initiated
- * KEY_UPDATE, and the state machine's refusals: a requester chain from an untrusted root, FINISH
- * before the flow ended, GET_ENCAPSULATED_REQUEST with nothing pending, a RequestID that is not ours.
+ * KEY_UPDATE, the responder's GET_ENDPOINT_INFO (OOB_ENCAP_ENDPOINT_INFO; signed both ways, in and
+ * out of a session), and the state machine's refusals: a requester chain from an untrusted root,
+ * FINISH before the flow ended, GET_ENCAPSULATED_REQUEST with nothing pending, a RequestID that is
+ * not ours, an ENDPOINT_INFO signed by another key.
  */
 import { mkdtempSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -15,6 +17,7 @@ import { writeChainFiles } from "../../src/crypto/cert-files.js";
 import { type GeneratedCertChain, generateCertChain } from "../../src/crypto/certgen.js";
 import { authenticate } from "../../src/requester/connection.js";
 import { SpdmRequester, type SpdmTransport } from "../../src/spdm/requester.js";
+import { encapsulatedFlow, requesterSigner } from "../../src/spdm/requester-encap.js";
 import { REQUESTER_DEFAULTS, type SpdmRequesterOptions } from "../../src/spdm/requester-options.js";
 import { heartbeat, openSession, responderKeyUpdate } from "../../src/spdm/requester-session.js";
 import { SpdmResponder } from "../../src/spdm/responder.js";
@@ -44,6 +47,7 @@ function connect(mutualAuth: object, opts: SpdmRequesterOptions = {}, capabiliti
     send: (q) => responder.handle(q),
     sendSecured: async (q) => (await responder.handleSecured(q)) ?? Buffer.alloc(0),
     requestEncapKeyUpdate: async (id) => void responder.requestKeyUpdate(id),
+    requestEncapEndpointInfo: async () => void responder.requestEndpointInfo(),
   };
   const identity = { requesterCertChain: requester.certsDer, requesterKey: requester.privateKey };
   return { responder, r: new SpdmRequester(transport, { ...identity, measurementMode: "ALL", ...opts }) };
@@ -123,5 +127,58 @@ describe("responder-initiated KEY_UPDATE", () => {
   it("without a session to update, the device says so and nothing is pending", async () => {
     const { responder } = connect({ mode: "NO", basic: "NO" }, {}, [...BASE.capabilities, "ENCAP"]);
     expect(responder.requestKeyUpdate(0x1234)).toBe(false);
+  });
+});
+
+describe("the responder's GET_ENDPOINT_INFO through encapsulation", () => {
+  const caps = [...BASE.capabilities, "EP_INFO_SIG"];
+  const EP_INFO = { provisionSteps: ["EP_INFO" as const] };
+
+  it("our EP_INFO step: OOB_ENCAP_ENDPOINT_INFO; the device fetches our chain first, then our signed ENDPOINT_INFO verifies", async () => {
+    const { r } = connect({ mode: "W_ENCAP" }, EP_INFO, caps);
+    const s = await authenticate(r);
+    expect(r.connection.requesterFlags & Req.EP_INFO_CAP_SIG).toBe(Req.EP_INFO_CAP_SIG);
+    const e = s.provisioning.endpointInfo;
+    expect(e).toMatchObject({ bytes: 12, signed: true, encapsulated: { signed: true } });
+    expect(e?.encapsulated?.requests.slice(0, 2)).toEqual(FETCH);
+    expect(e?.encapsulated?.requests.at(-1)).toBe("GET_ENDPOINT_INFO");
+  });
+
+  it("a chain basic mutual authentication verified is not fetched again", async () => {
+    const { r } = connect({ mode: "NO", basic: "BASIC" }, EP_INFO, caps);
+    const s = await authenticate(r);
+    expect(s.provisioning.endpointInfo?.encapsulated).toEqual({
+      requests: ["GET_ENDPOINT_INFO"],
+      signed: true,
+    });
+  });
+
+  it("in a session: the flow goes where GET_ENCAPSULATED_REQUEST came; a wrong signature is refused, the session lives on", async () => {
+    const { responder, r } = connect({ mode: "W_ENCAP" }, {}, caps);
+    await authenticate(r);
+    const { session } = await openSession(r, { kind: "KEY_EX" });
+    const signer = requesterSigner(r.connection, "test");
+    expect(responder.requestEndpointInfo()).toBe(true);
+    const flow = await encapsulatedFlow(r, "GET_ENCAPSULATED_REQUEST", { session, signer });
+    expect(flow).toMatchObject({ requests: ["GET_ENDPOINT_INFO"], endpointInfo: { signed: true } });
+    const other = await generateCertChain({ asym: "ECDSA_P384", role: "requester" });
+    expect(responder.requestEndpointInfo()).toBe(true);
+    await expect(
+      encapsulatedFlow(r, "GET_ENCAPSULATED_REQUEST", {
+        session,
+        signer: { ...signer, key: other.privateKey },
+      }),
+    ).rejects.toThrow(/ERROR InvalidRequest/);
+    await heartbeat(r, session);
+    expect(responder.sessionCount).toBe(1);
+  });
+
+  it("without ENCAP_CAP on the requester's side, the device says so", async () => {
+    const { responder, r } = connect({ mode: "NO", basic: "NO" }, {}, [...caps, "ENCAP"]);
+    await authenticate(r);
+    expect(responder.requestEndpointInfo()).toBe(true);
+    const plain = new SpdmRequester({ send: (q) => responder.handle(q) }, { measurementMode: "ALL" });
+    await authenticate(plain);
+    expect(responder.requestEndpointInfo()).toBe(false);
   });
 });
