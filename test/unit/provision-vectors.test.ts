@@ -5,17 +5,27 @@
  * SET_CERTIFICATE_RSP, which DMTF's requester sends in the clear while a KEY_EXCHANGE session is up
  * (test/fixtures/vectors/README.md). Every SPDM message in them decodes, with the context the
  * negotiation and its request give, and encodes back byte for byte; spdm13_csr's secured records
- * (END_SESSION and its ACK) decrypt with the recorded session keys and do the same.
+ * (END_SESSION and its ACK) decrypt with the recorded session keys and do the same. spdm13_provision
+ * also holds the responder's encapsulated GET_ENDPOINT_INFO after OOB_ENCAP_ENDPOINT_INFO and the
+ * requester's signed ENDPOINT_INFO: both re-encode byte for byte, and libspdm's signature verifies
+ * over A ‖ GET_ENDPOINT_INFO ‖ ENDPOINT_INFO with the requester-endpoint_info context (what our
+ * device checks, and our requester signs), with the key of DMTF's sample requester chain as
+ * spdm13_basic_mut_auth's encapsulated CERTIFICATEs carry it.
  */
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
 import { decodeSpdmWithLength, encodeSpdm } from "../../protocol/spdm/codec.js";
-import { SpdmCode } from "../../protocol/spdm/codes.js";
+import { AlgType, SpdmCode } from "../../protocol/spdm/codes.js";
 import { type DecodeContext, negotiatedContext } from "../../protocol/spdm/context.js";
 import type { MessageOf, SpdmMessage } from "../../protocol/spdm/messages.js";
 import { ENDPOINT_INFO_SIGNATURE_REQUESTED } from "../../protocol/spdm/provision.js";
+import { byBit } from "../../src/bits.js";
+import { decodeCertChain } from "../../src/crypto/cert-chain.js";
+import { ASYM, type AsymAlgo } from "../../src/crypto/suites.js";
+import { algStructSel } from "../../src/spdm/requester-vca.js";
 import { decryptRecord } from "../../src/spdm/secured-record.js";
+import { verifyTranscript } from "../../src/spdm/signing.js";
 import { readSecrets, secret, VECTORS_DIR } from "../vectors.js";
 
 const NORMAL = 1;
@@ -126,5 +136,62 @@ describe("provisioning codecs against DMTF's recordings", () => {
     expect(csr.csr[0]).toBe(0x30);
     const set = messages.find((m) => m.code === "SET_CERTIFICATE") as MessageOf<"SET_CERTIFICATE">;
     expect(set.certChain?.readUInt16LE(0)).toBe(set.certChain?.length);
+  });
+
+  it("spdm13_provision: the encapsulated GET_ENDPOINT_INFO and the requester's signed ENDPOINT_INFO, byte for byte; the signature verifies", () => {
+    const messages = decodeEach(spdmObjects("spdm13_provision"));
+    const codes = messages.map((m) => m.code);
+    const vcaStart = codes.lastIndexOf("GET_VERSION");
+    const algIndex = codes.indexOf("ALGORITHMS", vcaStart);
+    const vcaMessages = messages.slice(vcaStart, algIndex + 1);
+    const vca = Buffer.concat(vcaMessages.map((m) => encodeSpdm(m)));
+    const of = <N extends SpdmMessage["code"]>(code: N) =>
+      vcaMessages.find((m) => m.code === code) as Extract<SpdmMessage, { code: N }>;
+    const alg = of("ALGORITHMS");
+    const ctx = negotiatedContext({
+      algorithms: alg,
+      getCapabilities: of("GET_CAPABILITIES"),
+      capabilities: of("CAPABILITIES"),
+      negotiateAlgorithms: of("NEGOTIATE_ALGORITHMS"),
+    });
+    const exact = (bytes: Buffer, c: DecodeContext) => {
+      const { message, byteLength } = decodeSpdmWithLength(bytes, c);
+      const own = bytes.subarray(0, byteLength);
+      expect(encodeSpdm(message)).toEqual(own);
+      return { message, bytes: own };
+    };
+    const encap = messages.find(
+      (m) => m.code === "ENCAPSULATED_REQUEST" && m.encapsulatedRequest[1] === SpdmCode.GET_ENDPOINT_INFO,
+    ) as MessageOf<"ENCAPSULATED_REQUEST">;
+    const request = exact(encap.encapsulatedRequest, ctx);
+    const get = request.message as MessageOf<"GET_ENDPOINT_INFO">;
+    expect(get).toMatchObject({ subCode: 1, slotId: 0, attributes: ENDPOINT_INFO_SIGNATURE_REQUESTED });
+    const deliver = messages[messages.indexOf(encap) + 1] as MessageOf<"DELIVER_ENCAPSULATED_RESPONSE">;
+    expect(deliver.requestId).toBe(encap.requestId);
+    const response = exact(deliver.encapsulatedResponse, {
+      ...ctx,
+      asymSignatureSize: ctx.reqAsymSignatureSize,
+      endpointInfoSignatureRequested: true,
+    });
+    const info = response.message as MessageOf<"ENDPOINT_INFO">;
+    expect(info.slotId).toBe(0);
+    expect(messages[messages.indexOf(encap) + 2]).toMatchObject({
+      code: "ENCAPSULATED_RESPONSE_ACK",
+      payloadType: 0,
+      ackRequestId: encap.requestId,
+    });
+    // The requester's leaf key: spdm13_basic_mut_auth's encapsulated CERTIFICATEs (same sample chain, same ReqBaseAsym).
+    const certificates = spdmObjects("spdm13_basic_mut_auth")
+      .filter(
+        (o) => o.spdm[1] === SpdmCode.DELIVER_ENCAPSULATED_RESPONSE && o.spdm[5] === SpdmCode.CERTIFICATE,
+      )
+      .map((o) => (decodeSpdmWithLength(o.spdm.subarray(4)).message as MessageOf<"CERTIFICATE">).certChain);
+    const key = decodeCertChain("SHA_384", Buffer.concat(certificates)).certs.at(-1)!.publicKey;
+    const asym = byBit(ASYM, algStructSel(alg.algStructs, AlgType.REQ_BASE_ASYM_ALG)) as AsymAlgo;
+    const il = Buffer.concat([vca, request.bytes, response.bytes.subarray(0, -info.signature.length)]);
+    const suite = { version: alg.version, hash: "SHA_384" as const, asym };
+    expect(verifyTranscript(suite, key, "MUT_ENDPOINT_INFO", il, info.signature)).toBe(true);
+    // The same bytes under the responder's context do not verify: the context is part of what is signed.
+    expect(verifyTranscript(suite, key, "ENDPOINT_INFO", il, info.signature)).toBe(false);
   });
 });
