@@ -1,8 +1,9 @@
 /**
  * Our requester against our device process over real TCP: authentication for every base hash ×
  * base asym at each SPDM version, KEY_EX and PSK sessions for every DHE × AEAD × hash, and KEY_EX
- * with mutual authentication (device `--mut-auth-cert-chain`, requester chain and key), and a slow
- * device answering ResponseNotReady (`spdm.notReady`).
+ * with mutual authentication (device `--mut-auth-cert-chain`, requester chain and key), the
+ * device's encapsulated GET_ENDPOINT_INFO after the EP_INFO step's OOB_ENCAP_ENDPOINT_INFO socket
+ * command (signed both ways), and a slow device answering ResponseNotReady (`spdm.notReady`).
  */
 import { mkdtempSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -20,6 +21,7 @@ import { generateCertChain } from "../../src/crypto/certgen.js";
 import { type SpawnedDevice, spawnDevice } from "../../src/fixture/spawn-device.js";
 import type { Endpoint } from "../../src/net/framed.js";
 import { runRequester, runSessionRequester } from "../../src/requester/run.js";
+import { DEFAULT_CAPABILITIES } from "../../src/spdm/responder-settings.js";
 
 const HASHES = ["SHA_256", "SHA_384", "SHA_512"] as const;
 const ASYMS = [
@@ -123,6 +125,38 @@ describe("mutual authentication, our requester -> our device", () => {
       );
     } finally {
       await mutual.stop();
+    }
+  });
+});
+
+describe("endpoint information both ways, our requester -> our device", () => {
+  it("EP_INFO: the device's ENDPOINT_INFO, then OOB_ENCAP_ENDPOINT_INFO and ours through encapsulation, each signature verified", {
+    timeout: 30_000,
+  }, async () => {
+    const requester = await generateCertChain({ asym: "ECDSA_P384", role: "requester" });
+    const dir = mkdtempSync(join(tmpdir(), "doe-emu-ep-info-"));
+    const files = writeChainFiles(dir, "requester", requester);
+    const config = join(dir, "device.json");
+    const capabilities = [...DEFAULT_CAPABILITIES, "EP_INFO_SIG"];
+    writeFileSync(
+      config,
+      JSON.stringify({ spdm: { capabilities, mutualAuth: { mode: "W_ENCAP", trustRoot: files.rootDer } } }),
+    );
+    const epInfo = await spawnDevice({ args: ["--config", config] });
+    try {
+      const s = await runRequester(epInfo.mailboxes[0]!.endpoint, {
+        ...common,
+        requesterCertChain: requester.certsDer,
+        requesterKey: requester.privateKey,
+        provisionSteps: ["EP_INFO"],
+      });
+      const e = s.provisioning.endpointInfo;
+      expect(e).toMatchObject({ bytes: 12, signed: true, encapsulated: { signed: true } });
+      // Before any session the device has no verified chain of ours: it fetches it first.
+      expect(e?.encapsulated?.requests[0]).toBe("GET_DIGESTS");
+      expect(e?.encapsulated?.requests.at(-1)).toBe("GET_ENDPOINT_INFO");
+    } finally {
+      await epInfo.stop();
     }
   });
 });
