@@ -23,7 +23,7 @@
  *
  * States and the one transition table (STEPS): Idle → Armed (a flow waits for
  * GET_ENCAPSULATED_REQUEST) → the request sent (Digests, Certificate, Challenge, UpdateKey,
- * VerifyNewKey), each of which the delivered response moves to the next one or back to Idle (the
+ * VerifyNewKey, EndpointInfo), each of which the delivered response moves to the next one or back to Idle (the
  * ACK then carries nothing more). A response that fails a check ends the flow with an ERROR, and a
  * session being authenticated with it.
  */
@@ -187,9 +187,8 @@ const STEPS: Record<Sent, Step> = {
     }),
     accept(c, f, r, bytes) {
       const m = expect(r, "ENDPOINT_INFO");
-      // Unsigned, the requester names slot 0 (libspdm checks both ways).
-      if ((m.slotId & 0xf) !== (f.signer ? REQ_SLOT : 0))
-        reject(`the requester's ENDPOINT_INFO names slot ${m.slotId & 0xf}`);
+      // Signed, the slot we named; unsigned, slot 0 (libspdm's checks, both REQ_SLOT here).
+      if ((m.slotId & 0xf) !== REQ_SLOT) reject(`the requester's ENDPOINT_INFO names slot ${m.slotId & 0xf}`);
       if (f.signer) {
         const { hash: h, reqAsym } = c.connection.negotiated;
         const il = Buffer.concat([
@@ -201,7 +200,11 @@ const STEPS: Record<Sent, Step> = {
         if (!verifyTranscript(suite, f.signer, "MUT_ENDPOINT_INFO", il, m.signature))
           reject("the requester's ENDPOINT_INFO signature does not verify");
       }
-      c.log.info({ bytes: m.epInfo.length, signed: f.signer !== undefined }, "requester's ENDPOINT_INFO");
+      const sessionId = f.session && hex32(f.session.sessionId);
+      c.log.info(
+        { bytes: m.epInfo.length, signed: f.signer !== undefined, sessionId },
+        "requester's ENDPOINT_INFO",
+      );
       return "Idle";
     },
   },
