@@ -158,6 +158,7 @@ interface RequesterArgs extends CaptureArgs {
   exe_conn?: string;
   "get-csr": boolean;
   "csr-out"?: string;
+  "csr-tag"?: number;
   "set-cert"?: string[];
   handshake_in_clear: boolean;
   ip: string;
@@ -234,7 +235,13 @@ function options(argv: RequesterArgs): RunRequesterOptions {
     opts.connectionSteps = CONNECTION_STEPS.filter((s: ConnectionStep) => steps.includes(s));
     for (const s of PROVISION_STEPS) if (steps.includes(s)) provision.add(s);
   }
-  if (argv["get-csr"] || argv["csr-out"] !== undefined) provision.add("GET_CSR");
+  const tag = argv["csr-tag"];
+  if (tag !== undefined) {
+    if (!Number.isInteger(tag) || tag < 1 || tag > 7)
+      throw new Error("--csr-tag takes a CSRTrackingTag, 1-7");
+    opts.csrTrackingTag = tag;
+  }
+  if (argv["get-csr"] || argv["csr-out"] !== undefined || tag !== undefined) provision.add("GET_CSR");
   const setCert = argv["set-cert"];
   if (setCert !== undefined) {
     const [slot, file] = setCert;
@@ -363,6 +370,13 @@ function formatProvisioning(p: ProvisionSummary): string[] {
     lines.push(
       `  SET_CERTIFICATE: ${p.setCertificate.certificates} certificates installed in slot ${p.setCertificate.slot}`,
     );
+  const reset = p.resetRequired;
+  if (reset?.step === "GET_CSR")
+    lines.push(
+      `  GET_CSR: ResetRequired, the device makes the CSR at its reset; then retrieve it with --get-csr${reset.tag ? ` --csr-tag ${reset.tag}` : ""}`,
+    );
+  if (reset?.step === "SET_CERT")
+    lines.push("  SET_CERTIFICATE: ResetRequired, the chain takes effect at the device's reset");
   for (const step of p.skipped) lines.push(`  ${step}: skipped (the responder does not offer it)`);
   return lines;
 }
@@ -519,6 +533,11 @@ export const requesterCommand = {
           "GET_CSR after the connection steps: the responder's PKCS#10 request, its signature verified",
       })
       .option("csr-out", { type: "string", describe: "Write the CSR (DER) to this file (implies --get-csr)" })
+      .option("csr-tag", {
+        type: "number",
+        describe:
+          "GET_CSR with this CSRTrackingTag (1-7, SPDM 1.3+): retrieve the CSR a device with CERT_INSTALL_RESET made at its reset (implies --get-csr)",
+      })
       .option("set-cert", {
         type: "string",
         array: true,

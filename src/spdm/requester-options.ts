@@ -105,6 +105,8 @@ export interface SpdmRequesterOptions {
   provisionSteps?: readonly ProvisionStep[];
   /** The chain SET_CERT installs (DER certificates, root first) and its slot; default the slot's own chain. */
   setCertificate?: { slot: number; certsDer: readonly Buffer[] };
+  /** GET_CSR's CSRTrackingTag (1.3+): retrieve the CSR a device's reset completed (default 0: a new request). */
+  csrTrackingTag?: number;
 }
 
 /**
@@ -171,6 +173,7 @@ export const REQUESTER_DEFAULTS = {
   | "requesterKey"
   | "keyLog"
   | "setCertificate"
+  | "csrTrackingTag"
 >;
 
 type OptionalOption =
@@ -179,7 +182,8 @@ type OptionalOption =
   | "requesterCertChain"
   | "requesterKey"
   | "keyLog"
-  | "setCertificate";
+  | "setCertificate"
+  | "csrTrackingTag";
 /** The options with every default filled in. */
 export type ResolvedOptions = Required<Omit<SpdmRequesterOptions, OptionalOption>> &
   Pick<SpdmRequesterOptions, OptionalOption>;
