@@ -161,6 +161,7 @@ interface RequesterArgs extends CaptureArgs {
   "csr-tag"?: number;
   "set-cert"?: string[];
   handshake_in_clear: boolean;
+  "multi-key"?: "NEG" | "ONLY";
   ip: string;
   port: number;
   "trust-root"?: string;
@@ -255,6 +256,12 @@ function options(argv: RequesterArgs): RunRequesterOptions {
   if (!argv.handshake_in_clear)
     opts.capabilities =
       (opts.capabilities ?? REQUESTER_DEFAULTS.capabilities) & ~Cap.HANDSHAKE_IN_THE_CLEAR_CAP;
+  const multiKey = argv["multi-key"];
+  if (multiKey)
+    opts.capabilities =
+      ((opts.capabilities ?? REQUESTER_DEFAULTS.capabilities) |
+        (multiKey === "NEG" ? Cap.MULTI_KEY_CAP_NEG : Cap.MULTI_KEY_CAP_ONLY)) >>>
+      0;
   if (argv.session === "KEY_EX" && argv.dhe === undefined) opts.dheNamedGroup = SESSION_DHE;
   return opts;
 }
@@ -579,6 +586,11 @@ export const requesterCommand = {
         default: true,
         describe:
           "Advertise HANDSHAKE_IN_THE_CLEAR_CAP; --no-handshake_in_clear makes FINISH go under the handshake keys",
+      })
+      .option("multi-key", {
+        choices: ["NEG", "ONLY"] as const,
+        describe:
+          "Advertise MULTI_KEY_CAP (SPDM 1.3+, requester): a multi-key connection of ours when the responder selects it (ONLY: required); our encapsulated DIGESTS then names our key pair, certificate model and key usage",
       });
     for (const { flag, names, key, help } of LIST_FLAGS) {
       const dflt = REQUESTER_DEFAULTS[key as keyof typeof REQUESTER_DEFAULTS];

@@ -186,7 +186,9 @@ export async function getKeyPairInfo(
     version: m.version,
     totalKeyPairs: keyPairs.length,
     keyPairId: kp.id,
-    capabilities: KEY_PAIR_CAPABILITIES,
+    // Without SET_KEY_PAIR_INFO nothing about a key pair can be changed (libspdm's requester checks it).
+    capabilities:
+      (c.connection.advertised & ResponderCapability.SET_KEY_PAIR_INFO_CAP) !== 0 ? KEY_PAIR_CAPABILITIES : 0,
     keyUsageCapabilities: KEY_PAIR_USAGE_CAPABILITIES,
     currentKeyUsage: kp.usage,
     asymAlgoCapabilities: algos.reduce((a, b) => a | b, 0),
