@@ -111,7 +111,7 @@ export interface SpdmRequesterOptions {
 
 /**
  * spdm-emu's requester defaults (spdm_emu_common/key.c), except: capabilities (what we implement:
- * no multi-key; MUT_AUTH_CAP and ENCAP_CAP only with a requester chain and
+ * MULTI_KEY_CAP only when asked for; MUT_AUTH_CAP and ENCAP_CAP only with a requester chain and
  * key, see SpdmRequesterOptions) and the 1024-byte certificate portions.
  */
 export const REQUESTER_DEFAULTS = {
