@@ -28,6 +28,11 @@ export interface DecodeContext {
   measurementHashSize?: number;
   /** MULTI_KEY_CONN_RSP (1.3): DIGESTS carries KeyPairID/CertificateInfo/KeyUsageMask arrays. */
   multiKeyConn?: boolean;
+  /**
+   * MULTI_KEY_CONN_REQ (1.3, ALGORITHMS OtherParamsSelection MULTI_KEY_CONN): the requester's
+   * DIGESTS (to an encapsulated GET_DIGESTS) carries those arrays.
+   */
+  multiKeyConnReq?: boolean;
   /** HANDSHAKE_IN_THE_CLEAR set by both sides: KEY_EXCHANGE_RSP has no ResponderVerifyData, FINISH_RSP has one. */
   handshakeInTheClear?: boolean;
   /** The request's MeasurementSummaryHashType (CHALLENGE Param2, KEY_EXCHANGE/PSK_EXCHANGE Param1); 0 = no summary hash. */
@@ -75,6 +80,7 @@ export function negotiatedContext(vca: {
       (rsp.flags & ResponderCapability.HANDSHAKE_IN_THE_CLEAR_CAP) !== 0 &&
       (req.flags & RequesterCapability.HANDSHAKE_IN_THE_CLEAR_CAP) !== 0;
   }
+  ctx.multiKeyConnReq = alg.version >= 0x13 && (alg.otherParamsSelection & OtherParams.MULTI_KEY_CONN) !== 0;
   if (alg.version < 0x13) ctx.multiKeyConn = false;
   else if (rsp) {
     const cap = rsp.flags & CapabilityField.MULTI_KEY_CAP;

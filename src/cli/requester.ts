@@ -158,8 +158,10 @@ interface RequesterArgs extends CaptureArgs {
   exe_conn?: string;
   "get-csr": boolean;
   "csr-out"?: string;
+  "csr-tag"?: number;
   "set-cert"?: string[];
   handshake_in_clear: boolean;
+  "multi-key"?: "NEG" | "ONLY";
   ip: string;
   port: number;
   "trust-root"?: string;
@@ -234,7 +236,13 @@ function options(argv: RequesterArgs): RunRequesterOptions {
     opts.connectionSteps = CONNECTION_STEPS.filter((s: ConnectionStep) => steps.includes(s));
     for (const s of PROVISION_STEPS) if (steps.includes(s)) provision.add(s);
   }
-  if (argv["get-csr"] || argv["csr-out"] !== undefined) provision.add("GET_CSR");
+  const tag = argv["csr-tag"];
+  if (tag !== undefined) {
+    if (!Number.isInteger(tag) || tag < 1 || tag > 7)
+      throw new Error("--csr-tag takes a CSRTrackingTag, 1-7");
+    opts.csrTrackingTag = tag;
+  }
+  if (argv["get-csr"] || argv["csr-out"] !== undefined || tag !== undefined) provision.add("GET_CSR");
   const setCert = argv["set-cert"];
   if (setCert !== undefined) {
     const [slot, file] = setCert;
@@ -248,6 +256,12 @@ function options(argv: RequesterArgs): RunRequesterOptions {
   if (!argv.handshake_in_clear)
     opts.capabilities =
       (opts.capabilities ?? REQUESTER_DEFAULTS.capabilities) & ~Cap.HANDSHAKE_IN_THE_CLEAR_CAP;
+  const multiKey = argv["multi-key"];
+  if (multiKey)
+    opts.capabilities =
+      ((opts.capabilities ?? REQUESTER_DEFAULTS.capabilities) |
+        (multiKey === "NEG" ? Cap.MULTI_KEY_CAP_NEG : Cap.MULTI_KEY_CAP_ONLY)) >>>
+      0;
   if (argv.session === "KEY_EX" && argv.dhe === undefined) opts.dheNamedGroup = SESSION_DHE;
   return opts;
 }
@@ -368,6 +382,13 @@ function formatProvisioning(p: ProvisionSummary): string[] {
     lines.push(
       `  SET_CERTIFICATE: ${p.setCertificate.certificates} certificates installed in slot ${p.setCertificate.slot}`,
     );
+  const reset = p.resetRequired;
+  if (reset?.step === "GET_CSR")
+    lines.push(
+      `  GET_CSR: ResetRequired, the device makes the CSR at its reset; then retrieve it with --get-csr${reset.tag ? ` --csr-tag ${reset.tag}` : ""}`,
+    );
+  if (reset?.step === "SET_CERT")
+    lines.push("  SET_CERTIFICATE: ResetRequired, the chain takes effect at the device's reset");
   for (const step of p.skipped) lines.push(`  ${step}: skipped (the responder does not offer it)`);
   return lines;
 }
@@ -524,6 +545,11 @@ export const requesterCommand = {
           "GET_CSR after the connection steps: the responder's PKCS#10 request, its signature verified",
       })
       .option("csr-out", { type: "string", describe: "Write the CSR (DER) to this file (implies --get-csr)" })
+      .option("csr-tag", {
+        type: "number",
+        describe:
+          "GET_CSR with this CSRTrackingTag (1-7, SPDM 1.3+): retrieve the CSR a device with CERT_INSTALL_RESET made at its reset (implies --get-csr)",
+      })
       .option("set-cert", {
         type: "string",
         array: true,
@@ -565,6 +591,11 @@ export const requesterCommand = {
         default: true,
         describe:
           "Advertise HANDSHAKE_IN_THE_CLEAR_CAP; --no-handshake_in_clear makes FINISH go under the handshake keys",
+      })
+      .option("multi-key", {
+        choices: ["NEG", "ONLY"] as const,
+        describe:
+          "Advertise MULTI_KEY_CAP (SPDM 1.3+, requester): a multi-key connection of ours when the responder selects it (ONLY: required); our encapsulated DIGESTS then names our key pair, certificate model and key usage",
       });
     for (const { flag, names, key, help } of LIST_FLAGS) {
       const dflt = REQUESTER_DEFAULTS[key as keyof typeof REQUESTER_DEFAULTS];

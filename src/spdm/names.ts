@@ -72,6 +72,8 @@ export const RESPONDER_CAPABILITY_NAMES = {
   HANDSHAKE_IN_CLEAR: Rsp.HANDSHAKE_IN_THE_CLEAR_CAP,
   SET_CERT: Rsp.SET_CERT_CAP,
   CSR: Rsp.CSR_CAP,
+  /** GET_CSR and SET_CERTIFICATE complete across the device's reset (responder-install-reset.ts). */
+  CERT_INSTALL_RESET: Rsp.CERT_INSTALL_RESET_CAP,
   EP_INFO_NO_SIG: Rsp.EP_INFO_CAP_NO_SIG,
   EP_INFO_SIG: Rsp.EP_INFO_CAP_SIG,
   MEL: Rsp.MEL_CAP,

@@ -10,6 +10,11 @@
  * generates a new one. Usage, association and erasure are the key pair's record as GET_KEY_PAIR_INFO
  * reports it: the slots keep signing with their own keys, as libspdm's sample device does (its
  * key-pair store is separate from its signing keys).
+ *
+ * With CERT_INSTALL_RESET_CAP the device defers: SET_CERTIFICATE's chain (or erasure) and GET_CSR's
+ * request wait here (pending) until the device is reset, which reset() is: the device's start (so a
+ * restart with the state directory completes them) or a physical function's FLR. Pending work is
+ * saved with the rest.
  */
 
 import type { KeyObject } from "node:crypto";
@@ -17,7 +22,7 @@ import { mkdirSync, readFileSync, renameSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { z } from "zod";
 import { KeyUsage } from "../../protocol/spdm/codes.js";
-import { bitIndices } from "../bits.js";
+import { bitIndices, maskOf } from "../bits.js";
 import { privateKeyFromPkcs8 } from "../crypto/csr.js";
 import { ASYM, type AsymAlgo } from "../crypto/suites.js";
 import type { CertificateSlots, SlotKey } from "./responder-slots.js";
@@ -37,14 +42,35 @@ export interface KeyPair {
   generated?: { asym: AsymAlgo; key: KeyObject };
 }
 
+/** A GET_CSR the device completes at its next reset. */
+export interface PendingCsr {
+  /** The request that retrieves it (with its CSRTrackingTag, without Overwrite). */
+  request: Buffer;
+  csr: Buffer;
+  /** A reset has happened since: the CSR may be retrieved. */
+  ready: boolean;
+}
+
 const b64 = z.string().transform((s) => Buffer.from(s, "base64"));
+/** By slot ID: a chain (DER certificates, root first) and key, or null when erased. */
+const slotsSchema = z.record(
+  z.string().regex(/^[0-7]$/),
+  z.strictObject({ certs: z.array(b64).min(1), key: b64 }).nullable(),
+);
 const stateSchema = z.strictObject({
   version: z.literal(1),
-  /** By slot ID: the installed chain (DER certificates, root first) and key, or null when erased. */
-  slots: z.record(
-    z.string().regex(/^[0-7]$/),
-    z.strictObject({ certs: z.array(b64).min(1), key: b64 }).nullable(),
-  ),
+  slots: slotsSchema,
+  /** CERT_INSTALL_RESET_CAP: what waits for the next reset (absent when nothing does). */
+  pending: z
+    .strictObject({
+      slots: slotsSchema,
+      /** By CSRTrackingTag (0: a request before 1.3, which has none). */
+      csrs: z.record(
+        z.string().regex(/^[0-7]$/),
+        z.strictObject({ request: b64, csr: b64, ready: z.boolean() }),
+      ),
+    })
+    .optional(),
   keyPairs: z.array(
     z.strictObject({
       id: z.number().int().min(1).max(0xff),
@@ -63,6 +89,10 @@ export class Provisioning {
   readonly keyPairs: KeyPair[];
   /** Slots SET_CERTIFICATE changed: the installed identity, or null for an erased slot. */
   private readonly installed = new Map<number, SlotKey | null>();
+  /** SET_CERTIFICATE waiting for a reset, by slot (null: erase). */
+  private readonly pendingSlots = new Map<number, SlotKey | null>();
+  /** GET_CSR waiting for (or completed by) a reset, by CSRTrackingTag (0: a request before 1.3). */
+  readonly pendingCsrs = new Map<number, PendingCsr>();
 
   /**
    * The described slots of `slots` give the key pairs. Loads `stateDir`'s state (and applies its
@@ -80,6 +110,8 @@ export class Provisioning {
       erased: false,
     }));
     if (stateDir) this.load(stateDir);
+    // Starting is a reset: what waited for one completes.
+    this.reset();
   }
 
   keyPair(id: number): KeyPair | undefined {
@@ -99,17 +131,73 @@ export class Provisioning {
     this.save();
   }
 
+  /** SET_CERTIFICATE that takes effect at the next reset: a chain and key, or null to erase. */
+  defer(slot: number, key: SlotKey | null): void {
+    this.pendingSlots.set(slot, key);
+    this.save();
+  }
+
+  /** Slots whose SET_CERTIFICATE waits for a reset. */
+  get pendingSlotMask(): number {
+    return maskOf([...this.pendingSlots.keys()].map((s) => 1 << s));
+  }
+
+  /** GET_CSR: a CSR that a reset completes, under its tag. */
+  deferCsr(tag: number, request: Buffer, csr: Buffer): void {
+    this.pendingCsrs.set(tag, { request, csr, ready: false });
+    this.save();
+  }
+
+  /** Overwrite, or a retrieved CSR: `tag`'s (or every) pending CSR is dropped. */
+  dropCsrs(tag?: number): void {
+    if (tag === undefined) this.pendingCsrs.clear();
+    else this.pendingCsrs.delete(tag);
+    this.save();
+  }
+
+  /**
+   * The device's reset: pending chains are installed (or slots erased), pending CSRs become
+   * retrievable. Whether anything was waiting.
+   */
+  reset(): boolean {
+    const waiting = [...this.pendingCsrs.values()].filter((p) => !p.ready);
+    if (this.pendingSlots.size === 0 && waiting.length === 0) return false;
+    for (const [slot, key] of this.pendingSlots) {
+      this.installed.set(slot, key);
+      if (key) this.slots.install(slot, key);
+      else this.slots.erase(slot);
+    }
+    this.pendingSlots.clear();
+    for (const p of waiting) p.ready = true;
+    this.save();
+    return true;
+  }
+
   /** A key pair's record changed. */
   save(): void {
     if (!this.stateDir) return;
-    const state: z.input<typeof stateSchema> = {
-      version: 1,
-      slots: Object.fromEntries(
-        [...this.installed].map(([slot, k]) => [
+    const slots = (m: Map<number, SlotKey | null>) =>
+      Object.fromEntries(
+        [...m].map(([slot, k]) => [
           String(slot),
           k && { certs: k.certsDer.map((d) => d.toString("base64")), key: pkcs8(k.privateKey) },
         ]),
-      ),
+      );
+    const pending = this.pendingSlots.size > 0 || this.pendingCsrs.size > 0;
+    const state: z.input<typeof stateSchema> = {
+      version: 1,
+      slots: slots(this.installed),
+      ...(pending && {
+        pending: {
+          slots: slots(this.pendingSlots),
+          csrs: Object.fromEntries(
+            [...this.pendingCsrs].map(([tag, p]) => [
+              String(tag),
+              { request: p.request.toString("base64"), csr: p.csr.toString("base64"), ready: p.ready },
+            ]),
+          ),
+        },
+      }),
       keyPairs: this.keyPairs.map((k) => ({
         id: k.id,
         usage: k.usage,
@@ -142,12 +230,17 @@ export class Provisioning {
       if (!parsed.success)
         throw corrupt(parsed.error.issues.map((i) => `${i.path.join(".")}: ${i.message}`).join("; "));
       state = parsed.data;
+      const slotKey = (k: { certs: Buffer[]; key: Buffer } | null) =>
+        k && { certsDer: k.certs, privateKey: privateKeyFromPkcs8(k.key) };
       for (const [slot, k] of Object.entries(state.slots)) {
-        const key = k && { certsDer: k.certs, privateKey: privateKeyFromPkcs8(k.key) };
+        const key = slotKey(k);
         this.installed.set(Number(slot), key);
         if (key) this.slots.install(Number(slot), key);
         else this.slots.erase(Number(slot));
       }
+      for (const [slot, k] of Object.entries(state.pending?.slots ?? {}))
+        this.pendingSlots.set(Number(slot), slotKey(k));
+      for (const [tag, p] of Object.entries(state.pending?.csrs ?? {})) this.pendingCsrs.set(Number(tag), p);
     } catch (e) {
       throw e instanceof SyntaxError || !(e as Error).message.startsWith("state directory")
         ? corrupt((e as Error).message)

@@ -14,13 +14,20 @@
  * GET_ENCAPSULATED_REQUEST → Answering (a request in hand) → DELIVER_ENCAPSULATED_RESPONSE → ACK →
  * Answering again (PRESENT) or Done (ABSENT, or REQ_SLOT_NUMBER naming the slot FINISH signs with). WITH_GET_DIGESTS starts in Answering with an
  * implied GET_DIGESTS whose RequestID is 0.
+ *
+ * On a multi-key connection of ours (MULTI_KEY_CONN_REQ, 1.3) our DIGESTS names slot 0's key pair,
+ * certificate model and key usage and CERTIFICATE its model, as libspdm's requester with
+ * spdm-emu's settings; DIGESTS, when it is the flow's first answer in a session, is the EncapD that
+ * TH for FINISH holds before Hash(our chain) (libspdm's message_encap_d).
  */
 import type { KeyObject } from "node:crypto";
 import { decodeSpdmWithLength, encodeSpdm } from "../../protocol/spdm/codec.js";
 import {
   AlgType,
   CapabilityField,
+  CertificateModel,
   KeyUpdateOperation,
+  KeyUsage,
   NONCE_SIZE,
   RequesterCapability,
   SpdmErrorCode,
@@ -59,6 +66,13 @@ export interface RequesterSigner {
 const OUR_SLOT = 0;
 /** libspdm answers encapsulated GET_CERTIFICATE in portions of at most LIBSPDM_MAX_CERT_CHAIN_BLOCK_LEN. */
 const MAX_PORTION = 1024;
+/** Slot 0's key pair on a multi-key connection of ours: a device certificate for these usages (spdm-emu's requester). */
+const OUR_KEY_PAIR = {
+  id: 1,
+  certificateInfo: CertificateModel.DeviceCert,
+  keyUsage:
+    KeyUsage.KEY_EX_USE | KeyUsage.CHALLENGE_USE | KeyUsage.MEASUREMENT_USE | KeyUsage.ENDPOINT_INFO_USE,
+} as const;
 
 /** Our signer for mutual authentication, or a failure saying what is missing (`what` asked for it). */
 export function requesterSigner(c: RequesterConnection, what: string): RequesterSigner {
@@ -105,6 +119,8 @@ export interface EncapOutcome {
   reqSlot?: number;
   /** Whether we answered a GET_ENDPOINT_INFO, and signed. */
   endpointInfo?: { signed: boolean };
+  /** EncapD: our DIGESTS when it was the first answer, on a multi-key connection of ours. */
+  encapDigests?: Buffer;
 }
 
 /**
@@ -192,7 +208,7 @@ class EncapAnswers {
     if (m.version !== this.c.version) return this.error("VersionMismatch");
     switch (m.code) {
       case "GET_DIGESTS":
-        return this.digests(exact);
+        return this.digests(exact, outcome);
       case "GET_CERTIFICATE":
         return this.certificate(m, exact);
       case "CHALLENGE":
@@ -215,17 +231,29 @@ class EncapAnswers {
     });
   }
 
-  private digests(request: Buffer): Buffer {
+  private digests(request: Buffer, outcome: EncapOutcome): Buffer {
     if (!this.signer) return this.error("UnsupportedRequest", request[1]);
+    const multiKey = this.multiKey;
     const response = encodeSpdm({
       code: "DIGESTS",
       version: this.c.version,
       supportedSlotMask: this.c.version >= SpdmVersion.V1_3 ? 1 << OUR_SLOT : 0,
       provisionedSlotMask: 1 << OUR_SLOT,
       digests: [hash(this.signer.suite.hash, this.signer.chain)],
+      ...(multiKey && {
+        keyPairIds: [OUR_KEY_PAIR.id],
+        certificateInfos: [OUR_KEY_PAIR.certificateInfo],
+        keyUsageMasks: [OUR_KEY_PAIR.keyUsage],
+      }),
     });
     this.mutB.push(request, response);
+    if (multiKey && this.session && outcome.requests.length === 1) outcome.encapDigests = response;
     return response;
+  }
+
+  /** MULTI_KEY_CONN_REQ: the responder selected our multi-key connection (1.3). */
+  private get multiKey(): boolean {
+    return this.c.version >= SpdmVersion.V1_3 && this.c.ctx.multiKeyConnReq === true;
   }
 
   private certificate(m: Extract<SpdmMessage, { code: "GET_CERTIFICATE" }>, request: Buffer): Buffer {
@@ -236,7 +264,8 @@ class EncapAnswers {
     if (ask.large && (this.c.requesterFlags & RequesterCapability.LARGE_RESP_CAP) === 0)
       return this.error("UnsupportedRequest", request[1]);
     if (ask.slot !== OUR_SLOT || ask.offset >= chain.length) return this.error("InvalidRequest");
-    const response = certificatePortion(m.version, ask, chain, MAX_PORTION, 0);
+    const model = this.multiKey ? OUR_KEY_PAIR.certificateInfo : 0;
+    const response = certificatePortion(m.version, ask, chain, MAX_PORTION, model);
     this.mutB.push(request, response);
     return response;
   }

@@ -104,6 +104,7 @@ export const keyExchange: Handshake = async (r, c, o, suite, held) => {
   if (!session.handshakeInTheClear)
     acceptVerifyData(session, kr.responderVerifyData, "KEY_EXCHANGE_RSP ResponderVerifyData");
   let encapsulated: string[] | undefined;
+  let encapDigests: Buffer | undefined;
   if (mutual?.encap) {
     // The responder fetches our chain (its messages are in no TH) and names the slot FINISH signs with.
     const flow = await encapsulatedFlow(r, mutual.encap, {
@@ -113,8 +114,10 @@ export const keyExchange: Handshake = async (r, c, o, suite, held) => {
     });
     mutual.slot = flow.reqSlot ?? mutual.slot;
     encapsulated = flow.requests;
+    encapDigests = flow.encapDigests;
   }
-  if (mutual) session.addTranscript(hash(c.suite.hash, mutual.chain));
+  // Mutual: TH for FINISH goes on with [EncapD, on our multi-key connection] ‖ Hash(our chain).
+  if (mutual) session.addTranscript(encapDigests ?? Buffer.alloc(0), hash(c.suite.hash, mutual.chain));
   await finish(r, c, session, "FINISH", mutual);
   return {
     session,

@@ -106,11 +106,13 @@ export interface SpdmRequesterOptions {
   provisionSteps?: readonly ProvisionStep[];
   /** The chain SET_CERT installs (DER certificates, root first) and its slot; default the slot's own chain. */
   setCertificate?: { slot: number; certsDer: readonly Buffer[] };
+  /** GET_CSR's CSRTrackingTag (1.3+): retrieve the CSR a device's reset completed (default 0: a new request). */
+  csrTrackingTag?: number;
 }
 
 /**
  * spdm-emu's requester defaults (spdm_emu_common/key.c), except: capabilities (what we implement:
- * no multi-key; MUT_AUTH_CAP and ENCAP_CAP only with a requester chain and
+ * MULTI_KEY_CAP only when asked for; MUT_AUTH_CAP and ENCAP_CAP only with a requester chain and
  * key, see SpdmRequesterOptions) and the 1024-byte certificate portions.
  */
 export const REQUESTER_DEFAULTS = {
@@ -172,6 +174,7 @@ export const REQUESTER_DEFAULTS = {
   | "requesterKey"
   | "keyLog"
   | "setCertificate"
+  | "csrTrackingTag"
 >;
 
 type OptionalOption =
@@ -180,7 +183,8 @@ type OptionalOption =
   | "requesterCertChain"
   | "requesterKey"
   | "keyLog"
-  | "setCertificate";
+  | "setCertificate"
+  | "csrTrackingTag";
 /** The options with every default filled in. */
 export type ResolvedOptions = Required<Omit<SpdmRequesterOptions, OptionalOption>> &
   Pick<SpdmRequesterOptions, OptionalOption>;

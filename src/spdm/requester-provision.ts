@@ -15,8 +15,14 @@
  *   certificate model in a multi-key connection, as spdm-emu).
  * - SET_CERT: the chain given (else the slot's chain GET_CERTIFICATE verified, as spdm-emu sets
  *   its own sample chain back), for the given slot.
+ * A responder with CERT_INSTALL_RESET_CAP may answer GET_CSR or SET_CERT with ERROR ResetRequired
+ * (libspdm's LIBSPDM_STATUS_RESET_REQUIRED_PEER; at 1.3 and later only with that capability): the
+ * summary says so, with GET_CSR's CSRTrackingTag, and the later steps are not run, as spdm-emu's
+ * requester stops there. After the device's reset, GET_CSR with that tag (`csrTrackingTag`; before
+ * 1.3, the same request again) retrieves the CSR.
  */
 import { X509Certificate } from "node:crypto";
+import { SpdmErrorCode } from "../../protocol/spdm/codes.js";
 import {
   AlgType,
   CapabilityField,
@@ -29,12 +35,13 @@ import {
 import {
   ENDPOINT_INFO_SIGNATURE_REQUESTED,
   ENDPOINT_INFO_SUBCODE_DEVICE_CLASS_IDENTIFIER,
+  GetCsrAttribute,
   KeyPairOperation,
   SET_CERTIFICATE_MODEL_SHIFT,
 } from "../../protocol/spdm/provision.js";
 import { encodeCertChain } from "../crypto/cert-chain.js";
 import { loadX509 } from "../crypto/x509.js";
-import { expectResponse, fail, type SpdmRequester, withoutSignature } from "./requester.js";
+import { expectResponse, fail, type Reply, type SpdmRequester, withoutSignature } from "./requester.js";
 import { encapsulatedFlow, requesterSigner } from "./requester-encap.js";
 import { both, selection } from "./requester-handshake.js";
 
@@ -73,6 +80,8 @@ export interface ProvisionSummary {
   /** DER of the CSR. */
   csr?: Buffer;
   setCertificate?: { slot: number; certificates: number };
+  /** ERROR ResetRequired: the step completes at the device's reset; GET_CSR's CSRTrackingTag (0: none). */
+  resetRequired?: { step: "GET_CSR" | "SET_CERT"; tag: number };
 }
 
 const MEL_RESPONSE_HEADER = 12;
@@ -91,8 +100,16 @@ export async function runProvisionSteps(r: SpdmRequester): Promise<ProvisionSumm
     else if (step === "EP_INFO") summary.endpointInfo = await getEndpointInfo(r);
     else if (step === "GET_KEY_PAIR_INFO") summary.keyPair = await getKeyPairInfo(r);
     else if (step === "SET_KEY_PAIR_INFO") summary.keyPairErased = await eraseKeyPair(r);
-    else if (step === "GET_CSR") summary.csr = await getCsr(r);
-    else summary.setCertificate = await setCertificate(r);
+    else if (step === "GET_CSR") {
+      const got = await getCsr(r);
+      if (Buffer.isBuffer(got)) summary.csr = got;
+      else summary.resetRequired = { step, tag: got.resetRequired };
+    } else {
+      const set = await setCertificate(r);
+      if ("resetRequired" in set) summary.resetRequired = { step, tag: 0 };
+      else summary.setCertificate = set;
+    }
+    if (summary.resetRequired) break;
   }
   return summary;
 }
@@ -222,16 +239,34 @@ async function eraseKeyPair(r: SpdmRequester): Promise<number> {
 /** KeyPairID and certificate model for GET_CSR / SET_CERTIFICATE: set only in a multi-key connection. */
 const multiKey = (r: SpdmRequester) => (r.ctx.multiKeyConn ? KEY_PAIR_ID : 0);
 
-export async function getCsr(r: SpdmRequester): Promise<Buffer> {
+/**
+ * ERROR ResetRequired to GET_CSR / SET_CERTIFICATE: its ErrorData (GET_CSR's CSRTrackingTag), else
+ * undefined. From 1.3 on only a responder with CERT_INSTALL_RESET_CAP may send it (libspdm; 1.2.0
+ * did not define the capability).
+ */
+function resetRequired(r: SpdmRequester, reply: Reply): number | undefined {
+  const m = reply.message;
+  if (m.code !== "ERROR" || m.errorCode !== SpdmErrorCode.ResetRequired) return undefined;
+  if (r.version >= 0x13 && (r.rsp!.flags & ResponderCapability.CERT_INSTALL_RESET_CAP) === 0)
+    fail("error-response", "responder answered ResetRequired without CERT_INSTALL_RESET_CAP");
+  return m.errorData;
+}
+
+/** The CSR, or the CSRTrackingTag of one the device completes at its reset. */
+export async function getCsr(r: SpdmRequester): Promise<Buffer | { resetRequired: number }> {
   const keyPairId = multiKey(r);
+  // A tag exists from 1.3 on; before, the same request again retrieves the CSR after the reset.
+  const tag = r.version >= 0x13 ? (r.options.csrTrackingTag ?? 0) : 0;
   const reply = await r.exchange({
     code: "GET_CSR",
     version: r.version,
     keyPairId,
-    attributes: keyPairId ? CertificateModel.DeviceCert : 0,
+    attributes: (keyPairId ? CertificateModel.DeviceCert : 0) | (tag << GetCsrAttribute.TRACKING_TAG_SHIFT),
     requesterInfo: Buffer.alloc(0),
     opaqueData: Buffer.alloc(0),
   });
+  const pending = resetRequired(r, reply);
+  if (pending !== undefined) return { resetRequired: pending };
   const { csr } = expectResponse(reply, "CSR");
   const x509 = await loadX509();
   let ok = false;
@@ -246,7 +281,7 @@ export async function getCsr(r: SpdmRequester): Promise<Buffer> {
 
 export async function setCertificate(
   r: SpdmRequester,
-): Promise<NonNullable<ProvisionSummary["setCertificate"]>> {
+): Promise<NonNullable<ProvisionSummary["setCertificate"]> | { resetRequired: true }> {
   const given = r.options.setCertificate;
   const slot = given?.slot ?? r.options.slotId;
   const certsDer = given?.certsDer ?? r.chains.get(slot)?.chain.certsDer;
@@ -261,6 +296,7 @@ export async function setCertificate(
     keyPairId,
     certChain: encodeCertChain(r.suite!.hash, certsDer),
   });
+  if (resetRequired(r, reply) !== undefined) return { resetRequired: true };
   const m = expectResponse(reply, "SET_CERTIFICATE_RSP");
   if ((m.slotId & 0xf) !== slot)
     fail("malformed", `SET_CERTIFICATE_RSP is for slot ${m.slotId}, we set slot ${slot}`);

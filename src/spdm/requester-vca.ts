@@ -9,6 +9,7 @@ import {
   CapabilityField,
   OPAQUE_DATA_FMT_MASK,
   OtherParams,
+  RequesterCapability,
   ResponderCapability,
   versionFromEntry,
   versionName,
@@ -242,7 +243,17 @@ function checkAlgorithms(
   }
   if (alg.extAsymSel.length + alg.extHashSel.length > 0)
     fail("negotiation", "ALGORITHMS selects extended algorithms, which we did not offer");
-  const extraOther = alg.otherParamsSelection & ~neg.otherParamsSupport;
+  // 1.3 MULTI_KEY_CONN in the selection is the requester's multi-key connection (libspdm's
+  // multi_key_conn_req): it needs our MULTI_KEY_CAP, and MULTI_KEY_CAP "only" needs it.
+  const reqMultiKey = neg.version >= 0x13 ? o.capabilities & CapabilityField.MULTI_KEY_CAP : 0;
+  const selected = neg.version >= 0x13 && (alg.otherParamsSelection & OtherParams.MULTI_KEY_CONN) !== 0;
+  if (selected ? reqMultiKey === 0 : reqMultiKey === RequesterCapability.MULTI_KEY_CAP_ONLY)
+    fail(
+      "negotiation",
+      `ALGORITHMS ${selected ? "selects" : "does not select"} our multi-key connection (our MULTI_KEY_CAP ${hex(reqMultiKey)})`,
+    );
+  const other = neg.version >= 0x13 ? OtherParams.MULTI_KEY_CONN : 0;
+  const extraOther = alg.otherParamsSelection & ~neg.otherParamsSupport & ~other;
   if (extraOther !== 0 || !isOneHotOrZero(alg.otherParamsSelection & OPAQUE_DATA_FMT_MASK))
     fail(
       "negotiation",

@@ -19,6 +19,7 @@ import { maskOf } from "../bits.js";
 import { certificateAsk, certificatePortion, MAX_SMALL_CHAIN } from "./certificate-portion.js";
 import { KEY_PAIR_USAGES } from "./provisioning.js";
 import { check, EMPTY, type Exchange, fail, type ResponderContext } from "./responder-context.js";
+import { checkNoPendingSlot } from "./responder-install-reset.js";
 import { measurementSummary } from "./responder-measurements.js";
 
 export type AuthenticationContext = Pick<
@@ -39,6 +40,7 @@ export function getDigests(
   x: Exchange,
 ): Buffer {
   const { slots, multiKeyConn } = c.connection.negotiated;
+  checkNoPendingSlot(c);
   check(slots.size > 0, "Unspecified");
   // Multi-key: each slot's key pair (the one described with it) and that key pair's usage.
   const keyPairs = [...slots.keys()].map((s) => c.provisioning.keyPairs.find((k) => k.slot === s));
@@ -63,7 +65,7 @@ export function getDigests(
 }
 
 export function getCertificate(
-  c: Pick<AuthenticationContext, "connection" | "transcript">,
+  c: Pick<AuthenticationContext, "connection" | "transcript" | "provisioning">,
   m: GetCertificate,
   request: Buffer,
   x: Exchange,
@@ -73,6 +75,7 @@ export function getCertificate(
   // LargeCertChain only from a responder advertising LARGE_RESP_CAP (as libspdm).
   if (ask.large && (connection.advertised & ResponderCapability.LARGE_RESP_CAP) === 0)
     fail("UnsupportedRequest", SpdmCode.GET_CERTIFICATE);
+  checkNoPendingSlot(c, ask.slot);
   const slot = connection.negotiated.slots.get(ask.slot);
   check(slot !== undefined);
   const { chain } = slot;

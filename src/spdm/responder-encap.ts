@@ -75,6 +75,8 @@ interface Flow {
   /** libspdm's message_mut_b: the certificate exchanges an encapsulated CHALLENGE signs over. */
   mutB: Buffer[];
   digest?: Buffer;
+  /** EncapD: the requester's DIGESTS on its multi-key connection, for TH. */
+  encapDigests?: Buffer;
   portions: Buffer[];
   /** The requester's verified SPDM chain and leaf key. */
   peer?: { chain: Buffer; key: KeyObject };
@@ -97,12 +99,15 @@ interface Step {
 const STEPS: Record<Sent, Step> = {
   Digests: {
     request: (c) => ({ code: "GET_DIGESTS", version: version(c) }),
-    accept(_c, f, r, bytes) {
+    accept(c, f, r, bytes) {
       const m = expect(r, "DIGESTS");
       const index = slotIndex(m.provisionedSlotMask, REQ_SLOT);
       if (index === undefined) reject(`the requester's DIGESTS has no slot ${REQ_SLOT}`);
       f.digest = m.digests[index];
       f.mutB.push(f.request, bytes);
+      // EncapD (libspdm's message_encap_d): the first encapsulated response of a session flow.
+      if (f.session && c.connection.negotiated.decode.multiKeyConnReq && f.mutB.length === 2)
+        f.encapDigests = bytes;
       return "Certificate";
     },
   },
@@ -128,8 +133,8 @@ const STEPS: Record<Sent, Step> = {
         f.signer = f.peer.key;
         return "EndpointInfo";
       }
-      // TH for FINISH: … KEY_EXCHANGE_RSP ‖ Hash(the requester's chain) ‖ FINISH.
-      f.session!.addTranscript(hash(c.connection.negotiated.hash!, f.peer.chain));
+      // TH for FINISH: … KEY_EXCHANGE_RSP ‖ [EncapD] ‖ Hash(the requester's chain) ‖ FINISH.
+      f.session!.addTranscript(f.encapDigests ?? EMPTY, hash(c.connection.negotiated.hash!, f.peer.chain));
       return "Idle";
     },
   },
@@ -371,7 +376,8 @@ export class EncapFlows {
         ...c.connection.negotiated.decode,
         asymSignatureSize: reqAsym && ASYM[reqAsym].sigSize,
         measurementSummaryHashType: 0,
-        multiKeyConn: false,
+        // The requester's DIGESTS has the multi-key arrays on its multi-key connection.
+        multiKeyConn: c.connection.negotiated.decode.multiKeyConnReq === true,
         endpointInfoSignatureRequested: f.signer !== undefined,
       };
       const { message, byteLength } = decodeSpdmWithLength(m.encapsulatedResponse, ctx);

@@ -206,11 +206,14 @@ export async function negotiateAlgorithms(
     version >= SpdmVersion.V1_3 && peer.ours & ResponderCapability.MEL_CAP
       ? m.melSpecification & MelSpecification.DMTF
       : 0;
-  // 1.3: the bit tells the requester to use its multi-key connection, which it can only refuse
-  // when it supports nothing else (MULTI_KEY_CAP "only"), as libspdm answers.
+  // 1.3: the bit tells the requester to use its multi-key connection: always for MULTI_KEY_CAP
+  // "only", and for "negotiated" when we are a multi-key device ourselves (libspdm decides it from
+  // its own OtherParamsSupport MULTI_KEY_CONN, which spdm-emu's responder sets).
+  const requesterCap = peer.flags & CapabilityField.MULTI_KEY_CAP;
   const requesterMultiKey =
     version >= SpdmVersion.V1_3 &&
-    (peer.flags & CapabilityField.MULTI_KEY_CAP) === RequesterCapability.MULTI_KEY_CAP_ONLY;
+    (requesterCap === RequesterCapability.MULTI_KEY_CAP_ONLY ||
+      (requesterCap === RequesterCapability.MULTI_KEY_CAP_NEG && ourMultiKey !== 0));
   const otherParams =
     version >= SpdmVersion.V1_2
       ? pick(OPAQUE_FORMATS, m.otherParamsSupport) | (requesterMultiKey ? OtherParams.MULTI_KEY_CONN : 0)
@@ -265,6 +268,7 @@ export async function negotiateAlgorithms(
       hashSize: hashAlg && HASH[hashAlg].size,
       dheExchangeSize: dhe && DHE[dhe].exchangeSize,
       reqAsymSignatureSize: reqAsym && ASYM[reqAsym].sigSize,
+      multiKeyConnReq: requesterMultiKey,
     },
   };
   c.transcript.addVca(request, response);

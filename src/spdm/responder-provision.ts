@@ -6,12 +6,13 @@
  *   (without chunking at most what one transfer holds). The MEL stands on its own: no measurement
  *   block's digest is checked against it.
  * - GET_CSR: a PKCS#10 request signed by a key pair's key (KeyPairID of a 1.3 request), else by
- *   the key of the lowest slot serving the connection, subject "doe-emu device"; RequesterInfo and opaque data are accepted and not used. Every
- *   CSR is produced at once, so nothing is deferred: a CSRTrackingTag or Overwrite (which need
- *   CERT_INSTALL_RESET_CAP, not offered) is an invalid request.
+ *   the key of the lowest slot serving the connection, subject "doe-emu device"; RequesterInfo and opaque data are accepted and not used. Without
+ *   CERT_INSTALL_RESET_CAP every CSR is produced at once, and a CSRTrackingTag or Overwrite is an
+ *   invalid request; with it, responder-install-reset.ts defers it.
  * - SET_CERTIFICATE: the chain must parse (negotiated hash), and its leaf's public key must be the
  *   key pair's (KeyPairID), else the slot's current key, else the lowest slot's. It then replaces the
- *   slot for every later connection, this one included; 1.3 Erase empties the slot.
+ *   slot for every later connection, this one included; 1.3 Erase empties the slot. With
+ *   CERT_INSTALL_RESET_CAP both wait for the device's reset (responder-install-reset.ts).
  * - GET/SET_KEY_PAIR_INFO: provisioning.ts's key pairs, with libspdm's checks on the request.
  * - GET_ENDPOINT_INFO: the description's EPInfo; signed on request by the slot's key over
  *   A ‖ GET_ENDPOINT_INFO ‖ ENDPOINT_INFO without the signature (libspdm's IL1/IL2, in or out of a
@@ -36,6 +37,7 @@ import { createCsr, generateKey } from "../crypto/csr.js";
 import { ASYM, type AsymAlgo, hash, keyFits } from "../crypto/suites.js";
 import { KEY_PAIR_USAGES, type KeyPair } from "./provisioning.js";
 import { check, EMPTY, fail, type ResponderContext } from "./responder-context.js";
+import { csrAcrossReset, setCertificateAcrossReset } from "./responder-install-reset.js";
 
 export type ProvisionContext = Pick<
   ResponderContext,
@@ -108,16 +110,23 @@ function deviceKey(c: Pick<ProvisionContext, "connection">, slotId?: number): Ke
   );
 }
 
-export async function getCsr(c: ProvisionContext, m: MessageOf<"GET_CSR">): Promise<Buffer> {
+/** The device completes certificate installs across a reset (responder-install-reset.ts). */
+const installReset = (c: Pick<ProvisionContext, "connection">) =>
+  (c.connection.advertised & ResponderCapability.CERT_INSTALL_RESET_CAP) !== 0;
+
+export async function getCsr(c: ProvisionContext, m: MessageOf<"GET_CSR">, request: Buffer): Promise<Buffer> {
   const asym = negotiatedAsym(c);
   const deferred = GetCsrAttribute.TRACKING_TAG_MASK | GetCsrAttribute.OVERWRITE;
-  check(m.version < SpdmVersion.V1_3 || (m.attributes & deferred) === 0);
-  const key =
-    m.version >= SpdmVersion.V1_3 && m.keyPairId !== 0
-      ? await keyOf(c, keyPairFor(c, m.keyPairId), asym)
-      : deviceKey(c);
-  check(key !== undefined, "OperationFailed");
-  const csr = await createCsr(asym, key, CSR_SUBJECT);
+  check(m.version < SpdmVersion.V1_3 || installReset(c) || (m.attributes & deferred) === 0);
+  const make = async () => {
+    const key =
+      m.version >= SpdmVersion.V1_3 && m.keyPairId !== 0
+        ? await keyOf(c, keyPairFor(c, m.keyPairId), asym)
+        : deviceKey(c);
+    check(key !== undefined, "OperationFailed");
+    return createCsr(asym, key, CSR_SUBJECT);
+  };
+  const csr = installReset(c) ? await csrAcrossReset(c, m, request, make) : await make();
   return encodeSpdm({ code: "CSR", version: m.version, csr });
 }
 
@@ -131,6 +140,7 @@ export async function setCertificate(c: ProvisionContext, m: MessageOf<"SET_CERT
   const response = encodeSpdm({ code: "SET_CERTIFICATE_RSP", version: m.version, slotId });
   const { connection, provisioning } = c;
   if (m.version >= SpdmVersion.V1_3 && (m.attributes & SET_CERTIFICATE_ERASE) !== 0) {
+    if (installReset(c)) setCertificateAcrossReset(c, slotId, null);
     provisioning.erase(slotId);
     connection.negotiated.slots.delete(slotId);
     return response;
@@ -147,6 +157,7 @@ export async function setCertificate(c: ProvisionContext, m: MessageOf<"SET_CERT
       : deviceKey(c, slotId);
   // A chain for another key would make every signature of the slot fail at the requester.
   check(key !== undefined && spki(key).equals(spki(leafKey)));
+  if (installReset(c)) setCertificateAcrossReset(c, slotId, { certsDer, privateKey: key });
   const chain = encodeCertChain(h, certsDer);
   provisioning.install(slotId, { certsDer, privateKey: key });
   connection.negotiated.slots.set(slotId, { chain, digest: hash(h, chain), privateKey: key });
@@ -175,7 +186,9 @@ export async function getKeyPairInfo(
     version: m.version,
     totalKeyPairs: keyPairs.length,
     keyPairId: kp.id,
-    capabilities: KEY_PAIR_CAPABILITIES,
+    // Without SET_KEY_PAIR_INFO nothing about a key pair can be changed (libspdm's requester checks it).
+    capabilities:
+      (c.connection.advertised & ResponderCapability.SET_KEY_PAIR_INFO_CAP) !== 0 ? KEY_PAIR_CAPABILITIES : 0,
     keyUsageCapabilities: KEY_PAIR_USAGE_CAPABILITIES,
     currentKeyUsage: kp.usage,
     asymAlgoCapabilities: algos.reduce((a, b) => a | b, 0),

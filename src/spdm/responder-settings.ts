@@ -302,6 +302,8 @@ export const spdmSettingsSchema = z
     // DSP0274 1.3 (and libspdm's requester checks it).
     if ((has("MULTI_KEY_ONLY") || has("MULTI_KEY_NEG")) && !(has("GET_KEY_PAIR_INFO") && has("CERT")))
       issue(["capabilities"], "MULTI_KEY_ONLY and MULTI_KEY_NEG need GET_KEY_PAIR_INFO and CERT");
+    if (has("CERT_INSTALL_RESET") && !(has("CSR") || has("SET_CERT")))
+      issue(["capabilities"], "CERT_INSTALL_RESET needs CSR or SET_CERT");
     const m = s.mutualAuth;
     if (m && m.mode !== "NO" && !has("KEY_EX"))
       issue(["mutualAuth"], "needs KEY_EX (it is for KEY_EXCHANGE sessions)");

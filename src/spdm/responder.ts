@@ -260,7 +260,7 @@ export class SpdmResponder {
       states: [Negotiated],
       since: SpdmVersion.V1_2,
       cap: ResponderCapability.CSR_CAP,
-      handle: (r, m) => getCsr(r.ctx, m),
+      handle: (r, m, q) => getCsr(r.ctx, m, q),
     },
     SET_CERTIFICATE: {
       states: [Negotiated],

@@ -5,40 +5,14 @@
  * does not parse stops the device with an error naming it.
  */
 import { spawnSync } from "node:child_process";
-import { KeyObject, webcrypto } from "node:crypto";
 import { mkdtempSync, readFileSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
 import { issueFromCsr } from "../../src/crypto/csr.js";
-import { loadX509 } from "../../src/crypto/x509.js";
 import { packageRoot, spawnDevice } from "../../src/fixture/spawn-device.js";
 import { runRequester } from "../../src/requester/run.js";
-
-/** A self-signed P-384 CA. */
-async function testCa() {
-  const x509 = await loadX509();
-  const alg = { name: "ECDSA", namedCurve: "P-384" };
-  const keys = (await webcrypto.subtle.generateKey(alg, true, ["sign", "verify"])) as webcrypto.CryptoKeyPair;
-  const cert = await x509.X509CertificateGenerator.createSelfSigned({
-    serialNumber: "01",
-    name: "CN=doe-emu test provisioning CA",
-    notBefore: new Date("2020-01-01T00:00:00Z"),
-    notAfter: new Date("2099-12-31T23:59:59Z"),
-    keys,
-    signingAlgorithm: { name: "ECDSA", hash: "SHA-384" },
-    extensions: [
-      new x509.BasicConstraintsExtension(true, undefined, true),
-      new x509.KeyUsagesExtension(x509.KeyUsageFlags.keyCertSign | x509.KeyUsageFlags.cRLSign, true),
-      await x509.SubjectKeyIdentifierExtension.create(keys.publicKey),
-    ],
-  });
-  return {
-    asym: "ECDSA_P384" as const,
-    certDer: Buffer.from(cert.rawData),
-    privateKey: KeyObject.from(keys.privateKey),
-  };
-}
+import { testCa } from "../support/test-ca.js";
 
 const CAPS = ["CERT", "CHAL", "MEAS_SIG", "CHUNK", "CSR", "SET_CERT"];
 
