@@ -63,6 +63,8 @@ export class FramedConnection extends EventEmitter<FramedConnectionEvents> {
   private readonly decoder: FrameDecoder;
   private readonly log: Logger;
   private readonly partialFrameTimeoutMs: number;
+  /** Since when (performance.now()) part of a frame has waited for the rest; undefined while none waits. */
+  private partialSince: number | undefined;
   private partialTimer: NodeJS.Timeout | undefined;
   private writeBlocked = false;
   private consumerHold = false;
@@ -129,22 +131,39 @@ export class FramedConnection extends EventEmitter<FramedConnectionEvents> {
     // own with Nagle on releases the next piece at once. A whole frame gets its ACK on our answer.
     if (this.decoder.pending > 0) {
       armQuickAck(this.socket, (msg) => this.log.warn(msg));
-      this.partialTimer ??= setTimeout(() => {
-        this.log.warn(
-          { bytes: this.decoder.pending },
-          "part of a frame unfinished too long; closing connection",
-        );
-        this.socket.destroy();
-      }, this.partialFrameTimeoutMs);
-    } else if (this.partialTimer) {
-      clearTimeout(this.partialTimer);
-      this.partialTimer = undefined;
-    }
+      if (this.partialSince === undefined) {
+        this.partialSince = performance.now();
+        this.partialTimer ??= this.watchPartial(this.partialFrameTimeoutMs);
+      }
+    } else this.partialSince = undefined;
     for (const f of frames) {
       if (this.socket.destroyed) return;
       this.tap?.(f);
       this.emit("frame", f);
     }
+  }
+
+  /**
+   * One timer watches the connection's unfinished frames: set when a frame is first left
+   * unfinished, it stays when that frame completes and, when it fires, re-arms for the unfinished
+   * frame of the moment, if any. DMTF's requester leaves every frame unfinished at first (it sends
+   * each header field on its own), and a timer set and cleared per frame cost more than the read.
+   */
+  private watchPartial(ms: number): NodeJS.Timeout {
+    return setTimeout(() => {
+      this.partialTimer = undefined;
+      if (this.partialSince === undefined || this.socket.destroyed) return;
+      const left = this.partialSince + this.partialFrameTimeoutMs - performance.now();
+      if (left > 0) {
+        this.partialTimer = this.watchPartial(left);
+        return;
+      }
+      this.log.warn(
+        { bytes: this.decoder.pending },
+        "part of a frame unfinished too long; closing connection",
+      );
+      this.socket.destroy();
+    }, ms);
   }
 
   /** Sends one frame in a single write. Returns false if the connection is already gone. */
