@@ -109,8 +109,9 @@ export function encodeDoeObject(obj: DoeObject): Buffer {
   out.writeUInt8(obj.type, 2);
   out[3] = 0;
   out.writeUInt32LE(lengthDw === DOE_MAX_DW ? 0 : lengthDw, 4);
-  const end = DOE_HEADER_BYTES + obj.payload.copy(out, DOE_HEADER_BYTES);
-  out.fill(0, end);
+  // TypedArray set and a loop for the at most 3 padding bytes: Buffer's copy and fill each cross into C++.
+  out.set(obj.payload, DOE_HEADER_BYTES);
+  for (let i = DOE_HEADER_BYTES + obj.payload.length; i < out.length; i++) out[i] = 0;
   return out;
 }
 

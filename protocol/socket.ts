@@ -84,7 +84,7 @@ export function encodeFrame(frame: SocketFrame): Buffer {
   out.writeUInt32BE(frame.command >>> 0, 0);
   out.writeUInt32BE(frame.transport >>> 0, 4);
   out.writeUInt32BE(frame.payload.length, 8);
-  frame.payload.copy(out, FRAME_HEADER_BYTES);
+  out.set(frame.payload, FRAME_HEADER_BYTES); // TypedArray set: Buffer's copy crosses into C++
   return out;
 }
 

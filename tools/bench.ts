@@ -69,12 +69,12 @@ async function interleaved(ops: readonly (() => Promise<unknown>)[]): Promise<nu
  * A Node script serving on a free loopback port in its own process (it prints the port), so that
  * both sides of a comparison cross a process boundary.
  */
-async function startScript(code: string): Promise<{ port: number; stop: () => void }> {
+async function startScript(code: string): Promise<{ port: number; pid: number; stop: () => void }> {
   const child = spawn(process.execPath, ["-e", code], { stdio: ["ignore", "pipe", "inherit"] });
   const line = await new Promise<string>((resolve) =>
     createInterface({ input: child.stdout! }).once("line", resolve),
   );
-  return { port: Number(line), stop: () => child.kill() };
+  return { port: Number(line), pid: child.pid!, stop: () => child.kill() };
 }
 
 /** A plain echo server in its own process. */
@@ -108,6 +108,27 @@ async function rawPingPong(
   return { op, close: () => socket.destroy() };
 }
 
+/**
+ * CPU per exchange (us) of each op, on this process's side (the clients) and its server process's
+ * side (/proc), over 10,000 exchanges per benchmark second, run in turns of a tenth of that.
+ */
+async function cpuPerExchange(
+  ops: readonly { op: () => Promise<unknown>; serverPid: number }[],
+): Promise<{ client: number; server: number }[]> {
+  const turn = 1000 * SECONDS;
+  const sums = ops.map(() => ({ client: 0, server: 0 }));
+  for (let t = 0; t < 10; t++)
+    for (const [i, { op, serverPid }] of ops.entries()) {
+      const client = process.cpuUsage();
+      const server = processCpuMs(serverPid);
+      for (let n = 0; n < turn; n++) await op();
+      const used = process.cpuUsage(client);
+      sums[i]!.client += used.user + used.system;
+      sums[i]!.server += (processCpuMs(serverPid) - server) * 1000;
+    }
+  return sums.map(({ client, server }) => ({ client: client / (10 * turn), server: server / (10 * turn) }));
+}
+
 async function discoveryVsRaw(): Promise<string[]> {
   const dev = await spawnDevice();
   const echo = await startEchoProcess();
@@ -127,7 +148,10 @@ async function discoveryVsRaw(): Promise<string[]> {
       payload: encodeDoeObject(request),
     });
     const rawToDevice = await rawPingPong(dev.mailboxes[0]!.endpoint.port, 24, frame);
-    const [ours, floor, device] = await interleaved([() => doe.exchange(request), raw.op, rawToDevice.op]);
+    const ops = [() => doe.exchange(request), raw.op, rawToDevice.op];
+    const [ours, floor, device] = await interleaved(ops);
+    const cpu = await cpuPerExchange(ops.map((op, i) => ({ op, serverPid: i === 1 ? echo.pid : dev.pid })));
+    const cpuLine = (i: number) => `client ${cpu[i]!.client.toFixed(1)}, server ${cpu[i]!.server.toFixed(1)}`;
     doe.close();
     raw.close();
     rawToDevice.close();
@@ -136,6 +160,7 @@ async function discoveryVsRaw(): Promise<string[]> {
       `raw TCP ping-pong of 24 bytes -> echo process:           ${floor!.toFixed(0)}/s`,
       `the raw client's discovery frame -> device process:      ${device!.toFixed(0)}/s`,
       `ratio ours/raw: ${(ours! / floor!).toFixed(2)} (goal >= 0.85); device alone: ${(device! / floor!).toFixed(2)} (goal >= 0.9)`,
+      `CPU per exchange (us): DoeClient -> device: ${cpuLine(0)}; raw -> echo: ${cpuLine(1)}; raw -> device: ${cpuLine(2)}`,
     ];
   } finally {
     echo.stop();

@@ -5,6 +5,8 @@
  * earlier fields and on the negotiated context, and every short read must become a DecodeError
  * naming the field.
  */
+// Imported: Node 20's global Buffer is an accessor, paid on every use, and every field uses it.
+import { Buffer } from "node:buffer";
 import { DecodeError, requireBytes } from "../errors.js";
 import type { DecodeContext } from "./context.js";
 
@@ -69,9 +71,9 @@ export class Writer {
     if (typeof v !== "number" || !Number.isInteger(v) || v < 0 || v >= 2 ** (8 * size)) {
       throw new RangeError(`${field}: ${String(v)} is not a ${8 * size}-bit unsigned integer`);
     }
-    const b = Buffer.alloc(size);
+    const b = this.own(size);
     b.writeUIntLE(v, 0, size);
-    return this.bytes(b);
+    return b;
   }
 
   /** Throws RangeError when `v` is not a bigint that fits in 64 bits. */
@@ -79,9 +81,20 @@ export class Writer {
     if (typeof v !== "bigint" || v < 0n || v > 0xffff_ffff_ffff_ffffn) {
       throw new RangeError(`${field}: ${String(v)} is not a 64-bit unsigned bigint`);
     }
-    const b = Buffer.alloc(8);
+    const b = this.own(8);
     b.writeBigUInt64LE(v, 0);
-    return this.bytes(b);
+    return b;
+  }
+
+  /**
+   * `size` new bytes at the end, for the caller to write whole: from the pool, not zeroed, and not
+   * copied as bytes() copies what it is given. Every response field goes through here.
+   */
+  private own(size: number): Buffer {
+    const b = Buffer.allocUnsafe(size);
+    this.parts.push(b);
+    this.length += size;
+    return b;
   }
 
   finish(): Buffer {

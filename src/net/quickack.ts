@@ -12,7 +12,9 @@ import type { Socket } from "node:net";
 const IPPROTO_TCP = 6;
 const TCP_QUICKACK = 12;
 
-type SetSockOpt = (fd: number, level: number, name: number, value: number[], len: number) => number;
+type SetSockOpt = (fd: number, level: number, name: number, value: Int32Array, len: number) => number;
+/** The option's value, passed as memory koffi reads in place: an array would be converted on every call. */
+const ONE = new Int32Array([1]);
 
 let setsockopt: SetSockOpt | null | undefined;
 let warned = false;
@@ -46,7 +48,7 @@ function fdOf(socket: Socket): number | undefined {
 export function armQuickAck(socket: Socket, warn: (msg: string) => void = console.warn): boolean {
   const fn = load();
   const fd = fdOf(socket);
-  if (fn && fd !== undefined && fn(fd, IPPROTO_TCP, TCP_QUICKACK, [1], 4) === 0) return true;
+  if (fn && fd !== undefined && fn(fd, IPPROTO_TCP, TCP_QUICKACK, ONE, 4) === 0) return true;
   if (!warned) {
     warned = true;
     warn(
