@@ -18,6 +18,7 @@ import type { Challenge, GetCertificate, GetDigests } from "../../protocol/spdm/
 import { maskOf } from "../bits.js";
 import { certificateAsk, certificatePortion, MAX_SMALL_CHAIN } from "./certificate-portion.js";
 import { KEY_PAIR_USAGES } from "./provisioning.js";
+import { PUBLIC_KEY_SLOT } from "./public-key.js";
 import { check, EMPTY, type Exchange, fail, type ResponderContext } from "./responder-context.js";
 import { measurementSummary } from "./responder-measurements.js";
 
@@ -96,15 +97,17 @@ export function challenge(
   request: Buffer,
 ): Buffer {
   const { slots } = c.connection.negotiated;
-  // Slot 0xFF (a provisioned public key instead of a chain) is not supported: InvalidRequest.
+  // Slot 0xFF only in public-key mode, where it is the one slot (a chain slot otherwise).
   const slot = slots.get(m.slotId);
   check(slot !== undefined);
+  const publicKey = m.slotId === PUBLIC_KEY_SLOT;
   const basic = basicMutualAuth(c);
   const unsigned = encodeSpdm({
     code: "CHALLENGE_AUTH",
     version: m.version,
-    attributes: m.slotId | (basic ? BASIC_MUT_AUTH_REQ : 0),
-    slotMask: maskOf([...slots.keys()].map((s) => 1 << s)),
+    attributes: (m.slotId & 0xf) | (basic ? BASIC_MUT_AUTH_REQ : 0),
+    // The public key has no slot mask (libspdm sends 0); its "chain hash" is its SPKI's.
+    slotMask: publicKey ? 0 : maskOf([...slots.keys()].map((s) => 1 << s)),
     certChainHash: slot.digest,
     nonce: randomBytes(NONCE_SIZE),
     measurementSummaryHash: measurementSummary(c, m.measurementSummaryHashType),

@@ -1,0 +1,70 @@
+/**
+ * Public-key mode (PUB_KEY_ID_CAP, slot 0xFF) against DMTF's programs, both directions, with
+ * DMTF's sample keys: the responder's `end_responder.key` (its public half `end_responder.key.pub.der`
+ * is what spdm_requester_emu `--slot_id 0xFF` provisions) and the requester's `end_requester.key`
+ * (`--req_slot_id 0xFF`: mutual authentication, FINISH signed for the provisioned public key).
+ * Skipped unless SPDM_EMU_BIN names spdm-emu's build/bin.
+ */
+import { mkdtempSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { afterEach, describe, expect, it } from "vitest";
+import { spawnDevice } from "../../src/fixture/spawn-device.js";
+import { SPDM_EMU_BIN, stopResponders } from "../../src/fixture/spdm-emu-responder.js";
+import { bin, runTool } from "../support/dmtf-tool.js";
+
+/** Every session step of spdm_requester_emu we implement (its default minus APP). */
+const SESSIONS = ["--exe_session", "KEY_EX,PSK,KEY_UPDATE,HEARTBEAT,MEAS,DIGEST,CERT"];
+
+afterEach(stopResponders);
+
+describe.skipIf(!SPDM_EMU_BIN)("public-key mode (slot 0xFF) against DMTF's spdm-emu", () => {
+  const tmp = mkdtempSync(join(tmpdir(), "doe-emu-pubkey-"));
+  /** A device description: DMTF's P-384 responder key in slot 0, public-key mode, and `extra`. */
+  const description = (name: string, extra: object = {}) => {
+    const file = join(tmp, `${name}.json`);
+    const slot = {
+      slot: 0,
+      certChain: bin("ecp384/bundle_responder.certchain.der"),
+      privateKey: bin("ecp384/end_responder.key"),
+    };
+    writeFileSync(file, JSON.stringify({ spdm: { slots: [slot], publicKey: {}, ...extra } }));
+    return ["--config", file];
+  };
+
+  it.each([
+    ["CHALLENGE, signed MEASUREMENTS and sessions for slot 0xFF", description("plain"), SESSIONS],
+    [
+      "mutual authentication with DMTF's provisioned RSA-3072 requester public key",
+      description("mutual", {
+        mutualAuth: { requesterPublicKey: bin("rsa3072/end_requester.key.pub.der") },
+      }),
+      ["--req_slot_id", "0xFF", ...SESSIONS],
+    ],
+    [
+      "SPDM 1.2, mutual authentication with the provisioned ECDSA P-384 requester public key",
+      description("mutual-ecp384", {
+        mutualAuth: { requesterPublicKey: bin("ecp384/end_requester.key.pub.der") },
+      }),
+      ["--ver", "1.2", "--req_asym", "ECDSA_P384", "--req_slot_id", "0xFF", ...SESSIONS],
+    ],
+  ])("spdm_requester_emu --slot_id 0xFF: %s", async (_name, deviceArgs, requesterArgs) => {
+    const device = await spawnDevice({ args: deviceArgs });
+    try {
+      const port = device.mailboxes[0]!.endpoint.port;
+      const r = await runTool("spdm_requester_emu", [
+        "--trans",
+        "PCI_DOE",
+        "--port",
+        String(port),
+        "--slot_id",
+        "0xFF",
+        ...requesterArgs,
+      ]);
+      expect(r.output).not.toMatch(/fail|error/i);
+      expect(r.code, r.output).toBe(0);
+    } finally {
+      await device.stop();
+    }
+  });
+});
