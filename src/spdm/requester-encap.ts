@@ -34,6 +34,7 @@ import { byBit, hex } from "../bits.js";
 import { encodeCertChain } from "../crypto/cert-chain.js";
 import { ASYM, type AsymAlgo, hash, keyFits } from "../crypto/suites.js";
 import { certificateAsk, certificatePortion } from "./certificate-portion.js";
+import { publicKeyDer } from "./public-key.js";
 import { expectResponse, fail, type RequesterConnection, type SpdmRequester } from "./requester.js";
 import { selection } from "./requester-handshake.js";
 import { type SecureSession, SessionError } from "./session.js";
@@ -67,7 +68,8 @@ export function requesterSigner(c: RequesterConnection, what: string): Requester
       `ALGORITHMS ReqBaseAsymAlg ${hex(bit)} is not an algorithm the requester key signs with`,
     );
   return {
-    chain: encodeCertChain(c.suite.hash, id.certsDer),
+    // What TH hashes: our chain, or our provisioned public key's SPKI.
+    chain: id.publicKey ? publicKeyDer(id.privateKey) : encodeCertChain(c.suite.hash, id.certsDer),
     suite: { version: c.version, hash: c.suite.hash, asym },
     key: id.privateKey,
   };

@@ -5,12 +5,21 @@
  * (`--req_slot_id 0xFF`: mutual authentication, FINISH signed for the provisioned public key).
  * Skipped unless SPDM_EMU_BIN names spdm-emu's build/bin.
  */
-import { mkdtempSync, writeFileSync } from "node:fs";
+import { mkdtempSync, readFileSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
+import { loadPrivateKeyFile, loadPublicKeyFile } from "../../src/crypto/cert-files.js";
+import { hash } from "../../src/crypto/suites.js";
 import { spawnDevice } from "../../src/fixture/spawn-device.js";
-import { SPDM_EMU_BIN, stopResponders } from "../../src/fixture/spdm-emu-responder.js";
+import {
+  exited,
+  RESPONDER_BASE_ARGS,
+  SPDM_EMU_BIN,
+  startResponder,
+  stopResponders,
+} from "../../src/fixture/spdm-emu-responder.js";
+import { runSessionRequester } from "../../src/requester/run.js";
 import { bin, runTool } from "../support/dmtf-tool.js";
 
 /** Every session step of spdm_requester_emu we implement (its default minus APP). */
@@ -66,5 +75,42 @@ describe.skipIf(!SPDM_EMU_BIN)("public-key mode (slot 0xFF) against DMTF's spdm-
     } finally {
       await device.stop();
     }
+  });
+
+  it("our requester --rsp-public-key against spdm_responder_emu --slot_id 0xFF: CHALLENGE, MEASUREMENTS, a KEY_EX session", async () => {
+    const rsp = await startResponder(["--slot_id", "0xFF"]);
+    const keyFile = bin("ecp384/end_responder.key.pub.der");
+    const out = await runSessionRequester(
+      { host: "127.0.0.1", port: rsp.port },
+      { responderPublicKey: loadPublicKeyFile(keyFile), session: { kind: "KEY_EX" } },
+    );
+    const c = out.connection;
+    expect(c.responderCapabilities).toContain("PUB_KEY_ID_CAP");
+    expect(c.responderCapabilities).not.toContain("CERT_CAP");
+    expect(c.slot).toBe(0xff);
+    expect(c.certificateChain).toBeUndefined();
+    expect(c.publicKeyDigest).toBe(hash("SHA_384", readFileSync(keyFile)).toString("hex"));
+    expect(c.challenge?.summaryHashChecked).toBe(true);
+    expect(c.measurements).toMatchObject({ signed: true });
+    expect(out.session.measurements).toMatchObject({ signed: true });
+    expect(await exited(rsp.child), rsp.command).toBe(0);
+  });
+
+  // spdm-emu's responder with --req_slot_id 0xFF asks for mutual authentication with ReqSlotIDParam 0
+  // (its sample library's libspdm_key_exchange_start_mut_auth), which DSP0274 and libspdm's own
+  // requester refuse for a requester with PUB_KEY_ID_CAP (DMTF's pair stops there with
+  // LIBSPDM_STATUS_INVALID_MSG_FIELD); ours refuses it the same way, after CHALLENGE and MEASUREMENTS.
+  it("our requester --req-public-key refuses spdm_responder_emu's ReqSlotIDParam 0, as libspdm's requester does", async () => {
+    const rsp = await startResponder(["--slot_id", "0xFF", "--req_slot_id", "0xFF"], RESPONDER_BASE_ARGS);
+    const run = runSessionRequester(
+      { host: "127.0.0.1", port: rsp.port },
+      {
+        responderPublicKey: loadPublicKeyFile(bin("ecp384/end_responder.key.pub.der")),
+        requesterPublicKey: true,
+        requesterKey: loadPrivateKeyFile(bin("rsa3072/end_requester.key")),
+        session: { kind: "KEY_EX" },
+      },
+    );
+    await expect(run).rejects.toThrow("KEY_EXCHANGE_RSP MutAuthRequested 0x1 names requester slot 0x0");
   });
 });
