@@ -31,6 +31,7 @@ import { SpdmResponder } from "../../src/spdm/responder.js";
 import { responderConfig, type SpdmSettings, spdmSettingsSchema } from "../../src/spdm/responder-settings.js";
 import { CertificateSlots } from "../../src/spdm/responder-slots.js";
 import { sessionTranscriptPrefix } from "../../src/spdm/transcript.js";
+import { loggedTransport } from "../support/wire-log.js";
 
 const DIR = mkdtempSync(join(tmpdir(), "doe-emu-public-key-"));
 const BASE = spdmSettingsSchema.parse({});
@@ -51,15 +52,7 @@ const settings = (extra: object = {}): SpdmSettings =>
 /** Our requester against a public-key-mode responder; every plain request and response is kept. */
 function connect(opts: SpdmRequesterOptions = {}, s: SpdmSettings = settings()) {
   const responder = new SpdmResponder(responderConfig(s), SLOTS);
-  const wire: Buffer[] = [];
-  const transport: SpdmTransport = {
-    send: async (q) => {
-      const r = await responder.handle(q);
-      wire.push(q, r);
-      return r;
-    },
-    sendSecured: async (q) => (await responder.handleSecured(q)) ?? Buffer.alloc(0),
-  };
+  const { transport, wire } = loggedTransport(responder);
   const r = new SpdmRequester(transport, {
     responderPublicKey: responderKey,
     measurementMode: "ALL",
