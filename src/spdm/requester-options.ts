@@ -272,10 +272,11 @@ function mutualAuthOffer(o: SpdmRequesterOptions): Partial<SpdmRequesterOptions>
     );
   const capabilities = o.capabilities ?? REQUESTER_DEFAULTS.capabilities;
   return {
-    // ENCAP_CAP too: a responder may fetch our chain through encapsulated requests first; with a
-    // provisioned public key there is no chain to fetch (libspdm refuses the encapsulated flows then).
+    // ENCAP_CAP too: a responder may fetch our chain through encapsulated requests first, or (our
+    // public key provisioned, as spdm-emu's --req_slot_id 0xFF) CHALLENGE slot 0xFF after CHALLENGE_AUTH.
     capabilities: provisioned
-      ? ((capabilities & ~REQUESTER_CERTIFICATE_CAPABILITIES & ~RequesterCapability.ENCAP_CAP) |
+      ? ((capabilities & ~REQUESTER_CERTIFICATE_CAPABILITIES) |
+          RequesterCapability.ENCAP_CAP |
           RequesterCapability.PUB_KEY_ID_CAP |
           RequesterCapability.MUT_AUTH_CAP) >>>
         0

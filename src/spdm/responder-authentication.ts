@@ -124,8 +124,8 @@ export function challenge(
 
 /**
  * Basic mutual authentication (CHALLENGE_AUTH BasicMutAuthReq, deprecated since 1.2 but still
- * libspdm's): configured, and the requester can be challenged (libspdm: CHAL_CAP and CERT_CAP,
- * and MUT_AUTH_CAP and ENCAP_CAP on both sides for the flow).
+ * libspdm's): configured, and the requester can be challenged (libspdm: CHAL_CAP, and CERT_CAP or
+ * PUB_KEY_ID_CAP, and MUT_AUTH_CAP and ENCAP_CAP on both sides for the flow).
  */
 function basicMutualAuth(c: Pick<AuthenticationContext, "config" | "connection">): boolean {
   const R = RequesterCapability;
@@ -135,6 +135,7 @@ function basicMutualAuth(c: Pick<AuthenticationContext, "config" | "connection">
     c.config.encapAuth?.basic === true &&
     connection.both(R.MUT_AUTH_CAP, S.MUT_AUTH_CAP) &&
     connection.both(R.ENCAP_CAP, S.ENCAP_CAP) &&
-    ((connection.peer?.flags ?? 0) & (R.CHAL_CAP | R.CERT_CAP)) === (R.CHAL_CAP | R.CERT_CAP)
+    ((connection.peer?.flags ?? 0) & R.CHAL_CAP) !== 0 &&
+    ((connection.peer?.flags ?? 0) & (R.CERT_CAP | R.PUB_KEY_ID_CAP)) !== 0
   );
 }

@@ -9,7 +9,8 @@
  *                 GET_CERTIFICATE until the chain is whole; the chain is verified against the
  *                 configured roots, Hash(chain) joins TH, and FINISH must be signed by its leaf.
  *   basic-auth    CHALLENGE_AUTH asked for basic mutual authentication (Param1 bit 7): the same,
- *                 then CHALLENGE, whose CHALLENGE_AUTH must verify over A ‖ mut B ‖ mut C.
+ *                 then CHALLENGE, whose CHALLENGE_AUTH must verify over A ‖ mut B ‖ mut C; with
+ *                 the requester's public key provisioned, CHALLENGE to slot 0xFF alone (libspdm).
  *   key-update    spdm-emu's OOB_ENCAP_KEY_UPDATE for an established session: KEY_UPDATE UpdateKey
  *                 (our response key), then VerifyNewKey, whose ACK is the first under the new key.
  *
@@ -38,6 +39,7 @@ import { decodeCertChain } from "../crypto/cert-chain.js";
 import { ASYM, hash, keyFits } from "../crypto/suites.js";
 import { CertChainError, verifyCertChain } from "../crypto/verify-chain.js";
 import type { Logger } from "../log.js";
+import { PUBLIC_KEY_SLOT } from "./public-key.js";
 import { check, EMPTY, type Exchange, fail, type ResponderContext } from "./responder-context.js";
 import type { SecureSession } from "./session.js";
 import { verifyTranscript } from "./signing.js";
@@ -63,8 +65,12 @@ interface Flow {
   mutB: Buffer[];
   digest?: Buffer;
   portions: Buffer[];
-  /** The requester's verified SPDM chain and leaf key. */
+  /** The requester's verified SPDM chain and leaf key (or its provisioned public key's SPKI and the key). */
   peer?: { chain: Buffer; key: KeyObject };
+  /** The requester slot CHALLENGE names: REQ_SLOT, or 0xFF for a provisioned public key. */
+  slot: number;
+  /** Its first request. */
+  first: Sent;
 }
 
 type Ctx = Pick<ResponderContext, "config" | "log" | "connection" | "transcript">;
@@ -113,10 +119,10 @@ const STEPS: Record<Sent, Step> = {
     },
   },
   Challenge: {
-    request: (c) => ({
+    request: (c, f) => ({
       code: "CHALLENGE",
       version: version(c),
-      slotId: REQ_SLOT,
+      slotId: f.slot,
       measurementSummaryHashType: 0,
       nonce: randomBytes(NONCE_SIZE),
       requesterContext: version(c) >= SpdmVersion.V1_3 ? randomBytes(REQUESTER_CONTEXT_SIZE) : undefined,
@@ -126,7 +132,7 @@ const STEPS: Record<Sent, Step> = {
       const { chain, key } = f.peer!;
       const { hash: h, reqAsym } = c.connection.negotiated;
       const sent = decodeSpdmWithLength(f.request).message as Extract<SpdmMessage, { code: "CHALLENGE" }>;
-      if ((m.attributes & 0xf) !== REQ_SLOT || !m.certChainHash.equals(hash(h!, chain)))
+      if ((m.attributes & 0xf) !== (f.slot & 0xf) || !m.certChainHash.equals(hash(h!, chain)))
         reject("the requester's CHALLENGE_AUTH names another slot or chain");
       if (sent.requesterContext && !m.requesterContext?.equals(sent.requesterContext))
         reject("the requester's CHALLENGE_AUTH does not echo our RequesterContext");
@@ -255,7 +261,24 @@ export class EncapFlows {
    * stands for the GET_DIGESTS with RequestID 0.
    */
   arm(c: Ctx, kind: EncapFlowKind, session?: SecureSession, digestsSent = false): void {
-    this.flow = { kind, session, requestId: 0, request: EMPTY, mutB: [], portions: [] };
+    this.flow = {
+      kind,
+      session,
+      requestId: 0,
+      request: EMPTY,
+      mutB: [],
+      portions: [],
+      slot: REQ_SLOT,
+      first: FIRST[kind],
+    };
+    // A provisioned requester public key: nothing to fetch, CHALLENGE names slot 0xFF.
+    const provisioned = c.config.mutualAuth;
+    if (kind === "basic-auth" && provisioned?.publicKeyDer)
+      Object.assign(this.flow, {
+        peer: { chain: provisioned.publicKeyDer, key: provisioned.publicKey },
+        slot: PUBLIC_KEY_SLOT,
+        first: "Challenge",
+      });
     this.state = "Armed";
     if (digestsSent) {
       this.flow.request = encodeSpdm(STEPS.Digests.request(c, this.flow));
@@ -274,7 +297,7 @@ export class EncapFlows {
     const f = this.flow;
     if (!f || this.state !== "Armed" || !this.belongs(f, x))
       fail(m.version >= SpdmVersion.V1_3 ? "NoPendingRequests" : "UnexpectedRequest");
-    return this.send(c, f, FIRST[f.kind], m.version);
+    return this.send(c, f, f.first, m.version);
   }
 
   /** DELIVER_ENCAPSULATED_RESPONSE: the response to our last request; the next one or the end. */

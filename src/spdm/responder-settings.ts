@@ -335,10 +335,13 @@ export const spdmSettingsSchema = z
         ["mutualAuth", "requesterCertChain"],
         "WO_ENCAP needs the requester's chain or (requesterPublicKey) its public key provisioned, one of them",
       );
-    // libspdm: a requester's provisioned public key rules the encapsulated flows out.
-    if (m?.requesterPublicKey !== undefined && (m.mode !== "WO_ENCAP" || m.basic === "BASIC"))
-      issue(["mutualAuth", "requesterPublicKey"], "is for WO_ENCAP without BASIC");
-    if (m && fetchesChain(m) && m.trustRoot === undefined && !m.trustRoots?.length)
+    // libspdm: a requester's provisioned public key rules the encapsulated session flows out (BASIC
+    // then challenges slot 0xFF, fetching nothing).
+    if (m?.requesterPublicKey !== undefined && m.mode !== "WO_ENCAP")
+      issue(["mutualAuth", "requesterPublicKey"], "is for WO_ENCAP");
+    const fetched =
+      m && (m.mode === "W_ENCAP" || m.mode === "DIGESTS" || (fetchesChain(m) && !m.requesterPublicKey));
+    if (m && fetched && m.trustRoot === undefined && !m.trustRoots?.length)
       issue(["mutualAuth", "trustRoot"], `${m.mode}/${m.basic} needs a trustRoot for the chain it fetches`);
     if (m?.basic === "BASIC" && !has("CHAL")) issue(["mutualAuth", "basic"], "BASIC needs CHAL");
     if (has("CERT") && !has("CHAL") && !has("MEAS_SIG") && !has("KEY_EX"))

@@ -19,7 +19,8 @@ import {
   startResponder,
   stopResponders,
 } from "../../src/fixture/spdm-emu-responder.js";
-import { runSessionRequester } from "../../src/requester/run.js";
+import { authenticate } from "../../src/requester/connection.js";
+import { runSessionRequester, withRequester } from "../../src/requester/run.js";
 import { bin, runTool } from "../support/dmtf-tool.js";
 
 /** Every session step of spdm_requester_emu we implement (its default minus APP). */
@@ -57,6 +58,13 @@ describe.skipIf(!SPDM_EMU_BIN)("public-key mode (slot 0xFF) against DMTF's spdm-
       }),
       ["--ver", "1.2", "--req_asym", "ECDSA_P384", "--req_slot_id", "0xFF", ...SESSIONS],
     ],
+    [
+      "basic mutual authentication: our encapsulated CHALLENGE to requester slot 0xFF, then a mutually authenticated session",
+      description("basic", {
+        mutualAuth: { requesterPublicKey: bin("rsa3072/end_requester.key.pub.der"), basic: "BASIC" },
+      }),
+      ["--req_slot_id", "0xFF", ...SESSIONS],
+    ],
   ])("spdm_requester_emu --slot_id 0xFF: %s", async (_name, deviceArgs, requesterArgs) => {
     const device = await spawnDevice({ args: deviceArgs });
     try {
@@ -93,6 +101,30 @@ describe.skipIf(!SPDM_EMU_BIN)("public-key mode (slot 0xFF) against DMTF's spdm-
     expect(c.challenge?.summaryHashChecked).toBe(true);
     expect(c.measurements).toMatchObject({ signed: true });
     expect(out.session.measurements).toMatchObject({ signed: true });
+    expect(await exited(rsp.child), rsp.command).toBe(0);
+  });
+
+  it("our requester --req-public-key answers spdm_responder_emu's encapsulated CHALLENGE to slot 0xFF (basic mutual authentication)", async () => {
+    const rsp = await startResponder([
+      "--basic_mut_auth",
+      "BASIC",
+      "--slot_id",
+      "0xFF",
+      "--req_slot_id",
+      "0xFF",
+    ]);
+    const summary = await withRequester(
+      { host: "127.0.0.1", port: rsp.port },
+      {
+        responderPublicKey: loadPublicKeyFile(bin("ecp384/end_responder.key.pub.der")),
+        requesterPublicKey: true,
+        requesterKey: loadPrivateKeyFile(bin("rsa3072/end_requester.key")),
+      },
+      false,
+      authenticate,
+    );
+    expect(summary.requesterCapabilities).toContain("PUB_KEY_ID_CAP");
+    expect(summary.challenge?.basicMutualAuth).toEqual(["CHALLENGE"]);
     expect(await exited(rsp.child), rsp.command).toBe(0);
   });
 

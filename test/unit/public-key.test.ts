@@ -107,7 +107,7 @@ describe("public-key mode, our requester -> our responder", () => {
     const s = settings({ mutualAuth: { requesterPublicKey: requesterKeyFile } });
     const { r, find } = connect({ requesterPublicKey: true, requesterKey: requesterKeys.privateKey }, s);
     await authenticate(r);
-    expect(r.sentCapabilities & (Req.PUB_KEY_ID_CAP | Req.CERT_CAP | Req.ENCAP_CAP)).toBe(Req.PUB_KEY_ID_CAP);
+    expect(r.sentCapabilities & (Req.PUB_KEY_ID_CAP | Req.CERT_CAP)).toBe(Req.PUB_KEY_ID_CAP);
     const opened = await openSession(r, { kind: "KEY_EX" });
     expect(opened).toMatchObject({ mutualAuth: { slot: PUBLIC_KEY_SLOT, reqAsym: "ECDSA_P384" } });
     expect(opened.session.state).toBe("established");
@@ -118,6 +118,18 @@ describe("public-key mode, our requester -> our responder", () => {
     expect(rsp).toMatchObject({ mutAuthRequested: 1, reqSlotIdParam: 0x0f });
     const finish = find(SpdmCode.FINISH)[0]!;
     expect([finish[2], finish[3]]).toEqual([1, 0xff]);
+  });
+
+  it("basic mutual authentication with the provisioned key: the encapsulated CHALLENGE names slot 0xFF", async () => {
+    const s = settings({ mutualAuth: { requesterPublicKey: requesterKeyFile, basic: "BASIC" } });
+    const { r, find } = connect({ requesterPublicKey: true, requesterKey: requesterKeys.privateKey }, s);
+    const summary = await authenticate(r);
+    expect(summary.challenge?.basicMutualAuth).toEqual(["CHALLENGE"]);
+    const auth = find(SpdmCode.CHALLENGE_AUTH)[0]!;
+    expect(auth[2]).toBe(0x8f); // BasicMutAuthReq, slot 0xF
+    // ENCAPSULATED_REQUEST carries CHALLENGE (0x83) for slot 0xFF, nothing fetched before it.
+    const encap = find(SpdmCode.ENCAPSULATED_REQUEST)[0]!;
+    expect([encap[5], encap[6]]).toEqual([SpdmCode.CHALLENGE, 0xff]);
   });
 
   it("refuses a FINISH signed by another key than the provisioned one (ERROR DecryptError)", async () => {
