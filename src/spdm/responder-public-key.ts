@@ -4,9 +4,7 @@
  * its slot map, whose `chain` is then the key's SubjectPublicKeyInfo (what the transcripts hash),
  * so CHALLENGE, KEY_EXCHANGE and MEASUREMENTS sign with it as with any slot.
  */
-
-import type { AsymAlgo, HashAlgo } from "../crypto/suites.js";
-import { hash, keyFits } from "../crypto/suites.js";
+import { type AsymAlgo, type HashAlgo, hash, keyFits } from "../crypto/suites.js";
 import { PUBLIC_KEY_SLOT, publicKeyDer } from "./public-key.js";
 import type { ResponderContext, SlotInUse } from "./responder-context.js";
 

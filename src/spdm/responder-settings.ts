@@ -339,9 +339,7 @@ export const spdmSettingsSchema = z
     // then challenges slot 0xFF, fetching nothing).
     if (m?.requesterPublicKey !== undefined && m.mode !== "WO_ENCAP")
       issue(["mutualAuth", "requesterPublicKey"], "is for WO_ENCAP");
-    const fetched =
-      m && (m.mode === "W_ENCAP" || m.mode === "DIGESTS" || (fetchesChain(m) && !m.requesterPublicKey));
-    if (m && fetched && m.trustRoot === undefined && !m.trustRoots?.length)
+    if (m && fetchesChain(m) && !m.requesterPublicKey && m.trustRoot === undefined && !m.trustRoots?.length)
       issue(["mutualAuth", "trustRoot"], `${m.mode}/${m.basic} needs a trustRoot for the chain it fetches`);
     if (m?.basic === "BASIC" && !has("CHAL")) issue(["mutualAuth", "basic"], "BASIC needs CHAL");
     if (has("CERT") && !has("CHAL") && !has("MEAS_SIG") && !has("KEY_EX"))
