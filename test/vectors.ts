@@ -6,6 +6,9 @@
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
+import { decodeSpdmWithLength } from "../protocol/spdm/codec.js";
+import { type DecodeContext, negotiatedContext } from "../protocol/spdm/context.js";
+import type { SpdmMessage } from "../protocol/spdm/messages.js";
 import {
   AEAD,
   type AeadAlgo,
@@ -166,6 +169,9 @@ export function readDecoded(capture: Capture): DecodedCapture {
 
 /** Recordings kept as raw socket frames only (no `_decoded.txt`): the SPDM 1.4 ones. */
 export const RAW_CAPTURES = ["spdm14_auth"] as const;
+/** The raw recording of DMTF's pair in public-key mode (slot 0xFF), read by its own test. */
+export const PUBLIC_KEY_CAPTURE = "spdm14_public_key";
+type RawCapture = (typeof RAW_CAPTURES)[number] | typeof PUBLIC_KEY_CAPTURE;
 
 /** A socket frame of a raw recording: its command, and for NORMAL PCI_DOE frames the DOE object. */
 export interface RawFrame {
@@ -178,7 +184,7 @@ export interface RawFrame {
 }
 
 /** The frames of `<capture>.txt` (see the README's file formats). */
-export function readRawFrames(capture: (typeof RAW_CAPTURES)[number]): RawFrame[] {
+export function readRawFrames(capture: RawCapture): RawFrame[] {
   const lines = readFileSync(join(VECTORS_DIR, `${capture}.txt`), "utf8").split("\n");
   return lines
     .filter((l) => l !== "" && !l.startsWith("#"))
@@ -198,6 +204,54 @@ export function readRawFrames(capture: (typeof RAW_CAPTURES)[number]): RawFrame[
           }
         : { index, dir, command };
     });
+}
+
+/** What decoding a response needs from its request. */
+export function requestContext(req: SpdmMessage | undefined): DecodeContext {
+  switch (req?.code) {
+    case "CHALLENGE":
+      return { measurementSummaryHashType: req.measurementSummaryHashType };
+    case "KEY_EXCHANGE":
+    case "PSK_EXCHANGE":
+      return { measurementSummaryHashType: req.measurementSummaryHashType };
+    case "GET_MEASUREMENTS":
+      return { measurementSignatureRequested: (req.attributes & 1) !== 0 };
+    default:
+      return {};
+  }
+}
+
+/** A plain SPDM message of a raw recording: its frame, the decoded message and its length in the DOE body. */
+export interface RawMessage {
+  frame: RawFrame & { body: Buffer };
+  message: SpdmMessage;
+  byteLength: number;
+}
+
+/**
+ * The plain SPDM messages (DOE type 1) of a raw recording in order, each decoded with the context
+ * its connection's VCA and (for a response) its request give.
+ */
+export function rawMessages(capture: RawCapture): RawMessage[] {
+  const vca: Partial<Parameters<typeof negotiatedContext>[0]> = {};
+  let ctx: DecodeContext = {};
+  let lastRequest: SpdmMessage | undefined;
+  const out: RawMessage[] = [];
+  for (const frame of readRawFrames(capture)) {
+    if (frame.doeType !== 1 || !frame.body) continue;
+    const isRequest = (frame.body[1]! & 0x80) !== 0;
+    const { message, byteLength } = decodeSpdmWithLength(frame.body, {
+      ...ctx,
+      ...(isRequest ? {} : requestContext(lastRequest)),
+    });
+    out.push({ frame: { ...frame, body: frame.body }, message, byteLength });
+    if (isRequest) lastRequest = message;
+    if (message.code === "GET_CAPABILITIES") vca.getCapabilities = message;
+    if (message.code === "CAPABILITIES") vca.capabilities = message;
+    if (message.code === "NEGOTIATE_ALGORITHMS") vca.negotiateAlgorithms = message;
+    if (message.code === "ALGORITHMS") ctx = negotiatedContext({ ...vca, algorithms: message });
+  }
+  return out;
 }
 
 /** Every `name = hex` line of `<capture>_secrets.txt`. */

@@ -17,7 +17,12 @@ import {
 } from "../../protocol/spdm/codes.js";
 import { InterfaceInfo, LockInterfaceFlag, MmioRangeAttribute } from "../../protocol/tdisp.js";
 import { hex } from "../bits.js";
-import { loadCertChainFile, loadChainAndKey } from "../crypto/cert-files.js";
+import {
+  loadCertChainFile,
+  loadChainAndKey,
+  loadPrivateKeyFile,
+  loadPublicKeyFile,
+} from "../crypto/cert-files.js";
 import { createLogger, type LogLevel } from "../log.js";
 import { formatEndpoint } from "../net/framed.js";
 import {
@@ -50,6 +55,7 @@ import {
   REQUESTER_CAPABILITY_NAMES,
   VERSION_NAMES,
 } from "../spdm/names.js";
+import { PUBLIC_KEY_SLOT } from "../spdm/public-key.js";
 import type { SessionRequestOptions } from "../spdm/requester-handshake.js";
 import {
   CONNECTION_STEPS,
@@ -167,6 +173,8 @@ interface RequesterArgs extends CaptureArgs {
   "trust-root"?: string;
   "req-cert-chain"?: string;
   "req-key"?: string;
+  "req-public-key": boolean;
+  "rsp-public-key"?: string;
   "rsp-key-update": boolean;
   timeout: number;
   slot_id: number;
@@ -214,9 +222,20 @@ function options(argv: RequesterArgs): RunRequesterOptions {
     trustRoot: argv["trust-root"] === undefined ? undefined : readTrustRoot(argv["trust-root"]),
   };
   const [reqChain, reqKey] = [argv["req-cert-chain"], argv["req-key"]];
+  if (reqChain && argv["req-public-key"]) throw new Error("--req-public-key is instead of --req-cert-chain");
   if (reqChain && reqKey) {
     const identity = loadChainAndKey(reqChain, reqKey);
     Object.assign(opts, { requesterCertChain: identity.certsDer, requesterKey: identity.privateKey });
+  } else if (reqKey || argv["req-public-key"]) {
+    if (!reqKey || !argv["req-public-key"])
+      throw new Error("--req-key needs --req-cert-chain or --req-public-key");
+    Object.assign(opts, { requesterKey: loadPrivateKeyFile(reqKey), requesterPublicKey: true });
+  }
+  const rspPublicKey = argv["rsp-public-key"];
+  if (rspPublicKey !== undefined) {
+    if (argv.slot_id !== 0 && argv.slot_id !== PUBLIC_KEY_SLOT)
+      throw new Error(`--rsp-public-key is slot 0xFF; --slot_id ${argv.slot_id} contradicts it`);
+    Object.assign(opts, { responderPublicKey: loadPublicKeyFile(rspPublicKey), slotId: PUBLIC_KEY_SLOT });
   }
   for (const { flag, names, key } of LIST_FLAGS) {
     const text = argv[flag];
@@ -397,7 +416,7 @@ function formatSummary(s: ConnectionSummary, where: string): string {
   const c = s.certificateChain;
   const t = s.timingsMs;
   const lines = [
-    `SPDM ${s.version} with ${where}: ${c ? "authenticated" : "negotiated"}, ${s.exchanges} exchanges in ${t.total} ms`,
+    `SPDM ${s.version} with ${where}: ${c || s.publicKeyDigest ? "authenticated" : "negotiated"}, ${s.exchanges} exchanges in ${t.total} ms`,
     `  algorithms: ${Object.entries(s.algorithms)
       .map(([k, v]) => `${k} ${v}`)
       .join(", ")}`,
@@ -414,7 +433,11 @@ function formatSummary(s: ConnectionSummary, where: string): string {
       `  leaf digest (${s.algorithms["BaseHash"]}): ${c.leafDigest}`,
       ...s.otherSlots.map((o) => `  slot ${o.slot} chain verified too; leaf ${o.leafSubject}`),
     );
-  } else lines.push("  certificates: not fetched (--exe_conn)");
+  } else if (s.publicKeyDigest !== undefined)
+    lines.push(
+      `  slot 0xFF: the provisioned public key, SPKI digest (${s.algorithms["BaseHash"]}) ${s.publicKeyDigest}`,
+    );
+  else lines.push("  certificates: not fetched (--exe_conn)");
   const ch = s.challenge;
   lines.push(
     ch
@@ -508,8 +531,19 @@ export const requesterCommand = {
       })
       .option("req-key", {
         type: "string",
-        implies: "req-cert-chain",
-        describe: "The private key of --req-cert-chain's leaf (PEM or DER)",
+        describe:
+          "The private key of --req-cert-chain's leaf (PEM or DER), or the one --req-public-key provisioned",
+      })
+      .option("req-public-key", {
+        type: "boolean",
+        default: false,
+        describe:
+          "The responder holds --req-key's public key (spdm-emu's --req_slot_id 0xFF): offers PUB_KEY_ID_CAP instead of CERT_CAP, FINISH signed for requester slot 0xFF",
+      })
+      .option("rsp-public-key", {
+        type: "string",
+        describe:
+          "The responder's public key (DER SubjectPublicKeyInfo or PEM, e.g. spdm-emu's end_responder.key.pub.der) for a PUB_KEY_ID_CAP responder: slot 0xFF, no GET_DIGESTS/GET_CERTIFICATE",
       })
       .option("timeout", { type: "number", default: 1000, describe: "Per-request timeout in ms" })
       .option("slot_id", {

@@ -7,7 +7,7 @@
 import { createPublicKey, type KeyObject, X509Certificate } from "node:crypto";
 import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { basename, join } from "node:path";
-import { HASH, type HashAlgo, hash, importPrivateKey } from "./suites.js";
+import { HASH, type HashAlgo, hash, importPrivateKey, importPublicKey } from "./suites.js";
 import {
   CertChainError,
   checkChainSignatures,
@@ -206,6 +206,18 @@ export function loadPrivateKeyFile(path: string): KeyObject {
     return importPrivateKey(data);
   } catch (e) {
     throw new CertFileError(path, "is not a private key (PEM, or DER PKCS#8, SEC1 or PKCS#1)", { cause: e });
+  }
+}
+
+/** Reads a public key: PEM, or DER SubjectPublicKeyInfo / PKCS#1 (spdm-emu's `*.key.pub.der`). CertFileError naming the file. */
+export function loadPublicKeyFile(path: string): KeyObject {
+  const data = readFile(path);
+  try {
+    return importPublicKey(data);
+  } catch (e) {
+    throw new CertFileError(path, "is not a public key (PEM, or DER SubjectPublicKeyInfo or PKCS#1)", {
+      cause: e,
+    });
   }
 }
 

@@ -14,6 +14,7 @@ import {
 } from "../../protocol/spdm/codes.js";
 import { hex } from "../bits.js";
 import { hash } from "../crypto/suites.js";
+import { PUBLIC_KEY_SLOT } from "../spdm/public-key.js";
 import type { SpdmRequester } from "../spdm/requester.js";
 import { getCertificateChain, getDigests } from "../spdm/requester-certificates.js";
 import { challenge } from "../spdm/requester-challenge.js";
@@ -39,6 +40,8 @@ export interface RequesterSummary {
     /** Subject of the trust root the chain was verified against; undefined when none was given. */
     trustAnchor: string | undefined;
   };
+  /** Slot 0xFF: the provisioned public key the responder signed with, Hash(its SPKI) with the negotiated hash, hex. */
+  publicKeyDigest?: string;
   /** Slots fetched besides `slot`, with their leaf subjects. */
   otherSlots: { slot: number; leafSubject: string }[];
   challenge: {
@@ -74,8 +77,11 @@ export async function authenticate(r: SpdmRequester): Promise<ConnectionSummary>
   };
   await negotiate(r);
   const vca = lap();
-  if (steps.has("DIGEST")) await getDigests(r);
-  if (steps.has("CERT")) for (const slot of [o.slotId, ...o.extraSlots]) await getCertificateChain(r, slot);
+  // Slot 0xFF: the provisioned public key stands in for the certificates (spdm-emu fetches none).
+  const chains = o.slotId !== PUBLIC_KEY_SLOT;
+  if (chains && steps.has("DIGEST")) await getDigests(r);
+  if (chains && steps.has("CERT"))
+    for (const slot of [o.slotId, ...o.extraSlots]) await getCertificateChain(r, slot);
   const certificates = lap();
   if (steps.has("CHAL")) await challenge(r);
   const challengeMs = lap();
@@ -113,6 +119,7 @@ function summarize(
   const { slotId, extraSlots, trustRoot } = r.options;
   const main = r.chains.get(slotId);
   const type = r.summaryHashType();
+  const publicKey = slotId === PUBLIC_KEY_SLOT ? r.peerKey(slotId) : undefined;
   return {
     version: versionName(r.version),
     requesterCapabilities: bitNames(RequesterCapability, r.sentCapabilities),
@@ -128,6 +135,7 @@ function summarize(
       leafDigest: hash(r.suite!.hash, main.chain.certsDer.at(-1)!).toString("hex"),
       trustAnchor: trustRoot && new X509Certificate(trustRoot).subject,
     },
+    publicKeyDigest: publicKey && hash(r.suite!.hash, publicKey.bytes).toString("hex"),
     otherSlots: extraSlots.flatMap((slot) => {
       const leaf = r.chains.get(slot)?.chain.certs.at(-1);
       return leaf ? [{ slot, leafSubject: leaf.subject }] : [];

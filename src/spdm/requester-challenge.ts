@@ -13,6 +13,7 @@ import {
 } from "../../protocol/spdm/codes.js";
 import { hex } from "../bits.js";
 import { hash } from "../crypto/suites.js";
+import { PUBLIC_KEY_SLOT } from "./public-key.js";
 import {
   expectResponse,
   fail,
@@ -26,10 +27,11 @@ import { both } from "./requester-handshake.js";
 /** CHALLENGE_AUTH Param1 bit 7: BasicMutAuthReq. */
 const BASIC_MUT_AUTH_REQ = 0x80;
 
-/** CHALLENGE the configured slot, whose chain GET_CERTIFICATE must have verified. */
+/** CHALLENGE the configured slot, whose chain GET_CERTIFICATE must have verified (or slot 0xFF, the provisioned key). */
 export async function challenge(r: SpdmRequester): Promise<void> {
   const slot = r.options.slotId;
-  const { bytes: chainBytes, leafKey } = r.chains.get(slot)!;
+  const { bytes: chainBytes, leafKey } = r.peerKey(slot)!;
+  const publicKey = slot === PUBLIC_KEY_SLOT;
   const type = r.summaryHashType();
   const nonce = r.random(NONCE_SIZE);
   const requesterContext = r.version >= 0x13 ? r.random(REQUESTER_CONTEXT_SIZE) : undefined;
@@ -46,13 +48,17 @@ export async function challenge(r: SpdmRequester): Promise<void> {
   );
   const a = expectResponse(reply, "CHALLENGE_AUTH");
   const bad = (reason: string) => fail("challenge", `CHALLENGE_AUTH ${reason}`);
-  if ((a.attributes & 0xf) !== slot) bad(`is for slot ${a.attributes & 0xf}, we challenged slot ${slot}`);
+  if ((a.attributes & 0xf) !== (slot & 0xf))
+    bad(`is for slot ${a.attributes & 0xf}, we challenged slot ${hex(slot)}`);
   // BasicMutAuthReq: the responder authenticates us next, through encapsulated requests.
   const signer = (a.attributes & BASIC_MUT_AUTH_REQ) !== 0 ? basicMutualAuth(r.connection, bad) : undefined;
-  if (!((a.slotMask >> slot) & 1)) bad(`slot mask ${hex(a.slotMask)} lacks slot ${slot}`);
+  // The provisioned key has no place in the slot mask (libspdm does not look at it then).
+  if (!publicKey && !((a.slotMask >> slot) & 1)) bad(`slot mask ${hex(a.slotMask)} lacks slot ${slot}`);
   const h = r.suite!.hash;
   if (!a.certChainHash.equals(hash(h, chainBytes)))
-    bad(`CertChainHash is not the ${h} of slot ${slot}'s certificate chain`);
+    bad(
+      `CertChainHash is not the ${h} of ${publicKey ? "the provisioned public key" : `slot ${slot}'s certificate chain`}`,
+    );
   r.checkOpaque("CHALLENGE_AUTH", a.opaqueData);
   // CHALLENGE_AUTH's Nonce is the responder's own: our nonce's freshness is proven by M1, which
   // holds our CHALLENGE; what is echoed (1.3) is the RequesterContext.

@@ -50,6 +50,7 @@ import { byBit, hex } from "../bits.js";
 import { encodeCertChain } from "../crypto/cert-chain.js";
 import { ASYM, type AsymAlgo, hash, keyFits } from "../crypto/suites.js";
 import { certificateAsk, certificatePortion } from "./certificate-portion.js";
+import { PUBLIC_KEY_SLOT, publicKeyDer } from "./public-key.js";
 import { expectResponse, fail, type RequesterConnection, type SpdmRequester } from "./requester.js";
 import { selection } from "./requester-handshake.js";
 import { type SecureSession, SessionError } from "./session.js";
@@ -90,7 +91,8 @@ export function requesterSigner(c: RequesterConnection, what: string): Requester
       `ALGORITHMS ReqBaseAsymAlg ${hex(bit)} is not an algorithm the requester key signs with`,
     );
   return {
-    chain: encodeCertChain(c.suite.hash, id.certsDer),
+    // What TH hashes: our chain, or our provisioned public key's SPKI.
+    chain: id.publicKey ? publicKeyDer(id.privateKey) : encodeCertChain(c.suite.hash, id.certsDer),
     suite: { version: c.version, hash: c.suite.hash, asym },
     key: id.privateKey,
   };
@@ -231,8 +233,13 @@ class EncapAnswers {
     });
   }
 
+  /** Our public key is provisioned (PUB_KEY_ID_CAP): no chain to read, CHALLENGE names slot 0xFF. */
+  private get provisioned(): boolean {
+    return this.c.requesterIdentity?.publicKey === true;
+  }
+
   private digests(request: Buffer, outcome: EncapOutcome): Buffer {
-    if (!this.signer) return this.error("UnsupportedRequest", request[1]);
+    if (!this.signer || this.provisioned) return this.error("UnsupportedRequest", request[1]);
     const multiKey = this.multiKey;
     const response = encodeSpdm({
       code: "DIGESTS",
@@ -257,7 +264,7 @@ class EncapAnswers {
   }
 
   private certificate(m: Extract<SpdmMessage, { code: "GET_CERTIFICATE" }>, request: Buffer): Buffer {
-    if (!this.signer) return this.error("UnsupportedRequest", request[1]);
+    if (!this.signer || this.provisioned) return this.error("UnsupportedRequest", request[1]);
     const { chain } = this.signer;
     const ask = certificateAsk(m);
     // LargeCertChain only when we advertised LARGE_RESP_CAP (as libspdm's requester).
@@ -275,12 +282,14 @@ class EncapAnswers {
     const signer = this.signer;
     if (!signer) return this.error("UnsupportedRequest", request[1]);
     // We have no measurements: libspdm's requester refuses a summary hash.
-    if (m.slotId !== OUR_SLOT || m.measurementSummaryHashType !== 0) return this.error("InvalidRequest");
+    const slot = this.provisioned ? PUBLIC_KEY_SLOT : OUR_SLOT;
+    if (m.slotId !== slot || m.measurementSummaryHashType !== 0) return this.error("InvalidRequest");
     const unsigned = encodeSpdm({
       code: "CHALLENGE_AUTH",
       version: m.version,
-      attributes: OUR_SLOT,
-      slotMask: 1 << OUR_SLOT,
+      attributes: slot & 0xf,
+      // The provisioned key has no slot mask; its "chain" hash is its SPKI's (signer.chain).
+      slotMask: this.provisioned ? 0 : 1 << OUR_SLOT,
       certChainHash: hash(signer.suite.hash, signer.chain),
       nonce: this.c.random(NONCE_SIZE),
       measurementSummaryHash: Buffer.alloc(0),

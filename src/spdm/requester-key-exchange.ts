@@ -17,6 +17,7 @@ import {
 } from "../../protocol/spdm/codes.js";
 import { byBit, hex, isOneHotOrZero } from "../bits.js";
 import { DHE, type DheAlgo, dheKeyPair, hash } from "../crypto/suites.js";
+import { PUBLIC_KEY_SLOT_PARAM, slotOfParam } from "./public-key.js";
 import { expectResponse, fail, type RequesterConnection } from "./requester.js";
 import { type EncapStart, encapsulatedFlow, requesterSigner } from "./requester-encap.js";
 import {
@@ -154,7 +155,12 @@ function mutualAuthRequest(
     fail("session", `${what} asks for mutual authentication without MUT_AUTH_CAP on both sides`);
   if (encap && !both(c, Req.ENCAP_CAP, Rsp.ENCAP_CAP))
     fail("session", `${what} asks for encapsulated requests without ENCAP_CAP on both sides`);
+  // libspdm: with our public key provisioned, ReqSlotIDParam is 0xF and no encapsulated flow is allowed.
+  const provisioned = c.requesterIdentity?.publicKey === true;
+  if (provisioned && encap)
+    fail("session", `${what} asks for encapsulated requests, but our public key is provisioned`);
   const slot = slotParam & 0xf;
-  if (slot > 7) fail("session", `${what} names requester slot ${slot}`);
-  return { slot, ...signer, encap };
+  if (provisioned ? slot !== PUBLIC_KEY_SLOT_PARAM : slot > 7)
+    fail("session", `${what} names requester slot ${hex(slot)}`);
+  return { slot: slotOfParam(slot), ...signer, encap };
 }

@@ -44,7 +44,7 @@ export async function getMeasurements(r: SpdmRequester): Promise<MeasurementsRes
   const { slotId, measurementMode } = r.options;
   if (cap === 0) return { mode: "NONE", reason: "the responder has no MEAS_CAP" };
   // Signatures need the slot's leaf key: without GET_CERTIFICATE (e.g. a PSK-only run) ask for none.
-  const haveKey = r.chains.has(slotId);
+  const haveKey = r.peerKey(slotId) !== undefined;
   const signed = cap === ResponderCapability.MEAS_CAP_SIG && haveKey;
   const unsignedReason =
     cap !== ResponderCapability.MEAS_CAP_SIG
@@ -107,7 +107,7 @@ async function measure(r: SpdmRequester, operation: number, sign: boolean, absen
       attributes: sign ? 1 : 0,
       operation,
       nonce,
-      slotIdParam: sign && v >= 0x11 ? slotId : undefined,
+      slotIdParam: sign && v >= 0x11 ? slotId & 0xf : undefined,
       requesterContext,
     },
     { measurementSignatureRequested: sign },
@@ -143,8 +143,9 @@ async function measure(r: SpdmRequester, operation: number, sign: boolean, absen
     r.channel?.measurementLog,
   );
   if (sign) {
-    if (v >= 0x11 && (m.slotIdParam & 0xf) !== slotId) bad(`is signed for slot ${m.slotIdParam & 0xf}`);
-    r.verifySignature("MEASUREMENTS", "L1", r.chains.get(slotId)!.leafKey, l1!, m.signature);
+    if (v >= 0x11 && (m.slotIdParam & 0xf) !== (slotId & 0xf))
+      bad(`is signed for slot ${m.slotIdParam & 0xf}`);
+    r.verifySignature("MEASUREMENTS", "L1", r.peerKey(slotId)!.leafKey, l1!, m.signature);
   }
   return { message: m, blocks };
 }

@@ -19,6 +19,7 @@ import {
 } from "../../protocol/spdm/codes.js";
 import { maskOf } from "../bits.js";
 import { ASYM, type AsymAlgo, HASH, keyFits } from "../crypto/suites.js";
+import { PUBLIC_KEY_SLOT, REQUESTER_CERTIFICATE_CAPABILITIES } from "./public-key.js";
 import type { ProvisionStep } from "./requester-provision.js";
 import type { KeyLog } from "./session.js";
 
@@ -57,8 +58,14 @@ export interface SpdmRequesterOptions {
   keySchedule?: number;
   otherParamsSupport?: number;
   melSpecification?: number;
-  /** Slot challenged and used for measurements (0–7). */
+  /** Slot challenged and used for measurements (0–7; 0xFF with responderPublicKey). */
   slotId?: number;
+  /**
+   * The responder's public key, provisioned out of band (its PUB_KEY_ID_CAP, spdm-emu's
+   * `--slot_id 0xFF`): slot 0xFF, so no GET_DIGESTS / GET_CERTIFICATE, and CHALLENGE_AUTH,
+   * MEASUREMENTS and KEY_EXCHANGE_RSP verified with this key (public-key.ts).
+   */
+  responderPublicKey?: KeyObject;
   /** More slots whose chains are fetched and verified before CHALLENGE (spdm-emu fetches its highest other slot). */
   extraSlots?: readonly number[];
   /** CHALLENGE Param2: MeasurementSummaryHashType (spdm-emu default ALL). */
@@ -97,6 +104,12 @@ export interface SpdmRequesterOptions {
    */
   requesterCertChain?: readonly Uint8Array[];
   requesterKey?: KeyObject;
+  /**
+   * Our public key is provisioned at the responder instead (spdm-emu's `--req_slot_id 0xFF`):
+   * requesterKey without a chain; PUB_KEY_ID_CAP and MUT_AUTH_CAP are offered instead of CERT_CAP,
+   * multi-key and ENCAP_CAP, and FINISH is signed for requester slot 0xFF.
+   */
+  requesterPublicKey?: boolean;
   /** Where each established session's secret goes (`--keylog`). */
   keyLog?: KeyLog;
   /**
@@ -172,6 +185,8 @@ export const REQUESTER_DEFAULTS = {
   | "now"
   | "requesterCertChain"
   | "requesterKey"
+  | "requesterPublicKey"
+  | "responderPublicKey"
   | "keyLog"
   | "setCertificate"
   | "csrTrackingTag"
@@ -182,6 +197,8 @@ type OptionalOption =
   | "now"
   | "requesterCertChain"
   | "requesterKey"
+  | "requesterPublicKey"
+  | "responderPublicKey"
   | "keyLog"
   | "setCertificate"
   | "csrTrackingTag";
@@ -206,6 +223,7 @@ export function resolveOptions(options: SpdmRequesterOptions): ResolvedOptions {
     ...REQUESTER_DEFAULTS,
     ...definedOnly(options),
     ...mutualAuthOffer(options),
+    ...(options.responderPublicKey && { slotId: PUBLIC_KEY_SLOT }),
   };
   const { baseHashAlgo, baseAsymAlgo, slotId, extraSlots, certPortionLength } = o;
   // Offer only what suites.ts can verify.
@@ -219,13 +237,18 @@ export function resolveOptions(options: SpdmRequesterOptions): ResolvedOptions {
         `${field} ${bitNames(names, offered & ~supported).join(",") || "(none)"} is not supported; choose from ${bitNames(names, supported).join(",")}`,
       );
   }
-  for (const s of [slotId, ...extraSlots])
+  if (options.slotId === PUBLIC_KEY_SLOT && !o.responderPublicKey)
+    throw new RangeError("slot 0xFF needs the responder's public key");
+  if (o.responderPublicKey && options.slotId !== undefined && options.slotId !== PUBLIC_KEY_SLOT)
+    throw new RangeError(`the responder's public key is slot 0xFF, not slot ${options.slotId}`);
+  for (const s of [...(o.responderPublicKey ? [] : [slotId]), ...extraSlots])
     if (!Number.isInteger(s) || s < 0 || s > 7) throw new RangeError(`slot ${s} is not 0–7`);
   if (!(certPortionLength >= 1 && certPortionLength <= 0xffff))
     throw new RangeError(`certificate portion length ${certPortionLength} is not 1–65535`);
   for (const step of o.connectionSteps) {
     const need = STEP_NEEDS[step];
-    if (need && !o.connectionSteps.includes(need))
+    // Slot 0xFF: the provisioned key stands in for DIGEST and CERT.
+    if (need && !o.connectionSteps.includes(need) && !o.responderPublicKey)
       throw new RangeError(`connection step ${step} needs ${need}`);
   }
   return o;
@@ -236,11 +259,14 @@ export function resolveOptions(options: SpdmRequesterOptions): ResolvedOptions {
  * given) every algorithm the key fits; an offer the key cannot sign with is refused here.
  */
 function mutualAuthOffer(o: SpdmRequesterOptions): Partial<SpdmRequesterOptions> {
-  const { requesterCertChain: chain, requesterKey: key } = o;
-  if (!chain !== !key)
+  const { requesterCertChain: chain, requesterKey: key, requesterPublicKey: provisioned } = o;
+  if (provisioned) {
+    if (!key || chain)
+      throw new RangeError("a provisioned requester public key needs the requester key and no chain");
+  } else if (!chain !== !key)
     throw new RangeError("mutual authentication needs both the requester chain and its key");
-  if (!chain || !key) return {};
-  if (chain.length === 0) throw new RangeError("the requester certificate chain is empty");
+  if (!key) return {};
+  if (chain?.length === 0) throw new RangeError("the requester certificate chain is empty");
   const fitting = maskOf(
     (Object.keys(ASYM) as AsymAlgo[]).filter((a) => keyFits(a, key)).map((a) => ASYM[a].bit),
   );
@@ -249,15 +275,22 @@ function mutualAuthOffer(o: SpdmRequesterOptions): Partial<SpdmRequesterOptions>
     throw new RangeError(
       `ReqBaseAsymAlg ${bitNames(ReqBaseAsymAlg, reqBaseAsymAlg).join(",") || "(none)"} has no algorithm the requester key signs with (${bitNames(ReqBaseAsymAlg, fitting).join(",") || "none"})`,
     );
+  const capabilities = o.capabilities ?? REQUESTER_DEFAULTS.capabilities;
   return {
-    // ENCAP_CAP too: a responder may fetch our chain through encapsulated requests first, or ask
-    // for our endpoint information (signed: EP_INFO_CAP_SIG), which needs encapsulation as well.
-    capabilities:
-      ((o.capabilities ?? REQUESTER_DEFAULTS.capabilities) |
-        RequesterCapability.MUT_AUTH_CAP |
-        RequesterCapability.ENCAP_CAP |
-        RequesterCapability.EP_INFO_CAP_SIG) >>>
-      0,
+    // ENCAP_CAP too: a responder may fetch our chain through encapsulated requests first, ask for our
+    // endpoint information (signed: EP_INFO_CAP_SIG), which needs encapsulation as well, or (our
+    // public key provisioned, as spdm-emu's --req_slot_id 0xFF) CHALLENGE slot 0xFF after CHALLENGE_AUTH.
+    capabilities: provisioned
+      ? ((capabilities & ~REQUESTER_CERTIFICATE_CAPABILITIES) |
+          RequesterCapability.ENCAP_CAP |
+          RequesterCapability.PUB_KEY_ID_CAP |
+          RequesterCapability.MUT_AUTH_CAP) >>>
+        0
+      : (capabilities |
+          RequesterCapability.MUT_AUTH_CAP |
+          RequesterCapability.ENCAP_CAP |
+          RequesterCapability.EP_INFO_CAP_SIG) >>>
+        0,
     reqBaseAsymAlg,
   };
 }

@@ -35,6 +35,7 @@ import {
   type Names,
   OTHER_PARAM_NAMES,
 } from "./names.js";
+import { PUBLIC_KEY_SLOT } from "./public-key.js";
 import { expectResponse, fail, type SpdmRequester } from "./requester.js";
 import type { ResolvedOptions } from "./requester-options.js";
 
@@ -149,8 +150,11 @@ export async function negotiate(r: SpdmRequester): Promise<void> {
   r.transcript.addVca(cr.requestBytes, cr.bytes);
   r.rsp = rsp;
   const steps = o.connectionSteps;
+  // Slot 0xFF: a responder whose public key we hold (PUB_KEY_ID_CAP) has no certificates to read.
+  const publicKey = o.slotId === PUBLIC_KEY_SLOT;
   const needs = [
-    ["CERT_CAP", steps.includes("DIGEST") || steps.includes("CERT")],
+    ["CERT_CAP", !publicKey && (steps.includes("DIGEST") || steps.includes("CERT"))],
+    ["PUB_KEY_ID_CAP", publicKey],
     ["CHAL_CAP", steps.includes("CHAL")],
   ] as const;
   for (const [cap, needed] of needs) {

@@ -57,6 +57,7 @@ import type {
 } from "../../protocol/spdm/messages.js";
 import { hex } from "../bits.js";
 import type { CertChain } from "../crypto/cert-chain.js";
+import { PUBLIC_KEY_SLOT, publicKeyDer } from "./public-key.js";
 import type { EncapOutcome } from "./requester-encap.js";
 import { type ResolvedOptions, resolveOptions, type SpdmRequesterOptions } from "./requester-options.js";
 import { type SecureSession, SessionError } from "./session.js";
@@ -116,13 +117,21 @@ export interface RequesterConnection {
   /** D, when the connection is a 1.3 multi-key one (it then enters KEY_EXCHANGE's TH). */
   digests: Buffer | undefined;
   slotId: number;
-  /** The slot's verified chain, if GET_CERTIFICATE fetched it. */
-  chain(slot: number): { bytes: Buffer; leafKey: KeyObject } | undefined;
+  /** The slot's verified chain, if GET_CERTIFICATE fetched it (slot 0xFF: the provisioned public key). */
+  chain(slot: number): PeerKey | undefined;
   /** The configured MeasurementSummaryHashType, None when the responder has no MEAS_CAP. */
   measurementSummaryHashType: number;
   random(size: number): Buffer;
-  /** Our certificate chain and key for mutual authentication, if given. */
-  requesterIdentity: { certsDer: readonly Uint8Array[]; privateKey: KeyObject } | undefined;
+  /** Our certificate chain and key for mutual authentication, if given (no chain: our public key is provisioned, slot 0xFF). */
+  requesterIdentity:
+    | { certsDer: readonly Uint8Array[]; privateKey: KeyObject; publicKey: boolean }
+    | undefined;
+}
+
+/** What the transcripts hash for a responder slot (its SPDM chain, or the provisioned key's SPKI), and the key that signs for it. */
+export interface PeerKey {
+  bytes: Buffer;
+  leafKey: KeyObject;
 }
 
 export interface Reply {
@@ -198,14 +207,23 @@ export class SpdmRequester {
       vca: this.transcript.vca,
       digests: this.ctx.multiKeyConn ? this.transcript.digests : undefined,
       slotId: o.slotId,
-      chain: (slot) => this.chains.get(slot),
+      chain: (slot) => this.peerKey(slot),
       measurementSummaryHashType: this.summaryHashType(),
       random: (size) => this.random(size),
       requesterIdentity: o.requesterKey && {
         certsDer: o.requesterCertChain ?? [],
         privateKey: o.requesterKey,
+        publicKey: o.requesterPublicKey ?? false,
       },
     };
+  }
+
+  /** The key that signs for `slot`: the provisioned public key for 0xFF, else the verified chain's leaf. */
+  peerKey(slot: number): PeerKey | undefined {
+    const provisioned = this.options.responderPublicKey;
+    if (slot === PUBLIC_KEY_SLOT)
+      return provisioned && { bytes: publicKeyDer(provisioned), leafKey: provisioned };
+    return this.chains.get(slot);
   }
 
   /** Runs `body` with every request going through `session` (DOE type 2). */

@@ -18,6 +18,7 @@ import type { Challenge, GetCertificate, GetDigests } from "../../protocol/spdm/
 import { maskOf } from "../bits.js";
 import { certificateAsk, certificatePortion, MAX_SMALL_CHAIN } from "./certificate-portion.js";
 import { KEY_PAIR_USAGES } from "./provisioning.js";
+import { PUBLIC_KEY_SLOT } from "./public-key.js";
 import { check, EMPTY, type Exchange, fail, type ResponderContext } from "./responder-context.js";
 import { checkNoPendingSlot } from "./responder-install-reset.js";
 import { measurementSummary } from "./responder-measurements.js";
@@ -99,15 +100,17 @@ export function challenge(
   request: Buffer,
 ): Buffer {
   const { slots } = c.connection.negotiated;
-  // Slot 0xFF (a provisioned public key instead of a chain) is not supported: InvalidRequest.
+  // Slot 0xFF only in public-key mode, where it is the one slot (a chain slot otherwise).
   const slot = slots.get(m.slotId);
   check(slot !== undefined);
+  const publicKey = m.slotId === PUBLIC_KEY_SLOT;
   const basic = basicMutualAuth(c);
   const unsigned = encodeSpdm({
     code: "CHALLENGE_AUTH",
     version: m.version,
-    attributes: m.slotId | (basic ? BASIC_MUT_AUTH_REQ : 0),
-    slotMask: maskOf([...slots.keys()].map((s) => 1 << s)),
+    attributes: (m.slotId & 0xf) | (basic ? BASIC_MUT_AUTH_REQ : 0),
+    // The public key has no slot mask (libspdm sends 0); its "chain hash" is its SPKI's.
+    slotMask: publicKey ? 0 : maskOf([...slots.keys()].map((s) => 1 << s)),
     certChainHash: slot.digest,
     nonce: randomBytes(NONCE_SIZE),
     measurementSummaryHash: measurementSummary(c, m.measurementSummaryHashType),
@@ -124,8 +127,8 @@ export function challenge(
 
 /**
  * Basic mutual authentication (CHALLENGE_AUTH BasicMutAuthReq, deprecated since 1.2 but still
- * libspdm's): configured, and the requester can be challenged (libspdm: CHAL_CAP and CERT_CAP,
- * and MUT_AUTH_CAP and ENCAP_CAP on both sides for the flow).
+ * libspdm's): configured, and the requester can be challenged (libspdm: CHAL_CAP, and CERT_CAP or
+ * PUB_KEY_ID_CAP, and MUT_AUTH_CAP and ENCAP_CAP on both sides for the flow).
  */
 function basicMutualAuth(c: Pick<AuthenticationContext, "config" | "connection">): boolean {
   const R = RequesterCapability;
@@ -135,6 +138,7 @@ function basicMutualAuth(c: Pick<AuthenticationContext, "config" | "connection">
     c.config.encapAuth?.basic === true &&
     connection.both(R.MUT_AUTH_CAP, S.MUT_AUTH_CAP) &&
     connection.both(R.ENCAP_CAP, S.ENCAP_CAP) &&
-    ((connection.peer?.flags ?? 0) & (R.CHAL_CAP | R.CERT_CAP)) === (R.CHAL_CAP | R.CERT_CAP)
+    ((connection.peer?.flags ?? 0) & R.CHAL_CAP) !== 0 &&
+    ((connection.peer?.flags ?? 0) & (R.CERT_CAP | R.PUB_KEY_ID_CAP)) !== 0
   );
 }

@@ -9,7 +9,8 @@
  *                 GET_CERTIFICATE until the chain is whole; the chain is verified against the
  *                 configured roots, Hash(chain) joins TH, and FINISH must be signed by its leaf.
  *   basic-auth    CHALLENGE_AUTH asked for basic mutual authentication (Param1 bit 7): the same,
- *                 then CHALLENGE, whose CHALLENGE_AUTH must verify over A ‖ mut B ‖ mut C.
+ *                 then CHALLENGE, whose CHALLENGE_AUTH must verify over A ‖ mut B ‖ mut C; with
+ *                 the requester's public key provisioned, CHALLENGE to slot 0xFF alone (libspdm).
  *   key-update    spdm-emu's OOB_ENCAP_KEY_UPDATE for an established session: KEY_UPDATE UpdateKey
  *                 (our response key), then VerifyNewKey, whose ACK is the first under the new key.
  *   endpoint-info spdm-emu's OOB_ENCAP_ENDPOINT_INFO (libspdm_rsp_encap_get_endpoint_info.c): in
@@ -51,6 +52,7 @@ import { decodeCertChain } from "../crypto/cert-chain.js";
 import { ASYM, hash, keyFits } from "../crypto/suites.js";
 import { CertChainError, verifyCertChain } from "../crypto/verify-chain.js";
 import type { Logger } from "../log.js";
+import { PUBLIC_KEY_SLOT } from "./public-key.js";
 import { check, EMPTY, type Exchange, fail, type ResponderContext } from "./responder-context.js";
 import type { SecureSession } from "./session.js";
 import { verifyTranscript } from "./signing.js";
@@ -78,12 +80,14 @@ interface Flow {
   /** EncapD: the requester's DIGESTS on its multi-key connection, for TH. */
   encapDigests?: Buffer;
   portions: Buffer[];
-  /** The requester's verified SPDM chain and leaf key. */
+  /** The requester's verified SPDM chain and leaf key (or its provisioned public key's SPKI and the key). */
   peer?: { chain: Buffer; key: KeyObject };
   /** endpoint-info: the key ENDPOINT_INFO's signature must verify with; none: no signature asked. */
   signer?: KeyObject;
-  /** The first request, when not its kind's FIRST (endpoint-info fetching the chain first). */
-  start?: Sent;
+  /** The requester slot CHALLENGE names: REQ_SLOT, or 0xFF for a provisioned public key. */
+  slot: number;
+  /** Its first request. */
+  first: Sent;
 }
 
 type Ctx = Pick<ResponderContext, "config" | "log" | "connection" | "transcript">;
@@ -139,10 +143,10 @@ const STEPS: Record<Sent, Step> = {
     },
   },
   Challenge: {
-    request: (c) => ({
+    request: (c, f) => ({
       code: "CHALLENGE",
       version: version(c),
-      slotId: REQ_SLOT,
+      slotId: f.slot,
       measurementSummaryHashType: 0,
       nonce: randomBytes(NONCE_SIZE),
       requesterContext: version(c) >= SpdmVersion.V1_3 ? randomBytes(REQUESTER_CONTEXT_SIZE) : undefined,
@@ -152,7 +156,7 @@ const STEPS: Record<Sent, Step> = {
       const { chain, key } = f.peer!;
       const { hash: h, reqAsym } = c.connection.negotiated;
       const sent = decodeSpdmWithLength(f.request).message as Extract<SpdmMessage, { code: "CHALLENGE" }>;
-      if ((m.attributes & 0xf) !== REQ_SLOT || !m.certChainHash.equals(hash(h!, chain)))
+      if ((m.attributes & 0xf) !== (f.slot & 0xf) || !m.certChainHash.equals(hash(h!, chain)))
         reject("the requester's CHALLENGE_AUTH names another slot or chain");
       if (sent.requesterContext && !m.requesterContext?.equals(sent.requesterContext))
         reject("the requester's CHALLENGE_AUTH does not echo our RequesterContext");
@@ -321,7 +325,24 @@ export class EncapFlows {
    * stands for the GET_DIGESTS with RequestID 0.
    */
   arm(c: Ctx, kind: EncapFlowKind, session?: SecureSession, digestsSent = false): void {
-    this.flow = { kind, session, requestId: 0, request: EMPTY, mutB: [], portions: [] };
+    this.flow = {
+      kind,
+      session,
+      requestId: 0,
+      request: EMPTY,
+      mutB: [],
+      portions: [],
+      slot: REQ_SLOT,
+      first: FIRST[kind],
+    };
+    // A provisioned requester public key: nothing to fetch, CHALLENGE names slot 0xFF.
+    const provisioned = c.config.mutualAuth;
+    if (kind === "basic-auth" && provisioned?.publicKeyDer)
+      Object.assign(this.flow, {
+        peer: { chain: provisioned.publicKeyDer, key: provisioned.publicKey },
+        slot: PUBLIC_KEY_SLOT,
+        first: "Challenge",
+      });
     this.state = "Armed";
     if (digestsSent) {
       this.flow.request = encodeSpdm(STEPS.Digests.request(c, this.flow));
@@ -342,7 +363,7 @@ export class EncapFlows {
     const known = this.verified?.key ?? config.mutualAuth?.publicKey;
     this.arm(c, "endpoint-info");
     if (sig && known) this.flow!.signer = known;
-    else if (sig && config.encapAuth?.trustRoots.length) this.flow!.start = "Digests";
+    else if (sig && config.encapAuth?.trustRoots.length) this.flow!.first = "Digests";
   }
 
   /** The key FINISH of `session` must be signed with, once its flow verified the requester's chain. */
@@ -356,7 +377,7 @@ export class EncapFlows {
     if (!f || this.state !== "Armed" || !this.belongs(f, x))
       fail(m.version >= SpdmVersion.V1_3 ? "NoPendingRequests" : "UnexpectedRequest");
     if (f.kind === "endpoint-info") f.session = x.session;
-    return this.send(c, f, f.start ?? FIRST[f.kind], m.version);
+    return this.send(c, f, f.first, m.version);
   }
 
   /** DELIVER_ENCAPSULATED_RESPONSE: the response to our last request; the next one or the end. */

@@ -33,6 +33,7 @@ import type { Finish, KeyExchange, PskExchange, PskFinish } from "../../protocol
 import { hex32 } from "../bits.js";
 import { encodeCertChain } from "../crypto/cert-chain.js";
 import { dheKeyPair, hash } from "../crypto/suites.js";
+import { PUBLIC_KEY_SLOT } from "./public-key.js";
 import { check, EMPTY, type Exchange, fail, inSession, type ResponderContext } from "./responder-context.js";
 import { measurementSummary } from "./responder-measurements.js";
 import { SecureSession } from "./session.js";
@@ -95,7 +96,7 @@ function sessionStart(
 export function keyExchange(c: HandshakeContext, m: KeyExchange, request: Buffer): Buffer {
   const { connection } = c;
   const { dhe: dheAlgo, slots } = connection.negotiated;
-  // Slot 0xFF (a provisioned public key) is not supported: InvalidRequest, as for an empty slot.
+  // Slot 0xFF exists in public-key mode only (its "chain" the key's SPKI); else InvalidRequest, as for an empty slot.
   const slot = slots.get(m.slotId);
   check(slot !== undefined && dheAlgo !== undefined);
   const summary = measurementSummary(c, m.measurementSummaryHashType);
@@ -126,10 +127,10 @@ export function keyExchange(c: HandshakeContext, m: KeyExchange, request: Buffer
     version: m.version,
     heartbeatPeriod: start.heartbeatPeriod,
     rspSessionId: start.rspSessionId,
-    // Without encapsulation the requester signs with the chain we hold, which we call slot 0; with
-    // it we fetch the chain of its slot 0 first.
+    // Without encapsulation the requester signs with the chain we hold, which we call slot 0 (0xF:
+    // the public key we hold); with it we fetch the chain of its slot 0 first.
     mutAuthRequested: requesterChain ? MutAuthRequested.REQUESTED : encapMode ? ENCAP_REQUESTS[encapMode] : 0,
-    reqSlotIdParam: 0,
+    reqSlotIdParam: requesterChain ? requesterSlot(c) & 0xf : 0,
     randomData: randomBytes(RANDOM_DATA_SIZE),
     exchangeData: dhe.exchangeData,
     measurementSummaryHash: summary,
@@ -145,7 +146,7 @@ export function keyExchange(c: HandshakeContext, m: KeyExchange, request: Buffer
   dheSecret.fill(0);
   const verify = session.handshakeInTheClear ? EMPTY : session.verifyData("response");
   session.addTranscript(verify);
-  // Mutual authentication: TH goes on with Hash(requester chain) before FINISH (libspdm's TH for FINISH).
+  // Mutual authentication: TH goes on with Hash(requester chain or public key) before FINISH (libspdm's TH for FINISH).
   if (requesterChain) session.addTranscript(hash(start.suite.hash, requesterChain));
   c.sessions.add(session);
   // The flow adds Hash(requester chain) to TH once it has verified the chain.
@@ -153,8 +154,13 @@ export function keyExchange(c: HandshakeContext, m: KeyExchange, request: Buffer
   return Buffer.concat([unsigned, signature, verify]);
 }
 
+/** The requester slot FINISH signs with: 0xFF for a provisioned public key, else the chain we call slot 0. */
+const requesterSlot = ({ config }: Pick<HandshakeContext, "config">): number =>
+  config.mutualAuth?.publicKeyDer ? PUBLIC_KEY_SLOT : 0;
+
 /**
- * The requester's SPDM cert chain (negotiated hash) when this session is mutually authenticated.
+ * The requester's SPDM cert chain (negotiated hash), or its provisioned public key's SPKI, when this
+ * session is mutually authenticated: what TH hashes.
  * Mutual authentication needs MUT_AUTH_CAP on both sides; when it is required, a requester
  * without it gets libspdm's ERROR for that (InvalidPolicy at 1.3, Unspecified before).
  */
@@ -169,7 +175,7 @@ function mutualAuthChain(
     log.info("KEY_EXCHANGE from a requester without MUT_AUTH_CAP; mutual authentication is required");
     fail(version >= SpdmVersion.V1_3 ? "InvalidPolicy" : "Unspecified");
   }
-  return encodeCertChain(connection.negotiated.hash!, identity.certsDer);
+  return identity.publicKeyDer ?? encodeCertChain(connection.negotiated.hash!, identity.certsDer);
 }
 
 /** KEY_EXCHANGE_RSP MutAuthRequested for the encapsulated modes. */
@@ -210,7 +216,7 @@ export function finish(
   check(session !== undefined, "UnexpectedRequest");
   // A signature comes exactly when KEY_EXCHANGE_RSP asked for one, for the slot it named (libspdm: InvalidRequest).
   const signed = (m.attributes & FINISH_SIGNATURE_INCLUDED) !== 0;
-  check(signed === session.mutualAuth && (!signed || m.reqSlotId === 0));
+  check(signed === session.mutualAuth && (!signed || m.reqSlotId === requesterSlot(c)));
   if (signed) verifyFinishSignature(c, session, request, m, x);
   acceptRequesterVerifyData(c, session, request, m.requesterVerifyData, x);
   const header = encodeSpdm({

@@ -23,6 +23,7 @@ import {
 } from "../../protocol/spdm/measurements.js";
 import type { GetMeasurements } from "../../protocol/spdm/messages.js";
 import { type HashAlgo, hash } from "../crypto/suites.js";
+import { slotOfParam } from "./public-key.js";
 import { check, EMPTY, type Exchange, type ResponderContext } from "./responder-context.js";
 import type { MeasurementSource, ResponderConfig } from "./responder-settings.js";
 
@@ -113,8 +114,8 @@ export function getMeasurements(
   const { version, operation } = m;
   check(connection.negotiated.measurementSpec !== 0, "UnexpectedRequest");
   const signed = (m.attributes & MeasurementAttribute.SIGNATURE_REQUESTED) !== 0;
-  // 1.0 has no SlotIDParam: slot 0 signs. 0xF (a provisioned public key) is not supported.
-  const slotId = signed && version >= SpdmVersion.V1_1 ? (m.slotIdParam ?? 0) & 0xf : 0;
+  // 1.0 has no SlotIDParam: slot 0 signs. 0xF names the public key (slot 0xFF) in public-key mode.
+  const slotId = signed && version >= SpdmVersion.V1_1 ? slotOfParam(m.slotIdParam ?? 0) : 0;
   check(
     !signed ||
       ((connection.peer!.ours & ResponderCapability.MEAS_CAP_SIG) !== 0 &&
@@ -135,7 +136,7 @@ export function getMeasurements(
     version,
     totalMeasurementIndices: count ? all.length : 0,
     // Content-changed bits (1.2) stay 00: no change detection.
-    slotIdParam: signed ? slotId : 0,
+    slotIdParam: signed ? slotId & 0xf : 0,
     numberOfBlocks: blocks.length,
     measurementRecord: encodeMeasurementRecord(blocks),
     nonce: randomBytes(NONCE_SIZE),

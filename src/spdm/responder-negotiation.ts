@@ -27,6 +27,7 @@ import { encodeCertChain } from "../crypto/cert-chain.js";
 import { AEAD, ASYM, type AsymAlgo, DHE, HASH, type HashAlgo, hash } from "../crypto/suites.js";
 import { check, MIN_DATA_TRANSFER_SIZE, type ResponderContext, type SlotInUse } from "./responder-context.js";
 import { measurementHashFor } from "./responder-measurements.js";
+import { publicKeySlots, servesAsym } from "./responder-public-key.js";
 import type { ResponderConfig } from "./responder-settings.js";
 
 export type NegotiationContext = Pick<ResponderContext, "config" | "slots" | "connection" | "transcript">;
@@ -141,13 +142,14 @@ export function getCapabilities(c: NegotiationContext, m: GetCapabilities, reque
 
 /** The 1.3 Supported Algorithms block: everything we would select from with flags `ours`. */
 function supportedAlgorithms(
-  { config: c, slots }: Pick<NegotiationContext, "config" | "slots">,
+  keys: Pick<NegotiationContext, "config" | "slots">,
   ours: number,
 ): AlgorithmsRequestFields {
+  const c = keys.config;
   return {
     measurementSpecification: c.flags & CapabilityField.MEAS_CAP ? MeasurementSpecification.DMTF : 0,
     otherParamsSupport: maskOf(OPAQUE_FORMATS),
-    baseAsymAlgo: maskOf(c.asym.filter((a) => slots.canServe(a)).map((a) => ASYM[a].bit)),
+    baseAsymAlgo: maskOf(c.asym.filter((a) => servesAsym(keys, a)).map((a) => ASYM[a].bit)),
     baseHashAlgo: maskOf(c.hash.map((h) => HASH[h].bit)),
     melSpecification: c.flags & ResponderCapability.MEL_CAP ? MelSpecification.DMTF : 0,
     extAsym: [],
@@ -196,7 +198,7 @@ export async function negotiateAlgorithms(
       ? MeasurementSpecification.DMTF
       : 0;
   const hashAlg = config.hash.find((h) => (m.baseHashAlgo & HASH[h].bit) !== 0);
-  const asym = config.asym.find((a) => (m.baseAsymAlgo & ASYM[a].bit) !== 0 && c.slots.canServe(a));
+  const asym = config.asym.find((a) => (m.baseAsymAlgo & ASYM[a].bit) !== 0 && servesAsym(c, a));
   // As libspdm: when a key is to be used, no common hash or asym algorithm is an invalid request;
   // sessions need a hash for their key schedule even without a key (PSK).
   if ((peer.ours & KEY_CAPS) !== 0) check(hashAlg !== undefined && asym !== undefined);
@@ -237,7 +239,10 @@ export async function negotiateAlgorithms(
   if (both(R.MUT_AUTH_CAP, S.MUT_AUTH_CAP)) check(reqAsym !== undefined);
   if (both(R.KEY_EX_CAP, S.KEY_EX_CAP) || both(R.PSK_CAP, CapabilityField.PSK_CAP))
     check(selected(AlgType.KEY_SCHEDULE) === KeyScheduleAlgo.SPDM);
-  const slots = hashAlg && asym ? await provision(c, hashAlg, asym) : new Map<number, SlotInUse>();
+  const slots =
+    hashAlg && asym
+      ? ((await publicKeySlots(c, hashAlg, asym)) ?? (await provision(c, hashAlg, asym)))
+      : new Map<number, SlotInUse>();
   const response = encodeSpdm({
     code: "ALGORITHMS",
     version,

@@ -27,7 +27,12 @@ import {
   SpdmRequestCode,
 } from "../../protocol/spdm/codes.js";
 import { encodeDmtfMel, SAMPLE_ENDPOINT_INFO } from "../../protocol/spdm/provision.js";
-import { CertFileError, loadCertChainFile } from "../crypto/cert-files.js";
+import {
+  CertFileError,
+  loadCertChainFile,
+  loadPrivateKeyFile,
+  loadPublicKeyFile,
+} from "../crypto/cert-files.js";
 import { AEAD, ASYM, type AsymAlgo, DHE, HASH, type HashAlgo, keyFits } from "../crypto/suites.js";
 import {
   DMTF_TEST_PSK,
@@ -38,6 +43,7 @@ import {
   VERSION_NAMES,
 } from "./names.js";
 import type { Provisioning } from "./provisioning.js";
+import { CERTIFICATE_CAPABILITIES, publicKeyDer } from "./public-key.js";
 import type { KeyLog } from "./session.js";
 
 // ---- names ------------------------------------------------------------------------------------
@@ -263,6 +269,12 @@ export const spdmSettingsSchema = z
         basic: z.enum(["BASIC", "NO"]).default("NO"),
         /** The requester's certificate chain (WO_ENCAP): DER-concatenated or PEM certificates, root first. */
         requesterCertChain: z.string().min(1).optional(),
+        /**
+         * Instead of a chain, the requester's public key provisioned out of band (WO_ENCAP, the
+         * requester's PUB_KEY_ID_CAP, spdm-emu's `--req_slot_id 0xFF`): a DER SubjectPublicKeyInfo
+         * or PEM file. KEY_EXCHANGE_RSP names it with ReqSlotIDParam 0xF, FINISH with 0xFF.
+         */
+        requesterPublicKey: z.string().min(1).optional(),
         /** A root certificate (DER or PEM) the chain must start at or be issued by. */
         trustRoot: z.string().min(1).optional(),
         /** More roots a fetched requester chain may verify against (W_ENCAP, DIGESTS, BASIC). */
@@ -270,6 +282,14 @@ export const spdmSettingsSchema = z
         required: z.boolean().default(true),
       })
       .optional(),
+    /**
+     * Public-key mode (DSP0274 PUB_KEY_ID_CAP, spdm-emu's `--slot_id 0xFF`), off when absent: the
+     * requester holds our public key out of band. PUB_KEY_ID_CAP is advertised instead of CERT_CAP
+     * (and the capabilities that need certificates), and CHALLENGE, KEY_EXCHANGE and signed
+     * GET_MEASUREMENTS name the key as slot 0xFF. The key is `privateKey` (PEM or DER), else
+     * slot 0's.
+     */
+    publicKey: z.strictObject({ privateKey: z.string().min(1).optional() }).optional(),
     /**
      * A slow device, off when absent: the listed requests are first answered with ERROR
      * ResponseNotReady (RDT hint 2^rdtExponent µs × rdtm), and their response goes out for the
@@ -294,9 +314,12 @@ export const spdmSettingsSchema = z
     // What libspdm's requester rejects in CAPABILITIES (libspdm 1e16c60f validate_responder_capability).
     if (has("MEAS_SIG") && has("MEAS_NO_SIG"))
       issue(["capabilities"], "MEAS_SIG and MEAS_NO_SIG exclude each other");
-    if ((has("CHAL") || has("MEAS_SIG")) && !has("CERT"))
-      issue(["capabilities"], "CHAL and MEAS_SIG need CERT");
-    if (has("KEY_EX") && !has("CERT")) issue(["capabilities"], "KEY_EX needs CERT");
+    // A key: certificates, or the public key of public-key mode.
+    const key = has("CERT") || s.publicKey !== undefined;
+    if ((has("CHAL") || has("MEAS_SIG")) && !key) issue(["capabilities"], "CHAL and MEAS_SIG need CERT");
+    if (has("KEY_EX") && !key) issue(["capabilities"], "KEY_EX needs CERT");
+    if (s.publicKey && s.publicKey.privateKey === undefined && !s.slots.some((x) => x.slot === 0))
+      issue(["publicKey", "privateKey"], "is needed without slot 0 (whose key it defaults to)");
     if (has("MULTI_KEY_ONLY") && has("MULTI_KEY_NEG"))
       issue(["capabilities"], "MULTI_KEY_ONLY and MULTI_KEY_NEG exclude each other");
     // DSP0274 1.3 (and libspdm's requester checks it).
@@ -307,9 +330,17 @@ export const spdmSettingsSchema = z
     const m = s.mutualAuth;
     if (m && m.mode !== "NO" && !has("KEY_EX"))
       issue(["mutualAuth"], "needs KEY_EX (it is for KEY_EXCHANGE sessions)");
-    if (m?.mode === "WO_ENCAP" && m.requesterCertChain === undefined)
-      issue(["mutualAuth", "requesterCertChain"], "WO_ENCAP needs the requester's chain provisioned");
-    if (m && fetchesChain(m) && m.trustRoot === undefined && !m.trustRoots?.length)
+    const provisioned = [m?.requesterCertChain, m?.requesterPublicKey].filter((f) => f !== undefined).length;
+    if (m?.mode === "WO_ENCAP" && provisioned !== 1)
+      issue(
+        ["mutualAuth", "requesterCertChain"],
+        "WO_ENCAP needs the requester's chain or (requesterPublicKey) its public key provisioned, one of them",
+      );
+    // libspdm: a requester's provisioned public key rules the encapsulated session flows out (BASIC
+    // then challenges slot 0xFF, fetching nothing).
+    if (m?.requesterPublicKey !== undefined && m.mode !== "WO_ENCAP")
+      issue(["mutualAuth", "requesterPublicKey"], "is for WO_ENCAP");
+    if (m && fetchesChain(m) && !m.requesterPublicKey && m.trustRoot === undefined && !m.trustRoots?.length)
       issue(["mutualAuth", "trustRoot"], `${m.mode}/${m.basic} needs a trustRoot for the chain it fetches`);
     if (m?.basic === "BASIC" && !has("CHAL")) issue(["mutualAuth", "basic"], "BASIC needs CHAL");
     if (has("CERT") && !has("CHAL") && !has("MEAS_SIG") && !has("KEY_EX"))
@@ -398,6 +429,8 @@ export interface ResponderConfig {
   pskHint: Buffer;
   /** Mutual authentication (KEY_EXCHANGE without encapsulation) is on: the requester's identity. */
   mutualAuth?: RequesterIdentity;
+  /** Public-key mode: the key slot 0xFF signs with (absent: slot 0's). */
+  publicKey?: { privateKey?: KeyObject };
   /** Mutual authentication through encapsulated requests (responder-encap.ts). */
   encapAuth?: EncapAuth;
   /** ResponseNotReady for these request codes, with this hint, ready after delayMs. */
@@ -408,12 +441,14 @@ export interface ResponderConfig {
   provisioning?: Provisioning;
 }
 
-/** The requester certificate chain provisioned for mutual authentication. */
+/** The requester certificate chain (or public key) provisioned for mutual authentication. */
 export interface RequesterIdentity {
-  /** DER certificates, root first (the SPDM chain of the negotiated hash is built from them). */
+  /** DER certificates, root first (the SPDM chain of the negotiated hash is built from them); none for a public key. */
   certsDer: Buffer[];
-  /** The leaf's key, which signs FINISH. */
+  /** The leaf's key (or the provisioned one), which signs FINISH. */
   publicKey: KeyObject;
+  /** A provisioned public key (requester slot 0xFF): its SPKI DER, which TH hashes instead of a chain. */
+  publicKeyDer?: Buffer;
   /** A requester without MUT_AUTH_CAP gets no KEY_EXCHANGE session (else one without mutual authentication). */
   required: boolean;
 }
@@ -435,7 +470,10 @@ export interface EncapAuth {
  * at start-up; the ReqBaseAsymAlg preferences shrink to what its leaf key can sign with.
  */
 function requesterIdentity(m: NonNullable<SpdmSettings["mutualAuth"]>, reqAsym: AsymAlgo[]) {
-  if (m.mode !== "WO_ENCAP" || m.requesterCertChain === undefined) return undefined;
+  if (m.mode !== "WO_ENCAP") return undefined;
+  if (m.requesterPublicKey !== undefined)
+    return requesterPublicKey(m.requesterPublicKey, m.required, reqAsym);
+  if (m.requesterCertChain === undefined) return undefined;
   const certsDer = loadCertChainFile(m.requesterCertChain);
   const root = new X509Certificate(certsDer[0]!);
   if (m.trustRoot !== undefined) {
@@ -444,13 +482,29 @@ function requesterIdentity(m: NonNullable<SpdmSettings["mutualAuth"]>, reqAsym: 
       throw new CertFileError(m.requesterCertChain, `its root is neither ${m.trustRoot} nor issued by it`);
   }
   const publicKey = new X509Certificate(certsDer.at(-1)!).publicKey;
-  const fitting = reqAsym.filter((a) => keyFits(a, publicKey));
+  const fitting = fittingReqAsym(m.requesterCertChain, "its leaf key", publicKey, reqAsym);
+  return { identity: { certsDer, publicKey, required: m.required }, reqAsym: fitting };
+}
+
+/** A requester public key provisioned from `file` (requester slot 0xFF). */
+function requesterPublicKey(file: string, required: boolean, reqAsym: AsymAlgo[]) {
+  const publicKey = loadPublicKeyFile(file);
+  const fitting = fittingReqAsym(file, "its key", publicKey, reqAsym);
+  return {
+    identity: { certsDer: [], publicKey, publicKeyDer: publicKeyDer(publicKey), required },
+    reqAsym: fitting,
+  };
+}
+
+/** The ReqBaseAsymAlg preferences `key` can sign with; none is an error naming `file`. */
+function fittingReqAsym(file: string, what: string, key: KeyObject, reqAsym: AsymAlgo[]): AsymAlgo[] {
+  const fitting = reqAsym.filter((a) => keyFits(a, key));
   if (fitting.length === 0)
     throw new CertFileError(
-      m.requesterCertChain,
-      `its leaf key fits none of the reqAsym algorithms configured (${reqAsym.join(", ")})`,
+      file,
+      `${what} fits none of the reqAsym algorithms configured (${reqAsym.join(", ")})`,
     );
-  return { identity: { certsDer, publicKey, required: m.required }, reqAsym: fitting };
+  return fitting;
 }
 
 export function responderConfig(s: SpdmSettings): ResponderConfig {
@@ -460,11 +514,13 @@ export function responderConfig(s: SpdmSettings): ResponderConfig {
   const encapAuth = s.mutualAuth && encapAuthOf(s.mutualAuth);
   return {
     versions: [...new Set(s.versions.map((v) => VERSION_NAMES[v]))].sort((a, b) => a - b),
-    // Unsigned: bit 31 is LARGE_RESP_CAP.
+    // Unsigned: bit 31 is LARGE_RESP_CAP. Public-key mode: PUB_KEY_ID_CAP for the certificate ones.
     flags:
-      (s.capabilities.reduce((f, c) => f | RESPONDER_CAPABILITY_NAMES[c], 0) |
+      (((s.capabilities.reduce((f, c) => f | RESPONDER_CAPABILITY_NAMES[c], 0) |
         (mutual || encapAuth ? ResponderCapability.MUT_AUTH_CAP : 0) |
-        (encapAuth ? ResponderCapability.ENCAP_CAP : 0)) >>>
+        (encapAuth ? ResponderCapability.ENCAP_CAP : 0)) &
+        ~(s.publicKey ? CERTIFICATE_CAPABILITIES : 0)) |
+        (s.publicKey ? ResponderCapability.PUB_KEY_ID_CAP : 0)) >>>
       0,
     ctExponent: s.ctExponent,
     dataTransferSize: s.dataTransferSize,
@@ -499,6 +555,10 @@ export function responderConfig(s: SpdmSettings): ResponderConfig {
     psk: bytesOf(s.psk),
     pskHint: bytesOf(s.pskHint),
     mutualAuth: mutual?.identity,
+    publicKey: s.publicKey && {
+      privateKey:
+        s.publicKey.privateKey === undefined ? undefined : loadPrivateKeyFile(s.publicKey.privateKey),
+    },
     encapAuth,
     notReady: s.notReady && {
       ...s.notReady,
@@ -530,10 +590,14 @@ export function resolveSlotPaths(s: SpdmSettings, base: string): SpdmSettings {
   const mutualAuth = m && {
     ...m,
     requesterCertChain: m.requesterCertChain === undefined ? undefined : resolve(base, m.requesterCertChain),
+    requesterPublicKey: m.requesterPublicKey === undefined ? undefined : resolve(base, m.requesterPublicKey),
     trustRoot: m.trustRoot === undefined ? undefined : resolve(base, m.trustRoot),
     trustRoots: m.trustRoots?.map((f) => resolve(base, f)),
   };
-  return { ...s, slots, mutualAuth };
+  const publicKey = s.publicKey && {
+    privateKey: s.publicKey.privateKey === undefined ? undefined : resolve(base, s.publicKey.privateKey),
+  };
+  return { ...s, slots, mutualAuth, publicKey };
 }
 
 /** `s` with mutual authentication against the requester chain in `file` (relative to the working directory). */

@@ -99,6 +99,11 @@ export class CertificateSlots {
     return [...this.sources.values()].some((s) => s.fits(asym));
   }
 
+  /** Whether `slot` holds a key for `asym`. */
+  slotServes(slot: number, asym: AsymAlgo): boolean {
+    return this.sources.get(slot)?.fits(asym) ?? false;
+  }
+
   /** The keys of the slots that serve `asym`, lowest slot first (generating chains on first use). */
   async forAsym(asym: AsymAlgo): Promise<Map<number, SlotKey>> {
     const serving = [...this.sources].filter(([, s]) => s.fits(asym));

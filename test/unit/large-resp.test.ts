@@ -20,7 +20,7 @@ import type { SpdmMessage } from "../../protocol/spdm/messages.js";
 import { writeChainFiles } from "../../src/crypto/cert-files.js";
 import { generateCertChain } from "../../src/crypto/certgen.js";
 import { authenticate } from "../../src/requester/connection.js";
-import { SpdmRequester, type SpdmTransport } from "../../src/spdm/requester.js";
+import { SpdmRequester } from "../../src/spdm/requester.js";
 import { REQUESTER_DEFAULTS, type SpdmRequesterOptions } from "../../src/spdm/requester-options.js";
 import { heartbeat, openSession } from "../../src/spdm/requester-session.js";
 import { SpdmResponder } from "../../src/spdm/responder.js";
@@ -31,6 +31,7 @@ import {
   spdmSettingsSchema,
 } from "../../src/spdm/responder-settings.js";
 import { CertificateSlots } from "../../src/spdm/responder-slots.js";
+import { loggedTransport } from "../support/wire-log.js";
 
 const PADDING = 70_000;
 let LARGE_SLOTS: CertificateSlots;
@@ -57,15 +58,7 @@ const withoutLargeResp = DEFAULT_CAPABILITIES.filter((c) => c !== "LARGE_RESP");
 function connect(slots: CertificateSlots, opts: SpdmRequesterOptions = {}, s = settings()) {
   // The device echoes vendor-defined payloads.
   const responder = new SpdmResponder(responderConfig(s), slots, undefined, (m) => m);
-  const wire: Buffer[] = [];
-  const transport: SpdmTransport = {
-    send: async (q) => {
-      const response = await responder.handle(q);
-      wire.push(q, response);
-      return response;
-    },
-    sendSecured: async (q) => (await responder.handleSecured(q)) ?? Buffer.alloc(0),
-  };
+  const { transport, wire } = loggedTransport(responder);
   return { wire, r: new SpdmRequester(transport, { measurementMode: "ALL", ...opts }) };
 }
 
