@@ -3,9 +3,6 @@ import type { Argv } from "yargs";
 import { protocolId } from "../../protocol/doe.js";
 import { defaultDescription, loadDescription } from "../device/description.js";
 import { type DeviceOptions, type RunningDevice, startDevice } from "../device/device.js";
-import { ControlClient } from "../host/control-client.js";
-import { DEFAULT_MMIO_WINDOWS, MmioAllocator } from "../host/mmio.js";
-import { scanDevice } from "../host/scan.js";
 import { createLogger, type LogLevel } from "../log.js";
 import { formatEndpoint, parseEndpoint } from "../net/framed.js";
 import { withMutualAuth, withPsk, withSlotFiles } from "../spdm/responder-settings.js";
@@ -100,21 +97,11 @@ async function runDevice(argv: DeviceArgs): Promise<void> {
 }
 
 /**
- * The device snapshot's build-time run (src/cli/snapshot.ts): the device `argv` describes started,
- * scanned as a host adds it, and stopped again, so that what every device runs as it starts and
- * as the host scans it is compiled.
+ * The device snapshot's build-time run (src/cli/snapshot.ts): the device `argv` describes started
+ * and stopped again, printing nothing, so that what every device runs as it starts is compiled.
  */
 export async function warmDevice(argv: DeviceArgs): Promise<void> {
-  const options = deviceOptions(argv);
-  const device = await startDevice(options);
-  const control = await ControlClient.connect(device.control);
-  try {
-    const mmio = new MmioAllocator(DEFAULT_MMIO_WINDOWS);
-    await scanDevice(control, { mmio, owner: device, timeoutMs: 5000, log: options.log });
-  } finally {
-    control.close();
-    await device.stop();
-  }
+  await (await startDevice(deviceOptions(argv))).stop();
 }
 
 export const deviceCommand = {

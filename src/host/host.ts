@@ -11,6 +11,7 @@
  */
 import {
   CONTROL_MAX_PAYLOAD,
+  type ConfigAccess,
   type ControlMessage,
   type DeviceIdentity,
   decodeControlFrame,
@@ -42,7 +43,7 @@ import { ControlClient } from "./control-client.js";
 import { countFaults, type DeviceFaults } from "./faults-api.js";
 import { DEFAULT_MMIO_WINDOWS, MmioAllocator, type MmioWindows } from "./mmio.js";
 import { type AuthResult, Registry, RegistryError, type VmId } from "./registry.js";
-import { rescanVfs, scanDevice } from "./scan.js";
+import { assignBars, discoverMailboxes, rescanVfs, scanBus } from "./scan.js";
 
 export interface HostDevice {
   control: Endpoint;
@@ -154,15 +155,18 @@ class DeviceLink {
         return false;
       }
       this.state = "scanning";
-      const { identity, functions, mailboxes } = await scanDevice(this.control, {
-        identity: known,
-        mmio: this.ctx.mmio,
-        owner: this,
+      const identity = known ?? (await this.control.identity());
+      const control = this.control;
+      const read = (rid: number, off: number, w: ConfigWidth) => control.cfgRead(rid, off, w);
+      const batch = (accesses: ConfigAccess[]) => control.cfgBatch(accesses);
+      const functions = await scanBus(read, identity.bus, batch);
+      await assignBars(batch, functions, this.ctx.mmio, this, log);
+      const mailboxes = await discoverMailboxes(functions, identity, control, {
         timeoutMs: this.ctx.requestTimeoutMs,
         log,
       });
       // Rules from its description count from the start; a device without fault support shows none.
-      const faults = await this.control.faultList().then(countFaults, () => undefined);
+      const faults = await control.faultList().then(countFaults, () => undefined);
       if (this.isClosed()) return false;
       const id = await this.ctx.registry.add({
         name: identity.name,

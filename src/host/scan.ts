@@ -174,34 +174,6 @@ async function probeAll(batch: ConfigBatch, rids: readonly number[]): Promise<Sc
   return found.filter((f) => f !== undefined);
 }
 
-/** A device as the host finds it over its control connection before registering it. */
-export interface ScannedDevice {
-  identity: DeviceIdentity;
-  functions: ScannedFunction[];
-  mailboxes: ScannedMailbox[];
-}
-
-/**
- * What the host does with a device it adds: reads its identity (unless known), scans its bus,
- * assigns its BARs from `mmio` to `owner`, and walks its DOE mailboxes' discovery. Also the device
- * snapshot's build-time warm-up (src/cli/device.ts), so a device serves this scan compiled.
- */
-export async function scanDevice(
-  control: ControlClient,
-  opts: { identity?: DeviceIdentity; mmio: MmioAllocator; owner: unknown; timeoutMs: number; log: Logger },
-): Promise<ScannedDevice> {
-  const identity = opts.identity ?? (await control.identity());
-  const read = (rid: number, off: number, w: ConfigWidth) => control.cfgRead(rid, off, w);
-  const batch = (accesses: ConfigAccess[]) => control.cfgBatch(accesses);
-  const functions = await scanBus(read, identity.bus, batch);
-  await assignBars(batch, functions, opts.mmio, opts.owner, opts.log);
-  const mailboxes = await discoverMailboxes(functions, identity, control, {
-    timeoutMs: opts.timeoutMs,
-    log: opts.log,
-  });
-  return { identity, functions, mailboxes };
-}
-
 /**
  * Scans every slot of `bus`; returns PFs in routing-ID order, each followed by its enabled VFs.
  * `batch` reads many registers per round trip (by default `read` one at a time).
