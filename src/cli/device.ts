@@ -2,7 +2,7 @@
 import type { Argv } from "yargs";
 import { protocolId } from "../../protocol/doe.js";
 import { defaultDescription, loadDescription } from "../device/description.js";
-import { type RunningDevice, startDevice } from "../device/device.js";
+import { type DeviceOptions, type RunningDevice, startDevice } from "../device/device.js";
 import { createLogger, type LogLevel } from "../log.js";
 import { formatEndpoint, parseEndpoint } from "../net/framed.js";
 import { withMutualAuth, withPsk, withSlotFiles } from "../spdm/responder-settings.js";
@@ -37,7 +37,8 @@ interface DeviceArgs extends CaptureArgs {
   pretty: boolean;
 }
 
-async function runDevice(argv: DeviceArgs): Promise<void> {
+/** The device `argv` describes, as startDevice takes it, less what the process does on SHUTDOWN and faults. */
+function deviceOptions(argv: DeviceArgs): DeviceOptions {
   const log = createLogger({ level: argv["log-level"], pretty: argv.pretty, name: "device" });
   const described = argv.config ? loadDescription(argv.config) : defaultDescription();
   const description = argv.bus === undefined ? described : { ...described, bus: argv.bus };
@@ -46,6 +47,22 @@ async function runDevice(argv: DeviceArgs): Promise<void> {
   if (argv.psk !== undefined) description.spdm = withPsk(description.spdm, argv.psk);
   const mutual = argv["mut-auth-cert-chain"];
   if (mutual !== undefined) description.spdm = withMutualAuth(description.spdm, mutual);
+  return {
+    description,
+    ip: argv.ip,
+    port: argv.port,
+    controlPort: argv["control-port"],
+    host: argv.host ? parseEndpoint(argv.host) : undefined,
+    log,
+    capture: startCapture(argv, "device", log),
+    keyLog: startKeyLog(argv.keylog, log),
+    stateDir: argv["state-dir"],
+  };
+}
+
+async function runDevice(argv: DeviceArgs): Promise<void> {
+  const options = deviceOptions(argv);
+  const { log } = options;
   // A SHUTDOWN can arrive on a mailbox before startDevice has resolved (its ports listen first).
   let device: RunningDevice | undefined;
   let exitWhy: string | undefined;
@@ -56,21 +73,13 @@ async function runDevice(argv: DeviceArgs): Promise<void> {
     if (device) void device.stop().then(() => process.exit(0));
   };
   device = await startDevice({
-    description,
-    ip: argv.ip,
-    port: argv.port,
-    controlPort: argv["control-port"],
-    host: argv.host ? parseEndpoint(argv.host) : undefined,
-    log,
+    ...options,
     onShutdown: () =>
       argv["on-shutdown"] === "exit"
         ? exit("SHUTDOWN")
         : log.info("SHUTDOWN ends only its connection (--on-shutdown close)"),
     // An injected crash: no clean-up, as a device that dies mid-request.
     onFaultExit: () => process.exit(FAULT_EXIT_CODE),
-    capture: startCapture(argv, "device", log),
-    keyLog: startKeyLog(argv.keylog, log),
-    stateDir: argv["state-dir"],
   });
   if (exitWhy) {
     await device.stop();
@@ -85,6 +94,14 @@ async function runDevice(argv: DeviceArgs): Promise<void> {
   }
   console.log(`control listening on ${formatEndpoint(device.control)}`);
   console.log(`device ${device.name} pid ${process.pid} ready`);
+}
+
+/**
+ * The device snapshot's build-time run (src/cli/snapshot.ts): the device `argv` describes started
+ * and stopped again, printing nothing, so that what every device runs as it starts is compiled.
+ */
+export async function warmDevice(argv: DeviceArgs): Promise<void> {
+  await (await startDevice(deviceOptions(argv))).stop();
 }
 
 export const deviceCommand = {
