@@ -14,7 +14,7 @@ import { DoeType, encodeDiscoveryRequest, encodeDoeObject, PCI_SIG_VENDOR_ID } f
 import { decodePcap } from "../protocol/pcap.js";
 import { encodeFrame, SocketCommand, TEST_CLIENT_HELLO, TransportType } from "../protocol/socket.js";
 import { DoeClient } from "../src/doe/client.js";
-import { processCpuMs, processUsage } from "../src/fixture/process-usage.js";
+import { processCpuMs, processMemory, processUsage } from "../src/fixture/process-usage.js";
 import { packageRoot, spawnDevice } from "../src/fixture/spawn-device.js";
 import {
   RESPONDER_BASE_ARGS,
@@ -219,7 +219,8 @@ async function launchDevices(n: number) {
   const ms = performance.now() - start;
   try {
     const view = await t.topology();
-    return { ms, view, rss: t.devices.map((d) => rssMiB(d.pid!)), hostRss: rssMiB(t.host.pid) };
+    const memory = t.devices.map((d) => processMemory(d.pid!));
+    return { ms, view, memory, rss: memory.map((m) => m.rssMiB), hostRss: rssMiB(t.host.pid) };
   } finally {
     await t.stop();
   }
@@ -227,21 +228,24 @@ async function launchDevices(n: number) {
 
 /** `launch` of many device processes: the time until the host has bound every TDEV/TDI, and RSS. */
 async function launchMany(): Promise<string[]> {
-  const { ms, view, rss, hostRss } = await launchDevices(TOPOLOGY_DEVICES);
-  const mean = rss.reduce((a, b) => a + b, 0) / rss.length;
+  const { ms, view, memory, rss, hostRss } = await launchDevices(TOPOLOGY_DEVICES);
+  const mean = (xs: number[]) => (xs.reduce((a, b) => a + b, 0) / xs.length).toFixed(1);
   return [
     `${TOPOLOGY_DEVICES} device processes + host to ${view.tdevs.length} TDEVs / ${view.tdis.length} TDIs bound: ${(ms / 1000).toFixed(2)} s (goal <= 3 s)`,
-    `RSS per device process: mean ${mean.toFixed(1)} MiB, max ${Math.max(...rss).toFixed(1)} MiB (goal <= 50 MiB); host ${hostRss.toFixed(1)} MiB`,
+    `RSS per device process: mean ${mean(rss)} MiB, max ${Math.max(...rss).toFixed(1)} MiB (goal <= 50 MiB); host ${hostRss.toFixed(1)} MiB`,
+    `  of which its own: PSS mean ${mean(memory.map((m) => m.pssMiB))} MiB, private mean ${mean(memory.map((m) => m.privateMiB))} MiB (the rest is the node binary's pages, shared)`,
   ];
 }
 
 /** 256 device processes: they start and register without error (startTopology rejects on any); time and memory. */
 async function launchManyMore(): Promise<string[]> {
-  const { ms, view, rss, hostRss } = await launchDevices(MANY_DEVICES);
+  const { ms, view, memory, rss, hostRss } = await launchDevices(MANY_DEVICES);
   const devices = rss.reduce((a, b) => a + b, 0);
+  const pss = memory.reduce((a, m) => a + m.pssMiB, 0);
   return [
     `${MANY_DEVICES} device processes + host to ${view.devices.length} devices, ${view.tdevs.length} TDEVs / ${view.tdis.length} TDIs bound: ${(ms / 1000).toFixed(2)} s, no error (goal: no error)`,
     `total RSS: ${((devices + hostRss) / 1024).toFixed(2)} GiB (devices ${(devices / 1024).toFixed(2)} GiB, mean ${(devices / rss.length).toFixed(1)} MiB; host ${hostRss.toFixed(1)} MiB)`,
+    `devices' total PSS (shared pages counted once): ${(pss / 1024).toFixed(2)} GiB`,
   ];
 }
 
