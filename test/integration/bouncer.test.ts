@@ -203,17 +203,26 @@ describe("bouncer", () => {
     r.c.close();
   });
 
-  it("echoes an OOB command whose mailbox dies before echoing it, as an upstream error", async () => {
+  it("echoes an OOB command whose mailbox answers anything else or dies before echoing it, as an upstream error", async () => {
     const r = await requester(both.address);
     expect(await r.normal(object(CMA))).toBe("cma");
     const errors = both.stats.upstreamError;
+    const outOfBand = both.stats.outOfBand;
     cma.setHold(true);
-    const holding = once(cma.held, "held");
+    // A NORMAL answer is not the echo.
+    let holding = once(cma.held, "held");
+    const misanswered = r.send(ENDPOINT_INFO);
+    let [conn] = await holding;
+    conn.send({ command: SocketCommand.NORMAL, transport: TransportType.PCI_DOE, payload: object(CMA) });
+    expect(await misanswered).toMatchObject({ command: ENDPOINT_INFO, payload: Buffer.alloc(0) });
+    expect(both.stats.upstreamError).toBe(errors + 1);
+    holding = once(cma.held, "held");
     const dying = r.send(KEY_UPDATE, Buffer.alloc(4));
-    const [conn] = await holding;
+    [conn] = await holding;
     conn.destroy();
     expect(await dying).toMatchObject({ command: KEY_UPDATE, payload: Buffer.alloc(0) });
-    expect(both.stats.upstreamError).toBe(errors + 1);
+    expect(both.stats.upstreamError).toBe(errors + 2);
+    expect(both.stats.outOfBand).toBe(outOfBand);
     cma.setHold(false);
     expect(await r.normal(object(CMA))).toBe("cma"); // reconnects
     r.c.close();
