@@ -241,19 +241,16 @@ export const controlStream = (rids: readonly number[]) => {
 export type Wire = "mailbox" | "bouncer" | "control";
 
 /**
- * Socket commands answered with the connection left open; any other closes it. Both acknowledge
- * OOB_ENCAP_ENDPOINT_INFO as spdm_responder_emu does; only a device's mailbox serves
- * OOB_ENCAP_KEY_UPDATE (the bouncer does not forward it).
+ * Socket commands answered with the connection left open, by a device's mailbox and a host's
+ * bouncer alike (which forwards the OOB commands, or echoes them before any object); any other
+ * closes it.
  */
-const STAYS_OPEN: Record<Exclude<Wire, "control">, number[]> = {
-  mailbox: [
-    SocketCommand.NORMAL,
-    SocketCommand.TEST,
-    SocketCommand.OOB_ENCAP_ENDPOINT_INFO,
-    SocketCommand.OOB_ENCAP_KEY_UPDATE,
-  ],
-  bouncer: [SocketCommand.NORMAL, SocketCommand.TEST, SocketCommand.OOB_ENCAP_ENDPOINT_INFO],
-};
+const STAYS_OPEN: readonly number[] = [
+  SocketCommand.NORMAL,
+  SocketCommand.TEST,
+  SocketCommand.OOB_ENCAP_ENDPOINT_INFO,
+  SocketCommand.OOB_ENCAP_KEY_UPDATE,
+];
 
 export interface Expected {
   /** Frames it answers before anything else happens. */
@@ -285,7 +282,7 @@ export function expectedAnswers(bytes: Buffer, wire: Wire): Expected {
     }
     if (transport !== TransportType.PCI_DOE) return { answers, closes: true, partial: false };
     answers++;
-    if (!STAYS_OPEN[wire].includes(command)) return { answers, closes: true, partial: false };
+    if (!STAYS_OPEN.includes(command)) return { answers, closes: true, partial: false };
   }
   return { answers, closes: false, partial: off < bytes.length };
 }

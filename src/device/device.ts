@@ -145,8 +145,15 @@ export async function startDevice(opts: DeviceOptions): Promise<RunningDevice> {
           peers: users,
           capture: opts.capture,
           captureLabel: `${bdf}-mb${mi}`,
-          encapKeyUpdate: (sessionId) => responder.requestKeyUpdate(sessionId),
-          encapEndpointInfo: () => responder.requestEndpointInfo(),
+          // Echoed whether or not anything was armed, as spdm_responder_emu does.
+          encapKeyUpdate: (sessionId, done) => {
+            responder.requestKeyUpdate(sessionId);
+            done();
+          },
+          encapEndpointInfo: (done) => {
+            responder.requestEndpointInfo();
+            done();
+          },
           faults: { set: faults, rid, mailbox: mi, exit: onFaultExit },
         });
         servers.push(server);

@@ -5,7 +5,7 @@
 import type { Logger } from "../log.js";
 import type { PcapCapture } from "../net/capture.js";
 import { type FramedConnection, FramedServer } from "../net/framed.js";
-import { serveSpdmEmu } from "../net/spdm-emu-server.js";
+import { type SpdmEmuHandlers, serveSpdmEmu } from "../net/spdm-emu-server.js";
 import { applyDoeFault, doeSite } from "./fault-injection.js";
 import type { FaultSet } from "./faults.js";
 import type { Mailbox } from "./mailbox.js";
@@ -23,9 +23,9 @@ export interface MailboxEndpointOptions {
   capture?: PcapCapture;
   captureLabel?: string;
   /** spdm-emu's OOB_ENCAP_KEY_UPDATE for a session of the mailbox's SPDM responder. */
-  encapKeyUpdate?: (sessionId: number) => void;
+  encapKeyUpdate?: SpdmEmuHandlers["encapKeyUpdate"];
   /** spdm-emu's OOB_ENCAP_ENDPOINT_INFO for the mailbox's SPDM responder. */
-  encapEndpointInfo?: () => void;
+  encapEndpointInfo?: SpdmEmuHandlers["encapEndpointInfo"];
   /** The device's fault rules, where this mailbox sits, and what an `exit` fault does. */
   faults?: { set: FaultSet; rid: number; mailbox: number; exit: () => void };
 }

@@ -15,6 +15,14 @@
  * connection sees each requester as it would directly. CONTINUE and SHUTDOWN end only the
  * requester's connection (echoed, as spdm-emu does) and its upstream connections: the device is
  * the host's, not the requester's, so SHUTDOWN is never forwarded.
+ *
+ * spdm-emu's OOB_ENCAP_KEY_UPDATE and OOB_ENCAP_ENDPOINT_INFO (which arm the device's next
+ * encapsulated request, e.g. for `spdm_requester_emu --key_upd RSP`) go to the mailbox of the
+ * requester's last forwarded object, where its SPDM connection lives, and are echoed once the device
+ * has echoed them. Before any object there is no SPDM connection to act on: they are echoed here, as
+ * spdm_responder_emu echoes one that arms nothing. A mailbox that fails or does not echo within the
+ * timeout is an upstream error, answered with the echo, which is also what a device that arms
+ * nothing sends.
  */
 import { DoeType, decodeDoeHeader, PCI_SIG_VENDOR_ID, protocolId } from "../../protocol/doe.js";
 import { DecodeError } from "../../protocol/errors.js";
@@ -38,6 +46,8 @@ export interface BounceTargets {
 export interface BounceStats {
   /** Objects forwarded and answered. */
   forwarded: number;
+  /** OOB commands forwarded and echoed. */
+  outOfBand: number;
   invalidRequest: number;
   missingMailbox: number;
   upstreamError: number;
@@ -87,7 +97,13 @@ function route(object: Buffer, targets: BounceTargets): Endpoint | BounceError {
 }
 
 export class Bouncer {
-  readonly stats: BounceStats = { forwarded: 0, invalidRequest: 0, missingMailbox: 0, upstreamError: 0 };
+  readonly stats: BounceStats = {
+    forwarded: 0,
+    outOfBand: 0,
+    invalidRequest: 0,
+    missingMailbox: 0,
+    upstreamError: 0,
+  };
   /** Bounce errors are mostly a requester's doing: their warnings are rate-limited (the stats count all). */
   private readonly failures = new WarnLimiter();
 
@@ -122,11 +138,17 @@ export class Bouncer {
 
   private serve(conn: FramedConnection): void {
     const log = this.opts.log.child({ requester: conn.peer });
-    const upstreams: Upstreams = new Map();
+    const upstreams: Upstreams = { byKey: new Map(), last: undefined };
     const dropUpstreams = () => {
-      for (const u of upstreams.values()) closeUpstream(u);
-      upstreams.clear();
+      for (const u of upstreams.byKey.values()) closeUpstream(u);
+      upstreams.byKey.clear();
     };
+    const broken = (e: unknown) => {
+      log.error({ err: (e as Error).stack }, "bounce failed; closing connection");
+      conn.destroy();
+    };
+    const outOfBand = (command: number, payload: Buffer, done: () => void) =>
+      void this.outOfBand(command, payload, upstreams, log).then(() => done(), broken);
     log.debug("requester connected");
     this.opts.capture?.attach(conn, this.opts.captureLabel ?? "bounce");
     conn.once("close", () => {
@@ -134,13 +156,16 @@ export class Bouncer {
       log.debug("requester disconnected");
     });
     serveSpdmEmu(conn, log, {
-      normal: (payload, reply) =>
-        this.forward(payload, upstreams, log).then(reply, (e) => {
-          log.error({ err: (e as Error).stack }, "bounce failed; closing connection");
-          conn.destroy();
-        }),
+      normal: (payload, reply) => this.forward(payload, upstreams, log).then(reply, broken),
       // The requester's session ends; SHUTDOWN is not forwarded, so the device stays up.
       end: () => dropUpstreams(),
+      // An empty session ID goes on as 0, which the device reads the same way.
+      encapKeyUpdate: (sessionId, done) => {
+        const payload = Buffer.alloc(4);
+        payload.writeUInt32LE(sessionId);
+        outOfBand(SocketCommand.OOB_ENCAP_KEY_UPDATE, payload, done);
+      },
+      encapEndpointInfo: (done) => outOfBand(SocketCommand.OOB_ENCAP_ENDPOINT_INFO, EMPTY, done),
     });
   }
 
@@ -153,16 +178,48 @@ export class Bouncer {
     const target = route(object, this.opts.targets);
     if (typeof target === "string")
       return Promise.resolve(this.fail(target, log, { object: describe(object) }));
+    upstreams.last = target;
+    const frame = { command: SocketCommand.NORMAL, transport: TransportType.PCI_DOE, payload: object };
+    return this.relay(target, frame, this.answered, upstreams, log, "object forwarded");
+  }
+
+  /** An OOB command to the mailbox of the last object, or echoed here before any (see the top). */
+  private outOfBand(command: number, payload: Buffer, upstreams: Upstreams, log: Logger): Promise<unknown> {
+    const name = commandName(command);
+    if (!upstreams.last) {
+      log.debug({ command: name }, "no object forwarded yet: OOB command echoed here");
+      return Promise.resolve();
+    }
+    const frame = { command, transport: TransportType.PCI_DOE, payload };
+    // Only the echo will do: the request on the wire is this command, so no NORMAL answer is taken for it.
+    const echoed = (rsp: SocketFrame) => {
+      if (rsp.command !== command)
+        throw new Error(`mailbox answered ${name} with ${commandName(rsp.command)}`);
+      this.stats.outOfBand++;
+      return EMPTY;
+    };
+    return this.relay(upstreams.last, frame, echoed, upstreams, log, `${name} forwarded`);
+  }
+
+  /**
+   * Sends `frame` to the mailbox at `target` over the requester's upstream connection to it
+   * (connecting first when there is none) and resolves with what `accept` makes of the answer, or
+   * with an empty payload when the mailbox fails.
+   */
+  private relay(
+    target: Endpoint,
+    frame: SocketFrame,
+    accept: (rsp: SocketFrame) => Buffer,
+    upstreams: Upstreams,
+    log: Logger,
+    what: string,
+  ): Promise<Buffer> {
     const key = endpointKey(target);
-    const upstream = upstreams.get(key);
+    const upstream = upstreams.byKey.get(key);
     const failed = (e: unknown) => this.upstreamFailed(key, e as Error, upstreams, log);
     const send = (client: FramedClient) => {
-      log.debug({ mailbox: key }, "object forwarded");
-      return client.request(
-        { command: SocketCommand.NORMAL, transport: TransportType.PCI_DOE, payload: object },
-        this.opts.timeoutMs,
-        (rsp) => this.answered(rsp),
-      );
+      log.debug({ mailbox: key }, what);
+      return client.request(frame, this.opts.timeoutMs, accept);
     };
     if (upstream instanceof FramedClient && !upstream.closed) return send(upstream).catch(failed);
     // A connection the device has closed since (restart, stop) is replaced, not failed on.
@@ -174,10 +231,10 @@ export class Bouncer {
             connectTimeoutMs: this.opts.timeoutMs,
           });
     if (upstream !== connecting) {
-      upstreams.set(key, connecting);
+      upstreams.byKey.set(key, connecting);
       void connecting.then(
         (c) => {
-          if (upstreams.get(key) === connecting) upstreams.set(key, c);
+          if (upstreams.byKey.get(key) === connecting) upstreams.byKey.set(key, c);
         },
         () => undefined,
       );
@@ -186,16 +243,16 @@ export class Bouncer {
   }
 
   /** A mailbox's answer to a forwarded object: its payload, or an error for anything but NORMAL. */
-  private answered(rsp: SocketFrame): Buffer {
+  private readonly answered = (rsp: SocketFrame): Buffer => {
     if (rsp.command !== SocketCommand.NORMAL) throw new Error(`mailbox answered ${commandName(rsp.command)}`);
     this.stats.forwarded++;
     return rsp.payload;
-  }
+  };
 
   /** The next object to this mailbox reconnects. */
   private upstreamFailed(key: string, e: Error, upstreams: Upstreams, log: Logger): Buffer {
-    const failed = upstreams.get(key);
-    upstreams.delete(key);
+    const failed = upstreams.byKey.get(key);
+    upstreams.byKey.delete(key);
     if (failed) closeUpstream(failed);
     this.opts.onUpstreamError?.(`mailbox ${key}: ${e.message}`);
     return this.fail("upstreamError", log, { mailbox: key, err: e.message });
@@ -203,16 +260,22 @@ export class Bouncer {
 
   private fail(kind: BounceError, log: Logger, detail: object): Buffer {
     this.stats[kind]++;
-    this.failures.warn(log, { error: kind, ...detail }, "bounce error; answered with an empty NORMAL frame");
+    this.failures.warn(
+      log,
+      { error: kind, ...detail },
+      "bounce error; answered with an empty NORMAL frame (an OOB command: its bare echo)",
+    );
     return EMPTY;
   }
 }
 
-/**
- * A requester connection's upstream connections, by mailbox endpoint: the connection once it is
- * up, its promise while connecting.
- */
-type Upstreams = Map<string, FramedClient | Promise<FramedClient>>;
+/** A requester connection's upstream side. */
+interface Upstreams {
+  /** Its connections, by mailbox endpoint: the connection once it is up, its promise while connecting. */
+  byKey: Map<string, FramedClient | Promise<FramedClient>>;
+  /** The mailbox of the last object forwarded: where the requester's SPDM connection lives. */
+  last: Endpoint | undefined;
+}
 
 const closeUpstream = (u: FramedClient | Promise<FramedClient>) =>
   void Promise.resolve(u).then(

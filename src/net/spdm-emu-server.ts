@@ -1,8 +1,8 @@
 /**
  * The server side of the mailbox wire: DMTF spdm-emu's socket protocol (protocol/socket.ts),
  * transport PCI_DOE, as both a device's mailbox endpoint and the host's bouncer speak it. Frames of
- * one connection are handled strictly in order: while a NORMAL frame waits for its answer, later
- * frames wait too; an answer given at once goes out within the same read.
+ * one connection are handled strictly in order: while a NORMAL or OOB frame waits for its answer,
+ * later frames wait too; an answer given at once goes out within the same read.
  */
 import {
   commandName,
@@ -19,10 +19,13 @@ export interface SpdmEmuHandlers {
   normal(payload: Buffer, reply: (object: Buffer) => void): void;
   /** A SHUTDOWN or CONTINUE was echoed and the connection is ending. */
   end?(command: "SHUTDOWN" | "CONTINUE"): void;
-  /** OOB_ENCAP_KEY_UPDATE (the session ID, or 0 when none is given); without it the command is unknown. */
-  encapKeyUpdate?(sessionId: number): void;
-  /** OOB_ENCAP_ENDPOINT_INFO; without it the command is only acknowledged. */
-  encapEndpointInfo?(): void;
+  /**
+   * OOB_ENCAP_KEY_UPDATE (the session ID, or 0 when none is given); call `done` once to echo it.
+   * Without it the command is unknown.
+   */
+  encapKeyUpdate?(sessionId: number, done: () => void): void;
+  /** OOB_ENCAP_ENDPOINT_INFO; call `done` once to echo it. Without it the command is only acknowledged. */
+  encapEndpointInfo?(done: () => void): void;
 }
 
 const EMPTY: Buffer = Buffer.alloc(0);
@@ -44,6 +47,16 @@ export function serveSpdmEmu(conn: FramedConnection, log: Logger, handlers: Spdm
   const reply = (command: number, payload: Buffer = EMPTY) =>
     conn.send({ command, transport: TransportType.PCI_DOE, payload });
 
+  /** Later frames wait until the returned callback answers this one with `command`. */
+  function answerLater(command: number): (payload?: Buffer) => void {
+    waiting = true;
+    return (payload = EMPTY) => {
+      reply(command, payload);
+      waiting = false;
+      pump();
+    };
+  }
+
   function pump(): void {
     if (pumping) return;
     pumping = true;
@@ -64,17 +77,12 @@ export function serveSpdmEmu(conn: FramedConnection, log: Logger, handlers: Spdm
         reply(SocketCommand.TEST, TEST_SERVER_HELLO);
         return;
       case SocketCommand.NORMAL:
-        waiting = true;
-        handlers.normal(frame.payload, (object) => {
-          reply(SocketCommand.NORMAL, object);
-          waiting = false;
-          pump();
-        });
+        handlers.normal(frame.payload, answerLater(SocketCommand.NORMAL));
         return;
-      // Acknowledged as spdm_responder_emu does, with no payload (a request may follow through encapsulation).
+      // Echoed as spdm_responder_emu does, with no payload (a request may follow through encapsulation).
       case SocketCommand.OOB_ENCAP_ENDPOINT_INFO:
-        handlers.encapEndpointInfo?.();
-        reply(frame.command);
+        if (handlers.encapEndpointInfo) handlers.encapEndpointInfo(answerLater(frame.command));
+        else reply(frame.command);
         return;
       case SocketCommand.CONTINUE:
       case SocketCommand.SHUTDOWN: {
@@ -89,8 +97,10 @@ export function serveSpdmEmu(conn: FramedConnection, log: Logger, handlers: Spdm
       case SocketCommand.OOB_ENCAP_KEY_UPDATE:
         if (!handlers.encapKeyUpdate) break;
         // spdm-emu: a 4-byte session ID (host order: LE) or nothing; echoed with no payload.
-        handlers.encapKeyUpdate(frame.payload.length === 4 ? frame.payload.readUInt32LE(0) : 0);
-        reply(SocketCommand.OOB_ENCAP_KEY_UPDATE);
+        handlers.encapKeyUpdate(
+          frame.payload.length === 4 ? frame.payload.readUInt32LE(0) : 0,
+          answerLater(frame.command),
+        );
         return;
     }
     // Every case that handles its command returned.

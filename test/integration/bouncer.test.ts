@@ -12,11 +12,13 @@ import { silentLogger } from "../../src/log.js";
 import { type Endpoint, FramedClient, type FramedConnection, FramedServer } from "../../src/net/framed.js";
 
 /**
- * A stand-in mailbox endpoint that answers every object with its own name, or holds it when told to
- * and emits "held" with the connection it came on.
+ * A stand-in mailbox endpoint that answers every object with its own name and echoes any other
+ * command (kept in `oob`), or holds a frame when told to and emits "held" with the connection it
+ * came on.
  */
 async function fakeMailbox(name: string) {
   const held = new EventEmitter<{ held: [FramedConnection] }>();
+  const oob: { command: number; payload: string }[] = [];
   let hold = false;
   const server = await FramedServer.listen({
     host: "127.0.0.1",
@@ -24,6 +26,10 @@ async function fakeMailbox(name: string) {
     onConnection: (conn) =>
       conn.on("frame", (f) => {
         if (hold) return void held.emit("held", conn);
+        if (f.command !== SocketCommand.NORMAL) {
+          oob.push({ command: f.command, payload: f.payload.toString("hex") });
+          return void conn.send({ ...f, payload: Buffer.alloc(0) });
+        }
         const { vendorId, type } = decodeDoeObject(f.payload);
         conn.send({
           command: SocketCommand.NORMAL,
@@ -35,6 +41,7 @@ async function fakeMailbox(name: string) {
   return {
     server,
     held,
+    oob,
     setHold: (h: boolean) => {
       hold = h;
     },
@@ -45,6 +52,7 @@ const object = (p: DoeProtocol, payload = Buffer.alloc(4)) => encodeDoeObject({ 
 const CMA = { vendorId: 1, type: 1 };
 const SECURED = { vendorId: 1, type: 2 };
 const DISCOVERY = { vendorId: 1, type: 0 };
+const { OOB_ENCAP_KEY_UPDATE: KEY_UPDATE, OOB_ENCAP_ENDPOINT_INFO: ENDPOINT_INFO } = SocketCommand;
 
 async function requester(at: Endpoint) {
   const c = await FramedClient.connect(at, { timeoutMs: 3000 });
@@ -157,6 +165,66 @@ describe("bouncer", () => {
     expect(both.stats.upstreamError).toBe(2);
     secured.setHold(false);
     expect(await r.normal(object(SECURED))).toBe("secured"); // reconnects
+    r.c.close();
+  });
+
+  it("forwards OOB_ENCAP_KEY_UPDATE and OOB_ENCAP_ENDPOINT_INFO to the last object's mailbox, echoing after its echo; before any object, echoes them itself", async () => {
+    const r = await requester(both.address);
+    const session = Buffer.from("0100feff", "hex");
+    const oob = async (command: number, payload?: Buffer) => {
+      const rsp = await r.send(command, payload);
+      expect(rsp).toMatchObject({ command, payload: Buffer.alloc(0) });
+    };
+    const seen = { cma: cma.oob.length, secured: secured.oob.length };
+    const stats = { ...both.stats };
+    // No SPDM connection yet: nothing to forward to.
+    await oob(KEY_UPDATE, session);
+    await oob(ENDPOINT_INFO);
+    expect(cma.oob.length + secured.oob.length).toBe(seen.cma + seen.secured);
+    // After a secured object, to the secured mailbox; after a CMA one, to the CMA mailbox.
+    expect(await r.normal(object(SECURED))).toBe("secured");
+    await oob(KEY_UPDATE, session);
+    expect(secured.oob.slice(seen.secured)).toEqual([{ command: KEY_UPDATE, payload: "0100feff" }]);
+    expect(await r.normal(object(CMA))).toBe("cma");
+    await oob(ENDPOINT_INFO);
+    // An empty session ID goes on as 0.
+    await oob(KEY_UPDATE);
+    expect(cma.oob.slice(seen.cma)).toEqual([
+      { command: ENDPOINT_INFO, payload: "" },
+      { command: KEY_UPDATE, payload: "00000000" },
+    ]);
+    // The stream stays in step: each object still gets its own answer.
+    expect(await r.normal(object(SECURED))).toBe("secured");
+    expect(both.stats).toMatchObject({
+      forwarded: stats.forwarded + 3,
+      outOfBand: stats.outOfBand + 3,
+      upstreamError: stats.upstreamError,
+    });
+    r.c.close();
+  });
+
+  it("echoes an OOB command whose mailbox answers anything else or dies before echoing it, as an upstream error", async () => {
+    const r = await requester(both.address);
+    expect(await r.normal(object(CMA))).toBe("cma");
+    const errors = both.stats.upstreamError;
+    const outOfBand = both.stats.outOfBand;
+    cma.setHold(true);
+    // A NORMAL answer is not the echo.
+    let holding = once(cma.held, "held");
+    const misanswered = r.send(ENDPOINT_INFO);
+    let [conn] = await holding;
+    conn.send({ command: SocketCommand.NORMAL, transport: TransportType.PCI_DOE, payload: object(CMA) });
+    expect(await misanswered).toMatchObject({ command: ENDPOINT_INFO, payload: Buffer.alloc(0) });
+    expect(both.stats.upstreamError).toBe(errors + 1);
+    holding = once(cma.held, "held");
+    const dying = r.send(KEY_UPDATE, Buffer.alloc(4));
+    [conn] = await holding;
+    conn.destroy();
+    expect(await dying).toMatchObject({ command: KEY_UPDATE, payload: Buffer.alloc(0) });
+    expect(both.stats.upstreamError).toBe(errors + 2);
+    expect(both.stats.outOfBand).toBe(outOfBand);
+    cma.setHold(false);
+    expect(await r.normal(object(CMA))).toBe("cma"); // reconnects
     r.c.close();
   });
 });
