@@ -408,6 +408,8 @@ function formatProvisioning(p: ProvisionSummary): string[] {
     );
   if (reset?.step === "SET_CERT")
     lines.push("  SET_CERTIFICATE: ResetRequired, the chain takes effect at the device's reset");
+  if (reset?.step === "SET_KEY_PAIR_INFO")
+    lines.push("  SET_KEY_PAIR_INFO: ResetRequired, the change takes effect at the device's reset");
   for (const step of p.skipped) lines.push(`  ${step}: skipped (the responder does not offer it)`);
   return lines;
 }

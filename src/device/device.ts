@@ -171,14 +171,15 @@ export async function startDevice(opts: DeviceOptions): Promise<RunningDevice> {
       endpoints.push(fnEndpoints);
     }
     const model = new DeviceModel(desc, mailboxes, endpoints, undefined, faults);
-    // A PF's Function Level Reset is the reset CERT_INSTALL_RESET_CAP's pending installs wait for
-    // (the functions share one SPDM identity); a restart is the other (Provisioning's constructor).
+    // A PF's Function Level Reset is the reset CERT_INSTALL_RESET_CAP's pending installs and
+    // SET_KEY_PAIR_RESET_CAP's key-pair changes wait for (the functions share one SPDM identity);
+    // a restart is the other (Provisioning's constructor).
     const pfRids = new Set(desc.functions.map((f) => routingId(desc.bus, desc.device, f.function)));
     model.onConfigChange((rid, change) => {
       if (change.kind === "flr" && pfRids.has(rid) && provisioning.reset())
         log.info(
           { function: formatRoutingId(rid) },
-          "Function Level Reset: pending certificate installs done",
+          "Function Level Reset: pending certificate installs and key-pair changes done",
         );
     });
     const tdisp = new TdispEngine(model, log.child({ protocol: "tdisp" }));

@@ -79,6 +79,8 @@ export const RESPONDER_CAPABILITY_NAMES = {
   MEL: Rsp.MEL_CAP,
   GET_KEY_PAIR_INFO: Rsp.GET_KEY_PAIR_INFO_CAP,
   SET_KEY_PAIR_INFO: Rsp.SET_KEY_PAIR_INFO_CAP,
+  /** SET_KEY_PAIR_INFO completes across the device's reset (1.4; responder-install-reset.ts). */
+  SET_KEY_PAIR_RESET: Rsp.SET_KEY_PAIR_RESET_CAP,
   /** Encapsulated requests (1.1+): the responder-initiated KEY_UPDATE; mutual-auth modes add it themselves. */
   ENCAP: Rsp.ENCAP_CAP,
   /** Multi-key connections (1.3): always, or when the requester asks with MULTI_KEY_CONN. */

@@ -13,7 +13,8 @@
  *
  * With CERT_INSTALL_RESET_CAP the device defers: SET_CERTIFICATE's chain (or erasure) and GET_CSR's
  * request wait here (pending) until the device is reset, which reset() is: the device's start (so a
- * restart with the state directory completes them) or a physical function's FLR. Pending work is
+ * restart with the state directory completes them) or a physical function's FLR. With
+ * SET_KEY_PAIR_RESET_CAP a key pair's SET_KEY_PAIR_INFO change waits the same way. Pending work is
  * saved with the rest.
  */
 
@@ -22,8 +23,9 @@ import { mkdirSync, readFileSync, renameSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { z } from "zod";
 import { KeyUsage } from "../../protocol/spdm/codes.js";
+import { KeyPairOperation } from "../../protocol/spdm/provision.js";
 import { bitIndices, maskOf } from "../bits.js";
-import { privateKeyFromPkcs8 } from "../crypto/csr.js";
+import { generateKey, privateKeyFromPkcs8 } from "../crypto/csr.js";
 import { ASYM, type AsymAlgo } from "../crypto/suites.js";
 import type { CertificateSlots, SlotKey } from "./responder-slots.js";
 
@@ -40,6 +42,26 @@ export interface KeyPair {
   erased: boolean;
   /** SET_KEY_PAIR_INFO's generate operation. */
   generated?: { asym: AsymAlgo; key: KeyObject };
+}
+
+/** A checked SET_KEY_PAIR_INFO: what it does to its key pair. */
+export interface KeyPairChange {
+  id: number;
+  /** KeyPairOperation. */
+  operation: number;
+  /** DesiredKeyUsage (0: unchanged), DesiredAsymAlgo as asked, DesiredAssocCertSlotMask. */
+  usage: number;
+  algo: number;
+  assocMask: number;
+  /** Generate: the new key's algorithm. */
+  asym?: AsymAlgo;
+}
+
+/** SET_KEY_PAIR_RESET_CAP: a key pair's change waiting for (or made by) the next reset. */
+export interface PendingKeyPairChange {
+  change: KeyPairChange;
+  /** A reset has made the change since. */
+  ready: boolean;
 }
 
 /** A GET_CSR the device completes at its next reset. */
@@ -69,6 +91,20 @@ const stateSchema = z.strictObject({
         z.string().regex(/^[0-7]$/),
         z.strictObject({ request: b64, csr: b64, ready: z.boolean() }),
       ),
+      /** SET_KEY_PAIR_RESET_CAP: by KeyPairID. */
+      keyPairs: z
+        .record(
+          z.string().regex(/^[1-9]\d{0,2}$/),
+          z.strictObject({
+            operation: z.number().int().min(0).max(KeyPairOperation.Generate),
+            usage: z.number().int().min(0).max(0xffff),
+            algo: z.number().int().min(0).max(0xffff_ffff),
+            assocMask: z.number().int().min(0).max(0xff),
+            asym: z.enum(Object.keys(ASYM) as [AsymAlgo]).optional(),
+            ready: z.boolean(),
+          }),
+        )
+        .optional(),
     })
     .optional(),
   keyPairs: z.array(
@@ -93,6 +129,8 @@ export class Provisioning {
   private readonly pendingSlots = new Map<number, SlotKey | null>();
   /** GET_CSR waiting for (or completed by) a reset, by CSRTrackingTag (0: a request before 1.3). */
   readonly pendingCsrs = new Map<number, PendingCsr>();
+  /** SET_KEY_PAIR_INFO waiting for (or made by) a reset, by KeyPairID. */
+  readonly pendingKeyPairs = new Map<number, PendingKeyPairChange>();
 
   /**
    * The described slots of `slots` give the key pairs. Loads `stateDir`'s state (and applies its
@@ -155,13 +193,48 @@ export class Provisioning {
     this.save();
   }
 
+  /** SET_KEY_PAIR_INFO: the key pair changes now. */
+  changeKeyPair(change: KeyPairChange): void {
+    this.apply(change);
+    this.save();
+  }
+
+  /** SET_KEY_PAIR_INFO that takes effect at the next reset (replacing one waiting for the key pair). */
+  deferKeyPairChange(change: KeyPairChange): void {
+    this.pendingKeyPairs.set(change.id, { change, ready: false });
+    this.save();
+  }
+
+  /** A change the reset made, acknowledged: forgotten. */
+  dropKeyPairChange(id: number): void {
+    this.pendingKeyPairs.delete(id);
+    this.save();
+  }
+
+  private apply({ id, operation, usage, assocMask, asym }: KeyPairChange): void {
+    const kp = this.keyPair(id);
+    if (!kp) return; // a pending change for a key pair the description no longer has
+    if (operation === KeyPairOperation.Erase) Object.assign(kp, { erased: true, generated: undefined });
+    else {
+      if (operation === KeyPairOperation.Generate)
+        Object.assign(kp, { erased: false, generated: { asym, key: generateKey(asym!) } });
+      if (usage !== 0) kp.usage = usage;
+      kp.assocMask = assocMask;
+    }
+  }
+
   /**
    * The device's reset: pending chains are installed (or slots erased), pending CSRs become
-   * retrievable. Whether anything was waiting.
+   * retrievable, pending key-pair changes are made. Whether anything was waiting.
    */
   reset(): boolean {
     const waiting = [...this.pendingCsrs.values()].filter((p) => !p.ready);
-    if (this.pendingSlots.size === 0 && waiting.length === 0) return false;
+    const changes = [...this.pendingKeyPairs.values()].filter((p) => !p.ready);
+    if (this.pendingSlots.size === 0 && waiting.length === 0 && changes.length === 0) return false;
+    for (const p of changes) {
+      this.apply(p.change);
+      p.ready = true;
+    }
     for (const [slot, key] of this.pendingSlots) {
       this.installed.set(slot, key);
       if (key) this.slots.install(slot, key);
@@ -183,7 +256,7 @@ export class Provisioning {
           k && { certs: k.certsDer.map((d) => d.toString("base64")), key: pkcs8(k.privateKey) },
         ]),
       );
-    const pending = this.pendingSlots.size > 0 || this.pendingCsrs.size > 0;
+    const pending = this.pendingSlots.size > 0 || this.pendingCsrs.size > 0 || this.pendingKeyPairs.size > 0;
     const state: z.input<typeof stateSchema> = {
       version: 1,
       slots: slots(this.installed),
@@ -195,6 +268,12 @@ export class Provisioning {
               String(tag),
               { request: p.request.toString("base64"), csr: p.csr.toString("base64"), ready: p.ready },
             ]),
+          ),
+          keyPairs: Object.fromEntries(
+            [...this.pendingKeyPairs].map(([id, { change, ready }]) => {
+              const { id: _, ...fields } = change;
+              return [String(id), { ...fields, ready }];
+            }),
           ),
         },
       }),
@@ -241,6 +320,8 @@ export class Provisioning {
       for (const [slot, k] of Object.entries(state.pending?.slots ?? {}))
         this.pendingSlots.set(Number(slot), slotKey(k));
       for (const [tag, p] of Object.entries(state.pending?.csrs ?? {})) this.pendingCsrs.set(Number(tag), p);
+      for (const [id, { ready, ...change }] of Object.entries(state.pending?.keyPairs ?? {}))
+        this.pendingKeyPairs.set(Number(id), { change: { id: Number(id), ...change }, ready });
     } catch (e) {
       throw e instanceof SyntaxError || !(e as Error).message.startsWith("state directory")
         ? corrupt((e as Error).message)

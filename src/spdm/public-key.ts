@@ -38,7 +38,8 @@ export const CERTIFICATE_CAPABILITIES =
   ResponderCapability.MULTI_KEY_CAP_ONLY |
   ResponderCapability.MULTI_KEY_CAP_NEG |
   ResponderCapability.GET_KEY_PAIR_INFO_CAP |
-  ResponderCapability.SET_KEY_PAIR_INFO_CAP;
+  ResponderCapability.SET_KEY_PAIR_INFO_CAP |
+  ResponderCapability.SET_KEY_PAIR_RESET_CAP;
 
 /** What spdm-emu's `--req_slot_id 0xFF` drops from a requester's flags for PUB_KEY_ID_CAP. */
 export const REQUESTER_CERTIFICATE_CAPABILITIES =

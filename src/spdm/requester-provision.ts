@@ -19,7 +19,8 @@
  * (libspdm's LIBSPDM_STATUS_RESET_REQUIRED_PEER; at 1.3 and later only with that capability): the
  * summary says so, with GET_CSR's CSRTrackingTag, and the later steps are not run, as spdm-emu's
  * requester stops there. After the device's reset, GET_CSR with that tag (`csrTrackingTag`; before
- * 1.3, the same request again) retrieves the CSR.
+ * 1.3, the same request again) retrieves the CSR. Likewise SET_KEY_PAIR_INFO from a responder with
+ * SET_KEY_PAIR_RESET_CAP (at 1.4 and later only with it; libspdm accepts it from any 1.3 one).
  */
 import { X509Certificate } from "node:crypto";
 import { SpdmErrorCode } from "../../protocol/spdm/codes.js";
@@ -81,8 +82,20 @@ export interface ProvisionSummary {
   csr?: Buffer;
   setCertificate?: { slot: number; certificates: number };
   /** ERROR ResetRequired: the step completes at the device's reset; GET_CSR's CSRTrackingTag (0: none). */
-  resetRequired?: { step: "GET_CSR" | "SET_CERT"; tag: number };
+  resetRequired?: { step: ResetStep; tag: number };
 }
+
+/**
+ * The steps a responder may answer ResetRequired, the capability that lets it, and the first
+ * version that needs the capability for it (libspdm's requester; 1.2.0 did not define
+ * CERT_INSTALL_RESET_CAP).
+ */
+const RESET_CAPABILITY = {
+  GET_CSR: ["CERT_INSTALL_RESET_CAP", 0x13],
+  SET_CERT: ["CERT_INSTALL_RESET_CAP", 0x13],
+  SET_KEY_PAIR_INFO: ["SET_KEY_PAIR_RESET_CAP", 0x14],
+} as const;
+type ResetStep = keyof typeof RESET_CAPABILITY;
 
 const MEL_RESPONSE_HEADER = 12;
 /** spdm-emu's requester works with key pair 1. */
@@ -99,8 +112,11 @@ export async function runProvisionSteps(r: SpdmRequester): Promise<ProvisionSumm
     if (step === "MEL") summary.mel = await getMel(r);
     else if (step === "EP_INFO") summary.endpointInfo = await getEndpointInfo(r);
     else if (step === "GET_KEY_PAIR_INFO") summary.keyPair = await getKeyPairInfo(r);
-    else if (step === "SET_KEY_PAIR_INFO") summary.keyPairErased = await eraseKeyPair(r);
-    else if (step === "GET_CSR") {
+    else if (step === "SET_KEY_PAIR_INFO") {
+      const erased = await eraseKeyPair(r);
+      if (typeof erased === "number") summary.keyPairErased = erased;
+      else summary.resetRequired = { step, tag: 0 };
+    } else if (step === "GET_CSR") {
       const got = await getCsr(r);
       if (Buffer.isBuffer(got)) summary.csr = got;
       else summary.resetRequired = { step, tag: got.resetRequired };
@@ -214,8 +230,8 @@ export async function getKeyPairInfo(r: SpdmRequester): Promise<NonNullable<Prov
   };
 }
 
-/** spdm-emu's SET_KEY_PAIR_INFO: drop key pair 1's slot association, then erase it. */
-async function eraseKeyPair(r: SpdmRequester): Promise<number> {
+/** spdm-emu's SET_KEY_PAIR_INFO: drop key pair 1's slot association, then erase it (stopping at ResetRequired). */
+async function eraseKeyPair(r: SpdmRequester): Promise<number | { resetRequired: true }> {
   for (const operation of [KeyPairOperation.Change, KeyPairOperation.Erase]) {
     const change = operation === KeyPairOperation.Change;
     const reply = await r.exchange({
@@ -228,9 +244,10 @@ async function eraseKeyPair(r: SpdmRequester): Promise<number> {
         desiredKeyUsage: 0,
         desiredAsymAlgo: 0,
         desiredAssocCertSlotMask: 0,
-        desiredPqcAsymAlgo: Buffer.alloc(4),
+        desiredPqcAsymAlgo: r.version >= 0x14 ? Buffer.alloc(4) : undefined,
       }),
     });
+    if (resetRequired(r, reply, "SET_KEY_PAIR_INFO") !== undefined) return { resetRequired: true };
     expectResponse(reply, "SET_KEY_PAIR_INFO_ACK");
   }
   return KEY_PAIR_ID;
@@ -239,16 +256,13 @@ async function eraseKeyPair(r: SpdmRequester): Promise<number> {
 /** KeyPairID and certificate model for GET_CSR / SET_CERTIFICATE: set only in a multi-key connection. */
 const multiKey = (r: SpdmRequester) => (r.ctx.multiKeyConn ? KEY_PAIR_ID : 0);
 
-/**
- * ERROR ResetRequired to GET_CSR / SET_CERTIFICATE: its ErrorData (GET_CSR's CSRTrackingTag), else
- * undefined. From 1.3 on only a responder with CERT_INSTALL_RESET_CAP may send it (libspdm; 1.2.0
- * did not define the capability).
- */
-function resetRequired(r: SpdmRequester, reply: Reply): number | undefined {
+/** ERROR ResetRequired to `step`: its ErrorData (GET_CSR's CSRTrackingTag), else undefined. */
+function resetRequired(r: SpdmRequester, reply: Reply, step: ResetStep): number | undefined {
   const m = reply.message;
   if (m.code !== "ERROR" || m.errorCode !== SpdmErrorCode.ResetRequired) return undefined;
-  if (r.version >= 0x13 && (r.rsp!.flags & ResponderCapability.CERT_INSTALL_RESET_CAP) === 0)
-    fail("error-response", "responder answered ResetRequired without CERT_INSTALL_RESET_CAP");
+  const [cap, since] = RESET_CAPABILITY[step];
+  if (r.version >= since && (r.rsp!.flags & ResponderCapability[cap]) === 0)
+    fail("error-response", `responder answered ResetRequired without ${cap}`);
   return m.errorData;
 }
 
@@ -265,7 +279,7 @@ export async function getCsr(r: SpdmRequester): Promise<Buffer | { resetRequired
     requesterInfo: Buffer.alloc(0),
     opaqueData: Buffer.alloc(0),
   });
-  const pending = resetRequired(r, reply);
+  const pending = resetRequired(r, reply, "GET_CSR");
   if (pending !== undefined) return { resetRequired: pending };
   const { csr } = expectResponse(reply, "CSR");
   const x509 = await loadX509();
@@ -296,7 +310,7 @@ export async function setCertificate(
     keyPairId,
     certChain: encodeCertChain(r.suite!.hash, certsDer),
   });
-  if (resetRequired(r, reply) !== undefined) return { resetRequired: true };
+  if (resetRequired(r, reply, "SET_CERT") !== undefined) return { resetRequired: true };
   const m = expectResponse(reply, "SET_CERTIFICATE_RSP");
   if ((m.slotId & 0xf) !== slot)
     fail("malformed", `SET_CERTIFICATE_RSP is for slot ${m.slotId}, we set slot ${slot}`);

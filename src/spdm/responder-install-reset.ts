@@ -16,11 +16,20 @@
  *   ResetRequired too (libspdm's cert_slot_reset_mask).
  * The CSR is made when it is asked for (so a missing key fails at once, OperationFailed); the reset
  * only makes it available.
+ *
+ * SET_KEY_PAIR_RESET_CAP (1.4) the same way, as libspdm's responder with its sample device
+ * (libspdm_rsp_set_key_pair_info_ack.c, os_stub/spdm_device_secret_lib_sample/key_pair.c): a
+ * SET_KEY_PAIR_INFO (any operation) that passes the checks gets ERROR ResetRequired and waits,
+ * one per key pair (a later one replaces it), and the reset makes it. The same request after the
+ * reset gets SET_KEY_PAIR_INFO_ACK (the sample's repeated request), and before it ResetRequired
+ * again. GET_KEY_PAIR_INFO reports the key pair as it is until then (1.4's KEY_PAIR_INFO has no
+ * field for a pending change).
  */
 
 import { SpdmVersion } from "../../protocol/spdm/codes.js";
 import type { GetCsr } from "../../protocol/spdm/provision.js";
 import { GetCsrAttribute } from "../../protocol/spdm/provision.js";
+import type { KeyPairChange } from "./provisioning.js";
 import { check, fail, type ResponderContext } from "./responder-context.js";
 import type { SlotKey } from "./responder-slots.js";
 
@@ -76,4 +85,20 @@ export function setCertificateAcrossReset(c: ResetContext, slot: number, key: Sl
 export function checkNoPendingSlot(c: ResetContext, slot?: number): void {
   const mask = c.provisioning.pendingSlotMask;
   check((slot === undefined ? mask : mask & (1 << slot)) === 0, "ResetRequired");
+}
+
+/** SET_KEY_PAIR_INFO on a device with SET_KEY_PAIR_RESET_CAP: the key pair changes at the reset. */
+export function keyPairChangeAcrossReset(c: ResetContext, change: KeyPairChange): never {
+  c.provisioning.deferKeyPairChange(change);
+  fail("ResetRequired");
+}
+
+/** The same SET_KEY_PAIR_INFO again after the reset made it: acknowledged (and forgotten). */
+export function keyPairChangeDone(c: ResetContext, change: KeyPairChange): boolean {
+  const done = c.provisioning.pendingKeyPairs.get(change.id);
+  const same =
+    done?.ready === true &&
+    (["operation", "usage", "algo", "assocMask"] as const).every((k) => done.change[k] === change[k]);
+  if (same) c.provisioning.dropKeyPairChange(change.id);
+  return same;
 }

@@ -13,7 +13,8 @@
  *   key pair's (KeyPairID), else the slot's current key, else the lowest slot's. It then replaces the
  *   slot for every later connection, this one included; 1.3 Erase empties the slot. With
  *   CERT_INSTALL_RESET_CAP both wait for the device's reset (responder-install-reset.ts).
- * - GET/SET_KEY_PAIR_INFO: provisioning.ts's key pairs, with libspdm's checks on the request.
+ * - GET/SET_KEY_PAIR_INFO: provisioning.ts's key pairs, with libspdm's checks on the request. With
+ *   SET_KEY_PAIR_RESET_CAP (1.4) a change waits for the device's reset (responder-install-reset.ts).
  * - GET_ENDPOINT_INFO: the description's EPInfo; signed on request by the slot's key over
  *   A ‖ GET_ENDPOINT_INFO ‖ ENDPOINT_INFO without the signature (libspdm's IL1/IL2, in or out of a
  *   session).
@@ -33,11 +34,16 @@ import {
 } from "../../protocol/spdm/provision.js";
 import { isOneHotOrZero } from "../bits.js";
 import { decodeCertChain, encodeCertChain } from "../crypto/cert-chain.js";
-import { createCsr, generateKey } from "../crypto/csr.js";
+import { createCsr } from "../crypto/csr.js";
 import { ASYM, type AsymAlgo, hash, keyFits } from "../crypto/suites.js";
-import { KEY_PAIR_USAGES, type KeyPair } from "./provisioning.js";
+import { KEY_PAIR_USAGES, type KeyPair, type KeyPairChange } from "./provisioning.js";
 import { check, EMPTY, fail, type ResponderContext } from "./responder-context.js";
-import { csrAcrossReset, setCertificateAcrossReset } from "./responder-install-reset.js";
+import {
+  csrAcrossReset,
+  keyPairChangeAcrossReset,
+  keyPairChangeDone,
+  setCertificateAcrossReset,
+} from "./responder-install-reset.js";
 
 export type ProvisionContext = Pick<
   ResponderContext,
@@ -217,22 +223,20 @@ export async function setKeyPairInfo(
   check(isOneHotOrZero(algo) && (algo === 0 || asym !== undefined));
   // Not SHAREABLE: a key pair is associated with one slot at most.
   check(isOneHotOrZero(assoc));
+  const ack = encodeSpdm({ code: "SET_KEY_PAIR_INFO_ACK", version: m.version });
+  const change: KeyPairChange = { id: kp.id, operation: m.operation, usage, algo, assocMask: assoc };
+  // Only a 1.4 connection carries SET_KEY_PAIR_RESET_CAP (as libspdm asks for the reset).
+  const acrossReset = (c.connection.advertised & ResponderCapability.SET_KEY_PAIR_RESET_CAP) !== 0;
+  if (acrossReset && keyPairChangeDone(c, change)) return ack;
   if (m.operation !== KeyPairOperation.Change && kp.assocMask !== 0) fail("OperationFailed");
   const current = kp.generated?.asym ?? negotiatedAsym(c);
-  if (m.operation === KeyPairOperation.Change) {
-    // A key's algorithm is fixed once it exists.
+  // A key's algorithm is fixed once it exists.
+  if (m.operation === KeyPairOperation.Change)
     check(algo === 0 || kp.erased || keyPairAlgo(current) === algo);
-    if (usage !== 0) kp.usage = usage;
-    kp.assocMask = assoc;
-  } else if (m.operation === KeyPairOperation.Erase) {
-    Object.assign(kp, { erased: true, generated: undefined });
-  } else {
-    const a = asym ?? current;
-    Object.assign(kp, { erased: false, generated: { asym: a, key: generateKey(a) }, assocMask: assoc });
-    if (usage !== 0) kp.usage = usage;
-  }
-  c.provisioning.save();
-  return encodeSpdm({ code: "SET_KEY_PAIR_INFO_ACK", version: m.version });
+  if (m.operation === KeyPairOperation.Generate) change.asym = asym ?? current;
+  if (acrossReset) keyPairChangeAcrossReset(c, change);
+  c.provisioning.changeKeyPair(change);
+  return ack;
 }
 
 export function getEndpointInfo(

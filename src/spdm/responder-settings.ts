@@ -327,6 +327,8 @@ export const spdmSettingsSchema = z
       issue(["capabilities"], "MULTI_KEY_ONLY and MULTI_KEY_NEG need GET_KEY_PAIR_INFO and CERT");
     if (has("CERT_INSTALL_RESET") && !(has("CSR") || has("SET_CERT")))
       issue(["capabilities"], "CERT_INSTALL_RESET needs CSR or SET_CERT");
+    if (has("SET_KEY_PAIR_RESET") && !has("SET_KEY_PAIR_INFO"))
+      issue(["capabilities"], "SET_KEY_PAIR_RESET needs SET_KEY_PAIR_INFO");
     const m = s.mutualAuth;
     if (m && m.mode !== "NO" && !has("KEY_EX"))
       issue(["mutualAuth"], "needs KEY_EX (it is for KEY_EXCHANGE sessions)");

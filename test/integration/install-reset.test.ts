@@ -4,6 +4,7 @@
  * signs it, SET_CERTIFICATE answered ResetRequired (GET_DIGESTS too until the reset), the device
  * reset, and the new chain verifies against the CA. The reset is a restart with the same
  * `--state-dir`, or a Function Level Reset written with `doe-emu setpci` over the control wire.
+ * SET_KEY_PAIR_RESET the same way: each SET_KEY_PAIR_INFO answered ResetRequired, made at the FLR.
  */
 import { spawnSync } from "node:child_process";
 import { mkdtempSync, readFileSync, writeFileSync } from "node:fs";
@@ -12,7 +13,7 @@ import { join } from "node:path";
 import { describe, expect, it } from "vitest";
 import { generateCertChain } from "../../src/crypto/certgen.js";
 import { issueFromCsr } from "../../src/crypto/csr.js";
-import { packageRoot, spawnDevice } from "../../src/fixture/spawn-device.js";
+import { packageRoot, type SpawnedDevice, spawnDevice } from "../../src/fixture/spawn-device.js";
 import type { Endpoint } from "../../src/net/framed.js";
 import { runRequester } from "../../src/requester/run.js";
 import { testCa } from "../support/test-ca.js";
@@ -59,6 +60,15 @@ async function config() {
   return { dir, file };
 }
 
+/** A Function Level Reset of the device's function 0, written with `doe-emu setpci` over the control wire. */
+function flr(device: SpawnedDevice): void {
+  const { host, port } = device.control;
+  const cli = join(packageRoot(), "dist", "doe-emu.mjs");
+  const args = ["setpci", "-s", "01:00.0", "CAP_EXP+8.w=8000:8000", "--control", `${host}:${port}`];
+  const setpci = spawnSync(process.execPath, [cli, ...args], { encoding: "utf8" });
+  expect(setpci.status, setpci.stderr).toBe(0);
+}
+
 describe("CERT_INSTALL_RESET: GET_CSR and SET_CERTIFICATE completed by the device's reset", () => {
   it("the reset is a restart with the same --state-dir", async () => {
     const { dir, file } = await config();
@@ -79,16 +89,46 @@ describe("CERT_INSTALL_RESET: GET_CSR and SET_CERTIFICATE completed by the devic
   it("the reset is a Function Level Reset (setpci over the control wire), no state directory needed", async () => {
     const { file } = await config();
     const device = await spawnDevice({ args: ["--config", file] });
-    const { host, port } = device.control;
-    const cli = join(packageRoot(), "dist", "doe-emu.mjs");
-    const flr = ["setpci", "-s", "01:00.0", "CAP_EXP+8.w=8000:8000", "--control", `${host}:${port}`];
     try {
       const endpoint = device.mailboxes[0]!.endpoint;
       await provisionAcrossResets(endpoint, async () => {
-        const setpci = spawnSync(process.execPath, [cli, ...flr], { encoding: "utf8" });
-        expect(setpci.status, setpci.stderr).toBe(0);
+        flr(device);
         return endpoint;
       });
+    } finally {
+      await device.stop();
+    }
+  });
+});
+
+describe("SET_KEY_PAIR_RESET: SET_KEY_PAIR_INFO made at the device's reset", () => {
+  it("a Function Level Reset makes the waiting change; the same change is then acknowledged", async () => {
+    const dir = mkdtempSync(join(tmpdir(), "doe-emu-kpreset-"));
+    const file = join(dir, "device.json");
+    const capabilities = [
+      "CERT",
+      "CHAL",
+      "MEAS_SIG",
+      "GET_KEY_PAIR_INFO",
+      "SET_KEY_PAIR_INFO",
+      "SET_KEY_PAIR_RESET",
+    ];
+    writeFileSync(file, JSON.stringify({ spdm: { capabilities, slots: [{ slot: 0, generate: true }] } }));
+    const device = await spawnDevice({ args: ["--config", file] });
+    const steps = { ...opts, provisionSteps: ["GET_KEY_PAIR_INFO" as const, "SET_KEY_PAIR_INFO" as const] };
+    try {
+      const endpoint = device.mailboxes[0]!.endpoint;
+      // Key pair 1 as GET_KEY_PAIR_INFO reports it before each run's SET_KEY_PAIR_INFO.
+      const seen = [];
+      for (let run = 0; run < 3; run++) {
+        const s = await runRequester(endpoint, steps);
+        expect(s.provisioning.resetRequired).toEqual({ step: "SET_KEY_PAIR_INFO", tag: 0 });
+        seen.push(s.provisioning.keyPair);
+        flr(device);
+      }
+      // Dissociated at the first FLR, erased at the second (its change acknowledged first).
+      expect(seen.map((k) => k?.assocCertSlotMask)).toEqual([1, 0, 0]);
+      expect(seen.map((k) => k?.currentAsymAlgo !== 0)).toEqual([true, true, false]);
     } finally {
       await device.stop();
     }

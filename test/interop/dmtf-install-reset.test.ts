@@ -18,7 +18,7 @@
  *
  * Skipped unless SPDM_EMU_BIN names spdm-emu's build/bin.
  */
-import { copyFileSync, mkdtempSync, readdirSync, readFileSync, symlinkSync, writeFileSync } from "node:fs";
+import { mkdtempSync, readFileSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
@@ -26,7 +26,7 @@ import { spawnDevice } from "../../src/fixture/spawn-device.js";
 import { SPDM_EMU_BIN as BIN, startResponder, stopResponders } from "../../src/fixture/spdm-emu-responder.js";
 import { runRequester } from "../../src/requester/run.js";
 import { DEFAULT_CAPABILITIES } from "../../src/spdm/responder-settings.js";
-import { bin, runTool } from "../support/dmtf-tool.js";
+import { bin, emuCopy, runTool } from "../support/dmtf-tool.js";
 
 const RESET_REQUIRED_PEER = "80010012";
 
@@ -36,16 +36,6 @@ const RESPONDER_CAPS = [
   "KEY_UPD,HANDSHAKE_IN_CLEAR,CHUNK,SET_CERT,CSR,CERT_INSTALL_RESET,MULTI_KEY_NEG,GET_KEY_PAIR_INFO",
   "SET_KEY_PAIR_INFO,EP_INFO_SIG,LARGE_RESP",
 ].join(",");
-
-/** SPDM_EMU_BIN's entries linked into a new directory, the files its sample device writes copied or empty. */
-function emuCopy(): string {
-  const dir = mkdtempSync(join(tmpdir(), "doe-emu-spdm-emu-"));
-  for (const name of readdirSync(bin(".")))
-    if (name.startsWith("slot_id_")) copyFileSync(bin(name), join(dir, name));
-    else symlinkSync(bin(name), join(dir, name));
-  for (let tag = 1; tag <= 7; tag++) writeFileSync(join(dir, `cached_last_csr_${tag}_request`), "");
-  return dir;
-}
 
 describe.skipIf(!BIN)("CERT_INSTALL_RESET with DMTF's pair", () => {
   afterEach(stopResponders);

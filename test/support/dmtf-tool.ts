@@ -1,6 +1,8 @@
 /** Running DMTF's programs (spdm-emu's build/bin in SPDM_EMU_BIN) from the interop tests. */
 import { spawn } from "node:child_process";
-import { resolve } from "node:path";
+import { copyFileSync, mkdtempSync, readdirSync, symlinkSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join, resolve } from "node:path";
 import { SPDM_EMU_BIN } from "../../src/fixture/spdm-emu-responder.js";
 
 /** A path inside SPDM_EMU_BIN (an absolute path stays as it is). */
@@ -28,4 +30,19 @@ export function runTool(
       done({ code, output });
     });
   });
+}
+
+/**
+ * SPDM_EMU_BIN's entries linked into a new directory, for a spdm_responder_emu whose sample device
+ * writes files there (pending requests of CERT_INSTALL_RESET_CAP and SET_KEY_PAIR_RESET_CAP): the
+ * files it rewrites copied, and the seven `cached_last_csr_N_request` empty (a free CSRTrackingTag;
+ * when they are missing it answers GET_CSR Busy).
+ */
+export function emuCopy(): string {
+  const dir = mkdtempSync(join(tmpdir(), "doe-emu-spdm-emu-"));
+  for (const name of readdirSync(bin(".")))
+    if (name.startsWith("slot_id_")) copyFileSync(bin(name), join(dir, name));
+    else symlinkSync(bin(name), join(dir, name));
+  for (let tag = 1; tag <= 7; tag++) writeFileSync(join(dir, `cached_last_csr_${tag}_request`), "");
+  return dir;
 }
