@@ -38,6 +38,19 @@ function nameOf<T extends Record<string, number>>(table: T, value: number): stri
 export const commandName = (value: number): string => nameOf(SocketCommand, value);
 export const transportName = (value: number): string => nameOf(TransportType, value);
 
+/**
+ * OOB_ENCAP_KEY_UPDATE's payload: the session ID, 4 bytes in host order (LE), or nothing, read as
+ * session 0. The command is echoed with no payload.
+ */
+export function encodeEncapKeyUpdate(sessionId: number): Buffer {
+  const payload = Buffer.alloc(4);
+  payload.writeUInt32LE(sessionId);
+  return payload;
+}
+
+export const decodeEncapKeyUpdate = (payload: Buffer): number =>
+  payload.length === 4 ? payload.readUInt32LE(0) : 0;
+
 /** "Client Hello!" and "Server Hello!" with their NUL, as spdm-emu sends them (14 bytes each). */
 export const TEST_CLIENT_HELLO = Buffer.from("Client Hello!\0", "latin1");
 export const TEST_SERVER_HELLO = Buffer.from("Server Hello!\0", "latin1");

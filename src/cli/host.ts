@@ -45,12 +45,13 @@ interface HostArgs extends CaptureArgs {
 }
 
 async function runHost(argv: HostArgs): Promise<void> {
-  const [{ loadTopology }, { startHost }] = await Promise.all([
+  const [{ loadTopology }, { startHost }, { GIVEN_SOURCE }] = await Promise.all([
     import("../fixture/topology.js"),
     import("../host/host.js"),
+    import("../host/api.js"),
   ]);
   const log = createLogger({ level: argv["log-level"], pretty: argv.pretty, name: "host" });
-  const devices: HostDevice[] = argv.device.map((d) => ({ control: parseEndpoint(d), source: "flag" }));
+  const devices: HostDevice[] = argv.device.map((d) => ({ control: parseEndpoint(d), source: GIVEN_SOURCE }));
   if (argv.topology) {
     for (const e of loadTopology(argv.topology).devices) {
       if (e.control !== undefined) devices.push({ control: parseEndpoint(e.control), source: "topology" });

@@ -26,7 +26,13 @@
  */
 import { DoeType, decodeDoeHeader, PCI_SIG_VENDOR_ID, protocolId } from "../../protocol/doe.js";
 import { DecodeError } from "../../protocol/errors.js";
-import { commandName, SocketCommand, type SocketFrame, TransportType } from "../../protocol/socket.js";
+import {
+  commandName,
+  encodeEncapKeyUpdate,
+  SocketCommand,
+  type SocketFrame,
+  TransportType,
+} from "../../protocol/socket.js";
 import { type Logger, WarnLimiter } from "../log.js";
 import type { PcapCapture } from "../net/capture.js";
 import {
@@ -160,11 +166,8 @@ export class Bouncer {
       // The requester's session ends; SHUTDOWN is not forwarded, so the device stays up.
       end: () => dropUpstreams(),
       // An empty session ID goes on as 0, which the device reads the same way.
-      encapKeyUpdate: (sessionId, done) => {
-        const payload = Buffer.alloc(4);
-        payload.writeUInt32LE(sessionId);
-        outOfBand(SocketCommand.OOB_ENCAP_KEY_UPDATE, payload, done);
-      },
+      encapKeyUpdate: (sessionId, done) =>
+        outOfBand(SocketCommand.OOB_ENCAP_KEY_UPDATE, encodeEncapKeyUpdate(sessionId), done),
       encapEndpointInfo: (done) => outOfBand(SocketCommand.OOB_ENCAP_ENDPOINT_INFO, EMPTY, done),
     });
   }

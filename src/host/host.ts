@@ -106,7 +106,7 @@ export interface Host {
 }
 
 /** Devices announced at once on the hotplug endpoint. */
-export const HOTPLUG_MAX_DEVICES = 1024;
+const HOTPLUG_MAX_DEVICES = 1024;
 
 type LinkState = "connecting" | "scanning" | "registered" | "closed";
 

@@ -107,7 +107,7 @@ const FUNCTIONS = 8;
 export type ConfigBatch = (accesses: ConfigAccess[]) => Promise<Buffer[]>;
 
 /** A ConfigBatch over single accesses, for a path without batches (the host's API, a test's reader). */
-export function oneByOne(read: ConfigReader, write?: ConfigWriter): ConfigBatch {
+function oneByOne(read: ConfigReader, write?: ConfigWriter): ConfigBatch {
   return async (accesses) => {
     const reads: Buffer[] = [];
     for (const a of accesses) {
@@ -286,7 +286,7 @@ const vfBarsAt = (s: SriovInfo, i: number): AssignedBar[] =>
 export async function rescanVfs(
   read: ConfigReader,
   pf: ScannedFunction,
-  batch: ConfigBatch = oneByOne(read),
+  batch: ConfigBatch,
 ): Promise<ScannedFunction[] | undefined> {
   const s = pf.sriov;
   if (!s) return undefined;

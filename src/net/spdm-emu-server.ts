@@ -6,6 +6,7 @@
  */
 import {
   commandName,
+  decodeEncapKeyUpdate,
   SocketCommand,
   type SocketFrame,
   TEST_SERVER_HELLO,
@@ -96,11 +97,7 @@ export function serveSpdmEmu(conn: FramedConnection, log: Logger, handlers: Spdm
       }
       case SocketCommand.OOB_ENCAP_KEY_UPDATE:
         if (!handlers.encapKeyUpdate) break;
-        // spdm-emu: a 4-byte session ID (host order: LE) or nothing; echoed with no payload.
-        handlers.encapKeyUpdate(
-          frame.payload.length === 4 ? frame.payload.readUInt32LE(0) : 0,
-          answerLater(frame.command),
-        );
+        handlers.encapKeyUpdate(decodeEncapKeyUpdate(frame.payload), answerLater(frame.command));
         return;
     }
     // Every case that handles its command returned.
