@@ -4,10 +4,10 @@
  * certificates concatenated (DMTF's bundle_*.certchain.der), or an SPDM certificate chain blob
  * (DSP0274 certificate chain format: Length, reserved, RootHash, certificates); always root first.
  */
-import { createPublicKey, type KeyObject, X509Certificate } from "node:crypto";
+import { type KeyObject, X509Certificate } from "node:crypto";
 import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { basename, join } from "node:path";
-import { HASH, type HashAlgo, hash, importPrivateKey, importPublicKey } from "./suites.js";
+import { HASH, type HashAlgo, hash, importPrivateKey, importPublicKey, publicKeyDer } from "./suites.js";
 import {
   CertChainError,
   checkChainSignatures,
@@ -229,9 +229,7 @@ export function checkKeyMatchesLeaf(privateKey: KeyObject, leaf: Uint8Array | X5
   } catch (e) {
     throw new CertChainError(`the leaf is not a DER X.509 certificate (${(e as Error).message})`);
   }
-  const spki = (k: KeyObject) => k.export({ type: "spki", format: "der" });
-  const pub = privateKey.type === "private" ? createPublicKey(privateKey) : privateKey;
-  if (!spki(pub).equals(spki(cert.publicKey))) {
+  if (!publicKeyDer(privateKey).equals(publicKeyDer(cert.publicKey))) {
     throw new CertChainError(
       `the private key (${describeKey(privateKey)}) does not match the leaf certificate's public key ` +
         `(${describeKey(cert.publicKey)}, ${cert.subject.replace(/\n/g, ", ")})`,

@@ -3,16 +3,9 @@
  * with @peculiar/x509 on the keys of src/crypto/suites.ts: a CSR is signed by the key pair it names,
  * and an issued leaf carries the same SPDM leaf profile as generated chains (certgen.ts).
  */
-import {
-  createPrivateKey,
-  createPublicKey,
-  generateKeyPairSync,
-  type KeyObject,
-  randomBytes,
-  webcrypto,
-} from "node:crypto";
+import { createPrivateKey, generateKeyPairSync, type KeyObject, randomBytes, webcrypto } from "node:crypto";
 import { certSignatureHash, keyParams, OID } from "./certgen.js";
-import { ASYM, type AsymAlgo } from "./suites.js";
+import { ASYM, type AsymAlgo, publicKeyDer } from "./suites.js";
 import { loadX509 } from "./x509.js";
 
 /** WebCrypto key pair for `privateKey` (whose type `asym` names), for signing with @peculiar/x509. */
@@ -21,7 +14,7 @@ async function webKeys(asym: AsymAlgo, privateKey: KeyObject) {
   const subtle = webcrypto.subtle;
   // PSS keys are imported as plain RSA: certificates and CSRs use PKCS#1 v1.5 signatures, as certgen.ts.
   const pkcs8 = privateKey.export({ type: "pkcs8", format: "der" });
-  const spki = createPublicKey(privateKey).export({ type: "spki", format: "der" });
+  const spki = publicKeyDer(privateKey);
   return {
     signAlg,
     privateKey: await subtle.importKey("pkcs8", pkcs8, keyAlg, false, ["sign"]),

@@ -208,6 +208,11 @@ export function importPublicKey(data: string | Uint8Array): KeyObject {
   );
 }
 
+/** The DER SubjectPublicKeyInfo of a public key, or of a private key's public half. */
+export function publicKeyDer(key: KeyObject): Buffer {
+  return (key.type === "public" ? key : createPublicKey(key)).export({ type: "spki", format: "der" });
+}
+
 // ---- DHE: ECDHE and FFDHE ----------------------------------------------------------------------
 
 /** `group`: the node curve name (ECDHE), or the RFC 7919 prime's bits (FFDHE). */

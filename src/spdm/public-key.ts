@@ -7,8 +7,10 @@
  * key's DER SubjectPublicKeyInfo: libspdm hashes the provisioned DER as given (spdm-emu's
  * `*.key.pub.der`), which is the SPKI node exports for the same key, byte for byte.
  */
-import { createPublicKey, type KeyObject } from "node:crypto";
 import { RequesterCapability, ResponderCapability } from "../../protocol/spdm/codes.js";
+
+// The SPKI helper is src/crypto's; re-exported for this module's users in both roles.
+export { publicKeyDer } from "../crypto/suites.js";
 
 /** The SlotID of the provisioned public key. */
 export const PUBLIC_KEY_SLOT = 0xff;
@@ -18,11 +20,6 @@ export const PUBLIC_KEY_SLOT_PARAM = 0xf;
 /** A 4-bit slot field's value as a SlotID (0xF names the provisioned key). */
 export const slotOfParam = (param: number): number =>
   (param & 0xf) === PUBLIC_KEY_SLOT_PARAM ? PUBLIC_KEY_SLOT : param & 0xf;
-
-/** The DER SubjectPublicKeyInfo of a public key, or of a private key's public half. */
-export function publicKeyDer(key: KeyObject): Buffer {
-  return (key.type === "public" ? key : createPublicKey(key)).export({ type: "spki", format: "der" });
-}
 
 /**
  * Responder capabilities that need certificates, which spdm-emu's `--slot_id 0xFF` drops for

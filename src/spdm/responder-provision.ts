@@ -19,7 +19,7 @@
  *   A ‖ GET_ENDPOINT_INFO ‖ ENDPOINT_INFO without the signature (libspdm's IL1/IL2, in or out of a
  *   session).
  */
-import { createPublicKey, type KeyObject, randomBytes } from "node:crypto";
+import { type KeyObject, randomBytes } from "node:crypto";
 import { encodeSpdm } from "../../protocol/spdm/codec.js";
 import { NONCE_SIZE, ResponderCapability, SpdmRequestCode, SpdmVersion } from "../../protocol/spdm/codes.js";
 import type { MessageOf } from "../../protocol/spdm/messages.js";
@@ -35,7 +35,7 @@ import {
 import { isOneHotOrZero } from "../bits.js";
 import { decodeCertChain, encodeCertChain } from "../crypto/cert-chain.js";
 import { createCsr } from "../crypto/csr.js";
-import { ASYM, type AsymAlgo, hash, keyFits } from "../crypto/suites.js";
+import { ASYM, type AsymAlgo, hash, keyFits, publicKeyDer } from "../crypto/suites.js";
 import { KEY_PAIR_USAGES, type KeyPair, type KeyPairChange } from "./provisioning.js";
 import { check, EMPTY, fail, type ResponderContext } from "./responder-context.js";
 import {
@@ -136,10 +136,6 @@ export async function getCsr(c: ProvisionContext, m: MessageOf<"GET_CSR">, reque
   return encodeSpdm({ code: "CSR", version: m.version, csr });
 }
 
-/** DER SubjectPublicKeyInfo of a public key, or of a private key's public half. */
-const spki = (k: KeyObject) =>
-  (k.type === "public" ? k : createPublicKey(k)).export({ type: "spki", format: "der" });
-
 export async function setCertificate(c: ProvisionContext, m: MessageOf<"SET_CERTIFICATE">): Promise<Buffer> {
   const slotId = m.attributes & 0xf;
   check(slotId <= MAX_SLOT);
@@ -162,7 +158,7 @@ export async function setCertificate(c: ProvisionContext, m: MessageOf<"SET_CERT
       ? await keyOf(c, keyPairFor(c, m.keyPairId), asym)
       : deviceKey(c, slotId);
   // A chain for another key would make every signature of the slot fail at the requester.
-  check(key !== undefined && spki(key).equals(spki(leafKey)));
+  check(key !== undefined && publicKeyDer(key).equals(publicKeyDer(leafKey)));
   if (installReset(c)) setCertificateAcrossReset(c, slotId, { certsDer, privateKey: key });
   const chain = encodeCertChain(h, certsDer);
   provisioning.install(slotId, { certsDer, privateKey: key });
@@ -200,7 +196,7 @@ export async function getKeyPairInfo(
     asymAlgoCapabilities: algos.reduce((a, b) => a | b, 0),
     currentAsymAlgo: key ? keyPairAlgo(asym) : 0,
     assocCertSlotMask: kp.assocMask,
-    publicKeyInfo: key ? spki(key) : EMPTY,
+    publicKeyInfo: key ? publicKeyDer(key) : EMPTY,
     ...(m.version >= 0x14 && {
       pqcAsymAlgoCapabilities: Buffer.alloc(4),
       currentPqcAsymAlgo: Buffer.alloc(4),

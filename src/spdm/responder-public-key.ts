@@ -4,8 +4,8 @@
  * its slot map, whose `chain` is then the key's SubjectPublicKeyInfo (what the transcripts hash),
  * so CHALLENGE, KEY_EXCHANGE and MEASUREMENTS sign with it as with any slot.
  */
-import { type AsymAlgo, type HashAlgo, hash, keyFits } from "../crypto/suites.js";
-import { PUBLIC_KEY_SLOT, publicKeyDer } from "./public-key.js";
+import { type AsymAlgo, type HashAlgo, hash, keyFits, publicKeyDer } from "../crypto/suites.js";
+import { PUBLIC_KEY_SLOT } from "./public-key.js";
 import type { ResponderContext, SlotInUse } from "./responder-context.js";
 
 type KeyContext = Pick<ResponderContext, "config" | "slots">;

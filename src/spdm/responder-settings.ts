@@ -33,7 +33,16 @@ import {
   loadPrivateKeyFile,
   loadPublicKeyFile,
 } from "../crypto/cert-files.js";
-import { AEAD, ASYM, type AsymAlgo, DHE, HASH, type HashAlgo, keyFits } from "../crypto/suites.js";
+import {
+  AEAD,
+  ASYM,
+  type AsymAlgo,
+  DHE,
+  HASH,
+  type HashAlgo,
+  keyFits,
+  publicKeyDer,
+} from "../crypto/suites.js";
 import {
   DMTF_TEST_PSK,
   DMTF_TEST_PSK_HINT,
@@ -43,7 +52,7 @@ import {
   VERSION_NAMES,
 } from "./names.js";
 import type { Provisioning } from "./provisioning.js";
-import { CERTIFICATE_CAPABILITIES, publicKeyDer } from "./public-key.js";
+import { CERTIFICATE_CAPABILITIES } from "./public-key.js";
 import type { KeyLog } from "./session.js";
 
 // ---- names ------------------------------------------------------------------------------------
@@ -588,17 +597,16 @@ export function resolveSlotPaths(s: SpdmSettings, base: string): SpdmSettings {
       ? slot
       : { ...slot, certChain: resolve(base, slot.certChain), privateKey: resolve(base, slot.privateKey) },
   );
+  const optional = (f: string | undefined) => (f === undefined ? undefined : resolve(base, f));
   const m = s.mutualAuth;
   const mutualAuth = m && {
     ...m,
-    requesterCertChain: m.requesterCertChain === undefined ? undefined : resolve(base, m.requesterCertChain),
-    requesterPublicKey: m.requesterPublicKey === undefined ? undefined : resolve(base, m.requesterPublicKey),
-    trustRoot: m.trustRoot === undefined ? undefined : resolve(base, m.trustRoot),
+    requesterCertChain: optional(m.requesterCertChain),
+    requesterPublicKey: optional(m.requesterPublicKey),
+    trustRoot: optional(m.trustRoot),
     trustRoots: m.trustRoots?.map((f) => resolve(base, f)),
   };
-  const publicKey = s.publicKey && {
-    privateKey: s.publicKey.privateKey === undefined ? undefined : resolve(base, s.publicKey.privateKey),
-  };
+  const publicKey = s.publicKey && { privateKey: optional(s.publicKey.privateKey) };
   return { ...s, slots, mutualAuth, publicKey };
 }
 
