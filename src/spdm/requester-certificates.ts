@@ -48,8 +48,9 @@ export async function getCertificateChain(r: SpdmRequester, slot: number): Promi
   try {
     bytes = await fetchChain(r, slot, false);
   } catch (e) {
+    // fetchChain throws ChainTooLarge only at 1.4 and later.
     if (!(e instanceof ChainTooLarge)) throw e;
-    if (r.version < SpdmVersion.V1_4 || (r.rsp!.flags & ResponderCapability.LARGE_RESP_CAP) === 0)
+    if ((r.rsp!.flags & ResponderCapability.LARGE_RESP_CAP) === 0)
       fail(
         "certificate",
         `slot ${slot} holds a ${e.size}-byte chain and the responder has no LARGE_RESP_CAP`,

@@ -276,21 +276,15 @@ function mutualAuthOffer(o: SpdmRequesterOptions): Partial<SpdmRequesterOptions>
       `ReqBaseAsymAlg ${bitNames(ReqBaseAsymAlg, reqBaseAsymAlg).join(",") || "(none)"} has no algorithm the requester key signs with (${bitNames(ReqBaseAsymAlg, fitting).join(",") || "none"})`,
     );
   const capabilities = o.capabilities ?? REQUESTER_DEFAULTS.capabilities;
+  // Our public key provisioned (spdm-emu's --req_slot_id 0xFF): PUB_KEY_ID_CAP for the certificate ones.
+  const ours = provisioned
+    ? (capabilities & ~REQUESTER_CERTIFICATE_CAPABILITIES) | RequesterCapability.PUB_KEY_ID_CAP
+    : capabilities | RequesterCapability.EP_INFO_CAP_SIG;
   return {
     // ENCAP_CAP too: a responder may fetch our chain through encapsulated requests first, ask for our
     // endpoint information (signed: EP_INFO_CAP_SIG), which needs encapsulation as well, or (our
-    // public key provisioned, as spdm-emu's --req_slot_id 0xFF) CHALLENGE slot 0xFF after CHALLENGE_AUTH.
-    capabilities: provisioned
-      ? ((capabilities & ~REQUESTER_CERTIFICATE_CAPABILITIES) |
-          RequesterCapability.ENCAP_CAP |
-          RequesterCapability.PUB_KEY_ID_CAP |
-          RequesterCapability.MUT_AUTH_CAP) >>>
-        0
-      : (capabilities |
-          RequesterCapability.MUT_AUTH_CAP |
-          RequesterCapability.ENCAP_CAP |
-          RequesterCapability.EP_INFO_CAP_SIG) >>>
-        0,
+    // public key provisioned) CHALLENGE slot 0xFF after CHALLENGE_AUTH.
+    capabilities: (ours | RequesterCapability.MUT_AUTH_CAP | RequesterCapability.ENCAP_CAP) >>> 0,
     reqBaseAsymAlg,
   };
 }

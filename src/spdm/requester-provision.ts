@@ -109,23 +109,18 @@ export async function runProvisionSteps(r: SpdmRequester): Promise<ProvisionSumm
       summary.skipped.push(step);
       continue;
     }
-    if (step === "MEL") summary.mel = await getMel(r);
-    else if (step === "EP_INFO") summary.endpointInfo = await getEndpointInfo(r);
-    else if (step === "GET_KEY_PAIR_INFO") summary.keyPair = await getKeyPairInfo(r);
-    else if (step === "SET_KEY_PAIR_INFO") {
-      const erased = await eraseKeyPair(r);
-      if (typeof erased === "number") summary.keyPairErased = erased;
-      else summary.resetRequired = { step, tag: 0 };
-    } else if (step === "GET_CSR") {
-      const got = await getCsr(r);
-      if (Buffer.isBuffer(got)) summary.csr = got;
-      else summary.resetRequired = { step, tag: got.resetRequired };
-    } else {
-      const set = await setCertificate(r);
-      if ("resetRequired" in set) summary.resetRequired = { step, tag: 0 };
-      else summary.setCertificate = set;
+    try {
+      if (step === "MEL") summary.mel = await getMel(r);
+      else if (step === "EP_INFO") summary.endpointInfo = await getEndpointInfo(r);
+      else if (step === "GET_KEY_PAIR_INFO") summary.keyPair = await getKeyPairInfo(r);
+      else if (step === "SET_KEY_PAIR_INFO") summary.keyPairErased = await eraseKeyPair(r);
+      else if (step === "GET_CSR") summary.csr = await getCsr(r);
+      else summary.setCertificate = await setCertificate(r);
+    } catch (e) {
+      if (!(e instanceof ResetRequired)) throw e;
+      summary.resetRequired = { step: e.step, tag: e.tag };
+      break;
     }
-    if (summary.resetRequired) break;
   }
   return summary;
 }
@@ -231,7 +226,7 @@ export async function getKeyPairInfo(r: SpdmRequester): Promise<NonNullable<Prov
 }
 
 /** spdm-emu's SET_KEY_PAIR_INFO: drop key pair 1's slot association, then erase it (stopping at ResetRequired). */
-async function eraseKeyPair(r: SpdmRequester): Promise<number | { resetRequired: true }> {
+async function eraseKeyPair(r: SpdmRequester): Promise<number> {
   for (const operation of [KeyPairOperation.Change, KeyPairOperation.Erase]) {
     const change = operation === KeyPairOperation.Change;
     const reply = await r.exchange({
@@ -247,7 +242,7 @@ async function eraseKeyPair(r: SpdmRequester): Promise<number | { resetRequired:
         desiredPqcAsymAlgo: r.version >= 0x14 ? Buffer.alloc(4) : undefined,
       }),
     });
-    if (resetRequired(r, reply, "SET_KEY_PAIR_INFO") !== undefined) return { resetRequired: true };
+    stopAtResetRequired(r, reply, "SET_KEY_PAIR_INFO");
     expectResponse(reply, "SET_KEY_PAIR_INFO_ACK");
   }
   return KEY_PAIR_ID;
@@ -256,18 +251,28 @@ async function eraseKeyPair(r: SpdmRequester): Promise<number | { resetRequired:
 /** KeyPairID and certificate model for GET_CSR / SET_CERTIFICATE: set only in a multi-key connection. */
 const multiKey = (r: SpdmRequester) => (r.ctx.multiKeyConn ? KEY_PAIR_ID : 0);
 
-/** ERROR ResetRequired to `step`: its ErrorData (GET_CSR's CSRTrackingTag), else undefined. */
-function resetRequired(r: SpdmRequester, reply: Reply, step: ResetStep): number | undefined {
+/** ERROR ResetRequired to `step`, which ends the steps; `tag` is its ErrorData (GET_CSR's CSRTrackingTag). */
+class ResetRequired extends Error {
+  constructor(
+    readonly step: ResetStep,
+    readonly tag: number,
+  ) {
+    super(`${step}: ResetRequired`);
+  }
+}
+
+/** Throws ResetRequired when `reply` is that ERROR (and the responder may send it). */
+function stopAtResetRequired(r: SpdmRequester, reply: Reply, step: ResetStep): void {
   const m = reply.message;
-  if (m.code !== "ERROR" || m.errorCode !== SpdmErrorCode.ResetRequired) return undefined;
+  if (m.code !== "ERROR" || m.errorCode !== SpdmErrorCode.ResetRequired) return;
   const [cap, since] = RESET_CAPABILITY[step];
   if (r.version >= since && (r.rsp!.flags & ResponderCapability[cap]) === 0)
     fail("error-response", `responder answered ResetRequired without ${cap}`);
-  return m.errorData;
+  throw new ResetRequired(step, step === "GET_CSR" ? m.errorData : 0);
 }
 
-/** The CSR, or the CSRTrackingTag of one the device completes at its reset. */
-export async function getCsr(r: SpdmRequester): Promise<Buffer | { resetRequired: number }> {
+/** The CSR; ResetRequired carries the CSRTrackingTag of one the device completes at its reset. */
+export async function getCsr(r: SpdmRequester): Promise<Buffer> {
   const keyPairId = multiKey(r);
   // A tag exists from 1.3 on; before, the same request again retrieves the CSR after the reset.
   const tag = r.version >= 0x13 ? (r.options.csrTrackingTag ?? 0) : 0;
@@ -279,8 +284,7 @@ export async function getCsr(r: SpdmRequester): Promise<Buffer | { resetRequired
     requesterInfo: Buffer.alloc(0),
     opaqueData: Buffer.alloc(0),
   });
-  const pending = resetRequired(r, reply, "GET_CSR");
-  if (pending !== undefined) return { resetRequired: pending };
+  stopAtResetRequired(r, reply, "GET_CSR");
   const { csr } = expectResponse(reply, "CSR");
   const x509 = await loadX509();
   let ok = false;
@@ -295,7 +299,7 @@ export async function getCsr(r: SpdmRequester): Promise<Buffer | { resetRequired
 
 export async function setCertificate(
   r: SpdmRequester,
-): Promise<NonNullable<ProvisionSummary["setCertificate"]> | { resetRequired: true }> {
+): Promise<NonNullable<ProvisionSummary["setCertificate"]>> {
   const given = r.options.setCertificate;
   const slot = given?.slot ?? r.options.slotId;
   const certsDer = given?.certsDer ?? r.chains.get(slot)?.chain.certsDer;
@@ -310,7 +314,7 @@ export async function setCertificate(
     keyPairId,
     certChain: encodeCertChain(r.suite!.hash, certsDer),
   });
-  if (resetRequired(r, reply, "SET_CERT") !== undefined) return { resetRequired: true };
+  stopAtResetRequired(r, reply, "SET_CERT");
   const m = expectResponse(reply, "SET_CERTIFICATE_RSP");
   if ((m.slotId & 0xf) !== slot)
     fail("malformed", `SET_CERTIFICATE_RSP is for slot ${m.slotId}, we set slot ${slot}`);
