@@ -13,6 +13,7 @@ import {
 import { DecodeError } from "../../protocol/errors.js";
 import {
   commandName,
+  encodeEncapKeyUpdate,
   SocketCommand,
   type SocketFrame,
   TEST_CLIENT_HELLO,
@@ -106,9 +107,7 @@ export class DoeClient {
    * an encapsulated KEY_UPDATE, which the requester then fetches. Resolves once the device echoes it.
    */
   async requestEncapKeyUpdate(sessionId: number): Promise<void> {
-    const payload = Buffer.alloc(4);
-    payload.writeUInt32LE(sessionId);
-    await this.outOfBand(SocketCommand.OOB_ENCAP_KEY_UPDATE, payload);
+    await this.outOfBand(SocketCommand.OOB_ENCAP_KEY_UPDATE, encodeEncapKeyUpdate(sessionId));
   }
 
   /**

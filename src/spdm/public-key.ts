@@ -9,9 +9,6 @@
  */
 import { RequesterCapability, ResponderCapability } from "../../protocol/spdm/codes.js";
 
-// The SPKI helper is src/crypto's; re-exported for this module's users in both roles.
-export { publicKeyDer } from "../crypto/suites.js";
-
 /** The SlotID of the provisioned public key. */
 export const PUBLIC_KEY_SLOT = 0xff;
 /** The same in a 4-bit slot field. */

@@ -48,9 +48,9 @@ import {
 } from "../../protocol/spdm/provision.js";
 import { byBit, hex } from "../bits.js";
 import { encodeCertChain } from "../crypto/cert-chain.js";
-import { ASYM, type AsymAlgo, hash, keyFits } from "../crypto/suites.js";
+import { ASYM, type AsymAlgo, hash, keyFits, publicKeyDer } from "../crypto/suites.js";
 import { certificateAsk, certificatePortion } from "./certificate-portion.js";
-import { PUBLIC_KEY_SLOT, publicKeyDer } from "./public-key.js";
+import { PUBLIC_KEY_SLOT } from "./public-key.js";
 import { expectResponse, fail, type RequesterConnection, type SpdmRequester } from "./requester.js";
 import { selection } from "./requester-handshake.js";
 import { type SecureSession, SessionError } from "./session.js";

@@ -57,7 +57,8 @@ import type {
 } from "../../protocol/spdm/messages.js";
 import { hex } from "../bits.js";
 import type { CertChain } from "../crypto/cert-chain.js";
-import { PUBLIC_KEY_SLOT, publicKeyDer } from "./public-key.js";
+import { publicKeyDer } from "../crypto/suites.js";
+import { PUBLIC_KEY_SLOT } from "./public-key.js";
 import type { EncapOutcome } from "./requester-encap.js";
 import { type ResolvedOptions, resolveOptions, type SpdmRequesterOptions } from "./requester-options.js";
 import { type SecureSession, SessionError } from "./session.js";

@@ -21,9 +21,9 @@ import {
   SpdmErrorCode,
 } from "../../protocol/spdm/codes.js";
 import { encodeCertChain } from "../../src/crypto/cert-chain.js";
-import { hash } from "../../src/crypto/suites.js";
+import { hash, publicKeyDer } from "../../src/crypto/suites.js";
 import { authenticate } from "../../src/requester/connection.js";
-import { PUBLIC_KEY_SLOT, publicKeyDer, slotOfParam } from "../../src/spdm/public-key.js";
+import { PUBLIC_KEY_SLOT, slotOfParam } from "../../src/spdm/public-key.js";
 import { SpdmRequester, type SpdmTransport } from "../../src/spdm/requester.js";
 import type { SpdmRequesterOptions } from "../../src/spdm/requester-options.js";
 import { openSession } from "../../src/spdm/requester-session.js";
