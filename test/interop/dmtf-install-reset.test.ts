@@ -26,16 +26,11 @@ import { spawnDevice } from "../../src/fixture/spawn-device.js";
 import { SPDM_EMU_BIN as BIN, startResponder, stopResponders } from "../../src/fixture/spdm-emu-responder.js";
 import { runRequester } from "../../src/requester/run.js";
 import { DEFAULT_CAPABILITIES } from "../../src/spdm/responder-settings.js";
-import { bin, emuCopy, runTool } from "../support/dmtf-tool.js";
+import { bin, emuCopy, responderCaps, runTool, slot0 } from "../support/dmtf-tool.js";
 
 const RESET_REQUIRED_PEER = "80010012";
 
-/** spdm_responder_emu's default capabilities (spdm-emu 85436d53 key.c) with CERT_INSTALL_RESET. */
-const RESPONDER_CAPS = [
-  "CACHE,CERT,CHAL,MEAS_SIG,MEL,MEAS_FRESH,ENCRYPT,MAC,MUT_AUTH,KEY_EX,PSK_WITH_CONTEXT,ENCAP,HBEAT",
-  "KEY_UPD,HANDSHAKE_IN_CLEAR,CHUNK,SET_CERT,CSR,CERT_INSTALL_RESET,MULTI_KEY_NEG,GET_KEY_PAIR_INFO",
-  "SET_KEY_PAIR_INFO,EP_INFO_SIG,LARGE_RESP",
-].join(",");
+const RESPONDER_CAPS = responderCaps("CERT_INSTALL_RESET");
 
 describe.skipIf(!BIN)("CERT_INSTALL_RESET with DMTF's pair", () => {
   afterEach(stopResponders);
@@ -46,11 +41,7 @@ describe.skipIf(!BIN)("CERT_INSTALL_RESET with DMTF's pair", () => {
     const capabilities = [...DEFAULT_CAPABILITIES, "CSR", "SET_CERT", "CERT_INSTALL_RESET"];
     writeFileSync(config, JSON.stringify({ spdm: { capabilities, slots: [{ slot: 0, generate: true }] } }));
     // DMTF's sample slot 0 chain and key: its SET_CERT installs that chain.
-    const args = [
-      ...["--config", config, "--state-dir", join(dir, "state")],
-      ...["--cert-chain", bin("ecp384/bundle_responder.certchain.der")],
-      ...["--private-key", bin("ecp384/end_responder.key")],
-    ];
+    const args = ["--config", config, "--state-dir", join(dir, "state"), ...slot0()];
     /** One spdm_requester_emu run against a freshly started device, which its SHUTDOWN ends. */
     const run = async (...extra: string[]) => {
       const device = await spawnDevice({ args });

@@ -25,16 +25,11 @@ import { spawnDevice } from "../../src/fixture/spawn-device.js";
 import { SPDM_EMU_BIN as BIN, startResponder, stopResponders } from "../../src/fixture/spdm-emu-responder.js";
 import { runRequester } from "../../src/requester/run.js";
 import { DEFAULT_CAPABILITIES } from "../../src/spdm/responder-settings.js";
-import { bin, emuCopy, runTool } from "../support/dmtf-tool.js";
+import { bin, emuCopy, responderCaps, runTool, slot0 } from "../support/dmtf-tool.js";
 
 const RESET_REQUIRED = "do_set_key_pair_info_via_spdm - 80010012";
 
-/** spdm_responder_emu's default capabilities (spdm-emu 85436d53 key.c) with SET_KEY_PAIR_RESET. */
-const RESPONDER_CAPS = [
-  "CACHE,CERT,CHAL,MEAS_SIG,MEL,MEAS_FRESH,ENCRYPT,MAC,MUT_AUTH,KEY_EX,PSK_WITH_CONTEXT,ENCAP,HBEAT",
-  "KEY_UPD,HANDSHAKE_IN_CLEAR,CHUNK,SET_CERT,CSR,MULTI_KEY_NEG,GET_KEY_PAIR_INFO",
-  "SET_KEY_PAIR_INFO,SET_KEY_PAIR_RESET,EP_INFO_SIG,LARGE_RESP",
-].join(",");
+const RESPONDER_CAPS = responderCaps("SET_KEY_PAIR_RESET");
 
 const REQUESTER_ARGS = [
   ...["--trans", "PCI_DOE", "--exe_session", "KEY_EX"],
@@ -62,11 +57,7 @@ describe.skipIf(!BIN)("SET_KEY_PAIR_RESET with DMTF's pair", () => {
       "SET_KEY_PAIR_RESET",
     ];
     writeFileSync(config, JSON.stringify({ spdm: { capabilities, slots: [{ slot: 0, generate: true }] } }));
-    const args = [
-      ...["--config", config, "--state-dir", join(dir, "state")],
-      ...["--cert-chain", bin("ecp384/bundle_responder.certchain.der")],
-      ...["--private-key", bin("ecp384/end_responder.key")],
-    ];
+    const args = ["--config", config, "--state-dir", join(dir, "state"), ...slot0()];
     const state = () => JSON.parse(readFileSync(join(dir, "state", "state.json"), "utf8"));
     // Each run against a freshly started device (its SHUTDOWN ends it): the start is the reset.
     const pendingOperations: number[] = [];

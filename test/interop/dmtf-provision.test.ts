@@ -24,7 +24,7 @@ import { SPDM_EMU_BIN as BIN, startResponder, stopResponders } from "../../src/f
 import { runRequester } from "../../src/requester/run.js";
 import { PROVISION_STEPS } from "../../src/spdm/requester-provision.js";
 import { DEFAULT_CAPABILITIES } from "../../src/spdm/responder-settings.js";
-import { bin, runTool } from "../support/dmtf-tool.js";
+import { bin, runTool, slot0 } from "../support/dmtf-tool.js";
 import { expectEveryProvisionStep } from "../support/provisioned.js";
 
 const PROVISION_CAPS = ["MEL", "CSR", "SET_CERT", "EP_INFO_SIG", "GET_KEY_PAIR_INFO", "SET_KEY_PAIR_INFO"];
@@ -70,16 +70,7 @@ describe.skipIf(!BIN)("provisioning messages with DMTF's pair", () => {
         }),
       );
       const device = await spawnDevice({
-        args: [
-          "--config",
-          config,
-          "--on-shutdown",
-          "close",
-          "--cert-chain",
-          bin("ecp384/bundle_responder.certchain.der"),
-          "--private-key",
-          bin("ecp384/end_responder.key"),
-        ],
+        args: ["--config", config, "--on-shutdown", "close", ...slot0()],
       });
       try {
         const port = String(device.mailboxes[0]!.endpoint.port);

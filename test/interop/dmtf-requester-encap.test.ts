@@ -18,7 +18,7 @@ import { spawnDevice } from "../../src/fixture/spawn-device.js";
 import { Bouncer } from "../../src/host/bouncer.js";
 import { silentLogger } from "../../src/log.js";
 import { spdmSettingsSchema } from "../../src/spdm/responder-settings.js";
-import { bin, runTool } from "../support/dmtf-tool.js";
+import { bin, runTool, slot0 } from "../support/dmtf-tool.js";
 
 const BIN = process.env["SPDM_EMU_BIN"];
 const SESSIONS = ["--exe_session", "KEY_EX,PSK,KEY_UPDATE,HEARTBEAT,MEAS,DIGEST,CERT"];
@@ -28,14 +28,7 @@ describe.skipIf(!BIN)("DMTF spdm_requester_emu against our device's encapsulated
   const device = (name: string, spdm: object) => {
     const file = join(tmp, `${name}.json`);
     writeFileSync(file, JSON.stringify({ spdm }));
-    return [
-      "--cert-chain",
-      bin("ecp384/bundle_responder.certchain.der"),
-      "--private-key",
-      bin("ecp384/end_responder.key"),
-      "--config",
-      file,
-    ];
+    return [...slot0(), "--config", file];
   };
   // DMTF's requester signs with the sample chain of the ReqBaseAsym we select; either root is trusted.
   const roots = { trustRoot: bin("rsa3072/ca.cert.der"), trustRoots: [bin("ecp384/ca.cert.der")] };

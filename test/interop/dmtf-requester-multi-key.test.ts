@@ -27,7 +27,7 @@ import {
 import { runRequester, runSessionRequester } from "../../src/requester/run.js";
 import { REQUESTER_DEFAULTS } from "../../src/spdm/requester-options.js";
 import { DEFAULT_CAPABILITIES } from "../../src/spdm/responder-settings.js";
-import { bin, runTool } from "../support/dmtf-tool.js";
+import { bin, runTool, slot0 } from "../support/dmtf-tool.js";
 
 const SESSIONS = ["--exe_session", "KEY_EX,PSK,KEY_UPDATE,HEARTBEAT,MEAS,DIGEST,CERT"];
 const MULTI_KEY = (REQUESTER_DEFAULTS.capabilities | Req.MULTI_KEY_CAP_NEG) >>> 0;
@@ -48,12 +48,7 @@ describe.skipIf(!SPDM_EMU_BIN)("the requester's multi-key connection with DMTF's
       const capabilities = [...DEFAULT_CAPABILITIES, "MULTI_KEY_NEG", "GET_KEY_PAIR_INFO"];
       writeFileSync(file, JSON.stringify({ spdm: { capabilities, mutualAuth: { mode, basic, ...roots } } }));
       const d = await spawnDevice({
-        args: [
-          ...["--config", file],
-          ...["--cert-chain", bin("ecp384/bundle_responder.certchain.der")],
-          ...["--private-key", bin("ecp384/end_responder.key")],
-          ...["--log-level", "debug"],
-        ],
+        args: ["--config", file, ...slot0(), "--log-level", "debug"],
       });
       try {
         const port = String(d.mailboxes[0]!.endpoint.port);

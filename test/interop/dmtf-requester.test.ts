@@ -35,22 +35,13 @@ import { generateCertChain } from "../../src/crypto/certgen.js";
 import { packageRoot, spawnDevice } from "../../src/fixture/spawn-device.js";
 import { parseKeyLog } from "../../src/spdm/keylog.js";
 import { spdmSettingsSchema } from "../../src/spdm/responder-settings.js";
-import { bin, runTool } from "../support/dmtf-tool.js";
+import { bin, runTool, slot0 } from "../support/dmtf-tool.js";
 
 const BIN = process.env["SPDM_EMU_BIN"];
-/** A path under SPDM_EMU_BIN; an absolute path stays itself. */
 /** DMTF's spdm_dump binary (built from DMTF/spdm-dump), to check our captures with; optional. */
 const SPDM_DUMP = process.env["SPDM_DUMP"];
-const slot0 = (dir: string) => [
-  "--cert-chain",
-  bin(`${dir}/bundle_responder.certchain.der`),
-  "--private-key",
-  bin(`${dir}/end_responder.key`),
-];
 /** Mutual authentication with DMTF's sample requester chain of `dir`, whose key spdm_requester_emu signs with. */
 const mutAuth = (dir: string) => ["--mut-auth-cert-chain", bin(`${dir}/bundle_requester.certchain.der`)];
-
-/** Runs a DMTF tool to completion; `cwd` must hold its sample keys (it reads them relative to it). */
 
 /** Our device with `args`, the tool against its first mailbox; the device is stopped whatever happens. */
 async function against(deviceArgs: string[], run: (port: number) => Promise<void>): Promise<void> {

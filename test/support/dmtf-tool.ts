@@ -8,6 +8,21 @@ import { SPDM_EMU_BIN } from "../../src/fixture/spdm-emu-responder.js";
 /** A path inside SPDM_EMU_BIN (an absolute path stays as it is). */
 export const bin = (path: string) => resolve(SPDM_EMU_BIN ?? "", path);
 
+/** Our device's slot 0 as DMTF's sample responder chain and key of `dir` (what its SET_CERT installs). */
+export const slot0 = (dir = "ecp384") => [
+  ...["--cert-chain", bin(`${dir}/bundle_responder.certchain.der`)],
+  ...["--private-key", bin(`${dir}/end_responder.key`)],
+];
+
+/** spdm_responder_emu's default capabilities (spdm-emu 85436d53 key.c) and `extra`, for its --cap. */
+export const responderCaps = (...extra: string[]) =>
+  [
+    "CACHE,CERT,CHAL,MEAS_SIG,MEL,MEAS_FRESH,ENCRYPT,MAC,MUT_AUTH,KEY_EX,PSK_WITH_CONTEXT,ENCAP,HBEAT",
+    "KEY_UPD,HANDSHAKE_IN_CLEAR,CHUNK,SET_CERT,CSR,MULTI_KEY_NEG,GET_KEY_PAIR_INFO",
+    "SET_KEY_PAIR_INFO,EP_INFO_SIG,LARGE_RESP",
+    ...extra,
+  ].join(",");
+
 /**
  * Runs `tool` (a name in SPDM_EMU_BIN or a path) to its end, stdout and stderr as one text; killed
  * after 60 s. The default working directory is SPDM_EMU_BIN: DMTF's programs find their sample keys

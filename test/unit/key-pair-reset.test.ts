@@ -38,17 +38,21 @@ function device(stateDir?: string) {
   return { provisioning, requester };
 }
 
+/** SET_KEY_PAIR_INFO `operation` for `keyPairId`: the negotiated algorithm, associated with `assoc`. */
+const setKeyPairInfo = (r: SpdmRequester, operation: number, keyPairId: number, assoc: number) => ({
+  code: "SET_KEY_PAIR_INFO" as const,
+  version: r.version,
+  operation,
+  keyPairId,
+  desiredKeyUsage: 0,
+  desiredAsymAlgo: 0,
+  desiredAssocCertSlotMask: assoc,
+  desiredPqcAsymAlgo: Buffer.alloc(4),
+});
 const change = (r: SpdmRequester, keyPairId: number, assoc: number) =>
-  r.exchange({
-    code: "SET_KEY_PAIR_INFO",
-    version: r.version,
-    operation: KeyPairOperation.Change,
-    keyPairId,
-    desiredKeyUsage: 0,
-    desiredAsymAlgo: 0,
-    desiredAssocCertSlotMask: assoc,
-    desiredPqcAsymAlgo: Buffer.alloc(4),
-  });
+  r.exchange(setKeyPairInfo(r, KeyPairOperation.Change, keyPairId, assoc));
+/** Generate for key pair 2, no association. */
+const generateOf = (r: SpdmRequester) => setKeyPairInfo(r, KeyPairOperation.Generate, 2, 0);
 const info = async (r: SpdmRequester, keyPairId: number) =>
   (await r.exchange({ code: "GET_KEY_PAIR_INFO", version: r.version, keyPairId })).message;
 const resetRequired = { code: "ERROR", errorCode: SpdmErrorCode.ResetRequired, errorData: 0 };
@@ -129,17 +133,3 @@ describe("SET_KEY_PAIR_RESET_CAP", () => {
     expect(parsed.error?.issues[0]?.message).toBe("SET_KEY_PAIR_RESET needs SET_KEY_PAIR_INFO");
   });
 });
-
-/** SET_KEY_PAIR_INFO Generate for key pair 2, the negotiated algorithm, no association. */
-function generateOf(r: SpdmRequester) {
-  return {
-    code: "SET_KEY_PAIR_INFO" as const,
-    version: r.version,
-    operation: KeyPairOperation.Generate,
-    keyPairId: 2,
-    desiredKeyUsage: 0,
-    desiredAsymAlgo: 0,
-    desiredAssocCertSlotMask: 0,
-    desiredPqcAsymAlgo: Buffer.alloc(4),
-  };
-}
