@@ -1,10 +1,20 @@
 /** `doe-emu device`: one emulated device as a process. */
+
+import net from "node:net";
 import type { Argv } from "yargs";
-import { protocolId } from "../../protocol/doe.js";
+import { type ConfigAccess, encodeControlFrame } from "../../protocol/control.js";
+import {
+  DoeType,
+  encodeDiscoveryRequest,
+  encodeDoeObject,
+  PCI_SIG_VENDOR_ID,
+  protocolId,
+} from "../../protocol/doe.js";
+import { encodeFrame, SocketCommand, type SocketFrame, TransportType } from "../../protocol/socket.js";
 import { defaultDescription, loadDescription } from "../device/description.js";
 import { type DeviceOptions, type RunningDevice, startDevice } from "../device/device.js";
 import { createLogger, type LogLevel } from "../log.js";
-import { formatEndpoint, parseEndpoint } from "../net/framed.js";
+import { type Endpoint, formatEndpoint, parseEndpoint } from "../net/framed.js";
 import { withMutualAuth, withPsk, withSlotFiles } from "../spdm/responder-settings.js";
 import {
   type CaptureArgs,
@@ -97,11 +107,82 @@ async function runDevice(argv: DeviceArgs): Promise<void> {
 }
 
 /**
- * The device snapshot's build-time run (src/cli/snapshot.ts): the device `argv` describes started
- * and stopped again, printing nothing, so that what every device runs as it starts is compiled.
+ * The device snapshot's build-time run (src/cli/snapshot.ts): the device `argv` describes started,
+ * asked what a host's scan asks, and stopped again, printing nothing, so that what every device runs
+ * as it starts and as it is scanned is compiled.
  */
 export async function warmDevice(argv: DeviceArgs): Promise<void> {
-  await (await startDevice(deviceOptions(argv))).stop();
+  const device = await startDevice(deviceOptions(argv));
+  try {
+    await askAsAHostScans(device);
+  } finally {
+    await device.stop();
+  }
+}
+
+/**
+ * Sends the warm device what a host's scan sends (identity; per function its config space in a
+ * batch, its BARs sized and placed, memory decoding on; DOE discovery on every mailbox), each
+ * answered before the next: the snapshot then holds those paths compiled, and a scanned device's
+ * CPU for the scan drops from ~20 to ~12 ms. Plain sockets and codecs, not the host's clients: the
+ * snapshot gets no client state. A device that stops answering fails the build, not hangs it.
+ */
+async function askAsAHostScans(device: RunningDevice): Promise<void> {
+  // Resolves at the socket's next `event`; rejects if it errs, closes or is silent for 5 s first.
+  // (No AbortSignal.timeout: a pending timer left behind is a handle the snapshot cannot hold.)
+  const next = (socket: net.Socket, event: "connect" | "data") =>
+    new Promise<void>((resolve, reject) => {
+      const settle = (err?: Error) => {
+        clearTimeout(timer);
+        socket.off(event, ok).off("error", settle).off("close", closed);
+        if (err) reject(err);
+        else resolve();
+      };
+      const ok = () => settle();
+      const closed = () => settle(new Error(`the warm device closed before its ${event}`));
+      const timer = setTimeout(() => settle(new Error(`no ${event} from the warm device in 5 s`)), 5000);
+      socket.once(event, ok).once("error", settle).once("close", closed);
+    });
+  const ask = async (to: Endpoint, frames: SocketFrame[]) => {
+    const socket = net.connect(to.port, to.host);
+    try {
+      await next(socket, "connect");
+      for (const frame of frames) {
+        socket.write(encodeFrame(frame));
+        await next(socket, "data");
+      }
+    } finally {
+      socket.destroy();
+    }
+  };
+  // The BARs sized and placed and memory decoding enabled, as the host's assignBars does.
+  const bars = (rid: number, value: number): ConfigAccess[] => [
+    ...[0, 1, 2, 3, 4, 5].map((i) => ({ op: "write" as const, rid, offset: 0x10 + 4 * i, width: 4, value })),
+    { op: "read", rid, offset: 0x10, width: 4, count: 6 },
+  ];
+  const config = device.model.routingIds.flatMap((rid) => [
+    encodeControlFrame(1, {
+      kind: "cfgBatch",
+      accesses: [{ op: "read", rid, offset: 0, width: 4, count: 1024 }],
+    }),
+    encodeControlFrame(2, { kind: "cfgBatch", accesses: [...bars(rid, 0xffff_ffff), ...bars(rid, 0)] }),
+    encodeControlFrame(3, { kind: "cfgWrite", rid, offset: 4, width: 2, value: 2 }),
+    encodeControlFrame(4, { kind: "cfgRead", rid, offset: 4, width: 2 }),
+  ]);
+  await ask(device.control, [encodeControlFrame(0, { kind: "identity" }), ...config]);
+  for (const mailbox of device.mailboxes)
+    await ask(
+      mailbox.endpoint,
+      mailbox.protocols.map((_, index) => ({
+        command: SocketCommand.NORMAL,
+        transport: TransportType.PCI_DOE,
+        payload: encodeDoeObject({
+          vendorId: PCI_SIG_VENDOR_ID,
+          type: DoeType.DISCOVERY,
+          payload: encodeDiscoveryRequest({ index, version: 0 }),
+        }),
+      })),
+    );
 }
 
 export const deviceCommand = {
