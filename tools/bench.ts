@@ -10,10 +10,11 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { createInterface } from "node:readline";
 import { setTimeout as sleep } from "node:timers/promises";
-import { DoeType, encodeDiscoveryRequest, encodeDoeObject, PCI_SIG_VENDOR_ID } from "../protocol/doe.js";
+import { encodeDoeObject } from "../protocol/doe.js";
 import { decodePcap } from "../protocol/pcap.js";
 import { encodeFrame, SocketCommand, TEST_CLIENT_HELLO, TransportType } from "../protocol/socket.js";
 import { DoeClient } from "../src/doe/client.js";
+import { discoveryRequest } from "../src/doe/discovery.js";
 import { processCpuMs, processMemory, processUsage } from "../src/fixture/process-usage.js";
 import { packageRoot, spawnDevice } from "../src/fixture/spawn-device.js";
 import {
@@ -134,11 +135,7 @@ async function discoveryVsRaw(): Promise<string[]> {
   const echo = await startEchoProcess();
   try {
     const doe = await DoeClient.connect(dev.mailboxes[0]!.endpoint);
-    const request = {
-      vendorId: PCI_SIG_VENDOR_ID,
-      type: DoeType.DISCOVERY,
-      payload: encodeDiscoveryRequest({ index: 1, version: 0 }),
-    };
+    const request = discoveryRequest(1);
     // A discovery exchange is a 24-byte frame each way (12-byte socket header + 12-byte DOE object).
     const raw = await rawPingPong(echo.port, 24);
     // The same raw client sending the discovery frame itself: the device process's share alone.
@@ -176,11 +173,7 @@ async function captureOnVsOff(): Promise<string[]> {
     const [off, on] = await Promise.all(
       [plain, capturing].map((d) => DoeClient.connect(d.mailboxes[0]!.endpoint)),
     );
-    const request = {
-      vendorId: PCI_SIG_VENDOR_ID,
-      type: DoeType.DISCOVERY,
-      payload: encodeDiscoveryRequest({ index: 1, version: 0 }),
-    };
+    const request = discoveryRequest(1);
     const [withoutCapture, withCapture] = await interleaved([
       () => off!.exchange(request),
       () => on!.exchange(request),
@@ -327,11 +320,7 @@ async function bounceVsDirect(): Promise<string[]> {
   try {
     const direct = await DoeClient.connect(mailbox);
     const bounced = await DoeClient.connect(t.tdevs[0]!.bounce);
-    const request = {
-      vendorId: PCI_SIG_VENDOR_ID,
-      type: DoeType.DISCOVERY,
-      payload: encodeDiscoveryRequest({ index: 1, version: 0 }),
-    };
+    const request = discoveryRequest(1);
     const frame = encodeFrame({
       command: SocketCommand.NORMAL,
       transport: TransportType.PCI_DOE,
@@ -780,11 +769,7 @@ async function floodBouncer(): Promise<string[]> {
     const frame = encodeFrame({
       command: SocketCommand.NORMAL,
       transport: TransportType.PCI_DOE,
-      payload: encodeDoeObject({
-        vendorId: PCI_SIG_VENDOR_ID,
-        type: DoeType.DISCOVERY,
-        payload: encodeDiscoveryRequest({ index: 0, version: 0 }),
-      }),
+      payload: encodeDoeObject(discoveryRequest(0)),
     });
     const lines: string[] = [];
     for (const ending of ["then closes", "keeps it open"] as const) {

@@ -3,16 +3,11 @@
 import net from "node:net";
 import type { Argv } from "yargs";
 import { type ConfigAccess, encodeControlFrame } from "../../protocol/control.js";
-import {
-  DoeType,
-  encodeDiscoveryRequest,
-  encodeDoeObject,
-  PCI_SIG_VENDOR_ID,
-  protocolId,
-} from "../../protocol/doe.js";
+import { encodeDoeObject, protocolId } from "../../protocol/doe.js";
 import { encodeFrame, SocketCommand, type SocketFrame, TransportType } from "../../protocol/socket.js";
 import { defaultDescription, loadDescription } from "../device/description.js";
 import { type DeviceOptions, type RunningDevice, startDevice } from "../device/device.js";
+import { discoveryRequest } from "../doe/discovery.js";
 import { createLogger, type LogLevel } from "../log.js";
 import { type Endpoint, formatEndpoint, parseEndpoint } from "../net/framed.js";
 import { withMutualAuth, withPsk, withSlotFiles } from "../spdm/responder-settings.js";
@@ -176,11 +171,7 @@ async function askAsAHostScans(device: RunningDevice): Promise<void> {
       mailbox.protocols.map((_, index) => ({
         command: SocketCommand.NORMAL,
         transport: TransportType.PCI_DOE,
-        payload: encodeDoeObject({
-          vendorId: PCI_SIG_VENDOR_ID,
-          type: DoeType.DISCOVERY,
-          payload: encodeDiscoveryRequest({ index, version: 0 }),
-        }),
+        payload: encodeDoeObject(discoveryRequest(index)),
       })),
     );
 }

@@ -7,15 +7,14 @@
  */
 import {
   type DoeProtocol,
-  DoeType,
   decodeDiscoveryRequest,
   decodeDoeObject,
   encodeDiscoveryResponse,
   encodeDoeObject,
-  PCI_SIG_VENDOR_ID,
   protocolId,
 } from "../../protocol/doe.js";
 import { DecodeError } from "../../protocol/errors.js";
+import { DISCOVERY } from "../doe/discovery.js";
 import { type Logger, WarnLimiter } from "../log.js";
 
 export interface DoeRequest extends DoeProtocol {
@@ -27,8 +26,6 @@ export interface DoeRequest extends DoeProtocol {
 
 /** Returns the response payload, or undefined to send no response object. */
 export type DoeHandler = (req: DoeRequest) => Promise<Buffer | undefined> | Buffer | undefined;
-
-const DISCOVERY: DoeProtocol = { vendorId: PCI_SIG_VENDOR_ID, type: DoeType.DISCOVERY };
 
 const key = (p: DoeProtocol) => (p.vendorId << 8) | p.type;
 

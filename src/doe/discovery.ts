@@ -10,6 +10,12 @@ import {
 
 export const DISCOVERY: DoeProtocol = { vendorId: PCI_SIG_VENDOR_ID, type: DoeType.DISCOVERY };
 
+/** The DOE discovery request for table entry `index`. */
+export const discoveryRequest = (index: number): DoeObject => ({
+  ...DISCOVERY,
+  payload: encodeDiscoveryRequest({ index, version: 0 }),
+});
+
 /** A DOE-level failure: the peer answered, but not as a DOE mailbox should. */
 export class DoeError extends Error {
   override readonly name = "DoeError";
@@ -25,7 +31,7 @@ export async function walkDiscovery(
   const found: DoeProtocol[] = [];
   let index = 0;
   do {
-    const rsp = await exchange({ ...DISCOVERY, payload: encodeDiscoveryRequest({ index, version: 0 }) });
+    const rsp = await exchange(discoveryRequest(index));
     const entry = decodeDiscoveryResponse(rsp.payload);
     if (entry.vendorId === 0xffff) throw new DoeError(`discovery index ${index} is out of range`);
     found.push({ vendorId: entry.vendorId, type: entry.type });
