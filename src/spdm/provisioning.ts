@@ -158,15 +158,20 @@ export class Provisioning {
 
   /** SET_CERTIFICATE: the chain and key now in `slot`. */
   install(slot: number, key: SlotKey): void {
-    this.slots.install(slot, key);
-    this.installed.set(slot, key);
+    this.place(slot, key);
     this.save();
   }
 
   erase(slot: number): void {
-    this.slots.erase(slot);
-    this.installed.set(slot, null);
+    this.place(slot, null);
     this.save();
+  }
+
+  /** `slot` now holds `key`'s chain, or is erased (null); remembered for the state directory. */
+  private place(slot: number, key: SlotKey | null): void {
+    this.installed.set(slot, key);
+    if (key) this.slots.install(slot, key);
+    else this.slots.erase(slot);
   }
 
   /** SET_CERTIFICATE that takes effect at the next reset: a chain and key, or null to erase. */
@@ -235,11 +240,7 @@ export class Provisioning {
       this.apply(p.change);
       p.ready = true;
     }
-    for (const [slot, key] of this.pendingSlots) {
-      this.installed.set(slot, key);
-      if (key) this.slots.install(slot, key);
-      else this.slots.erase(slot);
-    }
+    for (const [slot, key] of this.pendingSlots) this.place(slot, key);
     this.pendingSlots.clear();
     for (const p of waiting) p.ready = true;
     this.save();
@@ -301,31 +302,24 @@ export class Provisioning {
       if ((e as NodeJS.ErrnoException).code === "ENOENT") return; // a new state directory
       throw e;
     }
-    const corrupt = (why: string) =>
-      new Error(`state directory ${dir}: ${STATE_FILE} is corrupt (${why}); remove it to start afresh`);
     let state: z.output<typeof stateSchema>;
     try {
       const parsed = stateSchema.safeParse(JSON.parse(text));
       if (!parsed.success)
-        throw corrupt(parsed.error.issues.map((i) => `${i.path.join(".")}: ${i.message}`).join("; "));
+        throw new Error(parsed.error.issues.map((i) => `${i.path.join(".")}: ${i.message}`).join("; "));
       state = parsed.data;
       const slotKey = (k: { certs: Buffer[]; key: Buffer } | null) =>
         k && { certsDer: k.certs, privateKey: privateKeyFromPkcs8(k.key) };
-      for (const [slot, k] of Object.entries(state.slots)) {
-        const key = slotKey(k);
-        this.installed.set(Number(slot), key);
-        if (key) this.slots.install(Number(slot), key);
-        else this.slots.erase(Number(slot));
-      }
+      for (const [slot, k] of Object.entries(state.slots)) this.place(Number(slot), slotKey(k));
       for (const [slot, k] of Object.entries(state.pending?.slots ?? {}))
         this.pendingSlots.set(Number(slot), slotKey(k));
       for (const [tag, p] of Object.entries(state.pending?.csrs ?? {})) this.pendingCsrs.set(Number(tag), p);
       for (const [id, { ready, ...change }] of Object.entries(state.pending?.keyPairs ?? {}))
         this.pendingKeyPairs.set(Number(id), { change: { id: Number(id), ...change }, ready });
     } catch (e) {
-      throw e instanceof SyntaxError || !(e as Error).message.startsWith("state directory")
-        ? corrupt((e as Error).message)
-        : e;
+      // Bad JSON, a schema mismatch or an unreadable key alike.
+      const why = (e as Error).message;
+      throw new Error(`state directory ${dir}: ${STATE_FILE} is corrupt (${why}); remove it to start afresh`);
     }
     for (const saved of state.keyPairs) {
       const kp = this.keyPair(saved.id);
