@@ -124,7 +124,9 @@ export async function warmDevice(argv: DeviceArgs): Promise<void> {
  */
 async function askAsAHostScans(device: RunningDevice): Promise<void> {
   // Resolves at the socket's next `event`; rejects if it errs, closes or is silent for 5 s first.
-  // (No AbortSignal.timeout: a pending timer left behind is a handle the snapshot cannot hold.)
+  // A plain timer, cleared: AbortSignal.timeout leaves one pending, a handle no snapshot can hold,
+  // and a socket timeout (socket.setTimeout) set at build time leaves devices started from the
+  // snapshot not re-announced after their link comes back (test/integration/netns fails).
   const next = (socket: net.Socket, event: "connect" | "data") =>
     new Promise<void>((resolve, reject) => {
       const settle = (err?: Error) => {
