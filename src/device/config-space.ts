@@ -160,6 +160,28 @@ export class ConfigSpace {
     return m ? m.block.read(offset - m.base, width) : getLE(this.data, offset, width);
   }
 
+  /**
+   * `count` consecutive registers of `width` bytes from `offset`, little-endian into `into` at `at`:
+   * as many reads, but the unmapped runs copied whole (their reads have no effects), so a host's
+   * 4 KiB scan runs no per-register loop hot enough to make V8 optimise it (+4 MiB in every device).
+   */
+  readInto(offset: number, width: ConfigWidth, count: number, into: Buffer, at: number): void {
+    const end = offset + count * width;
+    while (offset < end) {
+      const m = this.mappingAt(offset);
+      if (m) {
+        into.writeUIntLE(m.block.read(offset - m.base, width) >>> 0, at, width);
+        offset += width;
+        at += width;
+        continue;
+      }
+      // Up to the next mapping: its bounds are DW-aligned, so the run is whole registers.
+      const next = this.mappings.reduce((n, x) => (x.from > offset && x.from < n ? x.from : n), end);
+      at += this.data.copy(into, at, offset, next);
+      offset = next;
+    }
+  }
+
   /** As PCI hardware does: read-only bits keep their value, RW bits take the new one, RW1C bits clear on 1. */
   write(offset: number, width: ConfigWidth, value: number, writer = CONFIG_WRITER): void {
     const m = this.mappingAt(offset);

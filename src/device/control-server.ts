@@ -124,8 +124,8 @@ function runBatch(model: DeviceModel, accesses: readonly ConfigAccess[], writer:
       model.configWrite(a.rid, a.offset, a.width, a.value, writer);
       continue;
     }
-    for (let i = 0; i < a.count; i++, at += a.width)
-      data.writeUIntLE(model.configRead(a.rid, a.offset + i * a.width, a.width) >>> 0, at, a.width);
+    model.configReadInto(a.rid, a.offset, a.width, a.count, data, at);
+    at += a.count * a.width;
   }
   return data;
 }

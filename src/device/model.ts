@@ -118,6 +118,15 @@ export class DeviceModel {
     return this.spaceAt(rid)?.read(offset, width) ?? allOnes(width);
   }
 
+  /** `count` consecutive configRead()s of `width` bytes from `offset`, little-endian into `into` at `at`. */
+  configReadInto(rid: number, offset: number, width: number, count: number, into: Buffer, at: number): void {
+    checkConfigAccess(offset, width);
+    checkConfigAccess(offset + (count - 1) * width, width);
+    const space = this.spaceAt(rid);
+    if (space) space.readInto(offset, width, count, into, at);
+    else into.fill(0xff, at, at + count * width);
+  }
+
   /** Throws ControlError for an illegal access; a write to a missing function goes nowhere. */
   configWrite(rid: number, offset: number, width: number, value: number, writer?: string): void {
     checkConfigAccess(offset, width);

@@ -144,6 +144,30 @@ describe("config space of a described device", () => {
     expect(model.configRead(absent, Header.COMMAND, 2)).toBe(0xffff);
   });
 
+  it("a block read returns what as many single reads do, mapped DOE registers and missing functions included", () => {
+    const model = modelOf(twoFunctions);
+    const rid = 0x0310;
+    model.configWrite(rid, 0x100 + Doe.READ, 4, 0); // an ack with nothing to read: DOE Status shows Error
+    for (const width of [1, 2, 4] as const) {
+      for (const [at, count] of [
+        [0, 4096 / width],
+        [0x100 - width, 12 / width + 2],
+        [0x104, 1],
+      ] as const) {
+        const block = Buffer.alloc(count * width + 2, 0x5a);
+        model.configReadInto(rid, at, width, count, block, 1);
+        const singles = Buffer.alloc(count * width);
+        for (let i = 0; i < count; i++)
+          singles.writeUIntLE(model.configRead(rid, at + i * width, width), i * width, width);
+        expect(block.subarray(1, -1).equals(singles), `width ${width} from ${at}`).toBe(true);
+        expect([block[0], block.at(-1)]).toEqual([0x5a, 0x5a]);
+      }
+    }
+    const missing = Buffer.alloc(8);
+    model.configReadInto(routingId(3, 2, 1), 0, 4, 2, missing, 0);
+    expect(missing).toEqual(Buffer.alloc(8, 0xff));
+  });
+
   it("keeps read-only fields and takes the writable bits", () => {
     const model = modelOf(parseDescription({}));
     const rid = 0x0100;
