@@ -112,7 +112,8 @@ describe.skipIf(missing !== undefined)(
       const back = await topologyReaches(t.api, (v) => present(v).join() === all.join(), 20_000);
       expect(back.tdevs.map((d) => d.bdf).sort()).toEqual(["01:00.0", "02:00.0", "02:00.1"]);
       expect(back.tdis.find((d) => d.bdf === "01:00.2")).toMatchObject({ boundTo: "vm1" });
-    });
+      // Its own waits (15 s for the drop, 20 s for the re-add) are its limits, not the default 20 s.
+    }, 40_000);
 
     it("leaves no namespace, veth or process behind when stopped", async () => {
       await t.stop();
