@@ -166,18 +166,16 @@ export class ConfigSpace {
    * 4 KiB scan runs no per-register loop hot enough to make V8 optimise it (+4 MiB in every device).
    */
   readInto(offset: number, width: ConfigWidth, count: number, into: Buffer, at: number): void {
-    const end = offset + count * width;
-    while (offset < end) {
-      const m = this.mappingAt(offset);
-      if (m) {
-        into.writeUIntLE(m.block.read(offset - m.base, width) >>> 0, at, width);
-        offset += width;
-        at += width;
-        continue;
-      }
-      // Up to the next mapping: its bounds are DW-aligned, so the run is whole registers.
-      const next = this.mappings.reduce((n, x) => (x.from > offset && x.from < n ? x.from : n), end);
-      at += this.data.copy(into, at, offset, next);
+    for (const end = offset + count * width; offset < end; ) {
+      // A mapped register is read as read() reads it; an unmapped run goes up to the next mapping,
+      // whose DW-aligned bounds keep it whole registers.
+      const mapped = this.mappingAt(offset) !== undefined;
+      const next = mapped
+        ? offset + width
+        : this.mappings.reduce((n, m) => (m.from > offset && m.from < n ? m.from : n), end);
+      if (mapped) into.writeUIntLE(this.read(offset, width) >>> 0, at, width);
+      else this.data.copy(into, at, offset, next);
+      at += next - offset;
       offset = next;
     }
   }
