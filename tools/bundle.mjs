@@ -4,7 +4,6 @@
 // Then the device's and the host's V8 startup snapshots (src/cli/snapshot.ts): what spawnCli starts them from.
 import { execFileSync } from "node:child_process";
 import { readFileSync, rmSync, writeFileSync } from "node:fs";
-import { dirname, join } from "node:path";
 import { build } from "esbuild";
 
 // yargs' string-width makes an Intl.Segmenter as it loads, a native handle a startup snapshot cannot
@@ -25,26 +24,8 @@ const lazySegmenter = {
   },
 };
 
-// zod's namespaces carry all of its ~50 locales (a quarter of a MiB of source, in every snapshot and
-// process); only English, its default, is used: the namespaces get just that one.
-const englishOnly = {
-  name: "zod-english-only",
-  setup(b) {
-    b.onResolve({ filter: /^\.\.\/locales\/index\.js$/ }, (args) =>
-      /[\\/]zod[\\/]v4[\\/]/.test(args.importer)
-        ? { path: join(dirname(args.importer), "../locales/index.js"), namespace: "zod-english-only" }
-        : undefined,
-    );
-    b.onLoad({ filter: /.*/, namespace: "zod-english-only" }, (args) => ({
-      contents: 'export { default as en } from "./en.js";',
-      resolveDir: dirname(args.path),
-      loader: "js",
-    }));
-  },
-};
-
 const common = {
-  plugins: [lazySegmenter, englishOnly],
+  plugins: [lazySegmenter],
   bundle: true,
   platform: "node",
   target: "node20",

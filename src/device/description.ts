@@ -5,7 +5,7 @@
  */
 import { readFileSync } from "node:fs";
 import { dirname } from "node:path";
-import { z } from "zod";
+import * as z from "zod";
 import {
   capabilityIssues,
   MAX_SECONDARY_SESSIONS,

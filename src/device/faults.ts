@@ -12,7 +12,7 @@
  *   IDE_KM    the IDE-KM engine, per KEY_PROG: ide-km-fail (KP_ACK with Unspecified Failure).
  * fault-injection.ts applies them; the control wire adds, lists and clears them at run time.
  */
-import { z } from "zod";
+import * as z from "zod";
 import { formatRoutingId, parseRoutingId } from "../../protocol/pci.js";
 import { SpdmRequestCode } from "../../protocol/spdm/codes.js";
 import { TdispCode } from "../../protocol/tdisp.js";

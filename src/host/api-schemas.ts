@@ -4,7 +4,7 @@
  * GET /openapi.json is generated from both (z.toJSONSchema, JSON Schema 2020-12 as OpenAPI 3.1 takes).
  * A route added to api.ts gets its entry in ROUTES here.
  */
-import { z } from "zod";
+import * as z from "zod";
 import { TdiState } from "../../protocol/tdisp.js";
 import { faultRuleSchema } from "../device/faults.js";
 import type { TdiView, TopologyView } from "./api.js";

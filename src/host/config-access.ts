@@ -4,7 +4,7 @@
  * wire and is a real config access: nothing is filtered, so a BAR write to a locked TDI reaches the
  * device (and pushes the TDI to ERROR) exactly as it would from `--control`.
  */
-import { z } from "zod";
+import * as z from "zod";
 import { allOnes, type ConfigWidth, formatRoutingId } from "../../protocol/pci.js";
 import type { Registry } from "./registry.js";
 import type { ConfigReader, ConfigWriter } from "./scan.js";

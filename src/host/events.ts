@@ -8,7 +8,7 @@
  */
 import type { EventEmitter } from "node:events";
 import type http from "node:http";
-import { z } from "zod";
+import * as z from "zod";
 import type { Logger } from "../log.js";
 import type { HostEvent } from "./registry.js";
 

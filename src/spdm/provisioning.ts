@@ -21,7 +21,7 @@
 import type { KeyObject } from "node:crypto";
 import { mkdirSync, readFileSync, renameSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { z } from "zod";
+import * as z from "zod";
 import { KeyUsage } from "../../protocol/spdm/codes.js";
 import { KeyPairOperation } from "../../protocol/spdm/provision.js";
 import { bitIndices, maskOf } from "../bits.js";

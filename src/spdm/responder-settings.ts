@@ -19,7 +19,7 @@
  */
 import { type KeyObject, X509Certificate } from "node:crypto";
 import { resolve } from "node:path";
-import { z } from "zod";
+import * as z from "zod";
 import {
   DMTF_VALUE_TYPE_RAW_BIT_STREAM,
   DmtfMeasurementType,

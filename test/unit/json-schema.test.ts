@@ -1,6 +1,6 @@
 /** The small JSON Schema check the OpenAPI test relies on: it must fail what does not conform. */
 import { expect, it } from "vitest";
-import { z } from "zod";
+import * as z from "zod";
 import { schemaErrors } from "../support/json-schema.js";
 
 const schema = z.toJSONSchema(
