@@ -4,9 +4,10 @@
  * a topology's host from dist/host.blob.
  */
 import { readFileSync } from "node:fs";
+import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { DoeClient } from "../../src/doe/client.js";
-import { type SpawnedDevice, spawnDevice } from "../../src/fixture/spawn-device.js";
+import { packageRoot, type SpawnedDevice, spawnDevice } from "../../src/fixture/spawn-device.js";
 import { startTopology } from "../../src/fixture/topology.js";
 import { authenticate } from "../../src/requester/connection.js";
 import { withRequester } from "../../src/requester/run.js";
@@ -27,9 +28,12 @@ describe("a device spawned by spawnCli", () => {
   });
   afterAll(() => dev?.stop());
 
-  it("runs from the startup snapshot, without NODE_EXTRA_CA_CERTS", () => {
+  it("runs from the startup snapshot, under the V8 flags it was built with, without NODE_EXTRA_CA_CERTS", () => {
     const argv = readFileSync(`/proc/${dev.pid}/cmdline`, "utf8").split("\0");
-    expect(argv.slice(1, 4)).toEqual([
+    const { flags } = JSON.parse(readFileSync(join(packageRoot(), "dist", "device.blob.json"), "utf8"));
+    expect(flags).toContain("--max-semi-space-size=1");
+    expect(argv.slice(1, flags.length + 4)).toEqual([
+      ...flags,
       "--snapshot-blob",
       expect.stringMatching(/dist\/device\.blob$/),
       "device",
