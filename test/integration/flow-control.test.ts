@@ -5,7 +5,7 @@
  * unfinished closes that connection only; a listener caps its connections.
  */
 import net from "node:net";
-import { afterEach, describe, expect, it } from "vitest";
+import { afterEach, describe, expect, it, vi } from "vitest";
 import { encodeFrame, SocketCommand, TEST_CLIENT_HELLO, TransportType } from "../../protocol/socket.js";
 import { parseDescription } from "../../src/device/description.js";
 import { type RunningDevice, startDevice } from "../../src/device/device.js";
@@ -113,5 +113,13 @@ describe("mailbox wire bounds", () => {
     cleanup.push(() => c.close());
     await refused;
     await c.closed;
+    // A connection that ends frees its place: the next one is served.
+    a.close();
+    await a.closed;
+    await vi.waitFor(() => expect(server.connections.size).toBe(1));
+    const d = await RawPeer.connect(server.address.port);
+    cleanup.push(() => d.close());
+    d.sendFrame(SocketCommand.TEST, TransportType.PCI_DOE, TEST_CLIENT_HELLO);
+    expect((await d.recv()).command).toBe(SocketCommand.TEST);
   });
 });
