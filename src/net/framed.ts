@@ -223,7 +223,7 @@ export class FramedServer {
         const fs = new FramedServer(server, { host: addr.address, port: addr.port });
         server.on("connection", (accepted) => {
           const conn = new FramedConnection(
-            adopt(accepted, (n) => conn.receive(copyRead(n))),
+            adopt(accepted, (chunk) => conn.receive(chunk)),
             { ...opts, serving: true },
           );
           fs.connections.add(conn);
@@ -299,13 +299,13 @@ function copyRead(n: number): Buffer {
   return chunk;
 }
 
-/** net's `onread`, reading into readBuffer and handing each read's length to `callback`. */
-function onread(callback: (n: number) => void): net.OnReadOpts {
+/** net's `onread`, reading into readBuffer and handing `receive` a copy of each read's bytes. */
+function onread(receive: (chunk: Buffer) => void): net.OnReadOpts {
   readBuffer ??= Buffer.allocUnsafe(64 * 1024);
   return {
     buffer: readBuffer,
     callback: (n) => {
-      callback(n);
+      receive(copyRead(n));
       return true;
     },
   };
@@ -318,11 +318,11 @@ function onread(callback: (n: number) => void): net.OnReadOpts {
  * socket stays, without its handle, until the new one closes: it is what the server counts
  * against maxConnections.
  */
-function adopt(accepted: net.Socket, callback: (n: number) => void): net.Socket {
+function adopt(accepted: net.Socket, receive: (chunk: Buffer) => void): net.Socket {
   const internal = accepted as unknown as { _handle: unknown };
   const handle = internal._handle;
   internal._handle = null;
-  const socket = new net.Socket({ handle, onread: onread(callback) } as net.SocketConstructorOpts);
+  const socket = new net.Socket({ handle, onread: onread(receive) } as net.SocketConstructorOpts);
   socket.once("close", () => accepted.destroy());
   return socket;
 }
@@ -366,7 +366,7 @@ export class FramedClient {
         host: endpoint.host,
         port: endpoint.port,
         // Reading starts after "connect" has created `conn`; pausing is updateFlow's.
-        onread: onread((n) => conn!.receive(copyRead(n))),
+        onread: onread((chunk) => conn!.receive(chunk)),
       });
       const timer = setTimeout(() => {
         socket.destroy();
