@@ -293,19 +293,16 @@ function settle(p: PendingRequest, f: SocketFrame): void {
  */
 let readBuffer: Buffer | undefined;
 
-function copyRead(n: number): Buffer {
-  const chunk = Buffer.allocUnsafe(n);
-  readBuffer!.copy(chunk, 0, 0, n);
-  return chunk;
-}
-
 /** net's `onread`, reading into readBuffer and handing `receive` a copy of each read's bytes. */
 function onread(receive: (chunk: Buffer) => void): net.OnReadOpts {
   readBuffer ??= Buffer.allocUnsafe(64 * 1024);
+  const buffer = readBuffer;
   return {
-    buffer: readBuffer,
+    buffer,
     callback: (n) => {
-      receive(copyRead(n));
+      const chunk = Buffer.allocUnsafe(n);
+      buffer.copy(chunk, 0, 0, n);
+      receive(chunk);
       return true;
     },
   };
